@@ -1,0 +1,218 @@
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import { type BufferKeys, CONSUMER_GROUP } from './keys.ts';
+import { type BufferRedis, registerScripts } from './scripts.ts';
+
+/** One entry read from a partition stream. */
+export interface StreamEntry {
+  partition: number;
+  /** Stream entry id, e.g. `1700000000000-0`. */
+  id: string;
+  /** Format version (`v`). */
+  version: string | undefined;
+  /** Event JSON (`e`). */
+  event: string | undefined;
+  /** Traceparent of the ingest span (`tp`). */
+  traceparent: string | undefined;
+  /** Times this entry has been delivered, this delivery included. */
+  deliveries: number;
+}
+
+export interface StreamConsumerOptions {
+  /** A connection of its own: XREADGROUP blocks it. */
+  redis: Redis;
+  keys: BufferKeys;
+  /** Unique per process: host + pid. */
+  consumerName: string;
+  logger: Logger;
+}
+
+type RawEntry = [id: string, fields: string[] | null];
+
+/** The worker's side of the streams: read, reclaim, acknowledge, trim. */
+export class StreamConsumer {
+  readonly #redis: BufferRedis;
+  readonly #keys: BufferKeys;
+  readonly #name: string;
+  readonly #logger: Logger;
+  #claimCursor: string[];
+
+  constructor(opts: StreamConsumerOptions) {
+    this.#redis = registerScripts(opts.redis);
+    this.#keys = opts.keys;
+    this.#name = opts.consumerName;
+    this.#logger = opts.logger;
+    this.#claimCursor = opts.keys.streams.map(() => '0-0');
+  }
+
+  get name(): string {
+    return this.#name;
+  }
+
+  /** Creates the group on every partition (from the stream's start), once per stream. */
+  async ensureGroups(): Promise<void> {
+    await Promise.all(
+      this.#keys.streams.map(async (key) => {
+        try {
+          await this.#redis.xgroup('CREATE', key, CONSUMER_GROUP, '0', 'MKSTREAM');
+        } catch (err) {
+          if (!(err instanceof Error && err.message.startsWith('BUSYGROUP'))) throw err;
+        }
+      }),
+    );
+  }
+
+  /**
+   * Reads about `count` new entries across all partitions (COUNT is per stream, so up to
+   * `count + partitions`), blocking at most `blockMs` when none is there. Recreates the
+   * groups when Redis lost them (a restart without persistence).
+   */
+  async read(count: number, blockMs: number): Promise<StreamEntry[]> {
+    const streams = this.#keys.streams;
+    const perStream = Math.max(1, Math.ceil(count / streams.length));
+    let reply: unknown;
+    try {
+      reply = await this.#redis.xreadgroup(
+        'GROUP',
+        CONSUMER_GROUP,
+        this.#name,
+        'COUNT',
+        perStream,
+        'BLOCK',
+        blockMs,
+        'STREAMS',
+        ...streams,
+        ...streams.map(() => '>'),
+      );
+    } catch (err) {
+      if (err instanceof Error && err.message.startsWith('NOGROUP')) {
+        this.#logger.warn('consumer group missing (Redis restarted?); recreating it');
+        await this.ensureGroups();
+        return [];
+      }
+      throw err;
+    }
+    const entries: StreamEntry[] = [];
+    for (const [key, raw] of (reply ?? []) as [string, RawEntry[]][]) {
+      const partition = streams.indexOf(key);
+      for (const item of raw) {
+        const entry = toEntry(partition, item, 1);
+        if (entry) entries.push(entry);
+      }
+    }
+    return entries;
+  }
+
+  /**
+   * Takes over entries that another consumer has held for longer than `minIdleMs`
+   * (XAUTOCLAIM), with their delivery counts. Walks each partition's pending list
+   * across calls, `count` entries at a time.
+   */
+  async claimIdle(minIdleMs: number, count: number): Promise<StreamEntry[]> {
+    const entries: StreamEntry[] = [];
+    for (let p = 0; p < this.#keys.partitions; p++) {
+      const key = this.#keys.stream(p);
+      let reply: unknown[];
+      try {
+        reply = (await this.#redis.xautoclaim(
+          key,
+          CONSUMER_GROUP,
+          this.#name,
+          minIdleMs,
+          this.#claimCursor[p] ?? '0-0',
+          'COUNT',
+          count,
+        )) as unknown[];
+      } catch (err) {
+        if (err instanceof Error && err.message.startsWith('NOGROUP')) continue;
+        throw err;
+      }
+      this.#claimCursor[p] = String(reply[0] ?? '0-0');
+      const claimed = ((reply[1] ?? []) as RawEntry[]).filter((e) => e !== null);
+      if (claimed.length === 0) continue;
+      const deliveries = await this.#deliveryCounts(key, claimed);
+      for (const item of claimed) {
+        const entry = toEntry(p, item, deliveries.get(item[0]) ?? 1);
+        if (entry) entries.push(entry);
+      }
+    }
+    return entries;
+  }
+
+  async #deliveryCounts(key: string, claimed: RawEntry[]): Promise<Map<string, number>> {
+    const first = claimed[0]?.[0] ?? '-';
+    const last = claimed[claimed.length - 1]?.[0] ?? '+';
+    const rows = (await this.#redis.xpending(
+      key,
+      CONSUMER_GROUP,
+      first,
+      last,
+      claimed.length,
+      this.#name,
+    )) as [string, string, number, number][];
+    return new Map(rows.map(([id, , , times]) => [id, Number(times)]));
+  }
+
+  /** Acknowledges and deletes entries (after their rows are committed). */
+  async ack(entries: readonly Pick<StreamEntry, 'partition' | 'id'>[]): Promise<number> {
+    const byPartition = new Map<number, string[]>();
+    for (const e of entries) {
+      const ids = byPartition.get(e.partition);
+      if (ids) ids.push(e.id);
+      else byPartition.set(e.partition, [e.id]);
+    }
+    let acked = 0;
+    const calls: Promise<number>[] = [];
+    for (const [p, ids] of byPartition) {
+      // Lua's unpack() has a stack limit of a few thousand values.
+      for (let i = 0; i < ids.length; i += 1000) {
+        calls.push(
+          this.#redis.tributaryAckDelete(this.#keys.stream(p), CONSUMER_GROUP, ...ids.slice(i, i + 1000)),
+        );
+      }
+    }
+    for (const n of await Promise.all(calls)) acked += Number(n);
+    return acked;
+  }
+
+  /**
+   * Removes entries that are acknowledged but still in a stream (a crash between XACK and
+   * XDEL). Trims with MINID to the oldest entry that is pending or not yet delivered,
+   * so no unacknowledged entry is ever dropped.
+   */
+  async trimAcknowledged(): Promise<void> {
+    for (const key of this.#keys.streams) {
+      const groups = (await this.#redis.xinfo('GROUPS', key).catch(() => [])) as unknown[][];
+      const group = groups.map((g) => Object.fromEntries(pairs(g))).find((g) => g.name === CONSUMER_GROUP);
+      if (!group) continue;
+      const summary = (await this.#redis.xpending(key, CONSUMER_GROUP)) as [
+        number,
+        string | null,
+        ...unknown[],
+      ];
+      const lastDelivered = String(group['last-delivered-id'] ?? '0-0');
+      const oldestPending = Number(summary[0]) > 0 ? summary[1] : null;
+      const minId = oldestPending ?? nextId(lastDelivered);
+      await this.#redis.xtrim(key, 'MINID', minId);
+    }
+  }
+}
+
+function pairs(flat: unknown[]): [string, unknown][] {
+  const out: [string, unknown][] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) out.push([String(flat[i]), flat[i + 1]]);
+  return out;
+}
+
+/** The smallest id greater than `id`. */
+function nextId(id: string): string {
+  const [ms, seq] = id.split('-');
+  return `${ms}-${BigInt(seq ?? '0') + 1n}`;
+}
+
+function toEntry(partition: number, [id, fields]: RawEntry, deliveries: number): StreamEntry | null {
+  if (!fields) return null;
+  const map: Record<string, string> = {};
+  for (let i = 0; i + 1 < fields.length; i += 2) map[fields[i] as string] = fields[i + 1] as string;
+  return { partition, id, version: map.v, event: map.e, traceparent: map.tp, deliveries };
+}

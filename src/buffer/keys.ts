@@ -1,0 +1,37 @@
+/** The consumer group every worker joins. */
+export const CONSUMER_GROUP = 'writers';
+
+/** Version of the stream entry format (`v` field). */
+export const ENTRY_FORMAT_VERSION = '1';
+
+/** Every Redis key name Tributary uses. Partition keys carry `{p}` hash tags for Redis Cluster. */
+export interface BufferKeys {
+  readonly prefix: string;
+  readonly partitions: number;
+  /** `PREFIX:events:{p}` — the buffer stream of partition p. */
+  stream(partition: number): string;
+  /** All partition streams, index = partition. */
+  readonly streams: readonly string[];
+  /** `PREFIX:dedupe:{p}:BUCKET` — ids accepted into partition p during one time bucket. */
+  dedupe(partition: number, bucket: number): string;
+  /** `PREFIX:dead` — the dead-letter stream. */
+  readonly deadLetter: string;
+}
+
+export function bufferKeys(prefix: string, partitions: number): BufferKeys {
+  const stream = (p: number) => `${prefix}:events:{${p}}`;
+  return {
+    prefix,
+    partitions,
+    stream,
+    streams: Array.from({ length: partitions }, (_, p) => stream(p)),
+    dedupe: (p, bucket) => `${prefix}:dedupe:{${p}}:${bucket}`,
+    deadLetter: `${prefix}:dead`,
+  };
+}
+
+/** Partition number of a stream key produced by {@link bufferKeys}, or -1. */
+export function partitionOfStream(key: string): number {
+  const match = /:events:\{(\d+)\}$/.exec(key);
+  return match?.[1] ? Number(match[1]) : -1;
+}

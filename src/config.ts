@@ -1,0 +1,134 @@
+import { z } from 'zod';
+
+const DAY_S = 86_400;
+
+/** `service=days,service=days` → map; every value a positive whole number of days. */
+const retentionOverrides = z
+  .string()
+  .default('')
+  .transform((raw, ctx) => {
+    const out: Record<string, number> = {};
+    for (const part of raw.split(',').map((s) => s.trim())) {
+      if (part === '') continue;
+      const match = /^([A-Za-z0-9._-]{1,64})=(\d{1,5})$/.exec(part);
+      if (!match?.[1] || !match[2] || Number(match[2]) < 1) {
+        ctx.addIssue({ code: 'custom', message: `"${part}" is not service=days` });
+        return z.NEVER;
+      }
+      out[match[1]] = Number(match[2]);
+    }
+    return out;
+  });
+
+const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number().int().min(min).max(max).default(def);
+
+const url = (def: string, protocols: string[]) =>
+  z
+    .string()
+    .default(def)
+    .refine(
+      (v) => {
+        try {
+          return protocols.includes(new URL(v).protocol);
+        } catch {
+          return false;
+        }
+      },
+      `must be a ${protocols.join(' or ')} URL`,
+    );
+
+const schema = z.object({
+  /** HTTP port of the API. */
+  PORT: int(8080, 0, 65_535),
+  /** Interface the API binds to. */
+  HOST: z.string().min(1).default('0.0.0.0'),
+  /** pino level. */
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+
+  /** Redis holding the buffer streams. */
+  REDIS_URL: url('redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+  /** Every Redis key starts with this, so runs and tenants can share one server. */
+  REDIS_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_:.-]{1,64}$/, 'must be 1–64 of [A-Za-z0-9_:.-]')
+    .default('tributary'),
+  /** With N > 0, a 202 also waits until N replicas have the write (Redis WAIT). */
+  REDIS_WAIT_REPLICAS: int(0, 0, 16),
+  /** How long WAIT may take before the request fails with 503. */
+  REDIS_WAIT_TIMEOUT_MS: int(1_000, 1, 60_000),
+
+  /** PostgreSQL; the database is created by `tributary migrate` when absent. */
+  DATABASE_URL: url('postgres://postgres@127.0.0.1:5432/tributary', ['postgres:', 'postgresql:']),
+  /** Connections per process. */
+  DATABASE_POOL_SIZE: int(10, 1, 1_000),
+
+  /** Bootstrap key with every scope; unset to allow only stored keys. */
+  ADMIN_API_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
+
+  /** Number of buffer streams (partitions). Changing it needs an empty buffer. */
+  STREAM_PARTITIONS: int(8, 1, 1_024),
+  /** How long accepted ids are remembered to answer retries with "duplicate". */
+  DEDUPE_WINDOW_S: int(DAY_S, 0, 30 * DAY_S),
+  /** Backpressure: ingest answers 429 above this many unpersisted events. */
+  BUFFER_MAX_EVENTS: int(1_000_000, 1),
+  /** Backpressure: ingest answers 429 above this share of Redis maxmemory (when maxmemory is set). */
+  BUFFER_MAX_MEMORY_RATIO: z.coerce.number().gt(0).max(1).default(0.9),
+  /** Largest request body, before and after gzip decompression. */
+  MAX_BODY_BYTES: int(1_048_576, 1_024, 64 * 1_048_576),
+  /** Time a client has to send its request headers. */
+  HEADERS_TIMEOUT_MS: int(10_000, 100),
+  /** Time a client has to send a whole request. */
+  REQUEST_TIMEOUT_MS: int(30_000, 100),
+  /** Idle keep-alive connections are closed after this. */
+  KEEP_ALIVE_TIMEOUT_MS: int(5_000, 100),
+
+  /** Rows per insert statement. */
+  BATCH_SIZE: int(1_000, 1, 50_000),
+  /** A partial batch is written after this long. */
+  BATCH_MAX_WAIT_MS: int(200, 0, 60_000),
+  /** Longest a worker blocks on XREADGROUP, so reconnects and shutdown are never stuck. */
+  READ_BLOCK_MS: int(1_000, 10, 60_000),
+  /** Pending entries idle this long are reclaimed from a dead worker. */
+  CLAIM_IDLE_MS: int(30_000, 100),
+  /** Deliveries after which an entry goes to the dead-letter stream. */
+  MAX_DELIVERIES: int(5, 1, 1_000),
+
+  /** Default retention; also bounds how old an accepted timestamp may be. */
+  RETENTION_DAYS: int(30, 1, 36_500),
+  /** Per-service retention overrides, e.g. `audit=365,metrics=365`. */
+  RETENTION_BY_SERVICE: retentionOverrides,
+
+  /** Longest a graceful shutdown may take before the process exits anyway. */
+  SHUTDOWN_TIMEOUT_MS: int(30_000, 100),
+});
+
+export type Config = z.infer<typeof schema>;
+
+/** Raised for a bad environment; the message names every offending variable. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/**
+ * Parses and validates the environment. Empty strings count as unset, so
+ * `FOO=` in a compose file falls back to the default.
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const cleaned: Record<string, string> = {};
+  for (const key of Object.keys(schema.shape)) {
+    const value = env[key];
+    if (value !== undefined && value !== '') cleaned[key] = value;
+  }
+  const parsed = schema.safeParse(cleaned);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  return parsed.data;
+}
+
+/** Longest retention of any service: how far back a timestamp is accepted and partitions reach. */
+export function maxRetentionDays(config: Pick<Config, 'RETENTION_DAYS' | 'RETENTION_BY_SERVICE'>): number {
+  return Math.max(config.RETENTION_DAYS, ...Object.values(config.RETENTION_BY_SERVICE));
+}

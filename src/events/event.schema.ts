@@ -1,0 +1,219 @@
+import { randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { EVENT_LIMITS, FORBIDDEN_KEYS } from './limits.ts';
+
+/** One reason an event was refused; `path` is dotted (`metadata.a.b`). */
+export interface ValidationIssue {
+  path: string;
+  code: string;
+  message: string;
+}
+
+/** The event as it travels through the buffer and lands in the store (the entry's `e` field). */
+export interface NormalisedEvent {
+  id: string;
+  service: string;
+  type: string;
+  /** RFC 3339 UTC, millisecond precision: becomes `occurred_at`. */
+  timestamp: string;
+  receivedAt: string;
+  userId?: string;
+  message?: string;
+  metadata?: Record<string, unknown>;
+}
+
+export interface ValidationContext {
+  /** Receive time, epoch ms. */
+  now: number;
+  /** Oldest accepted timestamp is `now - maxAgeMs`. */
+  maxAgeMs: number;
+}
+
+export type ParseResult =
+  | { ok: true; event: NormalisedEvent; json: string }
+  | { ok: false; issues: ValidationIssue[] };
+
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+
+const text = (min: number, max: number) =>
+  z
+    .string()
+    .min(min)
+    .max(max)
+    .refine((s) => s.isWellFormed() && !s.includes('\u0000'), {
+      params: { code: 'invalid_string' },
+      message: 'must be valid Unicode with no NUL characters',
+    });
+
+const optional = <T extends z.ZodType>(schema: T) => schema.nullish();
+
+const eventShape = z.strictObject({
+  id: optional(z.guid({ message: 'must be a UUID' })),
+  service: text(1, EVENT_LIMITS.maxServiceLength).regex(/^[A-Za-z0-9._-]+$/, {
+    message: 'must be 1–64 of A-Z a-z 0-9 . _ -',
+  }),
+  type: text(1, EVENT_LIMITS.maxTypeLength),
+  timestamp: optional(z.string().regex(RFC3339, { message: 'must be an RFC 3339 date-time' })),
+  userId: optional(text(1, EVENT_LIMITS.maxUserIdLength)),
+  message: optional(text(0, EVENT_LIMITS.maxMessageLength)),
+  metadata: optional(z.unknown()),
+});
+
+function issueCode(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case 'invalid_type':
+      return issue.input === undefined ? 'required' : 'invalid_type';
+    case 'too_small':
+      return 'too_short';
+    case 'too_big':
+      return 'too_long';
+    case 'unrecognized_keys':
+      return 'unknown_field';
+    case 'invalid_format':
+      return 'invalid_format';
+    case 'custom':
+      return typeof issue.params?.code === 'string' ? issue.params.code : 'invalid_value';
+    default:
+      return 'invalid_value';
+  }
+}
+
+function zodIssues(error: z.ZodError): ValidationIssue[] {
+  const out: ValidationIssue[] = [];
+  for (const issue of error.issues) {
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) out.push({ path: key, code: 'unknown_field', message: 'unknown field' });
+      continue;
+    }
+    out.push({ path: issue.path.join('.'), code: issueCode(issue), message: issue.message });
+  }
+  return out;
+}
+
+/**
+ * Walks `metadata` once: plain object at the top, bounded depth, no prototype keys,
+ * well-formed strings (keys too), numbers that survive a JSON round trip unchanged.
+ */
+export function checkMetadata(value: unknown): ValidationIssue[] {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return [{ path: 'metadata', code: 'invalid_type', message: 'must be a JSON object' }];
+  }
+  const issues: ValidationIssue[] = [];
+  const walk = (node: unknown, path: string, depth: number): void => {
+    if (issues.length >= 10) return;
+    if (typeof node === 'string') {
+      if (!node.isWellFormed() || node.includes('\u0000')) {
+        issues.push({
+          path,
+          code: 'invalid_string',
+          message: 'must be valid Unicode with no NUL characters',
+        });
+      }
+    } else if (typeof node === 'number') {
+      if (!Number.isFinite(node)) {
+        issues.push({ path, code: 'invalid_number', message: 'number out of range' });
+      } else if (Number.isInteger(node) && !Number.isSafeInteger(node)) {
+        issues.push({ path, code: 'invalid_number', message: 'integer beyond 2^53; send it as a string' });
+      }
+    } else if (typeof node === 'object' && node !== null) {
+      if (depth > EVENT_LIMITS.maxMetadataDepth) {
+        issues.push({
+          path,
+          code: 'too_deep',
+          message: `nesting deeper than ${EVENT_LIMITS.maxMetadataDepth}`,
+        });
+        return;
+      }
+      if (Array.isArray(node)) {
+        node.forEach((item, i) => {
+          walk(item, `${path}.${i}`, depth + 1);
+        });
+        return;
+      }
+      for (const key of Object.keys(node)) {
+        const keyPath = `${path}.${key}`;
+        if (FORBIDDEN_KEYS.has(key)) {
+          issues.push({ path: keyPath, code: 'forbidden_key', message: `key "${key}" is not allowed` });
+        } else if (!key.isWellFormed() || key.includes('\u0000')) {
+          issues.push({ path, code: 'invalid_string', message: 'keys must be valid Unicode with no NUL' });
+        } else {
+          walk((node as Record<string, unknown>)[key], keyPath, depth + 1);
+        }
+      }
+    }
+  };
+  walk(value, 'metadata', 1);
+  return issues;
+}
+
+function checkTimestamp(raw: string, ctx: ValidationContext): { ms: number } | ValidationIssue {
+  const ms = Date.parse(raw.replace(' ', 'T'));
+  // Date.parse rolls 2026-02-31 over to March; a round trip of the date part catches it.
+  const datePart = raw.slice(0, 10);
+  if (Number.isNaN(ms) || !isRealDate(datePart)) {
+    return { path: 'timestamp', code: 'invalid_format', message: 'must be an RFC 3339 date-time' };
+  }
+  if (ms > ctx.now + EVENT_LIMITS.maxFutureSkewMs) {
+    return { path: 'timestamp', code: 'out_of_range', message: 'more than 5 minutes in the future' };
+  }
+  if (ms < ctx.now - ctx.maxAgeMs) {
+    return { path: 'timestamp', code: 'out_of_range', message: 'older than the longest retention' };
+  }
+  return { ms };
+}
+
+function isRealDate(ymd: string): boolean {
+  const d = new Date(`${ymd}T00:00:00Z`);
+  return !Number.isNaN(d.getTime()) && d.toISOString().slice(0, 10) === ymd;
+}
+
+/**
+ * Validates one decoded JSON value against the event contract and returns the
+ * normalised event plus its serialised form (what goes into the buffer).
+ */
+export function parseEvent(input: unknown, ctx: ValidationContext): ParseResult {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    return {
+      ok: false,
+      issues: [{ path: '', code: 'invalid_type', message: 'an event must be a JSON object' }],
+    };
+  }
+  const shape = eventShape.safeParse(input);
+  if (!shape.success) return { ok: false, issues: zodIssues(shape.error) };
+  const raw = shape.data;
+
+  const issues: ValidationIssue[] = [];
+  let occurredMs = ctx.now;
+  if (raw.timestamp != null) {
+    const ts = checkTimestamp(raw.timestamp, ctx);
+    if ('ms' in ts) occurredMs = ts.ms;
+    else issues.push(ts);
+  }
+  if (raw.metadata != null) issues.push(...checkMetadata(raw.metadata));
+  if (issues.length > 0) return { ok: false, issues };
+
+  const event: NormalisedEvent = {
+    id: raw.id != null ? raw.id.toLowerCase() : randomUUID(),
+    service: raw.service,
+    type: raw.type,
+    timestamp: new Date(occurredMs).toISOString(),
+    receivedAt: new Date(ctx.now).toISOString(),
+  };
+  if (raw.userId != null) event.userId = raw.userId;
+  if (raw.message != null) event.message = raw.message;
+  if (raw.metadata != null) {
+    event.metadata = raw.metadata as Record<string, unknown>;
+    const metadataBytes = Buffer.byteLength(JSON.stringify(raw.metadata));
+    if (metadataBytes > EVENT_LIMITS.maxMetadataBytes) {
+      return {
+        ok: false,
+        issues: [{ path: 'metadata', code: 'too_large', message: 'metadata is larger than 32 KiB' }],
+      };
+    }
+  }
+  const json = JSON.stringify(event);
+  if (Buffer.byteLength(json) > EVENT_LIMITS.maxEventBytes) {
+    return { ok: false, issues: [{ path: '', code: 'too_large', message: 'event is larger than 64 KiB' }] };
+  }
+  return { ok: true, event, json };
+}

@@ -1,0 +1,70 @@
+import { promisify } from 'node:util';
+import { gunzip } from 'node:zlib';
+import type { Context } from 'hono';
+import { errors } from './errors.ts';
+
+const gunzipAsync = promisify(gunzip);
+
+export type BodyKind = 'json' | 'ndjson';
+
+/** Media type of the request, checked against the kinds the route accepts. */
+export function bodyKind(c: Context, accepted: readonly BodyKind[]): BodyKind {
+  const type = (c.req.header('content-type') ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+  if (accepted.includes('json') && (type === 'application/json' || type.endsWith('+json'))) return 'json';
+  if (accepted.includes('ndjson') && (type === 'application/x-ndjson' || type === 'application/jsonl')) {
+    return 'ndjson';
+  }
+  const names = accepted.map((k) => (k === 'json' ? 'application/json' : 'application/x-ndjson'));
+  throw errors.unsupportedMediaType(`Content-Type must be ${names.join(' or ')}`);
+}
+
+/**
+ * Reads the request body as text with `maxBytes` enforced before reading (declared
+ * Content-Length), while reading, and after gzip decompression, so neither a large body
+ * nor a gzip bomb is ever held in memory whole.
+ */
+export async function readBody(c: Context, maxBytes: number): Promise<string> {
+  const encoding = (c.req.header('content-encoding') ?? 'identity').trim().toLowerCase();
+  if (encoding !== 'identity' && encoding !== 'gzip' && encoding !== 'x-gzip') {
+    throw errors.unsupportedMediaType(`Content-Encoding "${encoding}" is not supported; use gzip or none`);
+  }
+  const declared = Number(c.req.header('content-length') ?? Number.NaN);
+  if (declared > maxBytes) throw errors.payloadTooLarge(maxBytes);
+
+  const raw = await readLimited(c.req.raw.body, maxBytes);
+  if (encoding === 'identity') return raw.toString('utf8');
+  try {
+    const inflated = await gunzipAsync(raw, { maxOutputLength: maxBytes });
+    return inflated.toString('utf8');
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw errors.payloadTooLarge(maxBytes);
+    throw errors.invalidJson('body is not valid gzip');
+  }
+}
+
+async function readLimited(body: ReadableStream<Uint8Array> | null, maxBytes: number): Promise<Buffer> {
+  if (!body) return Buffer.alloc(0);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel().catch(() => {});
+      throw errors.payloadTooLarge(maxBytes);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+/** JSON.parse that turns a syntax error into the contract's `invalid_json`. */
+export function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw errors.invalidJson(`body is not valid JSON: ${(err as Error).message}`);
+  }
+}

@@ -1,0 +1,211 @@
+#!/usr/bin/env node
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { StreamConsumer } from './buffer/consumer.ts';
+import { DeadLetterStream } from './buffer/dead-letter.ts';
+import { BufferMonitor } from './buffer/monitor.ts';
+import { EventProducer } from './buffer/producer.ts';
+import { type Config, ConfigError, loadConfig, maxRetentionDays } from './config.ts';
+import { createDeps, type Deps } from './deps.ts';
+import { createApp } from './http/app.ts';
+import { KeyResolver } from './http/key-resolver.ts';
+import { startHttpServer } from './http/server.ts';
+import {
+  createApiKey,
+  findActiveKeyByHash,
+  listApiKeys,
+  revokeApiKey,
+  SCOPES,
+  type Scope,
+} from './store/api-keys.repo.ts';
+import { migrateDatabase } from './store/migrate.ts';
+import { Maintenance } from './worker/maintenance.ts';
+import { Worker } from './worker/worker.ts';
+
+const USAGE = `usage: tributary <role>
+
+roles:
+  all                     migrate, then serve and work in one process (the quick start)
+  serve                   the HTTP API
+  work                    a stream consumer writing to PostgreSQL
+  migrate                 create the database if absent, apply migrations, create partitions
+  keys create --name NAME --scopes ingest,read[,dsar,admin] [--rate-limit N]
+  keys list
+  keys revoke ID
+
+Configuration comes from environment variables (see README).`;
+
+type Stop = () => Promise<void>;
+
+async function startServe(deps: Deps): Promise<Stop> {
+  const { config, logger, metrics, redis, keys, pool, db } = deps;
+  const monitor = new BufferMonitor({
+    redis,
+    keys,
+    maxEvents: config.BUFFER_MAX_EVENTS,
+    maxMemoryRatio: config.BUFFER_MAX_MEMORY_RATIO,
+    logger,
+  });
+  monitor.start();
+  const producer = new EventProducer({
+    redis,
+    keys,
+    dedupeWindowS: config.DEDUPE_WINDOW_S,
+    waitReplicas: config.REDIS_WAIT_REPLICAS,
+    waitTimeoutMs: config.REDIS_WAIT_TIMEOUT_MS,
+  });
+  const app = createApp({
+    config,
+    logger,
+    metrics,
+    redis,
+    pool,
+    db,
+    producer,
+    monitor,
+    deadLetters: new DeadLetterStream({ redis, keys }),
+    keys: new KeyResolver({
+      findByHash: (hash) => findActiveKeyByHash(db, hash),
+      adminApiKey: config.ADMIN_API_KEY,
+      logger,
+    }),
+  });
+  const server = await startHttpServer(app, config);
+  logger.info({ port: server.port }, 'listening');
+  return async () => {
+    monitor.stop();
+    await server.close();
+  };
+}
+
+async function startWork(deps: Deps): Promise<Stop> {
+  const { config, logger, metrics, keys, pool, redis } = deps;
+  const consumer = new StreamConsumer({
+    redis: deps.blockingRedis(config.READ_BLOCK_MS),
+    keys,
+    consumerName: `${hostname()}-${process.pid}`,
+    logger,
+  });
+  const maintenance = new Maintenance({ pool, consumer, maxRetentionDays: maxRetentionDays(config), logger });
+  await maintenance.ensurePartitions().catch((err: unknown) => {
+    logger.warn({ err: String(err) }, 'partition maintenance failed at start; retrying hourly');
+  });
+  maintenance.start();
+  const worker = new Worker({
+    consumer,
+    deadLetters: new DeadLetterStream({ redis, keys }),
+    pool,
+    logger,
+    metrics,
+    config,
+  });
+  await worker.start();
+  logger.info({ consumer: consumer.name, partitions: keys.partitions }, 'worker started');
+  return async () => {
+    maintenance.stop();
+    await worker.stop();
+  };
+}
+
+async function runKeys(config: Config, args: string[]): Promise<void> {
+  const deps = createDeps({ ...config, LOG_LEVEL: 'warn' }, 'keys');
+  try {
+    const [sub, ...rest] = args;
+    if (sub === 'create') {
+      const { values } = parseArgs({
+        args: rest,
+        options: { name: { type: 'string' }, scopes: { type: 'string' }, 'rate-limit': { type: 'string' } },
+      });
+      const scopes = (values.scopes ?? '').split(',').filter(Boolean);
+      const bad = scopes.filter((s) => !(SCOPES as readonly string[]).includes(s));
+      if (!values.name || scopes.length === 0 || bad.length > 0) {
+        throw new UsageError(`keys create needs --name and --scopes from ${SCOPES.join(',')}`);
+      }
+      const rate = values['rate-limit'] === undefined ? null : Number(values['rate-limit']);
+      if (rate !== null && (!Number.isInteger(rate) || rate < 1))
+        throw new UsageError('--rate-limit must be a positive integer');
+      const { key, info } = await createApiKey(deps.db, {
+        name: values.name,
+        scopes: scopes as Scope[],
+        rateLimitPerMinute: rate,
+      });
+      process.stdout.write(`${JSON.stringify({ id: info.id, key, scopes: info.scopes })}\n`);
+    } else if (sub === 'list') {
+      for (const k of await listApiKeys(deps.db)) process.stdout.write(`${JSON.stringify(k)}\n`);
+    } else if (sub === 'revoke' && rest[0]) {
+      if (!(await revokeApiKey(deps.db, rest[0]))) throw new UsageError(`no active key ${rest[0]}`);
+      process.stdout.write(`revoked ${rest[0]}\n`);
+    } else {
+      throw new UsageError(USAGE);
+    }
+  } finally {
+    await deps.close();
+  }
+}
+
+class UsageError extends Error {}
+
+async function runRoles(config: Config, role: 'serve' | 'work' | 'all'): Promise<void> {
+  const deps = createDeps(config, role);
+  const { logger } = deps;
+  if (role === 'all') {
+    const result = await migrateDatabase(config.DATABASE_URL, maxRetentionDays(config));
+    logger.info(result, 'database ready');
+  }
+  const stops: Stop[] = [];
+  if (role === 'serve' || role === 'all') stops.push(await startServe(deps));
+  if (role === 'work' || role === 'all') stops.push(await startWork(deps));
+
+  let shuttingDown = false;
+  const shutdown = async (signal: string) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    logger.info({ signal }, 'shutting down');
+    const force = setTimeout(() => {
+      logger.error('shutdown took too long; exiting');
+      process.exit(1);
+    }, config.SHUTDOWN_TIMEOUT_MS);
+    force.unref();
+    // Stop accepting first (HTTP), then drain the worker, then close clients.
+    for (const stop of stops)
+      await stop().catch((err: unknown) => logger.error({ err: String(err) }, 'stop failed'));
+    await deps.close();
+    logger.info('stopped');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [role, ...args] = argv;
+  if (!role || role === '--help' || role === '-h' || role === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const config = loadConfig();
+  switch (role) {
+    case 'serve':
+    case 'work':
+    case 'all':
+      return runRoles(config, role);
+    case 'migrate': {
+      const result = await migrateDatabase(config.DATABASE_URL, maxRetentionDays(config));
+      process.stdout.write(`${JSON.stringify({ status: 'ok', ...result })}\n`);
+      return;
+    }
+    case 'keys':
+      return runKeys(config, args);
+    default:
+      throw new UsageError(`unknown role "${role}"\n\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  if (err instanceof ConfigError || err instanceof UsageError) {
+    process.stderr.write(`tributary: ${err.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`tributary: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

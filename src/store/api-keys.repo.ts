@@ -1,0 +1,83 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { and, desc, eq, isNull } from 'drizzle-orm';
+import type { Db } from './db.ts';
+import { apiKeys } from './schema.ts';
+
+export const SCOPES = ['ingest', 'read', 'dsar', 'admin'] as const;
+export type Scope = (typeof SCOPES)[number];
+
+export interface ApiKeyInfo {
+  id: string;
+  name: string;
+  scopes: Scope[];
+  rateLimitPerMinute: number | null;
+  keyPrefix: string;
+  createdAt: string;
+  revokedAt: string | null;
+}
+
+/** SHA-256 hex of a key: keys are 192-bit random, so a fast hash is enough. */
+export function hashKey(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
+}
+
+/** A new random key, shown to its owner once. */
+export function generateKey(): string {
+  return `trb_${randomBytes(24).toString('base64url')}`;
+}
+
+function toInfo(row: typeof apiKeys.$inferSelect): ApiKeyInfo {
+  return {
+    id: row.id,
+    name: row.name,
+    scopes: row.scopes.filter((s): s is Scope => (SCOPES as readonly string[]).includes(s)),
+    rateLimitPerMinute: row.rateLimitPerMinute,
+    keyPrefix: row.keyPrefix,
+    createdAt: row.createdAt.toISOString(),
+    revokedAt: row.revokedAt ? row.revokedAt.toISOString() : null,
+  };
+}
+
+export async function createApiKey(
+  db: Db,
+  input: { name: string; scopes: Scope[]; rateLimitPerMinute?: number | null },
+): Promise<{ key: string; info: ApiKeyInfo }> {
+  const key = generateKey();
+  const [row] = await db
+    .insert(apiKeys)
+    .values({
+      name: input.name,
+      keyHash: hashKey(key),
+      keyPrefix: key.slice(0, 8),
+      scopes: [...new Set(input.scopes)],
+      rateLimitPerMinute: input.rateLimitPerMinute ?? null,
+    })
+    .returning();
+  if (!row) throw new Error('insert returned no row');
+  return { key, info: toInfo(row) };
+}
+
+/** The active (not revoked) key with this hash. */
+export async function findActiveKeyByHash(db: Db, keyHash: string): Promise<ApiKeyInfo | undefined> {
+  const [row] = await db
+    .select()
+    .from(apiKeys)
+    .where(and(eq(apiKeys.keyHash, keyHash), isNull(apiKeys.revokedAt)))
+    .limit(1);
+  return row ? toInfo(row) : undefined;
+}
+
+export async function listApiKeys(db: Db): Promise<ApiKeyInfo[]> {
+  const rows = await db.select().from(apiKeys).orderBy(desc(apiKeys.createdAt));
+  return rows.map(toInfo);
+}
+
+/** Revokes a key; false when no active key has this id. */
+export async function revokeApiKey(db: Db, id: string): Promise<boolean> {
+  const rows = await db
+    .update(apiKeys)
+    .set({ revokedAt: new Date() })
+    .where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt)))
+    .returning({ id: apiKeys.id });
+  return rows.length > 0;
+}
