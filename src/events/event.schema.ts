@@ -59,10 +59,10 @@ const eventShape = z.strictObject({
   metadata: optional(z.unknown()),
 });
 
-function issueCode(issue: z.core.$ZodIssue): string {
+function issueCode(issue: z.core.$ZodIssue, input: Record<string, unknown>): string {
   switch (issue.code) {
     case 'invalid_type':
-      return issue.input === undefined ? 'required' : 'invalid_type';
+      return input[String(issue.path[0])] == null ? 'required' : 'invalid_type';
     case 'too_small':
       return 'too_short';
     case 'too_big':
@@ -78,14 +78,19 @@ function issueCode(issue: z.core.$ZodIssue): string {
   }
 }
 
-function zodIssues(error: z.ZodError): ValidationIssue[] {
+function zodIssues(error: z.ZodError, input: Record<string, unknown>): ValidationIssue[] {
   const out: ValidationIssue[] = [];
   for (const issue of error.issues) {
     if (issue.code === 'unrecognized_keys') {
       for (const key of issue.keys) out.push({ path: key, code: 'unknown_field', message: 'unknown field' });
       continue;
     }
-    out.push({ path: issue.path.join('.'), code: issueCode(issue), message: issue.message });
+    const code = issueCode(issue, input);
+    out.push({
+      path: issue.path.join('.'),
+      code,
+      message: code === 'required' ? 'is required' : issue.message,
+    });
   }
   return out;
 }
@@ -179,7 +184,7 @@ export function parseEvent(input: unknown, ctx: ValidationContext): ParseResult 
     };
   }
   const shape = eventShape.safeParse(input);
-  if (!shape.success) return { ok: false, issues: zodIssues(shape.error) };
+  if (!shape.success) return { ok: false, issues: zodIssues(shape.error, input as Record<string, unknown>) };
   const raw = shape.data;
 
   const issues: ValidationIssue[] = [];
