@@ -73,7 +73,7 @@ export async function call(baseUrl: string, path: string, opts: RequestOptions =
   const res = await fetch(`${baseUrl}${path}`, {
     method: opts.method ?? (body !== undefined ? 'POST' : 'GET'),
     headers,
-    body: body as BodyInit | undefined,
+    body: body as string | Uint8Array<ArrayBuffer> | undefined,
   });
   const text = await res.text();
   let parsed: unknown = text;

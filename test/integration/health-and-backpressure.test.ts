@@ -1,0 +1,98 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { createTestEnv } from '../helpers/env.ts';
+import { freePort, PrivateRedis } from '../helpers/private-servers.ts';
+import { runTributary, startTributary, type TributaryProcess } from '../helpers/processes.ts';
+import { call, event, waitFor } from '../helpers/stack.ts';
+
+const env = createTestEnv();
+const processes: TributaryProcess[] = [];
+let redis: PrivateRedis | undefined;
+
+afterAll(async () => {
+  await Promise.all(processes.map((p) => p.kill9()));
+  redis?.destroy();
+  await env.cleanup();
+});
+
+describe('health', () => {
+  it('reports live, ready, buffer, database and the whole picture', async () => {
+    expect((await runTributary(['migrate'], env.env())).code).toBe(0);
+    const api = await startTributary('serve', env.env());
+    processes.push(api);
+    expect((await call(api.url, '/health/live', { key: null })).body).toEqual({ status: 'ok' });
+    const ready = await call(api.url, '/health/ready', { key: null });
+    expect(ready.status).toBe(200);
+    expect(ready.body.checks.redis.ok).toBe(true);
+    const buffer = await call(api.url, '/health/buffer', { key: null });
+    expect(buffer.body).toMatchObject({
+      length: 0,
+      pending: 0,
+      deadLetters: 0,
+      backpressure: false,
+      maxEvents: 1_000_000,
+    });
+    expect(buffer.body.partitions).toHaveLength(8);
+    const db = await call(api.url, '/health/database', { key: null });
+    expect(db.body.status).toBe('up');
+    const all = await call(api.url, '/health', { key: null });
+    expect(all.body.status).toBe('ok');
+    const metrics = await fetch(`${api.url}/metrics`).then((r) => r.text());
+    expect(metrics).toContain('tributary_http_request_duration_seconds');
+    expect(metrics).toContain('tributary_events_received_total');
+    await api.stop();
+  });
+});
+
+describe('backpressure', () => {
+  it('answers 429 backpressure with Retry-After once the buffer is over BUFFER_MAX_EVENTS, and recovers when drained', async () => {
+    const api = await startTributary('serve', env.env({ BUFFER_MAX_EVENTS: '50' }));
+    processes.push(api);
+    const first = await call(api.url, '/v1/events/batch', {
+      body: { events: Array.from({ length: 60 }, () => event()) },
+    });
+    expect(first.body.accepted).toBe(60);
+    const refused = await waitFor(async () => {
+      const res = await call(api.url, '/v1/events', { body: event() });
+      return res.status === 429 ? res : null;
+    }, 5_000);
+    expect(refused.body.error.code).toBe('backpressure');
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect((await call(api.url, '/health/buffer', { key: null })).body.backpressure).toBe(true);
+
+    const worker = await startTributary('work', env.env());
+    processes.push(worker);
+    await waitFor(async () => (await call(api.url, '/v1/events', { body: event() })).status === 202, 15_000);
+    await worker.stop();
+    await api.stop();
+  });
+});
+
+describe('Redis unreachable', () => {
+  it('answers 503 with Retry-After, never 202, and recovers by itself when Redis returns', async () => {
+    redis = new PrivateRedis(await freePort());
+    redis.start();
+    const api = await startTributary('serve', env.env({ REDIS_URL: redis.url }));
+    processes.push(api);
+    expect((await call(api.url, '/v1/events', { body: event() })).status).toBe(202);
+
+    redis.stop();
+    const down = await waitFor(async () => {
+      const res = await call(api.url, '/v1/events', { body: event() });
+      expect(res.status).not.toBe(202);
+      return res.status === 503 ? res : null;
+    }, 5_000);
+    expect(down.body.error.code).toBe('buffer_unavailable');
+    expect(down.headers.get('retry-after')).toBe('1');
+    for (let i = 0; i < 5; i++)
+      expect((await call(api.url, '/v1/events', { body: event() })).status).toBe(503);
+    expect((await call(api.url, '/health/ready', { key: null })).status).toBe(503);
+
+    redis.start();
+    const accepted = await waitFor(async () => {
+      const res = await call(api.url, '/v1/events', { body: event() });
+      return res.status === 202 ? res : null;
+    }, 15_000);
+    expect(accepted.body.status).toBe('accepted');
+    expect((await call(api.url, '/health/ready', { key: null })).status).toBe(200);
+  });
+});

@@ -1,0 +1,60 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { call, event, type Stack, startStack, waitFor } from '../helpers/stack.ts';
+
+let stack: Stack;
+beforeAll(async () => {
+  // Small batches and a short claim time, so a crash happens mid-stream and recovery is quick.
+  stack = await startStack({ workerEnv: { BATCH_SIZE: '200', CLAIM_IDLE_MS: '1000' } });
+});
+afterAll(async () => {
+  await stack?.close();
+});
+
+const count = async () =>
+  (await stack.env.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM events')).rows[0]?.n ?? 0;
+
+describe('worker crash', () => {
+  it('loses nothing and doubles nothing when workers are killed -9 mid-batch', async () => {
+    const acknowledged = new Set<string>();
+    for (let i = 0; i < 100; i++) {
+      const res = await call(stack.url, '/v1/events/batch', {
+        body: { events: Array.from({ length: 200 }, () => event({ userId: `u${i}` })) },
+      });
+      for (const id of res.body.ids) acknowledged.add(id);
+    }
+    expect(acknowledged.size).toBe(20_000);
+
+    // Kill workers while they write, three times, each after it has made some progress.
+    for (let round = 0; round < 3; round++) {
+      const before = await count();
+      const worker = await stack.addWorker();
+      await waitFor(async () => (await count()) > before, 30_000, 'progress');
+      await worker.kill9();
+    }
+    const stored = await count();
+    expect(stored).toBeLessThan(acknowledged.size);
+    // The dead workers held entries they had read but not acknowledged.
+    const [held] = (await stack.env.redis.xpending(`${stack.env.prefix}:events:{0}`, 'writers')) as [number];
+    const others = await Promise.all(
+      [1, 2, 3, 4, 5, 6, 7].map(async (p) => {
+        const [n] = (await stack.env.redis.xpending(`${stack.env.prefix}:events:{${p}}`, 'writers')) as [
+          number,
+        ];
+        return Number(n);
+      }),
+    );
+    expect(Number(held) + others.reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
+
+    // A fresh worker takes over what the dead ones held (XAUTOCLAIM) and the rest.
+    await stack.addWorker();
+    await waitFor(async () => (await count()) === acknowledged.size, 60_000, 'all rows');
+    const pending = await waitFor(async () => {
+      const b = await call(stack.url, '/health/buffer');
+      return b.body.pending === 0 && b.body.length === 0 ? b.body : null;
+    });
+    expect(pending.deadLetters).toBe(0);
+    const ids = await stack.env.pool.query<{ id: string }>('SELECT id FROM events');
+    expect(ids.rows.length).toBe(acknowledged.size);
+    expect(new Set(ids.rows.map((r) => r.id))).toEqual(acknowledged);
+  });
+});
