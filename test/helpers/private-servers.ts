@@ -20,7 +20,11 @@ export async function freePort(): Promise<number> {
 /** A throwaway redis-server in a temp directory, for tests that stop and restart it. */
 export class PrivateRedis {
   readonly dir = mkdtempSync(join(tmpdir(), 'tributary-redis-'));
-  constructor(readonly port: number) {}
+  readonly port: number;
+
+  constructor(port: number) {
+    this.port = port;
+  }
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
