@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, maxRetentionDays } from '../../src/config.ts';
+
+describe('loadConfig', () => {
+  it('applies defaults', () => {
+    const c = loadConfig({});
+    expect(c).toMatchObject({
+      PORT: 8080,
+      REDIS_URL: 'redis://127.0.0.1:6379',
+      REDIS_PREFIX: 'tributary',
+      DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/tributary',
+      STREAM_PARTITIONS: 8,
+      DEDUPE_WINDOW_S: 86_400,
+      MAX_BODY_BYTES: 1_048_576,
+      BATCH_SIZE: 1000,
+      MAX_DELIVERIES: 5,
+      RETENTION_DAYS: 30,
+      RETENTION_BY_SERVICE: {},
+    });
+    expect(c.ADMIN_API_KEY).toBeUndefined();
+  });
+
+  it('parses values and treats empty strings as unset', () => {
+    const c = loadConfig({ PORT: '9000', RETENTION_BY_SERVICE: 'audit=365, metrics=90', ADMIN_API_KEY: '' });
+    expect(c.PORT).toBe(9000);
+    expect(c.RETENTION_BY_SERVICE).toEqual({ audit: 365, metrics: 90 });
+    expect(maxRetentionDays(c)).toBe(365);
+    expect(c.ADMIN_API_KEY).toBeUndefined();
+  });
+
+  it('names every bad variable', () => {
+    expect(() => loadConfig({ PORT: 'x', REDIS_URL: 'http://nope', ADMIN_API_KEY: 'short' })).toThrow(
+      ConfigError,
+    );
+    try {
+      loadConfig({
+        PORT: 'x',
+        REDIS_URL: 'http://nope',
+        ADMIN_API_KEY: 'short',
+        RETENTION_BY_SERVICE: 'a=0',
+      });
+    } catch (err) {
+      const msg = (err as Error).message;
+      for (const name of ['PORT', 'REDIS_URL', 'ADMIN_API_KEY', 'RETENTION_BY_SERVICE'])
+        expect(msg).toContain(name);
+    }
+  });
+});
