@@ -37,8 +37,24 @@ Configuration comes from environment variables (see README).`;
 
 type Stop = () => Promise<void>;
 
+/** Resolves when the connection is ready, or after `ms` (the API then starts anyway and answers 503). */
+async function redisReady(deps: Deps, ms: number): Promise<void> {
+  if (deps.redis.status === 'ready') return;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      deps.logger.warn('Redis not reachable yet; serving, ingest answers 503 until it is');
+      resolve();
+    }, ms);
+    deps.redis.once('ready', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
 async function startServe(deps: Deps): Promise<Stop> {
   const { config, logger, metrics, redis, keys, pool, db } = deps;
+  await redisReady(deps, 5_000);
   const monitor = new BufferMonitor({
     redis,
     keys,

@@ -1,0 +1,25 @@
+# Tributary runs TypeScript directly on Node 24 (type stripping): no build step,
+# only the production dependencies are installed.
+
+FROM node:24-bookworm-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
+
+FROM node:24-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+# Files stay owned by root: the service only reads them.
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json ./
+COPY drizzle ./drizzle
+COPY src ./src
+USER node
+EXPOSE 8080
+# Only meaningful for roles with an HTTP server (serve, all); disable it for `work`.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/health/live').then(r=>process.exit(r.ok?0:1)).catch(()=>process.exit(1))"]
+# main.ts handles SIGTERM itself: stop accepting, drain the worker, close clients.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["node", "src/main.ts"]
+CMD ["all"]
