@@ -153,17 +153,24 @@ export class StreamConsumer {
     return new Map(rows.map(([id, , , times]) => [id, Number(times)]));
   }
 
+  /**
+   * Resets the idle time of entries this consumer still holds (XCLAIM … JUSTID, which does
+   * not count a delivery), so a worker that is waiting out a database outage keeps them
+   * instead of having them reclaimed, and counted toward MAX_DELIVERIES, by another.
+   */
+  async touch(entries: readonly Pick<StreamEntry, 'partition' | 'id'>[]): Promise<void> {
+    const calls: Promise<unknown>[] = [];
+    for (const [p, ids] of groupByPartition(entries)) {
+      calls.push(this.#redis.xclaim(this.#keys.stream(p), CONSUMER_GROUP, this.#name, 0, ...ids, 'JUSTID'));
+    }
+    await Promise.all(calls);
+  }
+
   /** Acknowledges and deletes entries (after their rows are committed). */
   async ack(entries: readonly Pick<StreamEntry, 'partition' | 'id'>[]): Promise<number> {
-    const byPartition = new Map<number, string[]>();
-    for (const e of entries) {
-      const ids = byPartition.get(e.partition);
-      if (ids) ids.push(e.id);
-      else byPartition.set(e.partition, [e.id]);
-    }
     let acked = 0;
     const calls: Promise<number>[] = [];
-    for (const [p, ids] of byPartition) {
+    for (const [p, ids] of groupByPartition(entries)) {
       // Lua's unpack() has a stack limit of a few thousand values.
       for (let i = 0; i < ids.length; i += 1000) {
         calls.push(
@@ -196,6 +203,16 @@ export class StreamConsumer {
       await this.#redis.xtrim(key, 'MINID', minId);
     }
   }
+}
+
+function groupByPartition(entries: readonly Pick<StreamEntry, 'partition' | 'id'>[]): Map<number, string[]> {
+  const byPartition = new Map<number, string[]>();
+  for (const e of entries) {
+    const ids = byPartition.get(e.partition);
+    if (ids) ids.push(e.id);
+    else byPartition.set(e.partition, [e.id]);
+  }
+  return byPartition;
 }
 
 function pairs(flat: unknown[]): [string, unknown][] {

@@ -144,6 +144,7 @@ export class Worker {
   async #insertUntilDone(entries: StreamEntry[]): Promise<InsertOutcome | undefined> {
     if (entries.length === 0) return { inserted: 0, stored: [], refused: [] };
     let attempt = 0;
+    let touchedAt = Date.now();
     for (;;) {
       try {
         const end = this.#o.metrics.insertDuration.startTimer();
@@ -152,13 +153,18 @@ export class Worker {
         return outcome;
       } catch (err) {
         attempt++;
-        const delay = Math.min(5_000, 50 * 2 ** Math.min(attempt, 7));
+        // Capped so the held entries are touched well within CLAIM_IDLE_MS.
+        const delay = Math.min(5_000, this.#o.config.CLAIM_IDLE_MS / 3, 50 * 2 ** Math.min(attempt, 7));
         this.#o.logger.warn(
           { err: String(err), kind: classifyDbError(err), attempt, retryInMs: delay },
           'batch insert failed; retrying',
         );
         if (this.#stopping) return undefined;
         await sleep(delay);
+        if (Date.now() - touchedAt > this.#o.config.CLAIM_IDLE_MS / 3) {
+          await this.#o.consumer.touch(entries).catch(() => {});
+          touchedAt = Date.now();
+        }
       }
     }
   }

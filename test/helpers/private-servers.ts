@@ -75,3 +75,73 @@ export class PrivateRedis {
     rmSync(this.dir, { recursive: true, force: true });
   }
 }
+
+function pgBin(name: string): string {
+  const versions = spawnSync('sh', ['-c', 'ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1'])
+    .stdout.toString()
+    .trim();
+  return join(versions, name);
+}
+
+/** A throwaway PostgreSQL cluster in a temp directory (initdb, trust auth), for tests that stop it. */
+export class PrivatePostgres {
+  readonly dir = mkdtempSync(join(tmpdir(), 'tributary-pg-'));
+  readonly port: number;
+
+  constructor(port: number) {
+    this.port = port;
+    execFileSync('chown', ['postgres:postgres', this.dir]);
+    this.#asPostgres(pgBin('initdb'), [
+      '-D',
+      join(this.dir, 'data'),
+      '-U',
+      'postgres',
+      '--auth=trust',
+      '-E',
+      'UTF8',
+      '--no-sync',
+    ]);
+  }
+
+  /** Base URL of the cluster (database `postgres`). */
+  get url(): string {
+    return `postgres://postgres@127.0.0.1:${this.port}/postgres`;
+  }
+
+  start(): void {
+    this.#asPostgres(pgBin('pg_ctl'), [
+      '-D',
+      join(this.dir, 'data'),
+      '-l',
+      join(this.dir, 'log'),
+      '-w',
+      '-o',
+      `-p ${this.port} -k ${this.dir} -c listen_addresses=127.0.0.1 -c fsync=off`,
+      'start',
+    ]);
+  }
+
+  /** Fast shutdown: connections are cut, as in a crash of the database host. */
+  stop(): void {
+    this.#asPostgres(pgBin('pg_ctl'), ['-D', join(this.dir, 'data'), '-m', 'fast', '-w', 'stop']);
+  }
+
+  destroy(): void {
+    spawnSync('runuser', [
+      '-u',
+      'postgres',
+      '--',
+      pgBin('pg_ctl'),
+      '-D',
+      join(this.dir, 'data'),
+      '-m',
+      'immediate',
+      'stop',
+    ]);
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  #asPostgres(cmd: string, args: string[]): void {
+    execFileSync('runuser', ['-u', 'postgres', '--', cmd, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  }
+}
