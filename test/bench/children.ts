@@ -1,0 +1,239 @@
+import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import type { LoadFailure, LoadRequest, LoadResult, LoadSpec } from './load.ts';
+
+const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+const TRIVIAL = fileURLToPath(new URL('./trivial-server.ts', import.meta.url));
+const LOAD = fileURLToPath(new URL('./load.ts', import.meta.url));
+
+/** Every child the bench started; all are killed when the bench exits, however it exits. */
+const children = new Set<ChildProcess>();
+
+export function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+function alive(child: ChildProcess): boolean {
+  return child.exitCode === null && child.signalCode === null;
+}
+
+/** SIGKILLs whatever is still running; synchronous, so it also works in an `exit` handler. */
+export function killAllChildren(): void {
+  for (const child of children) if (alive(child)) child.kill('SIGKILL');
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves once the child is gone. */
+export async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (!alive(child)) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+export interface ServerChild {
+  child: ChildProcess;
+  pid: number;
+  url: string;
+  stderr(): string;
+}
+
+function collectStderr(child: ChildProcess): () => string {
+  let text = '';
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+    text = (text + chunk).slice(-8_000);
+  });
+  return () => text;
+}
+
+/** Polls `url` until it answers 200; fails when the child exits first or after `timeoutMs`. */
+async function waitHttpOk(child: ChildProcess, url: string, stderr: () => string, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (!alive(child))
+      throw new Error(`process exited (${child.exitCode}) before ready; stderr: ${stderr()}`);
+    try {
+      const res = await fetch(url);
+      await res.arrayBuffer();
+      if (res.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${url} not ready within ${timeoutMs} ms; stderr: ${stderr()}`);
+}
+
+/**
+ * `tributary serve` with its JSON logs (info level, as in production) written to /dev/null,
+ * so neither a pipe reader in the bench nor a terminal slows the server down.
+ */
+export async function startServe(env: Record<string, string>): Promise<ServerChild> {
+  const port = await freePort();
+  const child = track(
+    spawn(process.execPath, [MAIN, 'serve'], {
+      env: { PATH: process.env.PATH ?? '', ...env, PORT: String(port) },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    }),
+  );
+  const stderr = collectStderr(child);
+  const url = `http://127.0.0.1:${port}`;
+  await waitHttpOk(child, `${url}/health/live`, stderr);
+  return { child, pid: child.pid ?? 0, url, stderr };
+}
+
+export interface BatchLog {
+  /** When the batch was committed and logged, ms since the epoch. */
+  time: number;
+  inserted: number;
+  /** How long the batch took, ms. */
+  ms: number;
+}
+
+export interface WorkerChild {
+  child: ChildProcess;
+  pid: number;
+  /** `batch` log lines seen so far. */
+  batches: BatchLog[];
+  stderr(): string;
+}
+
+/**
+ * `tributary work`, its stdout parsed for "worker started" and the per-batch log lines
+ * (one per BATCH_SIZE rows: little enough not to matter). Spawned here rather than with
+ * test/helpers' startTributary so the bench tracks (and kills) the child even when it never
+ * becomes ready.
+ */
+export async function startWorker(env: Record<string, string>, timeoutMs = 30_000): Promise<WorkerChild> {
+  const child = track(
+    spawn(process.execPath, [MAIN, 'work'], {
+      env: { PATH: process.env.PATH ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
+  const stderr = collectStderr(child);
+  const batches: BatchLog[] = [];
+  let buffered = '';
+  const started = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`worker not started within ${timeoutMs} ms; stderr: ${stderr()}`)),
+      timeoutMs,
+    );
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`worker exited (${code}) before it started; stderr: ${stderr()}`));
+    });
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      buffered += chunk;
+      let nl = buffered.indexOf('\n');
+      while (nl >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        nl = buffered.indexOf('\n');
+        let parsed: { msg?: unknown; time?: unknown; inserted?: unknown; ms?: unknown };
+        try {
+          parsed = JSON.parse(line) as typeof parsed;
+        } catch {
+          continue;
+        }
+        if (parsed.msg === 'worker started') {
+          clearTimeout(timer);
+          resolve();
+        } else if (parsed.msg === 'batch') {
+          batches.push({
+            time: Date.parse(String(parsed.time)),
+            inserted: Number(parsed.inserted),
+            ms: Number(parsed.ms),
+          });
+        }
+      }
+    });
+  });
+  await started;
+  return { child, pid: child.pid ?? 0, batches, stderr };
+}
+
+/** The baseline Hono app; it prints one line with its port and nothing else. */
+export async function startTrivial(): Promise<ServerChild> {
+  const child = track(
+    spawn(process.execPath, [TRIVIAL], {
+      env: { PATH: process.env.PATH ?? '' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    }),
+  );
+  const stderr = collectStderr(child);
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+      out += chunk;
+      const line = out.split('\n')[0];
+      if (out.includes('\n') && line) {
+        try {
+          resolve(Number((JSON.parse(line) as { port: number }).port));
+        } catch (err) {
+          reject(err);
+        }
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`baseline server exited (${code}); ${stderr()}`)));
+  });
+  return { child, pid: child.pid ?? 0, url: `http://127.0.0.1:${port}`, stderr };
+}
+
+/** The autocannon child, driven over IPC. */
+export class LoadGenerator {
+  readonly child: ChildProcess;
+  #next = 1;
+  readonly #pending = new Map<number, { resolve: (r: LoadResult) => void; reject: (e: Error) => void }>();
+
+  constructor() {
+    this.child = track(fork(LOAD, [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }));
+    this.child.on('message', (raw: unknown) => {
+      const msg = raw as LoadResult | LoadFailure;
+      const waiter = this.#pending.get(msg.id);
+      if (!waiter) return;
+      this.#pending.delete(msg.id);
+      if (msg.type === 'result') waiter.resolve(msg);
+      else waiter.reject(new Error(`load generator: ${msg.message}`));
+    });
+    this.child.once('exit', (code) => {
+      for (const w of this.#pending.values()) w.reject(new Error(`load generator exited (${code})`));
+      this.#pending.clear();
+    });
+  }
+
+  get pid(): number {
+    return this.child.pid ?? 0;
+  }
+
+  run(req: LoadSpec): Promise<LoadResult> {
+    const id = this.#next++;
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.child.send({ type: 'run', id, ...req } satisfies LoadRequest);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (!alive(this.child)) return;
+    const exited = once(this.child, 'exit');
+    this.child.disconnect();
+    await exited;
+  }
+}
