@@ -2,6 +2,7 @@ import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { onJsonLines } from '../helpers/json-lines.ts';
 import type { LoadFailure, LoadRequest, LoadResult, LoadSpec } from './load.ts';
 
 const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
@@ -129,7 +130,6 @@ export async function startWorker(env: Record<string, string>, timeoutMs = 30_00
   );
   const stderr = collectStderr(child);
   const batches: BatchLog[] = [];
-  let buffered = '';
   const started = new Promise<void>((resolve, reject) => {
     const timer = setTimeout(
       () => reject(new Error(`worker not started within ${timeoutMs} ms; stderr: ${stderr()}`)),
@@ -139,29 +139,16 @@ export async function startWorker(env: Record<string, string>, timeoutMs = 30_00
       clearTimeout(timer);
       reject(new Error(`worker exited (${code}) before it started; stderr: ${stderr()}`));
     });
-    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-      buffered += chunk;
-      let nl = buffered.indexOf('\n');
-      while (nl >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        nl = buffered.indexOf('\n');
-        let parsed: { msg?: unknown; time?: unknown; inserted?: unknown; ms?: unknown };
-        try {
-          parsed = JSON.parse(line) as typeof parsed;
-        } catch {
-          continue;
-        }
-        if (parsed.msg === 'worker started') {
-          clearTimeout(timer);
-          resolve();
-        } else if (parsed.msg === 'batch') {
-          batches.push({
-            time: Date.parse(String(parsed.time)),
-            inserted: Number(parsed.inserted),
-            ms: Number(parsed.ms),
-          });
-        }
+    onJsonLines(child.stdout, (parsed) => {
+      if (parsed.msg === 'worker started') {
+        clearTimeout(timer);
+        resolve();
+      } else if (parsed.msg === 'batch') {
+        batches.push({
+          time: Date.parse(String(parsed.time)),
+          inserted: Number(parsed.inserted),
+          ms: Number(parsed.ms),
+        });
       }
     });
   });

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { onJsonLines } from './json-lines.ts';
 
 const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
 
@@ -34,25 +35,12 @@ export async function startTributary(role: string, env: Record<string, string>):
     resolve: (l: Record<string, unknown>) => void;
   }[] = [];
   let stderr = '';
-  let buffered = '';
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-    buffered += chunk;
-    let nl = buffered.indexOf('\n');
-    while (nl >= 0) {
-      const line = buffered.slice(0, nl);
-      buffered = buffered.slice(nl + 1);
-      nl = buffered.indexOf('\n');
-      try {
-        const parsed = JSON.parse(line) as Record<string, unknown>;
-        logs.push(parsed);
-        for (const w of [...waiters]) {
-          if (w.pred(parsed)) {
-            waiters.splice(waiters.indexOf(w), 1);
-            w.resolve(parsed);
-          }
-        }
-      } catch {
-        // not a log line
+  onJsonLines(child.stdout, (parsed) => {
+    logs.push(parsed);
+    for (const w of [...waiters]) {
+      if (w.pred(parsed)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(parsed);
       }
     }
   });

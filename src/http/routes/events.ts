@@ -97,14 +97,8 @@ export function eventRoutes(deps: EventRoutesDeps): Hono<AppEnv> {
     const kind = bodyKind(c, ['json', 'ndjson']);
     const text = await readBody(c, config.MAX_BODY_BYTES);
     const rejected: Rejection[] = [];
+    // Both readers refuse more than EVENT_LIMITS.maxBatchEvents with 413 batch_too_large.
     const inputs = kind === 'json' ? batchFromJson(text) : batchFromNdjson(text, rejected);
-    if (inputs.length + rejected.length > EVENT_LIMITS.maxBatchEvents) {
-      throw new ApiError(
-        'batch_too_large',
-        413,
-        `a batch holds at most ${EVENT_LIMITS.maxBatchEvents} events`,
-      );
-    }
     metrics.eventsReceived.inc(inputs.length + rejected.length);
 
     const ctx = context();
