@@ -94,6 +94,23 @@ const schema = z.object({
   /** Deliveries after which an entry goes to the dead-letter stream. */
   MAX_DELIVERIES: int(5, 1, 1_000),
 
+  /** Consecutive availability failures of PostgreSQL that open the circuit breaker. */
+  BREAKER_FAILURE_THRESHOLD: int(5, 1, 1_000),
+  /** First pause before an open breaker lets a probe through; doubles after each failed probe. */
+  BREAKER_HALF_OPEN_AFTER_MS: int(1_000, 10, 600_000),
+  /** Longest pause between probes of an open breaker. */
+  BREAKER_MAX_HALF_OPEN_AFTER_MS: int(30_000, 10, 3_600_000),
+  /** The worker's disk checkpoint (one directory per worker; put it on a persistent volume). */
+  CHECKPOINT_DIR: z.string().min(1).default('.data/checkpoint'),
+  /**
+   * While the breaker is open and more than this many events wait in Redis, workers move
+   * batches to the disk checkpoint (and acknowledge them), so the buffer never fills.
+   * Default: a tenth of BUFFER_MAX_EVENTS.
+   */
+  CHECKPOINT_SPILL_THRESHOLD: z.coerce.number().int().min(0).optional(),
+  /** A checkpoint segment file is closed and a new one started at this size. */
+  CHECKPOINT_SEGMENT_BYTES: int(64 * 1_048_576, 4_096, 1_073_741_824),
+
   /** Default retention; also bounds how old an accepted timestamp may be. */
   RETENTION_DAYS: int(30, 1, 36_500),
   /** Per-service retention overrides, e.g. `audit=365,metrics=365`. */
@@ -103,7 +120,9 @@ const schema = z.object({
   SHUTDOWN_TIMEOUT_MS: int(30_000, 100),
 });
 
-export type Config = z.infer<typeof schema>;
+export type Config = Omit<z.infer<typeof schema>, 'CHECKPOINT_SPILL_THRESHOLD'> & {
+  CHECKPOINT_SPILL_THRESHOLD: number;
+};
 
 /** Raised for a bad environment; the message names every offending variable. */
 export class ConfigError extends Error {
@@ -125,7 +144,22 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const lines = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
     throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
   }
-  return parsed.data;
+  const config: Config = {
+    ...parsed.data,
+    CHECKPOINT_SPILL_THRESHOLD:
+      parsed.data.CHECKPOINT_SPILL_THRESHOLD ?? Math.floor(parsed.data.BUFFER_MAX_EVENTS / 10),
+  };
+  if (config.CHECKPOINT_SPILL_THRESHOLD >= config.BUFFER_MAX_EVENTS) {
+    throw new ConfigError(
+      'invalid configuration:\n  CHECKPOINT_SPILL_THRESHOLD: must be below BUFFER_MAX_EVENTS, or ingest answers 429 before workers start spilling to disk',
+    );
+  }
+  if (config.BREAKER_MAX_HALF_OPEN_AFTER_MS < config.BREAKER_HALF_OPEN_AFTER_MS) {
+    throw new ConfigError(
+      'invalid configuration:\n  BREAKER_MAX_HALF_OPEN_AFTER_MS: must not be below BREAKER_HALF_OPEN_AFTER_MS',
+    );
+  }
+  return config;
 }
 
 /** Longest retention of any service: how far back a timestamp is accepted and partitions reach. */

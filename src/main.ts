@@ -5,6 +5,7 @@ import { StreamConsumer } from './buffer/consumer.ts';
 import { DeadLetterStream } from './buffer/dead-letter.ts';
 import { BufferMonitor } from './buffer/monitor.ts';
 import { EventProducer } from './buffer/producer.ts';
+import { WorkerStatusBoard } from './buffer/worker-status.ts';
 import { type Config, ConfigError, loadConfig, maxRetentionDays } from './config.ts';
 import { createDeps, type Deps } from './deps.ts';
 import { createApp } from './http/app.ts';
@@ -19,6 +20,8 @@ import {
   type Scope,
 } from './store/api-keys.repo.ts';
 import { migrateDatabase } from './store/migrate.ts';
+import { DatabaseBreaker } from './worker/breaker.ts';
+import { Checkpoint } from './worker/checkpoint/checkpoint.ts';
 import { Maintenance } from './worker/maintenance.ts';
 import { Worker } from './worker/worker.ts';
 
@@ -80,6 +83,7 @@ async function startServe(deps: Deps): Promise<Stop> {
     producer,
     monitor,
     deadLetters: new DeadLetterStream({ redis, keys }),
+    workers: new WorkerStatusBoard({ redis, keys }),
     keys: new KeyResolver({
       findByHash: (hash) => findActiveKeyByHash(db, hash),
       adminApiKey: config.ADMIN_API_KEY,
@@ -107,19 +111,39 @@ async function startWork(deps: Deps): Promise<Stop> {
     logger.warn({ err: String(err) }, 'partition maintenance failed at start; retrying hourly');
   });
   maintenance.start();
-  const worker = new Worker({
+  const checkpoint = await Checkpoint.open({
+    dir: config.CHECKPOINT_DIR,
+    segmentBytes: config.CHECKPOINT_SEGMENT_BYTES,
+    logger,
+    metrics,
+  });
+  let worker: Worker | undefined;
+  const breaker = new DatabaseBreaker({
+    config,
+    logger,
+    metrics,
+    onChange: () => void worker?.publishStatus(),
+  });
+  worker = new Worker({
     consumer,
     deadLetters: new DeadLetterStream({ redis, keys }),
     pool,
+    breaker,
+    checkpoint,
+    statusBoard: new WorkerStatusBoard({ redis, keys }),
     logger,
     metrics,
     config,
   });
   await worker.start();
-  logger.info({ consumer: consumer.name, partitions: keys.partitions }, 'worker started');
+  logger.info(
+    { consumer: consumer.name, partitions: keys.partitions, checkpoint: checkpoint.stats() },
+    'worker started',
+  );
   return async () => {
     maintenance.stop();
     await worker.stop();
+    await checkpoint.close();
   };
 }
 

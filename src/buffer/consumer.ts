@@ -182,6 +182,12 @@ export class StreamConsumer {
     return acked;
   }
 
+  /** Entries in all partition streams: buffered and not yet persisted (acknowledged ones are deleted). */
+  async backlog(): Promise<number> {
+    const lengths = await Promise.all(this.#keys.streams.map((key) => this.#redis.xlen(key)));
+    return lengths.reduce((a, b) => a + b, 0);
+  }
+
   /**
    * Removes entries that are acknowledged but still in a stream (a crash between XACK and
    * XDEL). Trims with MINID to the oldest entry that is pending or not yet delivered,

@@ -29,6 +29,16 @@ export class DeadLetterStream {
    */
   async move(letters: readonly DeadLetter[], consumer: StreamConsumer): Promise<void> {
     if (letters.length === 0) return;
+    await this.record(letters);
+    await consumer.ack(letters.map((l) => l.entry));
+  }
+
+  /**
+   * Writes dead letters without acknowledging anything: for events that are no longer in
+   * a stream (replayed from the disk checkpoint). `sourceId` may then be `checkpoint`.
+   */
+  async record(letters: readonly DeadLetter[]): Promise<void> {
+    if (letters.length === 0) return;
     const pipeline = this.#redis.pipeline();
     const at = new Date().toISOString();
     for (const { entry, error } of letters) {
@@ -56,7 +66,6 @@ export class DeadLetterStream {
     const replies = (await pipeline.exec()) ?? [];
     const failed = replies.find(([err]) => err);
     if (failed?.[0]) throw failed[0];
-    await consumer.ack(letters.map((l) => l.entry));
   }
 
   /** Number of dead-lettered entries. */

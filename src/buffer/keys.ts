@@ -16,6 +16,8 @@ export interface BufferKeys {
   dedupe(partition: number, bucket: number): string;
   /** `PREFIX:dead` — the dead-letter stream. */
   readonly deadLetter: string;
+  /** `PREFIX:workers` — hash: consumer name → JSON status (breaker, checkpoint), refreshed by each worker. */
+  readonly workers: string;
 }
 
 export function bufferKeys(prefix: string, partitions: number): BufferKeys {
@@ -27,6 +29,7 @@ export function bufferKeys(prefix: string, partitions: number): BufferKeys {
     streams: Array.from({ length: partitions }, (_, p) => stream(p)),
     dedupe: (p, bucket) => `${prefix}:dedupe:{${p}}:${bucket}`,
     deadLetter: `${prefix}:dead`,
+    workers: `${prefix}:workers`,
   };
 }
 

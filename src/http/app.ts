@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { DeadLetterStream } from '../buffer/dead-letter.ts';
 import type { BufferMonitor } from '../buffer/monitor.ts';
 import type { EventProducer } from '../buffer/producer.ts';
+import type { WorkerStatusBoard } from '../buffer/worker-status.ts';
 import type { Config } from '../config.ts';
 import type { Db } from '../store/db.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
@@ -27,6 +28,8 @@ export interface AppDeps {
   monitor: BufferMonitor;
   deadLetters: DeadLetterStream;
   keys: KeyResolver;
+  /** Breaker and checkpoint state reported by every worker. */
+  workers: WorkerStatusBoard;
 }
 
 /** The whole HTTP API as a Hono app (no server attached). */

@@ -1,4 +1,4 @@
-import { Counter, collectDefaultMetrics, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Every metric Tributary exports (prefix `tributary_`), on an injected registry. */
 export class Metrics {
@@ -13,6 +13,16 @@ export class Metrics {
   readonly batchSize: Histogram;
   readonly insertDuration: Histogram;
   readonly endToEndLatency: Histogram;
+  readonly breakerState: Gauge<'dependency'>;
+  readonly breakerTransitions: Counter<'dependency' | 'to'>;
+  readonly checkpointEvents: Gauge;
+  readonly checkpointBytes: Gauge;
+  readonly checkpointSegments: Gauge;
+  readonly checkpointHealthy: Gauge;
+  readonly checkpointSpilled: Counter;
+  readonly checkpointReplayed: Counter;
+  readonly checkpointCorruptRecords: Counter;
+  readonly checkpointWriteFailures: Counter;
 
   constructor(registry = new Registry(), opts: { processMetrics?: boolean } = {}) {
     this.registry = registry;
@@ -72,6 +82,58 @@ export class Metrics {
       name: 'tributary_end_to_end_latency_seconds',
       help: 'Time from receipt by the API to commit in PostgreSQL',
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600],
+      registers,
+    });
+    this.breakerState = new Gauge({
+      name: 'tributary_circuit_breaker_state',
+      help: 'Circuit breaker state: 0 closed, 1 open, 2 half-open',
+      labelNames: ['dependency'],
+      registers,
+    });
+    this.breakerTransitions = new Counter({
+      name: 'tributary_circuit_breaker_transitions_total',
+      help: 'Circuit breaker state changes, by new state',
+      labelNames: ['dependency', 'to'],
+      registers,
+    });
+    this.checkpointEvents = new Gauge({
+      name: 'tributary_checkpoint_backlog_events',
+      help: 'Events in the disk checkpoint waiting to be replayed into PostgreSQL',
+      registers,
+    });
+    this.checkpointBytes = new Gauge({
+      name: 'tributary_checkpoint_backlog_bytes',
+      help: 'Bytes of checkpoint segments waiting to be replayed',
+      registers,
+    });
+    this.checkpointSegments = new Gauge({
+      name: 'tributary_checkpoint_segments',
+      help: 'Checkpoint segment files on disk',
+      registers,
+    });
+    this.checkpointHealthy = new Gauge({
+      name: 'tributary_checkpoint_healthy',
+      help: '1 while the checkpoint accepts writes; 0 after a write or fsync failure (restart needed)',
+      registers,
+    });
+    this.checkpointSpilled = new Counter({
+      name: 'tributary_checkpoint_spilled_events_total',
+      help: 'Events written to the disk checkpoint while PostgreSQL was unavailable',
+      registers,
+    });
+    this.checkpointReplayed = new Counter({
+      name: 'tributary_checkpoint_replayed_events_total',
+      help: 'Events replayed from the disk checkpoint into PostgreSQL',
+      registers,
+    });
+    this.checkpointCorruptRecords = new Counter({
+      name: 'tributary_checkpoint_corrupt_records_total',
+      help: 'Checkpoint records that failed their checksum and were skipped (segment quarantined)',
+      registers,
+    });
+    this.checkpointWriteFailures = new Counter({
+      name: 'tributary_checkpoint_write_failures_total',
+      help: 'Checkpoint write or fsync failures',
       registers,
     });
   }

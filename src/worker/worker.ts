@@ -3,40 +3,62 @@ import type { Logger } from 'pino';
 import type { StreamConsumer, StreamEntry } from '../buffer/consumer.ts';
 import type { DeadLetter, DeadLetterStream } from '../buffer/dead-letter.ts';
 import { ENTRY_FORMAT_VERSION } from '../buffer/keys.ts';
+import { partitionFor } from '../buffer/partition.ts';
+import type { WorkerStatusBoard } from '../buffer/worker-status.ts';
 import type { Config } from '../config.ts';
 import { classifyDbError } from '../store/errors.ts';
-import { insertEventsJson } from '../store/events.repo.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
+import { type DatabaseBreaker, isBreakerOpen } from './breaker.ts';
+import { type Checkpoint, CheckpointFailedError } from './checkpoint/checkpoint.ts';
+import { insertIsolating } from './persist.ts';
 
 export interface WorkerOptions {
   consumer: StreamConsumer;
   deadLetters: DeadLetterStream;
   pool: pg.Pool;
+  breaker: DatabaseBreaker;
+  checkpoint: Checkpoint;
+  statusBoard: WorkerStatusBoard;
   logger: Logger;
   metrics: Metrics;
   config: Pick<
     Config,
-    'BATCH_SIZE' | 'BATCH_MAX_WAIT_MS' | 'READ_BLOCK_MS' | 'CLAIM_IDLE_MS' | 'MAX_DELIVERIES'
+    | 'BATCH_SIZE'
+    | 'BATCH_MAX_WAIT_MS'
+    | 'READ_BLOCK_MS'
+    | 'CLAIM_IDLE_MS'
+    | 'MAX_DELIVERIES'
+    | 'CHECKPOINT_SPILL_THRESHOLD'
+    | 'STREAM_PARTITIONS'
   >;
 }
 
-interface InsertOutcome {
+/** Where a batch ended up. */
+interface Outcome {
   inserted: number;
-  stored: StreamEntry[];
+  /** Committed in PostgreSQL, or fsynced in the checkpoint: safe to acknowledge. */
+  durable: StreamEntry[];
   refused: DeadLetter[];
+  spilled: boolean;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** How often a worker holding a batch behind an open breaker looks again. */
+const OPEN_POLL_MS = 250;
+const STATUS_EVERY_MS = 2_000;
 
 /**
- * One member of the `writers` group: reads batches from every partition, inserts each
- * in one statement, and acknowledges entries only after their rows are committed.
+ * One member of the `writers` group: reads batches from every partition, inserts each in
+ * one statement through the circuit breaker, and acknowledges entries only once their rows
+ * are committed or the batch is fsynced in the disk checkpoint. The checkpoint is replayed
+ * first whenever the database is reachable again.
  */
 export class Worker {
   readonly #o: WorkerOptions;
   #stopping = false;
   #running: Promise<void> | undefined;
   #lastClaim = 0;
+  #statusTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: WorkerOptions) {
     this.#o = opts;
@@ -45,13 +67,32 @@ export class Worker {
   /** Starts the loop; resolves once the consumer group exists. */
   async start(): Promise<void> {
     await this.#retry('create consumer groups', () => this.#o.consumer.ensureGroups());
+    this.#statusTimer = setInterval(() => void this.publishStatus(), STATUS_EVERY_MS);
+    this.#statusTimer.unref();
+    void this.publishStatus();
     this.#running = this.#loop();
   }
 
-  /** Finishes the batch in hand (insert and ack), then stops reading. */
+  /** Finishes the batch in hand (insert or checkpoint, and ack), then stops reading. */
   async stop(): Promise<void> {
     this.#stopping = true;
     await this.#running;
+    clearInterval(this.#statusTimer);
+    await this.#o.statusBoard.remove(this.#o.consumer.name).catch(() => {});
+  }
+
+  /** Reports breaker and checkpoint state where every API process can read it. */
+  async publishStatus(): Promise<void> {
+    const { breaker, checkpoint, statusBoard, consumer } = this.#o;
+    await statusBoard
+      .publish({
+        name: consumer.name,
+        breaker: breaker.state,
+        breakerSince: new Date(breaker.since).toISOString(),
+        checkpoint: checkpoint.stats(),
+        at: new Date().toISOString(),
+      })
+      .catch(() => {});
   }
 
   async #loop(): Promise<void> {
@@ -59,6 +100,7 @@ export class Worker {
     let failures = 0;
     while (!this.#stopping) {
       try {
+        if (this.#o.checkpoint.hasBacklog && this.#o.breaker.state !== 'open') await this.#replayCheckpoint();
         const batch = await this.#nextBatch();
         if (batch.length > 0) await this.#process(batch);
         failures = 0;
@@ -112,7 +154,7 @@ export class Worker {
       }
     }
 
-    const outcome = await this.#insertUntilDone(candidates);
+    const outcome = await this.#persist(candidates);
     if (!outcome) return; // stopping while the database is down: entries stay pending, nothing lost
     const dead = [...poison, ...outcome.refused];
     if (dead.length > 0) {
@@ -120,19 +162,22 @@ export class Worker {
       metrics.eventsDeadLettered.inc(dead.length);
       logger.warn({ count: dead.length, first: dead[0]?.error }, 'entries moved to the dead-letter stream');
     }
-    if (outcome.stored.length > 0) await consumer.ack(outcome.stored);
+    if (outcome.durable.length > 0) await consumer.ack(outcome.durable);
 
-    const now = Date.now();
-    for (const e of outcome.stored) {
-      metrics.endToEndLatency.observe(Math.max(0, now - Number(e.id.split('-')[0])) / 1000);
+    if (!outcome.spilled) {
+      const now = Date.now();
+      for (const e of outcome.durable) {
+        metrics.endToEndLatency.observe(Math.max(0, now - Number(e.id.split('-')[0])) / 1000);
+      }
+      metrics.eventsPersisted.inc(outcome.inserted);
     }
-    metrics.eventsPersisted.inc(outcome.inserted);
     metrics.batchSize.observe(entries.length);
     logger.info(
       {
         entries: entries.length,
         inserted: outcome.inserted,
-        alreadyStored: outcome.stored.length - outcome.inserted,
+        alreadyStored: outcome.spilled ? 0 : outcome.durable.length - outcome.inserted,
+        checkpointed: outcome.spilled ? outcome.durable.length : 0,
         deadLettered: dead.length,
         ms: Math.round(performance.now() - started),
       },
@@ -140,28 +185,50 @@ export class Worker {
     );
   }
 
-  /** Inserts, retrying with backoff while the database is unavailable. Undefined when stopped first. */
-  async #insertUntilDone(entries: StreamEntry[]): Promise<InsertOutcome | undefined> {
-    if (entries.length === 0) return { inserted: 0, stored: [], refused: [] };
+  /**
+   * Stores the batch through the breaker. While the database is unavailable the batch is
+   * held (its entries touched so no other worker reclaims them) and retried; once the
+   * breaker is open and the backlog in Redis passes CHECKPOINT_SPILL_THRESHOLD it goes to
+   * the disk checkpoint instead. Undefined when asked to stop first.
+   */
+  async #persist(entries: StreamEntry[]): Promise<Outcome | undefined> {
+    if (entries.length === 0) return { inserted: 0, durable: [], refused: [], spilled: false };
+    const { breaker, checkpoint, metrics, logger, config } = this.#o;
+    const events = entries.map((e) => e.event as string);
     let attempt = 0;
     let touchedAt = Date.now();
     for (;;) {
       try {
-        const end = this.#o.metrics.insertDuration.startTimer();
-        const outcome = await this.#insertIsolating(entries);
+        const end = metrics.insertDuration.startTimer();
+        const result = await breaker.execute(() => insertIsolating(this.#o.pool, events));
         end();
-        return outcome;
+        const refusedAt = new Map(result.refused.map((r) => [r.index, r.error]));
+        return {
+          inserted: result.inserted,
+          durable: entries.filter((_, i) => !refusedAt.has(i)),
+          refused: result.refused.map((r) => ({ entry: entries[r.index] as StreamEntry, error: r.error })),
+          spilled: false,
+        };
       } catch (err) {
+        const open = isBreakerOpen(err);
+        if (!open) {
+          logger.warn({ err: String(err), kind: classifyDbError(err), attempt }, 'batch insert failed');
+        }
+        if (this.#stopping) return undefined;
+        if (breaker.state !== 'closed' && !checkpoint.failed && (await this.#backlogOverThreshold())) {
+          try {
+            await checkpoint.append(events);
+            return { inserted: 0, durable: entries, refused: [], spilled: true };
+          } catch (spillErr) {
+            if (!(spillErr instanceof CheckpointFailedError)) throw spillErr;
+            void this.publishStatus();
+          }
+        }
         attempt++;
         // Capped so the held entries are touched well within CLAIM_IDLE_MS.
-        const delay = Math.min(5_000, this.#o.config.CLAIM_IDLE_MS / 3, 50 * 2 ** Math.min(attempt, 7));
-        this.#o.logger.warn(
-          { err: String(err), kind: classifyDbError(err), attempt, retryInMs: delay },
-          'batch insert failed; retrying',
-        );
-        if (this.#stopping) return undefined;
-        await sleep(delay);
-        if (Date.now() - touchedAt > this.#o.config.CLAIM_IDLE_MS / 3) {
+        const backoff = Math.min(5_000, config.CLAIM_IDLE_MS / 3, 50 * 2 ** Math.min(attempt, 7));
+        await sleep(open ? Math.min(OPEN_POLL_MS, backoff) : backoff);
+        if (Date.now() - touchedAt > config.CLAIM_IDLE_MS / 3) {
           await this.#o.consumer.touch(entries).catch(() => {});
           touchedAt = Date.now();
         }
@@ -169,34 +236,62 @@ export class Worker {
     }
   }
 
+  async #backlogOverThreshold(): Promise<boolean> {
+    const backlog = await this.#o.consumer.backlog().catch(() => 0);
+    return backlog > this.#o.config.CHECKPOINT_SPILL_THRESHOLD;
+  }
+
   /**
-   * One statement for the batch; when PostgreSQL refuses the data, halves the batch until
-   * the refused rows are isolated, so they go to the dead letters and the rest is stored.
+   * Replays the checkpoint into PostgreSQL through the breaker. Rows the database refuses
+   * as data go to the dead letters; if it becomes unavailable again the replay stops and
+   * the segment stays, to be replayed (idempotently) later.
    */
-  async #insertIsolating(entries: StreamEntry[]): Promise<InsertOutcome> {
+  async #replayCheckpoint(): Promise<void> {
+    const { checkpoint, breaker, metrics, logger, deadLetters } = this.#o;
+    const started = Date.now();
     try {
-      const inserted = await insertEventsJson(this.#o.pool, `[${entries.map((e) => e.event).join(',')}]`);
-      return { inserted, stored: entries, refused: [] };
+      const replayed = await checkpoint.replay(
+        async (events) => {
+          const result = await breaker.execute(() => insertIsolating(this.#o.pool, events));
+          metrics.eventsPersisted.inc(result.inserted);
+          if (result.refused.length > 0) {
+            await deadLetters.record(
+              result.refused.map((r) => this.#checkpointLetter(events[r.index], r.error)),
+            );
+            metrics.eventsDeadLettered.inc(result.refused.length);
+          }
+        },
+        () => this.#stopping,
+      );
+      if (replayed > 0) logger.info({ replayed, ms: Date.now() - started }, 'checkpoint replayed');
     } catch (err) {
-      if (classifyDbError(err) !== 'data') throw err;
-      if (entries.length === 1) {
-        const entry = entries[0] as StreamEntry;
-        const code = (err as { code?: string }).code ?? '';
-        return {
-          inserted: 0,
-          stored: [],
-          refused: [{ entry, error: `${code} ${(err as Error).message}`.trim() }],
-        };
-      }
-      const mid = entries.length >> 1;
-      const left = await this.#insertIsolating(entries.slice(0, mid));
-      const right = await this.#insertIsolating(entries.slice(mid));
-      return {
-        inserted: left.inserted + right.inserted,
-        stored: [...left.stored, ...right.stored],
-        refused: [...left.refused, ...right.refused],
-      };
+      if (!isBreakerOpen(err) && classifyDbError(err) === 'data') throw err;
+      logger.warn({ err: String(err) }, 'checkpoint replay paused: database unavailable');
+    } finally {
+      void this.publishStatus();
     }
+  }
+
+  /** A dead letter for an event replayed from the checkpoint: it is no longer in any stream. */
+  #checkpointLetter(event: string | undefined, error: string): DeadLetter {
+    let partition = 0;
+    try {
+      const parsed = JSON.parse(event ?? '{}') as { userId?: string; service?: string };
+      partition = partitionFor(parsed.userId ?? parsed.service ?? '', this.#o.config.STREAM_PARTITIONS);
+    } catch {
+      // unparsable: partition 0
+    }
+    return {
+      entry: {
+        partition,
+        id: 'checkpoint',
+        version: ENTRY_FORMAT_VERSION,
+        event,
+        traceparent: undefined,
+        deliveries: 1,
+      },
+      error,
+    };
   }
 
   async #retry(what: string, fn: () => Promise<void>): Promise<void> {

@@ -1,5 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { onJsonLines } from './json-lines.ts';
 
@@ -25,8 +28,14 @@ export interface TributaryProcess {
 
 /** Runs `tributary ROLE` as a real process, through the CLI, with its own environment. */
 export async function startTributary(role: string, env: Record<string, string>): Promise<TributaryProcess> {
+  // Each worker gets its own checkpoint directory unless the test names one (to restart
+  // a worker on the same directory); a directory the helper made goes when the process does.
+  let ownDir: string | undefined;
+  if ((role === 'work' || role === 'all') && !env.CHECKPOINT_DIR) {
+    ownDir = mkdtempSync(join(tmpdir(), 'tributary-checkpoint-'));
+  }
   const child = spawn(process.execPath, [MAIN, role], {
-    env: { PATH: process.env.PATH ?? '', ...env },
+    env: { PATH: process.env.PATH ?? '', ...(ownDir ? { CHECKPOINT_DIR: ownDir } : {}), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: Record<string, unknown>[] = [];
@@ -47,7 +56,10 @@ export async function startTributary(role: string, env: Record<string, string>):
   child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
     stderr += chunk;
   });
-  const exited = once(child, 'exit').then(([code]) => code as number | null);
+  const exited = once(child, 'exit').then(([code]) => {
+    if (ownDir) rmSync(ownDir, { recursive: true, force: true });
+    return code as number | null;
+  });
 
   const waitForLog = (pred: (l: Record<string, unknown>) => boolean, timeoutMs = 20_000) => {
     const seen = logs.find(pred);

@@ -19,6 +19,10 @@ describe('health', () => {
     expect((await runTributary(['migrate'], env.env())).code).toBe(0);
     const api = await startTributary('serve', env.env());
     processes.push(api);
+    const noWorkers = await call(api.url, '/health', { key: null });
+    expect(noWorkers.body).toMatchObject({ status: 'degraded', circuitBreaker: 'no workers' });
+    const worker = await startTributary('work', env.env());
+    processes.push(worker);
     expect((await call(api.url, '/health/live', { key: null })).body).toEqual({ status: 'ok' });
     const ready = await call(api.url, '/health/ready', { key: null });
     expect(ready.status).toBe(200);
@@ -32,10 +36,19 @@ describe('health', () => {
       maxEvents: 1_000_000,
     });
     expect(buffer.body.partitions).toHaveLength(8);
-    const db = await call(api.url, '/health/database', { key: null });
-    expect(db.body.status).toBe('up');
+    const db = await waitFor(async () => {
+      const res = await call(api.url, '/health/database', { key: null });
+      return res.body.workers?.length === 1 ? res : null;
+    });
+    expect(db.status).toBe(200);
+    expect(db.body).toMatchObject({
+      status: 'up',
+      circuitBreaker: 'closed',
+      checkpoint: { events: 0, segments: 0, failed: [] },
+    });
     const all = await call(api.url, '/health', { key: null });
     expect(all.body.status).toBe('ok');
+    await worker.stop();
     const metrics = await fetch(`${api.url}/metrics`).then((r) => r.text());
     expect(metrics).toContain('tributary_http_request_duration_seconds');
     expect(metrics).toContain('tributary_events_received_total');

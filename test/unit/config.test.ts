@@ -45,4 +45,15 @@ describe('loadConfig', () => {
         expect(msg).toContain(name);
     }
   });
+
+  it('defaults the spill threshold to a tenth of the buffer and refuses one at or above it', () => {
+    expect(loadConfig({ BUFFER_MAX_EVENTS: '50' }).CHECKPOINT_SPILL_THRESHOLD).toBe(5);
+    expect(loadConfig({}).CHECKPOINT_SPILL_THRESHOLD).toBe(100_000);
+    expect(() => loadConfig({ BUFFER_MAX_EVENTS: '100', CHECKPOINT_SPILL_THRESHOLD: '100' })).toThrow(
+      /CHECKPOINT_SPILL_THRESHOLD/,
+    );
+    expect(() =>
+      loadConfig({ BREAKER_HALF_OPEN_AFTER_MS: '5000', BREAKER_MAX_HALF_OPEN_AFTER_MS: '1000' }),
+    ).toThrow(/BREAKER_MAX_HALF_OPEN_AFTER_MS/);
+  });
 });

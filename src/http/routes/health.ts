@@ -2,6 +2,7 @@ import { Hono } from 'hono';
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { BufferMonitor } from '../../buffer/monitor.ts';
+import type { WorkerStatus, WorkerStatusBoard } from '../../buffer/worker-status.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
 import type { AppEnv } from '../env.ts';
 
@@ -10,6 +11,7 @@ export interface HealthRoutesDeps {
   pool: pg.Pool;
   monitor: BufferMonitor;
   metrics: Metrics;
+  workers: WorkerStatusBoard;
 }
 
 interface Check {
@@ -36,6 +38,23 @@ async function timed(fn: () => Promise<unknown>): Promise<Check> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+const BREAKER_RANK = { closed: 0, 'half-open': 1, open: 2 } as const;
+
+/** Every live worker's breaker and checkpoint, and the worst of them. */
+function workersSummary(workers: WorkerStatus[] | null) {
+  if (!workers) return { circuitBreaker: 'unknown', checkpoint: null, workers: null };
+  let breaker: WorkerStatus['breaker'] | 'no workers' = 'no workers';
+  const checkpoint = { events: 0, segments: 0, bytes: 0, failed: [] as string[] };
+  for (const w of workers) {
+    if (breaker === 'no workers' || BREAKER_RANK[w.breaker] > BREAKER_RANK[breaker]) breaker = w.breaker;
+    checkpoint.events += w.checkpoint.events;
+    checkpoint.segments += w.checkpoint.segments;
+    checkpoint.bytes += w.checkpoint.bytes;
+    if (w.checkpoint.failed) checkpoint.failed.push(`${w.name}: ${w.checkpoint.failed}`);
+  }
+  return { circuitBreaker: breaker, checkpoint, workers };
 }
 
 /**
@@ -65,19 +84,33 @@ export function healthRoutes(deps: HealthRoutesDeps): Hono<AppEnv> {
     }
   });
 
+  // Up only when this process reaches PostgreSQL, no worker's breaker is open and every
+  // checkpoint accepts writes (a failed one needs an operator: see the README).
   app.get('/health/database', async (c) => {
-    const database = await databaseCheck();
-    return c.json({ status: database.ok ? 'up' : 'down', ...database }, database.ok ? 200 : 503);
+    const [database, workers] = await Promise.all([databaseCheck(), deps.workers.live().catch(() => null)]);
+    const summary = workersSummary(workers);
+    const failed = (summary.checkpoint?.failed.length ?? 0) > 0;
+    const breakerOpen = summary.circuitBreaker === 'open' || summary.circuitBreaker === 'half-open';
+    const status = failed ? 'checkpoint_failed' : !database.ok || breakerOpen ? 'down' : 'up';
+    return c.json({ status, ...database, ...summary }, status === 'up' ? 200 : 503);
   });
 
   app.get('/health', async (c) => {
-    const [redis, database, buffer] = await Promise.all([
+    const [redis, database, buffer, workers] = await Promise.all([
       redisCheck(),
       databaseCheck(),
       deps.monitor.snapshot().catch(() => null),
+      deps.workers.live().catch(() => null),
     ]);
-    const status = !redis.ok ? 'unavailable' : !database.ok || buffer?.backpressure ? 'degraded' : 'ok';
-    return c.json({ status, redis, database, buffer }, redis.ok ? 200 : 503);
+    const summary = workersSummary(workers);
+    const degraded =
+      !database.ok ||
+      buffer?.backpressure ||
+      summary.circuitBreaker !== 'closed' ||
+      (summary.checkpoint?.events ?? 0) > 0 ||
+      (summary.checkpoint?.failed.length ?? 0) > 0;
+    const status = !redis.ok ? 'unavailable' : degraded ? 'degraded' : 'ok';
+    return c.json({ status, redis, database, buffer, ...summary }, redis.ok ? 200 : 503);
   });
 
   app.get('/metrics', async (c) => {

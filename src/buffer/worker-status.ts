@@ -1,0 +1,62 @@
+import type { Redis } from 'ioredis';
+import type { BufferKeys } from './keys.ts';
+
+/** What a worker reports about itself, for health endpoints of any process. */
+export interface WorkerStatus {
+  /** Consumer name (host-pid). */
+  name: string;
+  breaker: 'closed' | 'open' | 'half-open';
+  /** ISO time the breaker entered its state. */
+  breakerSince: string;
+  checkpoint: { segments: number; bytes: number; events: number; failed: string | undefined };
+  /** ISO time of this report. */
+  at: string;
+}
+
+/** A status older than this belongs to a worker that stopped or lost Redis. */
+export const WORKER_STATUS_TTL_MS = 15_000;
+/** Reports older than this are removed when read. */
+const FORGET_AFTER_MS = 3_600_000;
+
+/**
+ * Worker statuses in one Redis hash, so the API (another process, maybe another host)
+ * can show every worker's breaker and checkpoint in `/health/database`.
+ */
+export class WorkerStatusBoard {
+  readonly #redis: Redis;
+  readonly #key: string;
+
+  constructor(opts: { redis: Redis; keys: BufferKeys }) {
+    this.#redis = opts.redis;
+    this.#key = opts.keys.workers;
+  }
+
+  async publish(status: WorkerStatus): Promise<void> {
+    await this.#redis.hset(this.#key, status.name, JSON.stringify(status));
+  }
+
+  async remove(name: string): Promise<void> {
+    await this.#redis.hdel(this.#key, name);
+  }
+
+  /** Statuses reported within {@link WORKER_STATUS_TTL_MS}; long-gone workers are forgotten. */
+  async live(now = Date.now()): Promise<WorkerStatus[]> {
+    const all = await this.#redis.hgetall(this.#key);
+    const live: WorkerStatus[] = [];
+    const forget: string[] = [];
+    for (const [name, raw] of Object.entries(all)) {
+      let status: WorkerStatus;
+      try {
+        status = JSON.parse(raw) as WorkerStatus;
+      } catch {
+        forget.push(name);
+        continue;
+      }
+      const age = now - Date.parse(status.at);
+      if (age <= WORKER_STATUS_TTL_MS) live.push(status);
+      else if (age > FORGET_AFTER_MS) forget.push(name);
+    }
+    if (forget.length > 0) await this.#redis.hdel(this.#key, ...forget);
+    return live.sort((a, b) => a.name.localeCompare(b.name));
+  }
+}
