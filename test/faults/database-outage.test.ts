@@ -1,31 +1,15 @@
-import { Redis } from 'ioredis';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_KEY, BASE_REDIS_URL, deleteKeys } from '../helpers/env.ts';
 import { expectBufferDrained, expectStoredExactlyOnce, Ledger } from '../helpers/ledger.ts';
-import { freePort, PrivatePostgres } from '../helpers/private-servers.ts';
-import { runTributary, startTributary, type TributaryProcess } from '../helpers/processes.ts';
+import { type PrivateDatabaseEnv, privateDatabaseEnv } from '../helpers/private-database.ts';
+import { startTributary } from '../helpers/processes.ts';
 import { call, waitFor } from '../helpers/stack.ts';
 
 const OUTAGE_MS = 16_000;
 
-let postgres: PrivatePostgres;
-const processes: TributaryProcess[] = [];
-const prefix = `tributary_test_pgdown${process.pid}`;
-const redis = new Redis(BASE_REDIS_URL);
-let env: Record<string, string>;
-let db: pg.Pool;
+let t: PrivateDatabaseEnv;
 
 beforeAll(async () => {
-  postgres = new PrivatePostgres(await freePort());
-  postgres.start();
-  env = {
-    DATABASE_URL: postgres.url.replace(/\/postgres$/, '/tributary'),
-    REDIS_URL: BASE_REDIS_URL,
-    REDIS_PREFIX: prefix,
-    ADMIN_API_KEY: ADMIN_KEY,
-    PORT: '0',
-    HOST: '127.0.0.1',
+  t = await privateDatabaseEnv('pgdown', {
     BATCH_SIZE: '1000',
     // A short claim time and few deliveries: if a worker holding a batch through the
     // outage did not keep its entries fresh, the other would reclaim them until they
@@ -35,27 +19,21 @@ beforeAll(async () => {
     BREAKER_FAILURE_THRESHOLD: '3',
     BREAKER_HALF_OPEN_AFTER_MS: '500',
     BREAKER_MAX_HALF_OPEN_AFTER_MS: '4000',
-  };
-  expect((await runTributary(['migrate'], env)).code).toBe(0);
-  db = new pg.Pool({ connectionString: env.DATABASE_URL });
-  db.on('error', () => {});
+  });
 });
 
 afterAll(async () => {
-  await Promise.all(processes.map((p) => p.kill9()));
-  await db?.end();
-  postgres?.destroy();
-  await deleteKeys(redis, `${prefix}:*`);
-  redis.disconnect();
+  await t?.cleanup();
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('PostgreSQL stopped under load', () => {
   it(`keeps accepting for ${OUTAGE_MS / 1000} s, opens the breaker, and stores everything once after`, async () => {
+    const { env, postgres, db, redis, prefix } = t;
     const api = await startTributary('serve', env);
     const workers = [await startTributary('work', env), await startTributary('work', env)];
-    processes.push(api, ...workers);
+    t.processes.push(api, ...workers);
     const ledger = new Ledger();
     let phase: 'before' | 'outage' | 'after' | 'done' = 'before';
     const statusDuringOutage = new Map<number, number>();

@@ -1,0 +1,95 @@
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expectBufferDrained, expectStoredExactlyOnce, Ledger } from '../helpers/ledger.ts';
+import { type PrivateDatabaseEnv, privateDatabaseEnv } from '../helpers/private-database.ts';
+import { startTributary } from '../helpers/processes.ts';
+import { call, waitFor } from '../helpers/stack.ts';
+
+const SPILL_THRESHOLD = 2_000;
+const EVENTS = 30_000;
+
+let t: PrivateDatabaseEnv;
+const checkpointDir = mkdtempSync(join(tmpdir(), 'tributary-fault-checkpoint-'));
+const segments = () => readdirSync(checkpointDir).filter((n) => n.startsWith('segment-'));
+
+beforeAll(async () => {
+  t = await privateDatabaseEnv('longoutage', {
+    CHECKPOINT_DIR: checkpointDir,
+    CHECKPOINT_SPILL_THRESHOLD: String(SPILL_THRESHOLD),
+    // Small segments (one batch each), so replay spans many segments and a kill lands mid-way.
+    CHECKPOINT_SEGMENT_BYTES: '4096',
+    BATCH_SIZE: '200',
+    CLAIM_IDLE_MS: '2000',
+    BREAKER_FAILURE_THRESHOLD: '3',
+    BREAKER_HALF_OPEN_AFTER_MS: '200',
+    BREAKER_MAX_HALF_OPEN_AFTER_MS: '1000',
+  });
+});
+
+afterAll(async () => {
+  await t?.cleanup();
+  rmSync(checkpointDir, { recursive: true, force: true });
+});
+
+describe('long PostgreSQL outage', () => {
+  it('spills past CHECKPOINT_SPILL_THRESHOLD to the checkpoint, survives kill -9 during replay, stores all once', async () => {
+    const { env, postgres, db, redis, prefix } = t;
+    const api = await startTributary('serve', env);
+    const worker = await startTributary('work', env);
+    t.processes.push(api, worker);
+
+    postgres.stop();
+    const ledger = new Ledger();
+    await Promise.all([0, 1].map(() => ledger.sendWhile(api.url, 500, () => ledger.sent < EVENTS)));
+    expect(ledger.acknowledged.size).toBe(EVENTS);
+    expect(ledger.refusals.size).toBe(0);
+
+    // The worker moves the backlog above the threshold to disk and acknowledges it.
+    const spilled = await waitFor(
+      async () => {
+        const res = await call(api.url, '/health/database', { key: null });
+        const buffer = await call(api.url, '/health/buffer', { key: null });
+        const onDisk = res.body.checkpoint?.events ?? 0;
+        // Worker status is refreshed every 2 s, so wait for it to catch up with the buffer.
+        const settled = buffer.body.length <= SPILL_THRESHOLD + 200 && onDisk + buffer.body.length >= EVENTS;
+        return settled ? { onDisk, res, buffer } : null;
+      },
+      60_000,
+      'backlog spilled to the checkpoint',
+    );
+    expect(spilled.res.status).toBe(503);
+    expect(spilled.res.body.circuitBreaker).toBe('open');
+    expect(spilled.onDisk).toBeGreaterThanOrEqual(EVENTS - SPILL_THRESHOLD - 200);
+    const segmentsOnDisk = segments().length;
+
+    // PostgreSQL returns; kill -9 the worker as soon as replay is under way.
+    const backAt = Date.now();
+    postgres.start();
+    await worker.waitForLog((l) => l.msg === 'checkpoint segment replayed', 30_000);
+    await worker.kill9();
+    const leftAfterKill = segments().length;
+    expect(leftAfterKill).toBeGreaterThan(0);
+    expect(leftAfterKill).toBeLessThan(segmentsOnDisk);
+
+    // A new worker on the same directory finishes the replay and the Redis backlog.
+    const successor = await startTributary('work', env);
+    t.processes.push(successor);
+    const counts = await expectStoredExactlyOnce(db, ledger.acknowledged);
+    const drainedMs = Date.now() - backAt;
+    await expectBufferDrained(redis, prefix);
+    expect(segments()).toEqual([]);
+    expect(readdirSync(join(checkpointDir, 'quarantine'))).toEqual([]);
+    const health = await waitFor(async () => {
+      const res = await call(api.url, '/health/database', { key: null });
+      return res.status === 200 && res.body.workers?.length === 1 ? res : null;
+    });
+    expect(health.body.checkpoint).toMatchObject({ events: 0, segments: 0, failed: [] });
+    console.info(
+      `[checkpoint-long-outage] sent ${ledger.sent}, acknowledged ${ledger.acknowledged.size}, ` +
+        `checkpointed ${spilled.onDisk} in ${segmentsOnDisk} segments, ${leftAfterKill} left at the kill, ` +
+        `stored ${counts.rows}, duplicates ${counts.rows - counts.distinct}, all stored ${drainedMs} ms after PostgreSQL returned`,
+    );
+  });
+});
