@@ -223,12 +223,15 @@ export class Checkpoint {
     const count = where.length;
     if (this.#quarantined.has(file.name)) return;
     this.#quarantined.add(file.name);
-    const copy = join(this.#o.dir, 'quarantine', `${file.name}.${Date.now()}`);
-    await copyFile(file.path, copy);
+    let copy: string | undefined = join(this.#o.dir, 'quarantine', `${file.name}.${Date.now()}`);
+    // A full disk (the usual reason for a bad record) must not stop the good records' replay.
+    await copyFile(file.path, copy).catch(() => {
+      copy = undefined;
+    });
     this.#o.metrics.checkpointCorruptRecords.inc(count);
     this.#o.logger.error(
       { segment: file.name, corruptRecords: count, ranges: where.slice(0, 10), copy },
-      'checkpoint: corrupt records skipped; the segment was copied to quarantine for inspection',
+      'checkpoint: corrupt records skipped; the segment is copied to quarantine/ for inspection (copy: undefined when that failed)',
     );
   }
 
