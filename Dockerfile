@@ -14,6 +14,11 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY drizzle ./drizzle
 COPY src ./src
+# The workers' disk checkpoint: mount a persistent volume here. Workers sharing it each
+# take their own worker-N directory, and replay the directories of workers that are gone.
+ENV CHECKPOINT_DIR=/var/lib/tributary/checkpoint
+RUN mkdir -p /var/lib/tributary/checkpoint && chown -R node:node /var/lib/tributary
+VOLUME ["/var/lib/tributary/checkpoint"]
 USER node
 EXPOSE 8080
 # Only meaningful for roles with an HTTP server (serve, all); disable it for `work`.

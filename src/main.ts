@@ -21,7 +21,7 @@ import {
 } from './store/api-keys.repo.ts';
 import { migrateDatabase } from './store/migrate.ts';
 import { DatabaseBreaker } from './worker/breaker.ts';
-import { Checkpoint } from './worker/checkpoint/checkpoint.ts';
+import { openOwnCheckpoint, replayOrphanedCheckpoints } from './worker/checkpoint/slots.ts';
 import { Maintenance } from './worker/maintenance.ts';
 import { Worker } from './worker/worker.ts';
 
@@ -111,12 +111,13 @@ async function startWork(deps: Deps): Promise<Stop> {
     logger.warn({ err: String(err) }, 'partition maintenance failed at start; retrying hourly');
   });
   maintenance.start();
-  const checkpoint = await Checkpoint.open({
-    dir: config.CHECKPOINT_DIR,
+  const slotOptions = {
+    root: config.CHECKPOINT_DIR,
     segmentBytes: config.CHECKPOINT_SEGMENT_BYTES,
     logger,
     metrics,
-  });
+  };
+  const checkpoint = await openOwnCheckpoint(slotOptions);
   let worker: Worker | undefined;
   const breaker = new DatabaseBreaker({
     config,
@@ -130,6 +131,8 @@ async function startWork(deps: Deps): Promise<Stop> {
     pool,
     breaker,
     checkpoint,
+    replayOrphans: (persist, stop) =>
+      replayOrphanedCheckpoints({ ...slotOptions, own: checkpoint.dir }, persist, stop),
     statusBoard: new WorkerStatusBoard({ redis, keys }),
     logger,
     metrics,
@@ -137,7 +140,12 @@ async function startWork(deps: Deps): Promise<Stop> {
   });
   await worker.start();
   logger.info(
-    { consumer: consumer.name, partitions: keys.partitions, checkpoint: checkpoint.stats() },
+    {
+      consumer: consumer.name,
+      partitions: keys.partitions,
+      checkpointDir: checkpoint.dir,
+      checkpoint: checkpoint.stats(),
+    },
     'worker started',
   );
   return async () => {

@@ -18,6 +18,8 @@ export interface WorkerOptions {
   pool: pg.Pool;
   breaker: DatabaseBreaker;
   checkpoint: Checkpoint;
+  /** Replays checkpoints left by workers that are gone (other directories under CHECKPOINT_DIR). */
+  replayOrphans?: (persist: (events: string[]) => Promise<void>, stop: () => boolean) => Promise<number>;
   statusBoard: WorkerStatusBoard;
   logger: Logger;
   metrics: Metrics;
@@ -46,6 +48,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** How often a worker holding a batch behind an open breaker looks again. */
 const OPEN_POLL_MS = 250;
 const STATUS_EVERY_MS = 2_000;
+/** How often a worker looks for checkpoints of workers that are gone. */
+const ORPHAN_SCAN_EVERY_MS = 60_000;
 
 /**
  * One member of the `writers` group: reads batches from every partition, inserts each in
@@ -59,6 +63,7 @@ export class Worker {
   #running: Promise<void> | undefined;
   #lastClaim = 0;
   #statusTimer: NodeJS.Timeout | undefined;
+  #lastOrphanScan = 0;
 
   constructor(opts: WorkerOptions) {
     this.#o = opts;
@@ -100,7 +105,18 @@ export class Worker {
     let failures = 0;
     while (!this.#stopping) {
       try {
-        if (this.#o.checkpoint.hasBacklog && this.#o.breaker.state !== 'open') await this.#replayCheckpoint();
+        if (this.#o.checkpoint.hasBacklog && this.#o.breaker.state !== 'open') {
+          await this.#replay('checkpoint', (persist, stop) => this.#o.checkpoint.replay(persist, stop));
+        }
+        const { replayOrphans } = this.#o;
+        if (
+          replayOrphans &&
+          this.#o.breaker.state === 'closed' &&
+          Date.now() - this.#lastOrphanScan > ORPHAN_SCAN_EVERY_MS
+        ) {
+          this.#lastOrphanScan = Date.now();
+          await this.#replay('orphaned checkpoints', replayOrphans);
+        }
         const batch = await this.#nextBatch();
         if (batch.length > 0) await this.#process(batch);
         failures = 0;
@@ -246,11 +262,14 @@ export class Worker {
    * as data go to the dead letters; if it becomes unavailable again the replay stops and
    * the segment stays, to be replayed (idempotently) later.
    */
-  async #replayCheckpoint(): Promise<void> {
-    const { checkpoint, breaker, metrics, logger, deadLetters } = this.#o;
+  async #replay(
+    what: string,
+    replay: (persist: (events: string[]) => Promise<void>, stop: () => boolean) => Promise<number>,
+  ): Promise<void> {
+    const { breaker, metrics, logger, deadLetters } = this.#o;
     const started = Date.now();
     try {
-      const replayed = await checkpoint.replay(
+      const replayed = await replay(
         async (events) => {
           const result = await breaker.execute(() => insertIsolating(this.#o.pool, events));
           metrics.eventsPersisted.inc(result.inserted);
@@ -263,10 +282,10 @@ export class Worker {
         },
         () => this.#stopping,
       );
-      if (replayed > 0) logger.info({ replayed, ms: Date.now() - started }, 'checkpoint replayed');
+      if (replayed > 0) logger.info({ replayed, ms: Date.now() - started }, `${what} replayed`);
     } catch (err) {
       if (!isBreakerOpen(err) && classifyDbError(err) === 'data') throw err;
-      logger.warn({ err: String(err) }, 'checkpoint replay paused: database unavailable');
+      logger.warn({ err: String(err) }, `${what}: replay paused, database unavailable`);
     } finally {
       void this.publishStatus();
     }

@@ -13,7 +13,9 @@ const EVENTS = 2_000;
 
 let t: PrivateDatabaseEnv;
 const checkpointDir = mkdtempSync(join(tmpdir(), 'tributary-fault-corrupt-'));
-const segments = () => readdirSync(checkpointDir).filter((n) => n.startsWith('segment-'));
+// One worker at a time here: it takes the first directory under CHECKPOINT_DIR.
+const workerDir = join(checkpointDir, 'worker-0');
+const segments = () => readdirSync(workerDir).filter((n) => n.startsWith('segment-'));
 
 beforeAll(async () => {
   t = await privateDatabaseEnv('corrupt', {
@@ -52,7 +54,7 @@ describe('checkpoint corruption', () => {
 
     // The checkpoint is one segment of about ten records (batches of up to 200 events).
     expect(segments()).toHaveLength(1);
-    const path = join(checkpointDir, segments()[0] as string);
+    const path = join(workerDir, segments()[0] as string);
     const bytes = readFileSync(path);
     const { records } = decodeSegment(bytes);
     expect(records.length).toBeGreaterThanOrEqual(5);
@@ -86,7 +88,7 @@ describe('checkpoint corruption', () => {
     const counts = await expectStoredExactlyOnce(db, expected);
     await expectBufferDrained(redis, prefix);
     expect(segments()).toEqual([]);
-    expect(readdirSync(join(checkpointDir, 'quarantine'))).toHaveLength(1);
+    expect(readdirSync(join(workerDir, 'quarantine'))).toHaveLength(1);
     const torned = await db.query('SELECT count(*)::int AS n FROM events WHERE id = ANY($1::uuid[])', [
       tornIds,
     ]);

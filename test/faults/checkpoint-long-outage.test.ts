@@ -12,7 +12,9 @@ const EVENTS = 30_000;
 
 let t: PrivateDatabaseEnv;
 const checkpointDir = mkdtempSync(join(tmpdir(), 'tributary-fault-checkpoint-'));
-const segments = () => readdirSync(checkpointDir).filter((n) => n.startsWith('segment-'));
+// One worker at a time here: it takes the first directory under CHECKPOINT_DIR.
+const workerDir = join(checkpointDir, 'worker-0');
+const segments = () => readdirSync(workerDir).filter((n) => n.startsWith('segment-'));
 
 beforeAll(async () => {
   t = await privateDatabaseEnv('longoutage', {
@@ -80,7 +82,7 @@ describe('long PostgreSQL outage', () => {
     const drainedMs = Date.now() - backAt;
     await expectBufferDrained(redis, prefix);
     expect(segments()).toEqual([]);
-    expect(readdirSync(join(checkpointDir, 'quarantine'))).toEqual([]);
+    expect(readdirSync(join(workerDir, 'quarantine'))).toEqual([]);
     const health = await waitFor(async () => {
       const res = await call(api.url, '/health/database', { key: null });
       return res.status === 200 && res.body.workers?.length === 1 ? res : null;

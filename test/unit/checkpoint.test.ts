@@ -16,6 +16,7 @@ import { Checkpoint, CheckpointFailedError } from '../../src/worker/checkpoint/c
 import { CheckpointLockedError } from '../../src/worker/checkpoint/lock.ts';
 import { decodeSegment, encodeRecord, RECORD_HEADER_BYTES } from '../../src/worker/checkpoint/record.ts';
 import { segmentName } from '../../src/worker/checkpoint/segments.ts';
+import { openOwnCheckpoint, replayOrphanedCheckpoints } from '../../src/worker/checkpoint/slots.ts';
 
 const logger = pino({ level: 'silent' });
 const dirs: string[] = [];
@@ -217,5 +218,33 @@ describe('checkpoint', () => {
     const cp = await openCheckpoint(dir);
     await cp.append(batch(1, 'a'));
     expect(existsSync(join(dir, 'owner.lock'))).toBe(true);
+  });
+});
+
+describe('checkpoint directories under one CHECKPOINT_DIR', () => {
+  it('gives each worker its own directory and replays the ones left by workers that are gone', async () => {
+    const root = tempDir();
+    const opts = { root, segmentBytes: 1 << 20, logger, metrics: new Metrics() };
+    const first = await openOwnCheckpoint(opts);
+    const second = await openOwnCheckpoint(opts);
+    open.push(first, second);
+    expect([first.dir, second.dir]).toEqual([join(root, 'worker-0'), join(root, 'worker-1')]);
+
+    // worker-1 holds unreplayed batches and goes away; worker-1 is still held (live), so
+    // it is skipped while it lives and replayed once it is released.
+    await second.append(batch(3, 'gone'));
+    const seen: string[] = [];
+    const persist = async (events: string[]) => {
+      seen.push(...events);
+    };
+    expect(await replayOrphanedCheckpoints({ ...opts, own: first.dir }, persist, () => false)).toBe(0);
+    await second.close();
+    expect(await replayOrphanedCheckpoints({ ...opts, own: first.dir }, persist, () => false)).toBe(3);
+    expect(seen).toEqual(batch(3, 'gone'));
+    expect(readdirSync(join(root, 'worker-1')).filter((n) => n.startsWith('segment-'))).toEqual([]);
+    // A worker started now takes the free directory again.
+    const third = await openOwnCheckpoint(opts);
+    open.push(third);
+    expect(third.dir).toBe(join(root, 'worker-1'));
   });
 });

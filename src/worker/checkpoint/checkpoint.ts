@@ -20,6 +20,8 @@ export interface CheckpointOptions {
   segmentBytes: number;
   logger: Logger;
   metrics: Metrics;
+  /** Set the backlog gauges (the worker's own checkpoint); false for an adopted one. */
+  reportGauges?: boolean;
 }
 
 export interface CheckpointStats {
@@ -235,7 +237,13 @@ export class Checkpoint {
     );
   }
 
+  /** The directory this checkpoint holds. */
+  get dir(): string {
+    return this.#o.dir;
+  }
+
   #report(): void {
+    if (this.#o.reportGauges === false) return;
     const s = this.stats();
     this.#o.metrics.checkpointEvents.set(s.events);
     this.#o.metrics.checkpointBytes.set(s.bytes);

@@ -31,6 +31,8 @@ function alive(pid: number): boolean {
  * e.g. a volume moved to a new container).
  */
 export class DirectoryLock {
+  /** Lock files held by this process (the file alone cannot tell two holders in one process apart). */
+  static readonly #held = new Set<string>();
   readonly #path: string;
   #timer: NodeJS.Timeout | undefined;
 
@@ -41,11 +43,15 @@ export class DirectoryLock {
   /** Takes the lock, or throws {@link CheckpointLockedError} naming the holder. */
   static async acquire(dir: string): Promise<DirectoryLock> {
     const path = join(dir, 'owner.lock');
+    if (DirectoryLock.#held.has(path)) {
+      throw new CheckpointLockedError(`checkpoint directory ${dir} is already in use by this process`);
+    }
     const me: Owner = { host: hostname(), pid: process.pid };
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
         await writeFile(path, JSON.stringify(me), { flag: 'wx' });
         const lock = new DirectoryLock(path);
+        DirectoryLock.#held.add(path);
         lock.#timer = setInterval(() => {
           const now = new Date();
           utimes(path, now, now).catch(() => {});
@@ -80,6 +86,7 @@ export class DirectoryLock {
 
   async release(): Promise<void> {
     clearInterval(this.#timer);
+    DirectoryLock.#held.delete(this.#path);
     await rm(this.#path, { force: true });
   }
 }
