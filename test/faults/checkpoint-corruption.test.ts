@@ -1,45 +1,37 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeSegment, encodeRecord } from '../../src/worker/checkpoint/record.ts';
 import { expectBufferDrained, expectStoredExactlyOnce, Ledger } from '../helpers/ledger.ts';
-import { type PrivateDatabaseEnv, privateDatabaseEnv } from '../helpers/private-database.ts';
-import { startTributary } from '../helpers/processes.ts';
+import { FAST_BREAKER, type PrivateDatabaseEnv, privateDatabaseEnv } from '../helpers/private-database.ts';
 import { call, waitFor } from '../helpers/stack.ts';
 
 const EVENTS = 2_000;
 
 let t: PrivateDatabaseEnv;
-const checkpointDir = mkdtempSync(join(tmpdir(), 'tributary-fault-corrupt-'));
 // One worker at a time here: it takes the first directory under CHECKPOINT_DIR.
-const workerDir = join(checkpointDir, 'worker-0');
-const segments = () => readdirSync(workerDir).filter((n) => n.startsWith('segment-'));
+const workerDir = () => join(t.checkpointDir, 'worker-0');
+const segments = () => readdirSync(workerDir()).filter((n) => n.startsWith('segment-'));
 
 beforeAll(async () => {
   t = await privateDatabaseEnv('corrupt', {
-    CHECKPOINT_DIR: checkpointDir,
     // Spill everything as soon as the breaker opens: the whole load ends up on disk.
     CHECKPOINT_SPILL_THRESHOLD: '0',
     BATCH_SIZE: '200',
-    BREAKER_FAILURE_THRESHOLD: '2',
-    BREAKER_HALF_OPEN_AFTER_MS: '200',
-    BREAKER_MAX_HALF_OPEN_AFTER_MS: '1000',
+    ...FAST_BREAKER,
   });
 });
 
 afterAll(async () => {
   await t?.cleanup();
-  rmSync(checkpointDir, { recursive: true, force: true });
 });
 
 describe('checkpoint corruption', () => {
   it('truncates a torn last record, quarantines a flipped one, replays the rest, and keeps running', async () => {
-    const { env, postgres, db, redis, prefix } = t;
-    const api = await startTributary('serve', env);
-    const worker = await startTributary('work', env);
-    t.processes.push(api, worker);
+    const { postgres, db, redis, prefix } = t;
+    const api = await t.start('serve');
+    const worker = await t.start('work');
 
     postgres.stop();
     const ledger = new Ledger();
@@ -54,7 +46,7 @@ describe('checkpoint corruption', () => {
 
     // The checkpoint is one segment of about ten records (batches of up to 200 events).
     expect(segments()).toHaveLength(1);
-    const path = join(workerDir, segments()[0] as string);
+    const path = join(workerDir(), segments()[0] as string);
     const bytes = readFileSync(path);
     const { records } = decodeSegment(bytes);
     expect(records.length).toBeGreaterThanOrEqual(5);
@@ -78,8 +70,7 @@ describe('checkpoint corruption', () => {
     writeFileSync(path, Buffer.concat([bytes, torn.subarray(0, torn.length - 7)]));
 
     postgres.start();
-    const successor = await startTributary('work', env);
-    t.processes.push(successor);
+    const successor = await t.start('work');
     const truncated = await successor.waitForLog((l) => String(l.msg).includes('torn last record truncated'));
     const quarantined = await successor.waitForLog((l) => String(l.msg).includes('corrupt records skipped'));
     expect(quarantined.corruptRecords).toBe(1);
@@ -88,7 +79,7 @@ describe('checkpoint corruption', () => {
     const counts = await expectStoredExactlyOnce(db, expected);
     await expectBufferDrained(redis, prefix);
     expect(segments()).toEqual([]);
-    expect(readdirSync(join(workerDir, 'quarantine'))).toHaveLength(1);
+    expect(readdirSync(join(workerDir(), 'quarantine'))).toHaveLength(1);
     const torned = await db.query('SELECT count(*)::int AS n FROM events WHERE id = ANY($1::uuid[])', [
       tornIds,
     ]);

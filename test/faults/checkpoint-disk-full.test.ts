@@ -1,45 +1,38 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectBufferDrained, expectStoredExactlyOnce, Ledger } from '../helpers/ledger.ts';
-import { type PrivateDatabaseEnv, privateDatabaseEnv } from '../helpers/private-database.ts';
-import { startTributary } from '../helpers/processes.ts';
+import { FAST_BREAKER, type PrivateDatabaseEnv, privateDatabaseEnv } from '../helpers/private-database.ts';
 import { call, waitFor } from '../helpers/stack.ts';
 
 const EVENTS = 4_000;
 
 let t: PrivateDatabaseEnv;
-// A 128 KiB tmpfs: the checkpoint runs out of space after a few hundred events.
-const checkpointDir = mkdtempSync(join(tmpdir(), 'tributary-fault-full-'));
+let mounted = false;
 
 beforeAll(async () => {
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=128k', 'tmpfs', checkpointDir]);
   t = await privateDatabaseEnv('diskfull', {
-    CHECKPOINT_DIR: checkpointDir,
     CHECKPOINT_SPILL_THRESHOLD: '0',
     BATCH_SIZE: '100',
     CLAIM_IDLE_MS: '1000',
     MAX_DELIVERIES: '3',
-    BREAKER_FAILURE_THRESHOLD: '2',
-    BREAKER_HALF_OPEN_AFTER_MS: '200',
-    BREAKER_MAX_HALF_OPEN_AFTER_MS: '1000',
+    ...FAST_BREAKER,
   });
+  // A 128 KiB tmpfs as CHECKPOINT_DIR: the checkpoint runs out of space after a few hundred events.
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=128k', 'tmpfs', t.checkpointDir]);
+  mounted = true;
 });
 
 afterAll(async () => {
+  await Promise.all(t?.processes.map((p) => p.kill9()) ?? []);
+  if (mounted) spawnSync('umount', [t.checkpointDir]);
   await t?.cleanup();
-  spawnSync('umount', [checkpointDir]);
-  rmSync(checkpointDir, { recursive: true, force: true });
 });
 
 describe('checkpoint on a full disk', () => {
   it('stops checkpointing, reports it, keeps the rest in Redis, and loses nothing', async () => {
-    const { env, postgres, db, redis, prefix } = t;
-    const api = await startTributary('serve', env);
-    const worker = await startTributary('work', env);
-    t.processes.push(api, worker);
+    const { postgres, db, redis, prefix } = t;
+    const api = await t.start('serve');
+    const worker = await t.start('work');
 
     postgres.stop();
     const ledger = new Ledger();

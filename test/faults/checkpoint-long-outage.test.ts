@@ -1,46 +1,38 @@
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectBufferDrained, expectStoredExactlyOnce, Ledger } from '../helpers/ledger.ts';
-import { type PrivateDatabaseEnv, privateDatabaseEnv } from '../helpers/private-database.ts';
-import { startTributary } from '../helpers/processes.ts';
+import { FAST_BREAKER, type PrivateDatabaseEnv, privateDatabaseEnv } from '../helpers/private-database.ts';
 import { call, waitFor } from '../helpers/stack.ts';
 
 const SPILL_THRESHOLD = 2_000;
 const EVENTS = 30_000;
 
 let t: PrivateDatabaseEnv;
-const checkpointDir = mkdtempSync(join(tmpdir(), 'tributary-fault-checkpoint-'));
 // One worker at a time here: it takes the first directory under CHECKPOINT_DIR.
-const workerDir = join(checkpointDir, 'worker-0');
-const segments = () => readdirSync(workerDir).filter((n) => n.startsWith('segment-'));
+const workerDir = () => join(t.checkpointDir, 'worker-0');
+const segments = () => readdirSync(workerDir()).filter((n) => n.startsWith('segment-'));
 
 beforeAll(async () => {
   t = await privateDatabaseEnv('longoutage', {
-    CHECKPOINT_DIR: checkpointDir,
     CHECKPOINT_SPILL_THRESHOLD: String(SPILL_THRESHOLD),
     // Small segments (one batch each), so replay spans many segments and a kill lands mid-way.
     CHECKPOINT_SEGMENT_BYTES: '4096',
     BATCH_SIZE: '200',
     CLAIM_IDLE_MS: '2000',
-    BREAKER_FAILURE_THRESHOLD: '3',
-    BREAKER_HALF_OPEN_AFTER_MS: '200',
-    BREAKER_MAX_HALF_OPEN_AFTER_MS: '1000',
+    ...FAST_BREAKER,
   });
 });
 
 afterAll(async () => {
   await t?.cleanup();
-  rmSync(checkpointDir, { recursive: true, force: true });
 });
 
 describe('long PostgreSQL outage', () => {
   it('spills past CHECKPOINT_SPILL_THRESHOLD to the checkpoint, survives kill -9 during replay, stores all once', async () => {
-    const { env, postgres, db, redis, prefix } = t;
-    const api = await startTributary('serve', env);
-    const worker = await startTributary('work', env);
-    t.processes.push(api, worker);
+    const { postgres, db, redis, prefix } = t;
+    const api = await t.start('serve');
+    const worker = await t.start('work');
 
     postgres.stop();
     const ledger = new Ledger();
@@ -76,13 +68,12 @@ describe('long PostgreSQL outage', () => {
     expect(leftAfterKill).toBeLessThan(segmentsOnDisk);
 
     // A new worker on the same directory finishes the replay and the Redis backlog.
-    const successor = await startTributary('work', env);
-    t.processes.push(successor);
+    const _successor = await t.start('work');
     const counts = await expectStoredExactlyOnce(db, ledger.acknowledged);
     const drainedMs = Date.now() - backAt;
     await expectBufferDrained(redis, prefix);
     expect(segments()).toEqual([]);
-    expect(readdirSync(join(workerDir, 'quarantine'))).toEqual([]);
+    expect(readdirSync(join(workerDir(), 'quarantine'))).toEqual([]);
     const health = await waitFor(async () => {
       const res = await call(api.url, '/health/database', { key: null });
       return res.status === 200 && res.body.workers?.length === 1 ? res : null;
