@@ -81,8 +81,11 @@ function issueCode(issue: z.core.$ZodIssue, input: Record<string, unknown>): str
 function zodIssues(error: z.ZodError, input: Record<string, unknown>): ValidationIssue[] {
   const out: ValidationIssue[] = [];
   for (const issue of error.issues) {
+    if (out.length >= EVENT_LIMITS.maxIssues) break;
     if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) out.push({ path: key, code: 'unknown_field', message: 'unknown field' });
+      for (const key of issue.keys.slice(0, EVENT_LIMITS.maxIssues - out.length)) {
+        out.push({ path: key, code: 'unknown_field', message: 'unknown field' });
+      }
       continue;
     }
     const code = issueCode(issue, input);
@@ -105,7 +108,7 @@ export function checkMetadata(value: unknown): ValidationIssue[] {
   }
   const issues: ValidationIssue[] = [];
   const walk = (node: unknown, path: string, depth: number): void => {
-    if (issues.length >= 10) return;
+    if (issues.length >= EVENT_LIMITS.maxIssues) return;
     if (typeof node === 'string') {
       if (!node.isWellFormed() || node.includes('\u0000')) {
         issues.push({

@@ -48,14 +48,21 @@ async function readLimited(body: ReadableStream<Uint8Array> | null, maxBytes: nu
   let size = 0;
   const reader = body.getReader();
   for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
+    let chunk: Awaited<ReturnType<typeof reader.read>>;
+    try {
+      chunk = await reader.read();
+    } catch {
+      // The client went away (or was cut off by the request timeout) mid-body: a client
+      // failure, not a server one, so it must not be logged and counted as a 500.
+      throw errors.incompleteBody();
+    }
+    if (chunk.done) break;
+    size += chunk.value.byteLength;
     if (size > maxBytes) {
       await reader.cancel().catch(() => {});
       throw errors.payloadTooLarge(maxBytes);
     }
-    chunks.push(value);
+    chunks.push(chunk.value);
   }
   return Buffer.concat(chunks, size);
 }

@@ -43,6 +43,8 @@ export function errorResponse(c: Context, err: ApiError): Response {
 
 export const errors = {
   invalidJson: (message = 'body is not valid JSON') => new ApiError('invalid_json', 400, message),
+  incompleteBody: () =>
+    new ApiError('incomplete_body', 400, 'the connection closed before the whole body arrived'),
   payloadTooLarge: (limit: number) =>
     new ApiError('payload_too_large', 413, `body is larger than ${limit} bytes (after decompression)`),
   unsupportedMediaType: (message: string) => new ApiError('unsupported_media_type', 415, message),
