@@ -18,7 +18,10 @@ export interface Deps {
   keys: BufferKeys;
   pool: pg.Pool;
   db: Db;
-  /** A new connection for blocking reads (XREADGROUP BLOCK holds its connection). */
+  /**
+   * A new connection for blocking reads (XREADGROUP BLOCK holds its connection). Fails
+   * fast like `redis`; wait for its `ready` event instead of queueing commands.
+   */
   blockingRedis(blockMs: number): Redis;
   close(): Promise<void>;
 }
@@ -66,7 +69,12 @@ export function createDeps(config: Config, role: string): Deps {
     blockingRedis(blockMs) {
       const conn = new Redis(config.REDIS_URL, {
         ...redisOptions(),
-        maxRetriesPerRequest: null,
+        // Fail fast here too. A read that ioredis queued while Redis was away, or sent again
+        // after a reconnect, runs after its caller has given up: its entries are delivered
+        // to nobody and sit pending until CLAIM_IDLE_MS. The consumer waits for `ready`.
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 0,
+        autoResendUnfulfilledCommands: false,
         commandTimeout: blockMs + 5_000,
       });
       conn.on('error', (err) => logger.debug({ err: err.message }, 'redis (blocking) connection error'));

@@ -29,6 +29,9 @@ export interface StreamConsumerOptions {
 
 type RawEntry = [id: string, fields: string[] | null];
 
+/** How long creating the groups waits for the connection before failing (the caller retries). */
+const READY_WAIT_MS = 2_000;
+
 /** The worker's side of the streams: read, reclaim, acknowledge, trim. */
 export class StreamConsumer {
   readonly #redis: BufferRedis;
@@ -51,6 +54,7 @@ export class StreamConsumer {
 
   /** Creates the group on every partition (from the stream's start), once per stream. */
   async ensureGroups(): Promise<void> {
+    await this.#ready(READY_WAIT_MS);
     await Promise.all(
       this.#keys.streams.map(async (key) => {
         try {
@@ -64,10 +68,13 @@ export class StreamConsumer {
 
   /**
    * Reads about `count` new entries across all partitions (COUNT is per stream, so up to
-   * `count + partitions`), blocking at most `blockMs` when none is there. Recreates the
-   * groups when Redis lost them (a restart without persistence).
+   * `count + partitions`), blocking at most `blockMs` when none is there. While Redis is
+   * away it waits up to `blockMs` for the reconnect and returns nothing, so the caller's
+   * loop resumes as soon as Redis is back. Recreates the groups when Redis lost them (a
+   * restart without persistence, FLUSHALL).
    */
   async read(count: number, blockMs: number): Promise<StreamEntry[]> {
+    if (!(await this.#ready(blockMs))) return [];
     const streams = this.#keys.streams;
     const perStream = Math.max(1, Math.ceil(count / streams.length));
     let reply: unknown;
@@ -85,8 +92,13 @@ export class StreamConsumer {
         ...streams.map(() => '>'),
       );
     } catch (err) {
-      if (err instanceof Error && err.message.startsWith('NOGROUP')) {
-        this.#logger.warn('consumer group missing (Redis restarted?); recreating it');
+      // NOGROUP: the stream or the group is gone. UNBLOCKED: the stream was deleted while
+      // this read waited on it (FLUSHALL).
+      if (err instanceof Error && /^(NOGROUP|UNBLOCKED) /.test(err.message)) {
+        this.#logger.warn(
+          { err: err.message },
+          'consumer group missing (Redis lost its data?); recreating it',
+        );
         await this.ensureGroups();
         return [];
       }
@@ -106,10 +118,12 @@ export class StreamConsumer {
   /**
    * Takes over entries that another consumer has held for longer than `minIdleMs`
    * (XAUTOCLAIM), with their delivery counts. Walks each partition's pending list
-   * across calls, `count` entries at a time.
+   * across calls, `count` entries at a time. Nothing while Redis is away: a later call
+   * takes them.
    */
   async claimIdle(minIdleMs: number, count: number): Promise<StreamEntry[]> {
     const entries: StreamEntry[] = [];
+    if (!(await this.#ready(0))) return entries;
     for (let p = 0; p < this.#keys.partitions; p++) {
       const key = this.#keys.stream(p);
       let reply: unknown[];
@@ -137,6 +151,27 @@ export class StreamConsumer {
       }
     }
     return entries;
+  }
+
+  /**
+   * Whether the connection is up, waiting at most `maxWaitMs` for a reconnect. The
+   * connection fails fast (no offline queue, no resend), so a command sent while it is
+   * down fails at once; waiting here keeps an outage out of the caller's error path.
+   */
+  async #ready(maxWaitMs: number): Promise<boolean> {
+    const redis = this.#redis;
+    if (redis.status === 'ready') return true;
+    if (maxWaitMs <= 0 || redis.status === 'end') return false;
+    return new Promise<boolean>((resolve) => {
+      const done = (ready: boolean) => {
+        clearTimeout(timer);
+        redis.off('ready', onReady);
+        resolve(ready);
+      };
+      const onReady = () => done(true);
+      const timer = setTimeout(() => done(false), maxWaitMs);
+      redis.on('ready', onReady);
+    });
   }
 
   async #deliveryCounts(key: string, claimed: RawEntry[]): Promise<Map<string, number>> {

@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,19 +17,36 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** A throwaway redis-server in a temp directory, for tests that stop and restart it. */
+export interface PrivateRedisOptions {
+  /**
+   * AOF on (the default) or no persistence at all (`--appendonly no`, no RDB either): a
+   * restart then comes back empty, as a Redis run as a pure cache would.
+   */
+  appendonly?: boolean;
+  /** AOF fsync policy; `everysec` is Redis's default and what docker-compose.yml uses. */
+  appendfsync?: 'always' | 'everysec' | 'no';
+}
+
+/** A throwaway redis-server in a temp directory, for tests that stop, kill and restart it. */
 export class PrivateRedis {
   readonly dir = mkdtempSync(join(tmpdir(), 'tributary-redis-'));
   readonly port: number;
+  readonly #opts: Required<PrivateRedisOptions>;
 
-  constructor(port: number) {
+  constructor(port: number, opts: PrivateRedisOptions = {}) {
     this.port = port;
+    this.#opts = { appendonly: opts.appendonly ?? true, appendfsync: opts.appendfsync ?? 'everysec' };
   }
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
 
+  get #pidfile(): string {
+    return join(this.dir, 'redis.pid');
+  }
+
+  /** Starts the server, or starts it again on the same port and directory (the AOF is replayed). */
   start(): void {
     execFileSync(
       'redis-server',
@@ -43,17 +60,20 @@ export class PrivateRedis {
         '--save',
         '',
         '--appendonly',
-        'yes',
+        this.#opts.appendonly ? 'yes' : 'no',
+        '--appendfsync',
+        this.#opts.appendfsync,
         '--daemonize',
         'yes',
         '--pidfile',
-        join(this.dir, 'redis.pid'),
+        this.#pidfile,
         '--logfile',
         join(this.dir, 'redis.log'),
       ],
       { stdio: ['ignore', 'ignore', 'inherit'] },
     );
-    for (let i = 0; i < 100; i++) {
+    // Answers LOADING until the AOF is replayed, PONG once it serves.
+    for (let i = 0; i < 200; i++) {
       if (
         spawnSync('redis-cli', ['-p', String(this.port), 'ping'])
           .stdout?.toString()
@@ -70,9 +90,36 @@ export class PrivateRedis {
     spawnSync('redis-cli', ['-p', String(this.port), 'shutdown']);
   }
 
+  /**
+   * SIGKILL, as the OOM killer or a crashing process would: no shutdown, no final AOF
+   * write or fsync. Returns once the process is gone (its port is free again).
+   */
+  kill9(): void {
+    const pid = Number(readFileSync(this.#pidfile, 'utf8').trim());
+    if (!Number.isInteger(pid) || pid <= 1) throw new Error(`bad pid in ${this.#pidfile}`);
+    process.kill(pid, 'SIGKILL');
+    for (let i = 0; i < 200 && processRuns(pid); i++) spawnSync('sleep', ['0.02']);
+    if (processRuns(pid)) throw new Error(`redis-server ${pid} survived SIGKILL`);
+    rmSync(this.#pidfile, { force: true });
+  }
+
   destroy(): void {
     spawnSync('redis-cli', ['-p', String(this.port), 'shutdown', 'nosave']);
     rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Alive and not a zombie (a daemonised server killed here may wait to be reaped by init). */
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
   }
 }
 
