@@ -146,10 +146,8 @@ export class Worker {
       const block =
         batch.length > 0 ? Math.max(1, Math.min(remaining, config.READ_BLOCK_MS)) : config.READ_BLOCK_MS;
       const got = await consumer.read(config.BATCH_SIZE - batch.length, block);
-      if (got.length === 0) {
-        if (batch.length > 0) break;
-        continue;
-      }
+      // Nothing new: return to the loop, which also reclaims, replays and scans when idle.
+      if (got.length === 0) break;
       batch.push(...got);
     }
     return batch;

@@ -57,4 +57,31 @@ describe('worker crash', () => {
     expect(ids.rows.length).toBe(acknowledged.size);
     expect(new Set(ids.rows.map((r) => r.id))).toEqual(acknowledged);
   });
+
+  it('reclaims entries a dead consumer held even when no new event arrives', async () => {
+    const acknowledged = new Set<string>();
+    const res = await call(stack.url, '/v1/events/batch', {
+      body: { events: Array.from({ length: 300 }, () => event({ userId: 'idle' })) },
+    });
+    for (const id of res.body.ids) acknowledged.add(id);
+    // Drain what the first test left, then let a consumer read every new entry and vanish.
+    await waitFor(async () => (await count()) >= 20_000, 60_000, 'earlier rows');
+    for (const w of stack.workers) await w.kill9();
+    const { redis, prefix } = stack.env;
+    for (let p = 0; p < 8; p++) {
+      const key = `${prefix}:events:{${p}}`;
+      await redis.xgroup('CREATE', key, 'writers', '0', 'MKSTREAM').catch(() => {});
+      await redis.xreadgroup('GROUP', 'writers', 'ghost', 'COUNT', 10_000, 'STREAMS', key, '>');
+    }
+    // A worker that starts at once finds nothing to claim yet and nothing new to read; it must
+    // still come back for the ghost's entries once they have been idle for CLAIM_IDLE_MS.
+    const before = await count();
+    await stack.addWorker();
+    await waitFor(async () => (await count()) === before + acknowledged.size, 30_000, 'reclaimed rows');
+    const buffer = await waitFor(async () => {
+      const b = await call(stack.url, '/health/buffer');
+      return b.body.pending === 0 ? b.body : null;
+    });
+    expect(buffer.deadLetters).toBe(0);
+  });
 });
