@@ -4,7 +4,15 @@ import { connect } from 'node:net';
 import { createGzip, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_KEY } from '../helpers/env.ts';
-import { type ApiResponse, call, event, type Stack, startStack, waitFor } from '../helpers/stack.ts';
+import {
+  type ApiResponse,
+  call,
+  event,
+  expectHealthyAfterAbuse,
+  type Stack,
+  startStack,
+  waitFor,
+} from '../helpers/stack.ts';
 
 // Every kind of hostile input the contract names, sent over HTTP to a real `serve` process
 // (with one real `work` process behind it): each is refused with the contract's status and
@@ -479,15 +487,7 @@ describe('after all of it', () => {
       'SELECT id, service FROM events',
     );
     expect(rows.rows).toEqual([{ id: sentinel.id, service: 'sentinel' }]);
-    const buffer = await call(stack.url, '/health/buffer', { key: null });
-    expect(buffer.body.deadLetters).toBe(0);
-
-    const serverErrors = stack.api.logs.filter(
-      (l) => (l.msg === 'request' && Number(l.status) >= 500) || Number(l.level) >= 50,
-    );
-    expect(serverErrors).toEqual([]);
-    expect(stack.api.child.exitCode).toBeNull();
-    for (const w of stack.workers) expect(w.child.exitCode).toBeNull();
+    await expectHealthyAfterAbuse(stack);
     console.info(
       'hostile-input figures',
       JSON.stringify({ slowLorisTimings, memory: memoryFigures.map(mb), burstStatuses }),

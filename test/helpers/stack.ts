@@ -1,4 +1,5 @@
 import { gzipSync } from 'node:zlib';
+import { expect } from 'vitest';
 import { ADMIN_KEY, createTestEnv, type TestEnv } from './env.ts';
 import { runTributary, startTributary, type TributaryProcess } from './processes.ts';
 
@@ -104,4 +105,16 @@ export async function waitFor<T>(
 /** A valid event with a fresh id. */
 export function event(overrides: Record<string, unknown> = {}): Record<string, unknown> {
   return { id: crypto.randomUUID(), service: 'checkout', type: 'order.placed', ...overrides };
+}
+
+/** The API answered no request with a 5xx, logged no error, and every process is still running. */
+export async function expectHealthyAfterAbuse(stack: Stack): Promise<void> {
+  const buffer = await call(stack.url, '/health/buffer', { key: null });
+  expect(buffer.body.deadLetters).toBe(0);
+  const serverErrors = stack.api.logs.filter(
+    (l) => (l.msg === 'request' && Number(l.status) >= 500) || Number(l.level) >= 50,
+  );
+  expect(serverErrors).toEqual([]);
+  expect(stack.api.child.exitCode).toBeNull();
+  for (const w of stack.workers) expect(w.child.exitCode).toBeNull();
 }
