@@ -30,7 +30,7 @@ export interface EventProducerOptions {
   now?: () => number;
 }
 
-/** Writes validated events into their partition streams: one atomic Lua call per partition. */
+/** Writes validated events into their partition streams: one atomic Lua call per partition and flush. */
 export class EventProducer {
   readonly #redis;
   readonly #keys: BufferKeys;
@@ -39,6 +39,9 @@ export class EventProducer {
   readonly #waitReplicas: number;
   readonly #waitTimeoutMs: number;
   readonly #now: () => number;
+  /** Events waiting for the next flush, by partition. */
+  readonly #pending = new Map<number, PendingSlot[]>();
+  #flushScheduled = false;
 
   constructor(opts: EventProducerOptions) {
     this.#redis = registerScripts(opts.redis);
@@ -59,51 +62,103 @@ export class EventProducer {
   /**
    * Buffers events and resolves, in input order, whether each was written or was a repeat
    * of an id seen within the dedupe window. Resolves only after every XADD returned.
+   *
+   * Calls made in the same turn of the event loop are written together: one script call
+   * per partition for all of them, instead of one per request and partition.
    * @throws BufferUnavailableError or BufferFullError; events of other partitions may have been written.
    */
-  async enqueue(items: readonly BufferedEvent[]): Promise<EnqueueOutcome[]> {
-    const byPartition = new Map<number, number[]>();
-    items.forEach((item, index) => {
-      const p = this.partitionOf(item.event);
-      const list = byPartition.get(p);
-      if (list) list.push(index);
-      else byPartition.set(p, [index]);
+  enqueue(items: readonly BufferedEvent[]): Promise<EnqueueOutcome[]> {
+    return new Promise((resolve, reject) => {
+      const request: PendingRequest = {
+        outcomes: new Array(items.length),
+        error: undefined,
+        resolve,
+        reject,
+      };
+      items.forEach((item, index) => {
+        const p = this.partitionOf(item.event);
+        const list = this.#pending.get(p);
+        const slot = { item, request, index };
+        if (list) list.push(slot);
+        else this.#pending.set(p, [slot]);
+      });
+      if (!this.#flushScheduled) {
+        this.#flushScheduled = true;
+        setImmediate(() => void this.#flush());
+      }
     });
+  }
 
-    const outcomes = new Array<EnqueueOutcome>(items.length);
+  async #flush(): Promise<void> {
+    const pending = [...this.#pending];
+    this.#pending.clear();
+    this.#flushScheduled = false;
+    const requests = new Set<PendingRequest>();
     const bucket = this.#bucketS > 0 ? Math.floor(this.#now() / 1000 / this.#bucketS) : 0;
+    const calls: Promise<void>[] = [];
+    for (const [p, slots] of pending) {
+      for (const slot of slots) requests.add(slot.request);
+      for (let from = 0; from < slots.length; from += MAX_EVENTS_PER_CALL) {
+        calls.push(this.#write(p, bucket, slots.slice(from, from + MAX_EVENTS_PER_CALL)));
+      }
+    }
+    await Promise.all(calls);
+    if (this.#waitReplicas > 0) await this.#awaitReplicas(requests);
+    for (const r of requests) {
+      if (r.error) r.reject(r.error);
+      else r.resolve(r.outcomes);
+    }
+  }
+
+  /** One atomic script call: the slots' events into partition `p`; a failure marks their requests. */
+  async #write(p: number, bucket: number, slots: PendingSlot[]): Promise<void> {
+    const keys = [this.#keys.stream(p)];
+    if (this.#bucketS > 0) {
+      for (let b = bucket; b >= bucket - DEDUPE_BUCKETS; b--) keys.push(this.#keys.dedupe(p, b));
+    }
+    const args: (string | Buffer | number)[] = [this.#ttlS, ENTRY_FORMAT_VERSION];
+    for (const { item } of slots) args.push(uuidBytes(item.event.id), item.json, item.traceparent);
     try {
-      await Promise.all(
-        [...byPartition].map(async ([p, indexes]) => {
-          const keys = [this.#keys.stream(p)];
-          if (this.#bucketS > 0) {
-            for (let b = bucket; b >= bucket - DEDUPE_BUCKETS; b--) keys.push(this.#keys.dedupe(p, b));
-          }
-          const args: (string | Buffer | number)[] = [this.#ttlS, ENTRY_FORMAT_VERSION];
-          for (const i of indexes) {
-            const item = items[i] as BufferedEvent;
-            args.push(uuidBytes(item.event.id), item.json, item.traceparent);
-          }
-          const result = await this.#redis.tributaryEnqueue(keys.length, ...keys, ...args);
-          indexes.forEach((itemIndex, k) => {
-            outcomes[itemIndex] = result[k] === 0 ? 'duplicate' : 'accepted';
-          });
-        }),
-      );
-      if (this.#waitReplicas > 0) {
-        const acked = await this.#redis.wait(this.#waitReplicas, this.#waitTimeoutMs);
-        if (acked < this.#waitReplicas) {
-          throw new BufferUnavailableError(
-            `only ${acked} of ${this.#waitReplicas} replicas confirmed the write`,
-          );
-        }
+      const result = await this.#redis.tributaryEnqueue(keys.length, ...keys, ...args);
+      slots.forEach(({ request, index }, k) => {
+        request.outcomes[index] = result[k] === 0 ? 'duplicate' : 'accepted';
+      });
+    } catch (err) {
+      const error = toBufferError(err);
+      for (const { request } of slots) request.error ??= error;
+    }
+  }
+
+  async #awaitReplicas(requests: Set<PendingRequest>): Promise<void> {
+    let error: Error | undefined;
+    try {
+      const acked = await this.#redis.wait(this.#waitReplicas, this.#waitTimeoutMs);
+      if (acked < this.#waitReplicas) {
+        error = new BufferUnavailableError(
+          `only ${acked} of ${this.#waitReplicas} replicas confirmed the write`,
+        );
       }
     } catch (err) {
-      if (err instanceof BufferUnavailableError) throw err;
-      throw toBufferError(err);
+      error = toBufferError(err);
     }
-    return outcomes;
+    if (error) for (const r of requests) r.error ??= error;
   }
+}
+
+/** Events of one partition written in one script call; bounds how long Redis runs one script. */
+const MAX_EVENTS_PER_CALL = 500;
+
+interface PendingRequest {
+  outcomes: EnqueueOutcome[];
+  error: Error | undefined;
+  resolve(outcomes: EnqueueOutcome[]): void;
+  reject(err: Error): void;
+}
+
+interface PendingSlot {
+  item: BufferedEvent;
+  request: PendingRequest;
+  index: number;
 }
 
 /** 16-byte form of a UUID: the dedupe sets hold these instead of 36-character strings. */

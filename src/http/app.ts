@@ -12,7 +12,7 @@ import type { Metrics } from '../telemetry/metrics.ts';
 import type { AppEnv } from './env.ts';
 import { ApiError, errorResponse } from './errors.ts';
 import type { KeyResolver } from './key-resolver.ts';
-import { requestContext } from './middleware/request-context.ts';
+import { requestContext, requestLogger } from './middleware/request-context.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { eventRoutes } from './routes/events.ts';
 import { healthRoutes } from './routes/health.ts';
@@ -46,7 +46,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   );
   app.onError((err, c) => {
     if (err instanceof ApiError) return errorResponse(c, err);
-    const log = c.get('logger') ?? deps.logger;
+    const log = requestLogger(c, deps.logger);
     log.error({ err }, 'unhandled error');
     return errorResponse(c, new ApiError('internal', 500, 'internal error'));
   });

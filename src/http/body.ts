@@ -1,6 +1,8 @@
+import type { IncomingMessage } from 'node:http';
 import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
 import type { Context } from 'hono';
+import type { AppEnv } from './env.ts';
 import { errors } from './errors.ts';
 
 const gunzipAsync = promisify(gunzip);
@@ -8,7 +10,7 @@ const gunzipAsync = promisify(gunzip);
 export type BodyKind = 'json' | 'ndjson';
 
 /** Media type of the request, checked against the kinds the route accepts. */
-export function bodyKind(c: Context, accepted: readonly BodyKind[]): BodyKind {
+export function bodyKind(c: Context<AppEnv>, accepted: readonly BodyKind[]): BodyKind {
   const type = (c.req.header('content-type') ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
   if (accepted.includes('json') && (type === 'application/json' || type.endsWith('+json'))) return 'json';
   if (accepted.includes('ndjson') && (type === 'application/x-ndjson' || type === 'application/jsonl')) {
@@ -23,7 +25,7 @@ export function bodyKind(c: Context, accepted: readonly BodyKind[]): BodyKind {
  * Content-Length), while reading, and after gzip decompression, so neither a large body
  * nor a gzip bomb is ever held in memory whole.
  */
-export async function readBody(c: Context, maxBytes: number): Promise<string> {
+export async function readBody(c: Context<AppEnv>, maxBytes: number): Promise<string> {
   const encoding = (c.req.header('content-encoding') ?? 'identity').trim().toLowerCase();
   if (encoding !== 'identity' && encoding !== 'gzip' && encoding !== 'x-gzip') {
     throw errors.unsupportedMediaType(`Content-Encoding "${encoding}" is not supported; use gzip or none`);
@@ -31,7 +33,9 @@ export async function readBody(c: Context, maxBytes: number): Promise<string> {
   const declared = Number(c.req.header('content-length') ?? Number.NaN);
   if (declared > maxBytes) throw errors.payloadTooLarge(maxBytes);
 
-  const raw = await readLimited(c.req.raw.body, maxBytes);
+  // Straight from Node's request when there is one: no web stream, no Request object.
+  const incoming = c.env?.incoming;
+  const raw = incoming ? await readIncoming(incoming, maxBytes) : await readLimited(c.req.raw.body, maxBytes);
   if (encoding === 'identity') return raw.toString('utf8');
   try {
     const inflated = await gunzipAsync(raw, { maxOutputLength: maxBytes });
@@ -40,6 +44,47 @@ export async function readBody(c: Context, maxBytes: number): Promise<string> {
     if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw errors.payloadTooLarge(maxBytes);
     throw errors.invalidJson('body is not valid gzip');
   }
+}
+
+/** Reads a Node request body, refusing it as soon as it passes `maxBytes`. */
+function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<Buffer> {
+  if (incoming.readableEnded) {
+    return Promise.resolve(Buffer.alloc(0));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (err?: Error) => {
+      incoming.off('data', onData);
+      incoming.off('end', onEnd);
+      incoming.off('error', onClose);
+      incoming.off('close', onClose);
+      if (err) reject(err);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.byteLength;
+      if (size > maxBytes) {
+        // Stop buffering; the rest is drained by the server after the 413 is sent.
+        done(errors.payloadTooLarge(maxBytes));
+        incoming.resume();
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      done();
+      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size));
+    };
+    // The client went away (or was cut off by the request timeout) mid-body: a client
+    // failure, not a server one, so it must not be logged and counted as a 500.
+    const onClose = () => {
+      if (!incoming.readableEnded) done(errors.incompleteBody());
+    };
+    incoming.on('data', onData);
+    incoming.on('end', onEnd);
+    incoming.on('error', onClose);
+    incoming.on('close', onClose);
+  });
 }
 
 async function readLimited(body: ReadableStream<Uint8Array> | null, maxBytes: number): Promise<Buffer> {

@@ -1,11 +1,16 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Principal } from './key-resolver.ts';
 
 /** Hono context variables set by the middleware. */
 export interface AppEnv {
+  /** The Node request and response under @hono/node-server; absent under `app.request()`. */
+  Bindings: { incoming?: IncomingMessage; outgoing?: ServerResponse } | undefined;
   Variables: {
     requestId: string;
-    logger: Logger;
+    /** Built on first use by `requestLogger(c)`. */
+    logger: Logger | undefined;
+    baseLogger: Logger;
     principal: Principal;
   };
 }

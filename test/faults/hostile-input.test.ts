@@ -443,7 +443,15 @@ describe('memory under a burst of hostile bodies', () => {
     const statuses = await Promise.all([
       ...Array.from({ length: rounds }, () => single({ raw: bomb, headers: { 'content-encoding': 'gzip' } })),
       ...Array.from({ length: rounds }, () => batch({ raw: bomb, headers: { 'content-encoding': 'gzip' } })),
-      ...Array.from({ length: rounds }, () => single({ raw: oversized })),
+      // Refused on its declared length; when the server is slow to drain the rest of the
+      // upload it closes the connection, and the client sees that (status 0) before the 413.
+      ...Array.from({ length: rounds }, () =>
+        single({ raw: oversized }).catch((err: unknown) => {
+          const code = (err as { cause?: { code?: string } }).cause?.code;
+          if (code === 'EPIPE' || code === 'ECONNRESET') return { status: 0 };
+          throw err;
+        }),
+      ),
       ...Array.from({ length: rounds }, () => single({ raw: deep })),
       ...Array.from({ length: rounds }, () =>
         rawExchange(requestHead('/v1/events', { 'content-length': String(1 << 30) }), { giveUpMs: 10_000 }),
@@ -461,10 +469,11 @@ describe('memory under a burst of hostile bodies', () => {
     expect(
       Object.keys(tally)
         .map(Number)
-        .every((s) => [400, 408, 413].includes(s)),
+        .every((s) => [0, 400, 408, 413].includes(s)),
       JSON.stringify(tally),
     ).toBe(true);
-    expect(tally[413] ?? 0).toBeGreaterThanOrEqual(3 * rounds);
+    expect(tally[0] ?? 0).toBeLessThanOrEqual(rounds);
+    expect((tally[413] ?? 0) + (tally[0] ?? 0)).toBeGreaterThanOrEqual(3 * rounds);
     expect(peak - before).toBeLessThan(RSS_GROWTH_LIMIT_BYTES);
     expect(after - before).toBeLessThan(RSS_GROWTH_LIMIT_BYTES);
     expect(stack.api.child.exitCode).toBeNull();

@@ -1,5 +1,6 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { checkMetadata, parseEvent } from '../../src/events/event.schema.ts';
+import { checkMetadata, eventShape, fastShapeOk, parseEvent } from '../../src/events/event.schema.ts';
 
 const now = Date.parse('2026-06-15T12:00:00Z');
 const ctx = { now, maxAgeMs: 30 * 86_400_000 };
@@ -94,5 +95,73 @@ describe('checkMetadata', () => {
     expect(checkMetadata(nest(17))[0]?.code).toBe('too_deep');
     const arrays = JSON.parse(`${'['.repeat(20)}${']'.repeat(20)}`);
     expect(checkMetadata({ a: arrays })[0]?.code).toBe('too_deep');
+  });
+});
+
+describe('fast shape check', () => {
+  const field = (valid: fc.Arbitrary<unknown>) =>
+    fc.oneof(
+      valid,
+      fc.constant(null),
+      fc.constant(undefined),
+      fc.string({ maxLength: 300, unit: 'binary' }),
+      fc.constantFrom(
+        '',
+        '\u0000',
+        '\uD800',
+        'a'.repeat(65),
+        'a'.repeat(129),
+        'bad service',
+        '2026-02-31T00:00:00Z',
+      ),
+      fc.integer(),
+      fc.boolean(),
+      fc.object(),
+    );
+  const candidate = fc.record(
+    {
+      id: field(fc.uuid()),
+      service: field(fc.stringMatching(/^[A-Za-z0-9._-]{1,64}$/)),
+      type: field(fc.string({ minLength: 1, maxLength: 128 })),
+      timestamp: field(fc.date({ noInvalidDate: true }).map((d) => d.toISOString())),
+      userId: field(fc.string({ minLength: 1, maxLength: 256 })),
+      message: field(fc.string({ maxLength: 1000 })),
+      metadata: field(fc.object()),
+      extra: fc.anything(),
+      ['__proto__']: fc.anything(),
+    },
+    { requiredKeys: [] },
+  );
+
+  it('accepts only what the schema accepts, and most valid events', () => {
+    let fast = 0;
+    fc.assert(
+      fc.property(candidate, (input) => {
+        const parsed = JSON.parse(JSON.stringify(input) ?? 'null') as Record<string, unknown>;
+        if (typeof parsed !== 'object' || parsed === null) return;
+        const ok = fastShapeOk(parsed);
+        if (ok) fast++;
+        const schema = eventShape.safeParse(parsed).success;
+        expect(ok && !schema, JSON.stringify(parsed)).toBe(false);
+      }),
+      { numRuns: 5_000 },
+    );
+    expect(fast).toBeGreaterThan(0);
+    expect(fastShapeOk({ id: 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', service: 's', type: 't' })).toBe(true);
+  });
+
+  it('refuses impossible dates whichever path the event takes', () => {
+    for (const timestamp of ['2026-02-29T00:00:00Z', '2026-04-31T00:00:00Z', '2026-13-01T00:00:00Z']) {
+      const r = parseEvent({ service: 's', type: 't', timestamp }, ctx);
+      expect(r.ok ? 'accepted' : r.issues[0]?.code).toBe('invalid_format');
+    }
+    const leap = parseEvent(
+      { service: 's', type: 't', timestamp: '2028-02-29T00:00:00Z' },
+      {
+        now: Date.parse('2028-03-01T00:00:00Z'),
+        maxAgeMs: 30 * 86_400_000,
+      },
+    );
+    expect(leap.ok).toBe(true);
   });
 });

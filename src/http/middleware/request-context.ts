@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import { routePath } from 'hono/route';
 import type { Logger } from 'pino';
 import type { Metrics } from '../../telemetry/metrics.ts';
@@ -7,29 +7,63 @@ import type { AppEnv } from '../env.ts';
 
 const CLIENT_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+type DurationTimer = { observe(seconds: number): void };
+
 /**
- * Gives every request an id (the client's `x-request-id` when it is sane), a child
- * logger carrying it, one access-log line and a duration sample.
+ * Gives every request an id (the client's `x-request-id` when it is sane), one access-log
+ * line and a duration sample. Handlers that log more get a child logger carrying the id
+ * from `requestLogger(c)`; it is only built when asked for.
  */
 export function requestContext(logger: Logger, metrics: Metrics): MiddlewareHandler<AppEnv> {
+  // One histogram child per route × method × status: prom-client hashes labels on each
+  // labelled call, the cached child does not.
+  const timers = new Map<string, DurationTimer>();
+  const timer = (route: string, method: string, status: number): DurationTimer => {
+    const key = `${route} ${method} ${status}`;
+    let t = timers.get(key);
+    if (!t) {
+      t = metrics.httpDuration.labels({ route, method, status: String(status) });
+      timers.set(key, t);
+    }
+    return t;
+  };
   return async (c, next) => {
     const start = performance.now();
     const incoming = c.req.header('x-request-id');
     const requestId = incoming && CLIENT_ID.test(incoming) ? incoming : randomUUID();
     c.set('requestId', requestId);
-    const log = logger.child({ requestId });
-    c.set('logger', log);
-    c.header('x-request-id', requestId);
+    c.set('baseLogger', logger);
+    // On Node's response the header survives whatever response the app builds, errors
+    // included; under `app.request()` it goes on the Hono response instead.
+    const outgoing = c.env?.outgoing;
+    if (outgoing) outgoing.setHeader('x-request-id', requestId);
     await next();
-    c.header('x-request-id', requestId);
+    if (!outgoing) c.header('x-request-id', requestId);
     const seconds = (performance.now() - start) / 1000;
     const matched = routePath(c, -1);
     const route = matched && matched !== '*' && matched !== '/*' ? matched : 'unmatched';
     const status = c.res.status;
-    metrics.httpDuration.observe({ route, method: c.req.method, status: String(status) }, seconds);
-    log.info(
-      { method: c.req.method, route, path: c.req.path, status, ms: Math.round(seconds * 10_000) / 10 },
+    timer(route, c.req.method, status).observe(seconds);
+    logger.info(
+      {
+        requestId,
+        method: c.req.method,
+        route,
+        path: c.req.path,
+        status,
+        ms: Math.round(seconds * 10_000) / 10,
+      },
       'request',
     );
   };
+}
+
+/** The request's logger: every line carries its `requestId` (`fallback` outside `requestContext`). */
+export function requestLogger(c: Context<AppEnv>, fallback: Logger): Logger {
+  let log = c.get('logger');
+  if (!log) {
+    log = (c.get('baseLogger') ?? fallback).child({ requestId: c.get('requestId') });
+    c.set('logger', log);
+  }
+  return log;
 }

@@ -1,4 +1,5 @@
 import { Hono } from 'hono';
+import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { DeadLetterStream } from '../../buffer/dead-letter.ts';
 import { createApiKey, listApiKeys, revokeApiKey, SCOPES } from '../../store/api-keys.repo.ts';
@@ -9,8 +10,9 @@ import type { AppEnv } from '../env.ts';
 import { ApiError, errors } from '../errors.ts';
 import type { KeyResolver } from '../key-resolver.ts';
 import { requireScope } from '../middleware/auth.ts';
-
+import { requestLogger } from '../middleware/request-context.ts';
 export interface AdminRoutesDeps {
+  logger: Logger;
   db: Db;
   keys: KeyResolver;
   deadLetters: DeadLetterStream;
@@ -51,7 +53,7 @@ export function adminRoutes(deps: AdminRoutesDeps): Hono<AppEnv> {
       });
     }
     const { key, info } = await withDb(() => createApiKey(deps.db, parsed.data));
-    c.get('logger').info({ keyId: info.id, scopes: info.scopes }, 'api key created');
+    requestLogger(c, deps.logger).info({ keyId: info.id, scopes: info.scopes }, 'api key created');
     return c.json(
       { id: info.id, key, name: info.name, scopes: info.scopes, rateLimitPerMinute: info.rateLimitPerMinute },
       201,
@@ -68,7 +70,7 @@ export function adminRoutes(deps: AdminRoutesDeps): Hono<AppEnv> {
       throw new ApiError('not_found', 404, 'no active key with this id');
     }
     deps.keys.clear();
-    c.get('logger').info({ keyId: id }, 'api key revoked');
+    requestLogger(c, deps.logger).info({ keyId: id }, 'api key revoked');
     return c.body(null, 204);
   });
 
@@ -78,7 +80,7 @@ export function adminRoutes(deps: AdminRoutesDeps): Hono<AppEnv> {
       throw new ApiError('invalid_query', 400, 'limit must be a whole number from 1 to 100000');
     try {
       const replayed = await deps.deadLetters.replay(limit.data);
-      c.get('logger').info({ replayed }, 'dead letters replayed');
+      requestLogger(c, deps.logger).info({ replayed }, 'dead letters replayed');
       return c.json({ replayed });
     } catch {
       throw errors.bufferUnavailable();
