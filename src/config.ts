@@ -41,6 +41,8 @@ const url = (def: string, protocols: string[]) =>
 const schema = z.object({
   /** HTTP port of the API. */
   PORT: int(8080, 0, 65_535),
+  /** API processes `serve` runs on this host, sharing PORT (Node cluster). */
+  API_PROCESSES: int(1, 1, 64),
   /** Interface the API binds to. */
   HOST: z.string().min(1).default('0.0.0.0'),
   /** pino level. */

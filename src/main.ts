@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import cluster from 'node:cluster';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { StreamConsumer } from './buffer/consumer.ts';
@@ -8,6 +9,7 @@ import { EventProducer } from './buffer/producer.ts';
 import { WorkerStatusBoard } from './buffer/worker-status.ts';
 import { type Config, ConfigError, loadConfig, maxRetentionDays } from './config.ts';
 import { createDeps, type Deps } from './deps.ts';
+import { runApiPrimary } from './http/api-cluster.ts';
 import { createApp } from './http/app.ts';
 import { KeyResolver } from './http/key-resolver.ts';
 import { startHttpServer } from './http/server.ts';
@@ -20,6 +22,7 @@ import {
   type Scope,
 } from './store/api-keys.repo.ts';
 import { migrateDatabase } from './store/migrate.ts';
+import { createLogger } from './telemetry/logger.ts';
 import { DatabaseBreaker } from './worker/breaker.ts';
 import { openOwnCheckpoint, replayOrphanedCheckpoints } from './worker/checkpoint/slots.ts';
 import { Maintenance } from './worker/maintenance.ts';
@@ -194,6 +197,10 @@ async function runKeys(config: Config, args: string[]): Promise<void> {
 class UsageError extends Error {}
 
 async function runRoles(config: Config, role: 'serve' | 'work' | 'all'): Promise<void> {
+  if (role === 'serve' && config.API_PROCESSES > 1 && cluster.isPrimary) {
+    runApiPrimary(config.API_PROCESSES, createLogger(config.LOG_LEVEL, { role: 'serve-primary' }));
+    return;
+  }
   const deps = createDeps(config, role);
   const { logger } = deps;
   if (role === 'all') {

@@ -4,6 +4,7 @@ import type pg from 'pg';
 import type { BufferMonitor } from '../../buffer/monitor.ts';
 import type { WorkerStatus, WorkerStatusBoard } from '../../buffer/worker-status.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
+import { metricsSource } from '../api-cluster.ts';
 import type { AppEnv } from '../env.ts';
 
 export interface HealthRoutesDeps {
@@ -113,9 +114,11 @@ export function healthRoutes(deps: HealthRoutesDeps): Hono<AppEnv> {
     return c.json({ status, redis, database, buffer, ...summary }, redis.ok ? 200 : 503);
   });
 
+  const metrics = metricsSource(deps.metrics.registry);
   app.get('/metrics', async (c) => {
-    c.header('content-type', deps.metrics.registry.contentType);
-    return c.body(await deps.metrics.registry.metrics());
+    const { text, contentType } = await metrics();
+    c.header('content-type', contentType);
+    return c.body(text);
   });
 
   return app;
