@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=16
 import cluster from 'node:cluster';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';

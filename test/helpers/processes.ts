@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { onJsonLines } from './json-lines.ts';
 
 const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+/** The V8 flags the service is run with everywhere (package.json, Dockerfile, main.ts's shebang). */
+export const NODE_FLAGS = ['--max-semi-space-size=16'];
 
 export interface TributaryProcess {
   child: ChildProcess;
@@ -34,7 +36,7 @@ export async function startTributary(role: string, env: Record<string, string>):
   if ((role === 'work' || role === 'all') && !env.CHECKPOINT_DIR) {
     ownDir = mkdtempSync(join(tmpdir(), 'tributary-checkpoint-'));
   }
-  const child = spawn(process.execPath, [MAIN, role], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, MAIN, role], {
     env: { PATH: process.env.PATH ?? '', ...(ownDir ? { CHECKPOINT_DIR: ownDir } : {}), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -115,7 +117,7 @@ export async function runTributary(
   args: string[],
   env: Record<string, string>,
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [MAIN, ...args], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, MAIN, ...args], {
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
