@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { onJsonLines } from '../helpers/json-lines.ts';
+import { NODE_FLAGS } from '../helpers/processes.ts';
 import type { LoadFailure, LoadRequest, LoadResult, LoadSpec } from './load.ts';
 
 const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
@@ -88,7 +89,7 @@ async function waitHttpOk(child: ChildProcess, url: string, stderr: () => string
 export async function startServe(env: Record<string, string>): Promise<ServerChild> {
   const port = await freePort();
   const child = track(
-    spawn(process.execPath, [MAIN, 'serve'], {
+    spawn(process.execPath, [...NODE_FLAGS, MAIN, 'serve'], {
       env: { PATH: process.env.PATH ?? '', ...env, PORT: String(port) },
       stdio: ['ignore', 'ignore', 'pipe'],
     }),
@@ -123,7 +124,7 @@ export interface WorkerChild {
  */
 export async function startWorker(env: Record<string, string>, timeoutMs = 30_000): Promise<WorkerChild> {
   const child = track(
-    spawn(process.execPath, [MAIN, 'work'], {
+    spawn(process.execPath, [...NODE_FLAGS, MAIN, 'work'], {
       env: { PATH: process.env.PATH ?? '', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
@@ -157,10 +158,15 @@ export async function startWorker(env: Record<string, string>, timeoutMs = 30_00
 }
 
 /** The baseline Hono app; it prints one line with its port and nothing else. */
-export async function startTrivial(): Promise<ServerChild> {
+export function startTrivial(): Promise<ServerChild> {
+  return startScript(TRIVIAL, {});
+}
+
+/** A bench server script (the baseline, a peer) that prints `{"msg":"listening","port"}` first. */
+export async function startScript(file: string, env: Record<string, string>): Promise<ServerChild> {
   const child = track(
-    spawn(process.execPath, [TRIVIAL], {
-      env: { PATH: process.env.PATH ?? '' },
+    spawn(process.execPath, [file], {
+      env: { PATH: process.env.PATH ?? '', ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
     }),
   );
@@ -178,7 +184,7 @@ export async function startTrivial(): Promise<ServerChild> {
         }
       }
     });
-    child.once('exit', (code) => reject(new Error(`baseline server exited (${code}); ${stderr()}`)));
+    child.once('exit', (code) => reject(new Error(`${file} exited (${code}); ${stderr()}`)));
   });
   return { child, pid: child.pid ?? 0, url: `http://127.0.0.1:${port}`, stderr };
 }

@@ -18,6 +18,8 @@ export interface LoadRequest {
   connections: number;
   durationS: number;
   headers: Record<string, string>;
+  /** Open loop: requests per second over all connections (latency corrected for coordinated omission). */
+  overallRate?: number;
 }
 
 /** What the bench asks of one run. */
@@ -58,6 +60,7 @@ interface AutocannonOptions {
   duration: number;
   pipelining: number;
   timeout: number;
+  overallRate?: number;
   requests: { method: 'POST'; path: string; setupRequest: (req: RequestSpec) => RequestSpec }[];
 }
 
@@ -94,6 +97,7 @@ export function runLoad(req: LoadRequest): Promise<LoadResult> {
         duration: req.durationS,
         pipelining: 1,
         timeout: 10,
+        ...(req.overallRate ? { overallRate: req.overallRate } : {}),
         requests: [
           {
             method: 'POST',

@@ -47,6 +47,8 @@ function hostTicks(): { busy: number; total: number } {
 /** CPU use of some processes (and of the whole host) accumulated over measured windows. */
 export class CpuMeter {
   readonly #pids: Record<string, number>;
+  /** CPU seconds last sampled per process in the open window: a child that exits keeps its figure. */
+  #lastCpu: Record<string, number> = {};
   #wallS = 0;
   readonly #cpuS: Record<string, number> = {};
   #hostBusy = 0;
@@ -71,6 +73,7 @@ export class CpuMeter {
     const cpu: Record<string, number> = {};
     for (const [name, pid] of Object.entries(this.#pids)) cpu[name] = cpuSeconds(pid);
     this.#open = { t: performance.now(), cpu, host: hostTicks() };
+    this.#lastCpu = { ...cpu };
     this.#sampleRss();
     this.#rssTimer = setInterval(() => this.#sampleRss(), 100);
   }
@@ -82,7 +85,8 @@ export class CpuMeter {
     this.#sampleRss();
     this.#wallS += (performance.now() - open.t) / 1000;
     for (const [name, pid] of Object.entries(this.#pids)) {
-      this.#cpuS[name] = (this.#cpuS[name] ?? 0) + cpuSeconds(pid) - (open.cpu[name] ?? 0);
+      const now = Math.max(cpuSeconds(pid), this.#lastCpu[name] ?? 0);
+      this.#cpuS[name] = (this.#cpuS[name] ?? 0) + now - (open.cpu[name] ?? 0);
     }
     const host = hostTicks();
     this.#hostBusy += host.busy - open.host.busy;
@@ -93,6 +97,19 @@ export class CpuMeter {
   #sampleRss(): void {
     for (const [name, pid] of Object.entries(this.#pids)) {
       this.#peakRss[name] = Math.max(this.#peakRss[name] ?? 0, rssBytes(pid));
+      if (this.#open) this.#lastCpu[name] = Math.max(this.#lastCpu[name] ?? 0, cpuSeconds(pid));
+    }
+  }
+
+  /**
+   * Points `name` at a process started inside the open window (a load generator run): its
+   * CPU counts from zero, and is sampled while it runs, so it still counts once it exited.
+   */
+  setPid(name: string, pid: number): void {
+    this.#pids[name] = pid;
+    if (this.#open) {
+      this.#open.cpu[name] = 0;
+      this.#lastCpu[name] = 0;
     }
   }
 

@@ -1,45 +1,33 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 
-/** One scenario's outcome; null where a measure does not apply (e.g. latency of the worker). */
+/** One measured scenario. Null where a measure does not apply. */
 export interface BenchRow {
   scenario: string;
-  /** Events accepted (ingest), requests answered (baseline) or rows persisted (worker). */
+  /** Events accepted (ingest, peers), requests answered (baseline), entries or rows written (limits). */
   events: number;
   durationS: number;
   eventsPerSec: number;
-  requestsPerSec: number | null;
   p50Ms: number | null;
   p99Ms: number | null;
-  non2xx: number | null;
-  errors: number | null;
-  /** Status code → count, for the load scenarios. */
-  statusCodes: Record<string, number> | null;
-  /** RSS of the process under test once started, before any load. */
-  startRssMb: number;
-  /** Peak RSS of the process under test, sampled every 100 ms. */
-  peakRssMb: number;
-  /** CPU of the process under test, % of one core (utime + stime over wall time). */
-  cpuPercent: number;
-  /** CPU time of the process under test per event (per request for the baseline). */
-  cpuUsPerEvent: number;
-  /** CPU of the load generator, % of one core; near 100 means the client, not the server, was the limit. */
+  /** Non-2xx responses and socket errors. */
+  failures: number | null;
+  /** Peak RSS of the process(es) under test, MB. */
+  peakRssMb: number | null;
+  /** CPU of the process(es) under test, % of one core. */
+  cpuPercent: number | null;
+  cpuUsPerEvent: number | null;
+  /** CPU of the load generator, % of one core; near 100 means the client was the limit. */
   clientCpuPercent: number | null;
-  /** CPU of redis-server, % of one core, when its process is visible here. */
-  redisCpuPercent: number | null;
-  /** Busy CPU of the whole machine, % of one core (200 = both cores of a 2-core host). */
-  hostCpuPercent: number;
-  /** This row ÷ the trivial route: events/s, p50, p99 and CPU per event (single-event ingest only). */
-  ratioEventsPerSec: number | null;
-  ratioP50: number | null;
-  ratioP99: number | null;
-  ratioCpuPerEvent: number | null;
+  /** events/s of this row ÷ events/s of the named row, measured in the same run. */
+  ratios: Record<string, number>;
+  note?: string;
 }
 
 export interface BenchReport {
   startedAt: string;
   finishedAt: string;
-  host: { node: string; cpus: number; loadAverage: number[] };
+  host: { node: string; cpus: number; cpuModel: string; loadAverage: number[] };
   settings: Record<string, number | string>;
   rows: BenchRow[];
   checks: Record<string, number | string | boolean>;
@@ -48,53 +36,62 @@ export interface BenchReport {
 
 const group = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
 
-function fmt(value: number | null, digits = 0): string {
-  if (value === null || !Number.isFinite(value)) return '—';
+function fmt(value: number | null | undefined, digits = 0): string {
+  if (value === null || value === undefined || !Number.isFinite(value)) return '—';
   return digits === 0 ? group.format(value) : value.toFixed(digits);
 }
 
 const COLUMNS: { title: string; cell: (r: BenchRow) => string }[] = [
   { title: 'scenario', cell: (r) => r.scenario },
-  { title: 'events', cell: (r) => fmt(r.events) },
-  { title: 'ev/s', cell: (r) => fmt(r.eventsPerSec) },
-  { title: 'req/s', cell: (r) => fmt(r.requestsPerSec) },
+  { title: 'events/s', cell: (r) => fmt(r.eventsPerSec) },
   { title: 'p50 ms', cell: (r) => fmt(r.p50Ms, 2) },
   { title: 'p99 ms', cell: (r) => fmt(r.p99Ms, 2) },
-  { title: 'non-2xx', cell: (r) => fmt(r.non2xx) },
-  { title: 'errors', cell: (r) => fmt(r.errors) },
+  { title: 'fail', cell: (r) => fmt(r.failures) },
   { title: 'RSS MB', cell: (r) => fmt(r.peakRssMb) },
   { title: 'CPU %', cell: (r) => fmt(r.cpuPercent) },
   { title: 'CPU µs/ev', cell: (r) => fmt(r.cpuUsPerEvent, 1) },
   { title: 'client CPU %', cell: (r) => fmt(r.clientCpuPercent) },
-  { title: 'host CPU %', cell: (r) => fmt(r.hostCpuPercent) },
-  { title: 'ev/s ÷ base', cell: (r) => fmt(r.ratioEventsPerSec, 2) },
-  { title: 'p50 ÷ base', cell: (r) => fmt(r.ratioP50, 2) },
-  { title: 'p99 ÷ base', cell: (r) => fmt(r.ratioP99, 2) },
-  { title: 'CPU/ev ÷ base', cell: (r) => fmt(r.ratioCpuPerEvent, 2) },
+  {
+    title: 'ratio (events/s ÷ baseline, same run)',
+    cell: (r) =>
+      Object.entries(r.ratios)
+        .map(([name, v]) => `${v.toFixed(2)}× ${name}`)
+        .join(', ') ||
+      (r.note ?? ''),
+  },
 ];
 
-/** One aligned text table: the scenario column left-aligned, numbers right-aligned. */
+/** A fixed-width text table: numbers right-aligned, text left-aligned. */
 export function formatTable(rows: BenchRow[]): string {
-  const cells = [COLUMNS.map((c) => c.title), ...rows.map((r) => COLUMNS.map((c) => c.cell(r)))];
-  const widths = COLUMNS.map((_, i) => Math.max(...cells.map((line) => (line[i] ?? '').length)));
-  const render = (line: string[]) =>
-    line
-      .map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0)))
+  const cells = rows.map((r) => COLUMNS.map((c) => c.cell(r)));
+  const widths = COLUMNS.map((c, i) =>
+    Math.max(c.title.length, ...cells.map((row) => (row[i] ?? '').length)),
+  );
+  const line = (values: string[]) =>
+    values
+      .map((v, i) =>
+        i === 0 || i === COLUMNS.length - 1 ? v.padEnd(widths[i] ?? 0) : v.padStart(widths[i] ?? 0),
+      )
       .join('  ')
       .trimEnd();
-  const rule = widths.map((w) => '-'.repeat(w)).join('  ');
-  const [head, ...body] = cells;
-  return [render(head ?? []), rule, ...body.map(render)].join('\n');
+  return [line(COLUMNS.map((c) => c.title)), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line)].join(
+    '\n',
+  );
 }
 
-export function writeReport(path: string, report: BenchReport): void {
-  mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(path, `${JSON.stringify(report, null, 2)}\n`);
+/** `latest.json` plus a copy named after the start time, to compare runs. */
+export function writeReport(dir: string, report: BenchReport): string {
+  mkdirSync(dir, { recursive: true });
+  const text = `${JSON.stringify(report, null, 2)}\n`;
+  writeFileSync(join(dir, 'latest.json'), text);
+  const stamped = join(dir, `${report.startedAt.replace(/[:.]/g, '-')}.json`);
+  writeFileSync(stamped, text);
+  mkdirSync(dirname(stamped), { recursive: true });
+  return stamped;
 }
 
-/** Nearest-rank percentile of an ascending array. */
-export function percentile(sorted: Float64Array, p: number): number | null {
+export function percentile(sorted: ArrayLike<number>, p: number): number | null {
   if (sorted.length === 0) return null;
-  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
-  return sorted[Math.min(sorted.length, rank) - 1] ?? null;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i] ?? null;
 }

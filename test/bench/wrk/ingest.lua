@@ -1,0 +1,61 @@
+-- wrk script: POSTs fresh events to Tributary or a peer.
+-- BENCH_BATCH=N sends {"events":[...N events...]} to BENCH_PATH; otherwise one event per request.
+-- Each event has a fresh random UUID (so none is answered as a duplicate), a current
+-- timestamp and a userId among 10,000, so events spread over every partition.
+local batch = tonumber(os.getenv("BENCH_BATCH") or "0")
+local path = os.getenv("BENCH_PATH") or "/v1/events"
+local key = os.getenv("BENCH_KEY") or ""
+local hex = "0123456789abcdef"
+local services = { "checkout", "billing", "search", "accounts", "catalog" }
+local types = { "order.placed", "page.view", "cart.updated", "payment.captured", "user.signup" }
+local n = 0
+
+-- Each thread gets its own seed, or two threads would send the same "random" ids.
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+
+function init(args)
+  math.randomseed(os.time() * 100 + (tid or 0))
+end
+
+local function uuid()
+  local t = {}
+  for i = 1, 32 do
+    local r = math.random(1, 16)
+    t[i] = hex:sub(r, r)
+  end
+  t[13] = "4"
+  local s = table.concat(t)
+  return s:sub(1, 8) .. "-" .. s:sub(9, 12) .. "-" .. s:sub(13, 16) .. "-" .. s:sub(17, 20) .. "-" .. s:sub(21, 32)
+end
+
+local function event()
+  n = n + 1
+  return '{"id":"' .. uuid() .. '","service":"' .. services[n % 5 + 1] .. '","type":"' .. types[math.floor(n / 4) % 5 + 1]
+    .. '","userId":"user-' .. math.random(0, 9999) .. '","timestamp":"' .. os.date("!%Y-%m-%dT%H:%M:%SZ")
+    .. '","metadata":{"plan":"pro","country":"DE","path":"/checkout/confirm","sessionId":"s-' .. n
+    .. '","userAgent":"Mozilla/5.0 Firefox/128.0","durationMs":' .. (n % 1500) .. ',"amountCents":'
+    .. (n * 37 % 100000) .. ',"currency":"EUR"}}'
+end
+
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+if key ~= "" then wrk.headers["x-api-key"] = key end
+
+request = function()
+  if batch > 0 then
+    local parts = {}
+    for i = 1, batch do parts[i] = event() end
+    return wrk.format(nil, path, nil, '{"events":[' .. table.concat(parts, ",") .. ']}')
+  end
+  return wrk.format(nil, path, nil, event())
+end
+
+done = function(summary, latency, requests)
+  io.write(string.format('BENCH_JSON {"requests":%d,"durationUs":%d,"non2xx":%d,"connect":%d,"read":%d,"write":%d,"timeout":%d,"p50us":%d,"p99us":%d}\n',
+    summary.requests, summary.duration, summary.errors.status, summary.errors.connect, summary.errors.read,
+    summary.errors.write, summary.errors.timeout, latency:percentile(50), latency:percentile(99)))
+end
