@@ -10,7 +10,7 @@ import { classifyDbError } from '../store/errors.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { type DatabaseBreaker, isBreakerOpen } from './breaker.ts';
 import { type Checkpoint, CheckpointFailedError } from './checkpoint/checkpoint.ts';
-import { insertIsolating } from './persist.ts';
+import { insertConcurrently, insertIsolating } from './persist.ts';
 
 export interface WorkerOptions {
   consumer: StreamConsumer;
@@ -29,6 +29,7 @@ export interface WorkerOptions {
     | 'BATCH_MAX_WAIT_MS'
     | 'READ_BLOCK_MS'
     | 'CLAIM_IDLE_MS'
+    | 'INSERT_CONCURRENCY'
     | 'MAX_DELIVERIES'
     | 'CHECKPOINT_SPILL_THRESHOLD'
     | 'STREAM_PARTITIONS'
@@ -214,7 +215,9 @@ export class Worker {
     for (;;) {
       try {
         const end = metrics.insertDuration.startTimer();
-        const result = await breaker.execute(() => insertIsolating(this.#o.pool, events));
+        const result = await breaker.execute(() =>
+          insertConcurrently(this.#o.pool, events, config.INSERT_CONCURRENCY),
+        );
         end();
         const refusedAt = new Map(result.refused.map((r) => [r.index, r.error]));
         return {

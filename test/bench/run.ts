@@ -58,6 +58,14 @@ const SETTINGS = {
   partitions: 8,
 };
 
+const PASS_THROUGH = [
+  'BATCH_SIZE',
+  'BATCH_MAX_WAIT_MS',
+  'INSERT_CONCURRENCY',
+  'DATABASE_POOL_SIZE',
+  'DEDUPE_WINDOW_S',
+];
+
 const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
 const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -223,6 +231,10 @@ async function bench(env: TestEnv, report: BenchReport, groups: Set<Group>): Pro
     STREAM_PARTITIONS: String(SETTINGS.partitions),
     API_PROCESSES: String(SETTINGS.apiProcesses),
     BUFFER_MAX_EVENTS: '50000000',
+    // Service settings to try, passed through when set (e.g. BATCH_SIZE=2000 npm run bench).
+    ...Object.fromEntries(
+      PASS_THROUGH.flatMap((k) => (process.env[k] ? [[k, process.env[k] as string]] : [])),
+    ),
   });
   log(`database ${env.name}, Redis prefix ${env.prefix}: migrating`);
   const migrated = await runTributary(['migrate'], tributaryEnv);
