@@ -69,6 +69,8 @@ const PASS_THROUGH = [
 const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
 const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Lets requests still in flight when a load generator stopped finish on the server. */
+const settle = () => sleep(500);
 
 /** Sums of several measured windows of one scenario. */
 class Tally {
@@ -264,6 +266,7 @@ async function bench(env: TestEnv, report: BenchReport, groups: Set<Group>): Pro
   });
   // Tributary's buffer must hold exactly what it answered 202 for (± requests in flight at the end).
   const checkBuffer = async (c: Contender, answered: number, connections: number) => {
+    await settle();
     const entries = await streamEntries(env);
     const slack = connections * c.perRequest;
     if (entries < answered || entries > answered + slack) {
@@ -301,6 +304,7 @@ async function bench(env: TestEnv, report: BenchReport, groups: Set<Group>): Pro
         durationS: 2,
         apiKey: ADMIN_KEY,
       });
+    await settle();
     await dropStreams(env);
     const [trivialC, tributaryC, expressC, fastifyC, bullC] = contenders as [
       Contender,
@@ -380,6 +384,7 @@ async function bench(env: TestEnv, report: BenchReport, groups: Set<Group>): Pro
     row.note = 'p99 target ≤ 10 ms';
     rows.push(row);
     await load.close();
+    await settle();
     await dropStreams(env);
   }
 
@@ -398,6 +403,7 @@ async function bench(env: TestEnv, report: BenchReport, groups: Set<Group>): Pro
         apiKey: ADMIN_KEY,
       });
     }
+    await settle();
     await dropStreams(env);
     const xadd = new Tally({});
     const limitPrefix = `${env.prefix}-limit`;
