@@ -48,9 +48,9 @@ export async function readBody(c: Context<AppEnv>, maxBytes: number): Promise<st
 
 /** Reads a Node request body, refusing it as soon as it passes `maxBytes`. */
 function readIncoming(incoming: IncomingMessage, maxBytes: number): Promise<Buffer> {
-  if (incoming.readableEnded) {
-    return Promise.resolve(Buffer.alloc(0));
-  }
+  if (incoming.readableEnded) return Promise.resolve(Buffer.alloc(0));
+  // Gone before the handler got here: no event would ever settle the read.
+  if (incoming.destroyed) return Promise.reject(errors.incompleteBody());
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
