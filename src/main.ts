@@ -22,6 +22,7 @@ import {
   type Scope,
 } from './store/api-keys.repo.ts';
 import { migrateDatabase } from './store/migrate.ts';
+import { registerBufferMetrics } from './telemetry/buffer-metrics.ts';
 import { createLogger } from './telemetry/logger.ts';
 import { DatabaseBreaker } from './worker/breaker.ts';
 import { openOwnCheckpoint, replayOrphanedCheckpoints } from './worker/checkpoint/slots.ts';
@@ -69,6 +70,7 @@ async function startServe(deps: Deps): Promise<Stop> {
     logger,
   });
   monitor.start();
+  registerBufferMetrics(metrics.registry, monitor);
   const producer = new EventProducer({
     redis,
     keys,

@@ -70,7 +70,18 @@ describe('backpressure', () => {
     }, 5_000);
     expect(refused.body.error.code).toBe('backpressure');
     expect(Number(refused.headers.get('retry-after'))).toBeGreaterThan(0);
-    expect((await call(api.url, '/health/buffer', { key: null })).body.backpressure).toBe(true);
+    const full = (await call(api.url, '/health/buffer', { key: null })).body;
+    expect(full.backpressure).toBe(true);
+    // The same picture on /metrics: one length per partition, summing to what is buffered
+    // (the 60, and the single events accepted before the flag was refreshed).
+    const scraped = await fetch(`${api.url}/metrics`).then((r) => r.text());
+    const lengths = [...scraped.matchAll(/^tributary_buffer_length\{partition="(\d+)"\} (\d+)$/gm)];
+    expect(lengths).toHaveLength(8);
+    expect(lengths.reduce((a, m) => a + Number(m[2]), 0)).toBe(full.length);
+    expect(scraped).toMatch(/^tributary_backpressure_active 1$/m);
+    expect(scraped).toContain(`tributary_buffer_utilisation_ratio ${full.length / 50}\n`);
+    expect(scraped).toMatch(/^tributary_dead_letters 0$/m);
+    expect(scraped).toMatch(/^# HELP tributary_buffer_lag /m);
 
     const worker = await startTributary('work', env.env());
     processes.push(worker);
