@@ -41,6 +41,8 @@ const url = (def: string, protocols: string[]) =>
 const schema = z.object({
   /** HTTP port of the API. */
   PORT: int(8080, 0, 65_535),
+  /** `work` serves /metrics and /health/live on this port; unset: no listener; 0: a free port (logged). */
+  METRICS_PORT: z.coerce.number().int().min(0).max(65_535).optional(),
   /** API processes `serve` runs on this host, sharing PORT (Node cluster). */
   API_PROCESSES: int(1, 1, 64),
   /** Interface the API binds to. */

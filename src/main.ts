@@ -24,6 +24,8 @@ import {
 import { migrateDatabase } from './store/migrate.ts';
 import { registerBufferMetrics } from './telemetry/buffer-metrics.ts';
 import { createLogger } from './telemetry/logger.ts';
+import { startMetricsServer } from './telemetry/metrics-server.ts';
+import { registerStoreMetrics } from './telemetry/store-metrics.ts';
 import { DatabaseBreaker } from './worker/breaker.ts';
 import { openOwnCheckpoint, replayOrphanedCheckpoints } from './worker/checkpoint/slots.ts';
 import { Maintenance } from './worker/maintenance.ts';
@@ -116,6 +118,7 @@ async function startWork(deps: Deps): Promise<Stop> {
     logger.warn({ err: String(err) }, 'partition maintenance failed at start; retrying hourly');
   });
   maintenance.start();
+  registerStoreMetrics(metrics.registry, pool);
   const slotOptions = {
     root: config.CHECKPOINT_DIR,
     segmentBytes: config.CHECKPOINT_SEGMENT_BYTES,
@@ -144,9 +147,14 @@ async function startWork(deps: Deps): Promise<Stop> {
     config,
   });
   await worker.start();
+  const metricsServer =
+    config.METRICS_PORT === undefined
+      ? undefined
+      : await startMetricsServer(metrics.registry, config.HOST, config.METRICS_PORT);
   logger.info(
     {
       consumer: consumer.name,
+      ...(metricsServer ? { metricsPort: metricsServer.port } : {}),
       partitions: keys.partitions,
       checkpointDir: checkpoint.dir,
       checkpoint: checkpoint.stats(),
@@ -157,6 +165,7 @@ async function startWork(deps: Deps): Promise<Stop> {
     maintenance.stop();
     await worker.stop();
     await checkpoint.close();
+    await metricsServer?.close();
   };
 }
 

@@ -23,6 +23,7 @@ export class Metrics {
   readonly checkpointReplayed: Counter;
   readonly checkpointCorruptRecords: Counter;
   readonly checkpointWriteFailures: Counter;
+  readonly insertFailures: Counter<'kind'>;
 
   constructor(registry = new Registry(), opts: { processMetrics?: boolean } = {}) {
     this.registry = registry;
@@ -82,6 +83,12 @@ export class Metrics {
       name: 'tributary_end_to_end_latency_seconds',
       help: 'Time from receipt by the API to commit in PostgreSQL',
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600],
+      registers,
+    });
+    this.insertFailures = new Counter({
+      name: 'tributary_insert_failures_total',
+      help: 'Batch inserts that failed, by kind (unavailable: connection or server trouble; data: a row refused)',
+      labelNames: ['kind'],
       registers,
     });
     this.breakerState = new Gauge({

@@ -229,7 +229,9 @@ export class Worker {
       } catch (err) {
         const open = isBreakerOpen(err);
         if (!open) {
-          logger.warn({ err: String(err), kind: classifyDbError(err), attempt }, 'batch insert failed');
+          const kind = classifyDbError(err);
+          metrics.insertFailures.inc({ kind });
+          logger.warn({ err: String(err), kind, attempt }, 'batch insert failed');
         }
         if (this.#stopping) return undefined;
         if (breaker.state !== 'closed' && !checkpoint.failed && (await this.#backlogOverThreshold())) {

@@ -1,0 +1,152 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestEnv, type TestEnv } from '../helpers/env.ts';
+import { freePort } from '../helpers/private-servers.ts';
+import { runTributary, startTributary, type TributaryProcess } from '../helpers/processes.ts';
+import { call, event, waitFor } from '../helpers/stack.ts';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const PROMETHEUS_DIR = join(ROOT, 'ops/prometheus');
+const DASHBOARDS_DIR = join(ROOT, 'grafana/dashboards');
+
+let env: TestEnv;
+let api: TributaryProcess;
+let worker: TributaryProcess;
+let workerMetricsUrl: string;
+
+beforeAll(async () => {
+  env = createTestEnv();
+  expect((await runTributary(['migrate'], env.env())).code).toBe(0);
+  api = await startTributary('serve', env.env());
+  worker = await startTributary('work', env.env({ METRICS_PORT: '0' }));
+  const started = await worker.waitForLog((l) => l.msg === 'worker started');
+  workerMetricsUrl = `http://127.0.0.1:${started.metricsPort}/metrics`;
+
+  // Traffic that touches every outcome: accepted, duplicate, rejected, persisted.
+  const batch = Array.from({ length: 20 }, () => event());
+  await call(api.url, '/v1/events/batch', { body: { events: [...batch, { service: 'x' }] } });
+  await call(api.url, '/v1/events', { body: batch[0] });
+  await waitFor(
+    async () => (await env.pool.query('SELECT 1 FROM events')).rowCount === 20,
+    20_000,
+    'the rows',
+  );
+});
+afterAll(async () => {
+  await Promise.all([api, worker].map((p) => p?.kill9()));
+  await env?.cleanup();
+});
+
+/** Metric families a /metrics text declares. */
+const families = (text: string) => new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1] as string));
+
+/** Every `tributary_…` name the alert rules and dashboards use, histogram suffixes removed. */
+function referencedMetrics(): Set<string> {
+  const files = [
+    ...readdirSync(PROMETHEUS_DIR)
+      .filter((f) => f.endsWith('.yml') && !f.endsWith('.test.yml'))
+      .map((f) => join(PROMETHEUS_DIR, f)),
+    ...readdirSync(DASHBOARDS_DIR).map((f) => join(DASHBOARDS_DIR, f)),
+  ];
+  const names = new Set<string>();
+  for (const file of files) {
+    for (const m of readFileSync(file, 'utf8').matchAll(/\btributary_[a-z0-9_]+/g)) {
+      names.add(m[0].replace(/_(bucket|sum|count)$/, ''));
+    }
+  }
+  return names;
+}
+
+describe('metrics, alert rules and dashboards agree', () => {
+  it('every metric the dashboards and alert rules use is exported by the API or the worker', async () => {
+    const apiText = await (await fetch(`${api.url}/metrics`)).text();
+    const workerText = await (await fetch(workerMetricsUrl)).text();
+    const exported = new Set([...families(apiText), ...families(workerText)]);
+    const referenced = referencedMetrics();
+    expect(referenced.size).toBeGreaterThan(15);
+    expect([...referenced].filter((name) => !exported.has(name))).toEqual([]);
+    // HELP on every family, and no label per event or per user.
+    for (const text of [apiText, workerText]) {
+      for (const name of families(text)) expect(text).toMatch(new RegExp(`^# HELP ${name} \\S`, 'm'));
+      expect(text).not.toMatch(/(user_?id|event_?id|request_?id)="/i);
+    }
+    expect(workerText).toMatch(/^tributary_batch_size_count [1-9]/m);
+    expect(apiText).toMatch(/^tributary_events_duplicate_total 1$/m);
+  });
+
+  it('promtool accepts the Prometheus config and rules, and the rule unit tests pass', () => {
+    const run = (...args: string[]) =>
+      execFileSync('promtool', args, { cwd: PROMETHEUS_DIR, encoding: 'utf8' });
+    expect(run('check', 'config', 'prometheus.yml')).toContain('SUCCESS');
+    expect(run('check', 'rules', 'alerts.yml')).toContain('SUCCESS');
+    expect(run('test', 'rules', 'alerts.test.yml')).toContain('SUCCESS');
+  });
+});
+
+describe('docker-compose.yml', () => {
+  it('is a valid compose file with the whole stack, checked offline by docker-compose', () => {
+    const services = execFileSync('docker-compose', ['-f', 'docker-compose.yml', 'config', '--services'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    });
+    expect(services.split('\n').filter(Boolean).sort()).toEqual(
+      ['api', 'grafana', 'migrate', 'postgres', 'prometheus', 'redis', 'worker'].sort(),
+    );
+  });
+});
+
+describe('a real Prometheus', () => {
+  it('scrapes the API and the worker, and its query API returns tributary_ series', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tributary-prometheus-'));
+    const port = await freePort();
+    const target = (url: string) => new URL(url).host;
+    writeFileSync(
+      join(dir, 'prometheus.yml'),
+      [
+        'global: { scrape_interval: 1s }',
+        'scrape_configs:',
+        `  - { job_name: api, static_configs: [ { targets: ['${target(api.url)}'] } ] }`,
+        `  - { job_name: worker, static_configs: [ { targets: ['${target(workerMetricsUrl)}'] } ] }`,
+      ].join('\n'),
+    );
+    const prometheus = spawn(
+      'prometheus',
+      [
+        `--config.file=${join(dir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+      ],
+      { stdio: 'ignore' },
+    );
+    try {
+      const query = async (q: string) => {
+        const res = await fetch(`http://127.0.0.1:${port}/api/v1/query?query=${encodeURIComponent(q)}`);
+        const body = (await res.json()) as {
+          data?: { result?: { metric: Record<string, string>; value: [number, string] }[] };
+        };
+        return body.data?.result ?? [];
+      };
+      const accepted = await waitFor(
+        async () => {
+          const r = await query('tributary_events_accepted_total{job="api"}').catch(() => []);
+          return r.length > 0 ? r : null;
+        },
+        30_000,
+        'a scraped tributary_ series',
+      );
+      expect(Number(accepted[0]?.value[1])).toBe(20);
+      const jobs = await waitFor(async () => {
+        const r = await query('count by (job) ({__name__=~"tributary_.+"})').catch(() => []);
+        return r.length === 2 ? r : null;
+      }, 30_000);
+      expect(jobs.map((r) => r.metric.job).sort()).toEqual(['api', 'worker']);
+    } finally {
+      prometheus.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
