@@ -26,6 +26,7 @@ import { registerBufferMetrics } from './telemetry/buffer-metrics.ts';
 import { createLogger } from './telemetry/logger.ts';
 import { startMetricsServer } from './telemetry/metrics-server.ts';
 import { registerStoreMetrics } from './telemetry/store-metrics.ts';
+import { startTracing } from './telemetry/tracing.ts';
 import { DatabaseBreaker } from './worker/breaker.ts';
 import { openOwnCheckpoint, replayOrphanedCheckpoints } from './worker/checkpoint/slots.ts';
 import { Maintenance } from './worker/maintenance.ts';
@@ -212,6 +213,7 @@ async function runRoles(config: Config, role: 'serve' | 'work' | 'all'): Promise
     runApiPrimary(config.API_PROCESSES, createLogger(config.LOG_LEVEL, { role: 'serve-primary' }));
     return;
   }
+  const stopTracing = await startTracing(role);
   const deps = createDeps(config, role);
   const { logger } = deps;
   if (role === 'all') {
@@ -236,6 +238,9 @@ async function runRoles(config: Config, role: 'serve' | 'work' | 'all'): Promise
     for (const stop of stops)
       await stop().catch((err: unknown) => logger.error({ err: String(err) }, 'stop failed'));
     await deps.close();
+    await stopTracing().catch((err: unknown) =>
+      logger.warn({ err: String(err) }, 'trace export at shutdown failed'),
+    );
     logger.info('stopped');
     process.exit(0);
   };

@@ -8,6 +8,7 @@ import type { WorkerStatusBoard } from '../buffer/worker-status.ts';
 import type { Config } from '../config.ts';
 import { classifyDbError } from '../store/errors.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
+import { currentTraceId, inSpan, linksTo, SpanKind } from '../telemetry/tracing.ts';
 import { type DatabaseBreaker, isBreakerOpen } from './breaker.ts';
 import { type Checkpoint, CheckpointFailedError } from './checkpoint/checkpoint.ts';
 import { insertConcurrently, insertIsolating } from './persist.ts';
@@ -154,7 +155,20 @@ export class Worker {
     return batch;
   }
 
-  async #process(entries: StreamEntry[]): Promise<void> {
+  /** One consumer span per batch, linked to the ingest span of each event it carries. */
+  #process(entries: StreamEntry[]): Promise<void> {
+    return inSpan(
+      'tributary.batch',
+      {
+        kind: SpanKind.CONSUMER,
+        links: linksTo(entries.map((e) => e.traceparent)),
+        attributes: { 'messaging.system': 'redis', 'messaging.batch.message_count': entries.length },
+      },
+      () => this.#processBatch(entries),
+    );
+  }
+
+  async #processBatch(entries: StreamEntry[]): Promise<void> {
     const { consumer, deadLetters, metrics, logger, config } = this.#o;
     const started = performance.now();
     const poison: DeadLetter[] = [];
@@ -177,7 +191,12 @@ export class Worker {
       metrics.eventsDeadLettered.inc(dead.length);
       logger.warn({ count: dead.length, first: dead[0]?.error }, 'entries moved to the dead-letter stream');
     }
-    if (outcome.durable.length > 0) await consumer.ack(outcome.durable);
+    if (outcome.durable.length > 0) {
+      const durable = outcome.durable;
+      await inSpan('tributary.ack', { attributes: { 'messaging.batch.message_count': durable.length } }, () =>
+        consumer.ack(durable),
+      );
+    }
 
     if (!outcome.spilled) {
       const now = Date.now();
@@ -189,6 +208,7 @@ export class Worker {
     metrics.batchSize.observe(entries.length);
     logger.info(
       {
+        traceId: currentTraceId(),
         entries: entries.length,
         inserted: outcome.inserted,
         alreadyStored: outcome.spilled ? 0 : outcome.durable.length - outcome.inserted,
@@ -215,8 +235,17 @@ export class Worker {
     for (;;) {
       try {
         const end = metrics.insertDuration.startTimer();
-        const result = await breaker.execute(() =>
-          insertConcurrently(this.#o.pool, events, config.INSERT_CONCURRENCY),
+        const result = await inSpan(
+          'tributary.insert',
+          {
+            kind: SpanKind.CLIENT,
+            attributes: {
+              'db.system.name': 'postgresql',
+              'db.operation.name': 'INSERT',
+              rows: events.length,
+            },
+          },
+          () => breaker.execute(() => insertConcurrently(this.#o.pool, events, config.INSERT_CONCURRENCY)),
         );
         end();
         const refusedAt = new Map(result.refused.map((r) => [r.index, r.error]));
@@ -236,7 +265,9 @@ export class Worker {
         if (this.#stopping) return undefined;
         if (breaker.state !== 'closed' && !checkpoint.failed && (await this.#backlogOverThreshold())) {
           try {
-            await checkpoint.append(events);
+            await inSpan('tributary.checkpoint.write', { attributes: { events: events.length } }, () =>
+              checkpoint.append(events),
+            );
             return { inserted: 0, durable: entries, refused: [], spilled: true };
           } catch (spillErr) {
             if (!(spillErr instanceof CheckpointFailedError)) throw spillErr;
@@ -272,18 +303,20 @@ export class Worker {
     const { breaker, metrics, logger, deadLetters } = this.#o;
     const started = Date.now();
     try {
-      const replayed = await replay(
-        async (events) => {
-          const result = await breaker.execute(() => insertIsolating(this.#o.pool, events));
-          metrics.eventsPersisted.inc(result.inserted);
-          if (result.refused.length > 0) {
-            await deadLetters.record(
-              result.refused.map((r) => this.#checkpointLetter(events[r.index], r.error)),
-            );
-            metrics.eventsDeadLettered.inc(result.refused.length);
-          }
-        },
-        () => this.#stopping,
+      const replayed = await inSpan(`tributary.checkpoint.replay`, { attributes: { what } }, () =>
+        replay(
+          async (events) => {
+            const result = await breaker.execute(() => insertIsolating(this.#o.pool, events));
+            metrics.eventsPersisted.inc(result.inserted);
+            if (result.refused.length > 0) {
+              await deadLetters.record(
+                result.refused.map((r) => this.#checkpointLetter(events[r.index], r.error)),
+              );
+              metrics.eventsDeadLettered.inc(result.refused.length);
+            }
+          },
+          () => this.#stopping,
+        ),
       );
       if (replayed > 0) logger.info({ replayed, ms: Date.now() - started }, `${what} replayed`);
     } catch (err) {

@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import { context, trace } from '@opentelemetry/api';
 import type { Context, MiddlewareHandler } from 'hono';
 import { routePath } from 'hono/route';
 import type { Logger } from 'pino';
 import type { Metrics } from '../../telemetry/metrics.ts';
+import { extractContext, getTracer, SpanKind, SpanStatusCode } from '../../telemetry/tracing.ts';
 import type { AppEnv } from '../env.ts';
 
 const CLIENT_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -27,8 +29,12 @@ export function requestContext(logger: Logger, metrics: Metrics): MiddlewareHand
     }
     return t;
   };
+  const tracer = getTracer();
   return async (c, next) => {
     const start = performance.now();
+    // One server span per request, continuing the caller's trace when it sends traceparent.
+    const parent = extractContext(c.env?.incoming?.headers ?? Object.fromEntries(c.req.raw.headers));
+    const span = tracer.startSpan(c.req.method, { kind: SpanKind.SERVER }, parent);
     const incoming = c.req.header('x-request-id');
     const requestId = incoming && CLIENT_ID.test(incoming) ? incoming : randomUUID();
     c.set('requestId', requestId);
@@ -37,16 +43,31 @@ export function requestContext(logger: Logger, metrics: Metrics): MiddlewareHand
     // included; under `app.request()` it goes on the Hono response instead.
     const outgoing = c.env?.outgoing;
     if (outgoing) outgoing.setHeader('x-request-id', requestId);
-    await next();
+    await context.with(trace.setSpan(parent, span), next);
     if (!outgoing) c.header('x-request-id', requestId);
     const seconds = (performance.now() - start) / 1000;
     const matched = routePath(c, -1);
     const route = matched && matched !== '*' && matched !== '/*' ? matched : 'unmatched';
     const status = c.res.status;
     timer(route, c.req.method, status).observe(seconds);
+    let traceId: string | undefined;
+    if (span.isRecording()) {
+      traceId = span.spanContext().traceId;
+      span.updateName(`${c.req.method} ${route}`);
+      span.setAttributes({
+        'http.request.method': c.req.method,
+        'http.route': route,
+        'url.path': c.req.path,
+        'http.response.status_code': status,
+        'tributary.request_id': requestId,
+      });
+      if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+    }
+    span.end();
     logger.info(
       {
         requestId,
+        traceId,
         method: c.req.method,
         route,
         path: c.req.path,

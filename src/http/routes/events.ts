@@ -5,13 +5,13 @@ import type { BufferMonitor } from '../../buffer/monitor.ts';
 import type { BufferedEvent, EnqueueOutcome, EventProducer } from '../../buffer/producer.ts';
 import type { Config } from '../../config.ts';
 import { maxRetentionDays } from '../../config.ts';
-import { parseEvent, type ValidationContext } from '../../events/event.schema.ts';
+import { type NormalisedEvent, parseEvent, type ValidationContext } from '../../events/event.schema.ts';
 import { EVENT_LIMITS } from '../../events/limits.ts';
 import type { Db } from '../../store/db.ts';
 import { classifyDbError } from '../../store/errors.ts';
 import { decodeCursor, queryEvents } from '../../store/events.repo.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
-import { currentTraceparent } from '../../telemetry/tracing.ts';
+import { currentTraceparent, getTracer, inSpan, SpanKind } from '../../telemetry/tracing.ts';
 import { bodyKind, parseJson, readBody } from '../body.ts';
 import type { AppEnv } from '../env.ts';
 import { ApiError, errors } from '../errors.ts';
@@ -56,7 +56,17 @@ export function eventRoutes(deps: EventRoutesDeps): Hono<AppEnv> {
   const maxAgeMs = maxRetentionDays(config) * 86_400_000;
   const context = (): ValidationContext => ({ now: Date.now(), maxAgeMs });
 
-  const enqueue = async (items: BufferedEvent[]): Promise<EnqueueOutcome[]> => {
+  /**
+   * Buffers the events `build` returns, inside a producer span: the traceparent each entry
+   * carries is that span's, so a worker's batch span links to it.
+   */
+  const enqueue = (build: () => BufferedEvent[]): Promise<EnqueueOutcome[]> =>
+    inSpan(
+      'tributary.enqueue',
+      { kind: SpanKind.PRODUCER, attributes: { 'messaging.system': 'redis' } },
+      () => enqueueNow(build()),
+    );
+  const enqueueNow = async (items: BufferedEvent[]): Promise<EnqueueOutcome[]> => {
     try {
       const outcomes = await producer.enqueue(items);
       for (const o of outcomes) (o === 'accepted' ? metrics.eventsAccepted : metrics.eventsDuplicate).inc();
@@ -81,13 +91,15 @@ export function eventRoutes(deps: EventRoutesDeps): Hono<AppEnv> {
     bodyKind(c, ['json']);
     const input = parseJson(await readBody(c, config.MAX_BODY_BYTES));
     metrics.eventsReceived.inc();
+    const validation = getTracer().startSpan('tributary.validate');
     const result = parseEvent(input, context());
+    validation.end();
     if (!result.ok) {
       metrics.eventsRejected.inc({ reason: 'invalid_event' });
       throw new ApiError('invalid_event', 400, 'the event is invalid', { details: result.issues });
     }
     refuseWhenFull(1);
-    const [outcome] = await enqueue([
+    const [outcome] = await enqueue(() => [
       { event: result.event, json: result.json, traceparent: currentTraceparent() },
     ]);
     return c.json({ id: result.event.id, status: outcome ?? 'accepted' }, 202);
@@ -102,11 +114,11 @@ export function eventRoutes(deps: EventRoutesDeps): Hono<AppEnv> {
     metrics.eventsReceived.inc(inputs.length + rejected.length);
 
     const ctx = context();
-    const valid: { index: number; item: BufferedEvent }[] = [];
-    const traceparent = currentTraceparent();
+    const valid: { index: number; event: NormalisedEvent; json: string }[] = [];
+    const validation = getTracer().startSpan('tributary.validate', { attributes: { events: inputs.length } });
     for (const { index, value } of inputs) {
       const result = parseEvent(value, ctx);
-      if (result.ok) valid.push({ index, item: { event: result.event, json: result.json, traceparent } });
+      if (result.ok) valid.push({ index, event: result.event, json: result.json });
       else
         rejected.push({
           index,
@@ -115,16 +127,23 @@ export function eventRoutes(deps: EventRoutesDeps): Hono<AppEnv> {
           details: result.issues,
         });
     }
+    validation.end();
     if (rejected.length > 0) metrics.eventsRejected.inc({ reason: 'invalid_event' }, rejected.length);
     if (valid.length > 0) refuseWhenFull(valid.length);
-    const outcomes = valid.length > 0 ? await enqueue(valid.map((v) => v.item)) : [];
+    const outcomes =
+      valid.length > 0
+        ? await enqueue(() => {
+            const traceparent = currentTraceparent();
+            return valid.map((v) => ({ event: v.event, json: v.json, traceparent }));
+          })
+        : [];
     rejected.sort((a, b) => a.index - b.index);
     return c.json(
       {
         accepted: outcomes.filter((o) => o === 'accepted').length,
         duplicates: outcomes.filter((o) => o === 'duplicate').length,
         skipped: 0,
-        ids: valid.map((v) => v.item.event.id),
+        ids: valid.map((v) => v.event.id),
         rejected,
       },
       202,
