@@ -87,6 +87,23 @@ describe('metrics, alert rules and dashboards agree', () => {
   });
 });
 
+describe('/health/business', () => {
+  it('reports events by service, the hourly trend and top services, recomputed at most once a minute', async () => {
+    const first = await call(api.url, '/health/business', { key: null });
+    expect(first.status).toBe(200);
+    expect(first.body.total).toBeGreaterThanOrEqual(20);
+    expect(first.body.byService[0]).toMatchObject({ service: 'checkout' });
+    expect(first.body.topServices[0]).toMatchObject({ service: 'checkout', share: 1 });
+    const thisHour = `${new Date().toISOString().slice(0, 13)}:00:00.000Z`;
+    const hourly = first.body.hourly as { hour: string; events: number }[];
+    expect(hourly.reduce((a, h) => a + h.events, 0)).toBe(first.body.total);
+    expect(hourly.some((h) => h.hour === thisHour || h.hour < thisHour)).toBe(true);
+    await call(api.url, '/v1/events', { body: event({ service: 'billing' }) });
+    const second = await call(api.url, '/health/business', { key: null });
+    expect(second.body.computedAt).toBe(first.body.computedAt);
+  });
+});
+
 describe('logs', () => {
   it('never hold an API key, whichever way it was sent or made', async () => {
     const created = await call(api.url, '/v1/admin/keys', {

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { BufferMonitor } from '../../buffer/monitor.ts';
 import type { WorkerStatus, WorkerStatusBoard } from '../../buffer/worker-status.ts';
+import { type BusinessSummary, businessSummary } from '../../store/business.repo.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
 import { metricsSource } from '../api-cluster.ts';
 import type { AppEnv } from '../env.ts';
@@ -22,6 +23,7 @@ interface Check {
 }
 
 const TIMEOUT_MS = 1_000;
+const BUSINESS_TTL_MS = 60_000;
 
 async function timed(fn: () => Promise<unknown>): Promise<Check> {
   const start = performance.now();
@@ -94,6 +96,28 @@ export function healthRoutes(deps: HealthRoutesDeps): Hono<AppEnv> {
     const breakerOpen = summary.circuitBreaker === 'open' || summary.circuitBreaker === 'half-open';
     const status = failed ? 'checkpoint_failed' : !database.ok || breakerOpen ? 'down' : 'up';
     return c.json({ status, ...database, ...summary }, status === 'up' ? 200 : 503);
+  });
+
+  // Computed at most once a minute per process, whatever the polling rate.
+  let business: { at: number; summary: Promise<BusinessSummary> } | undefined;
+  app.get('/health/business', async (c) => {
+    if (!business || Date.now() - business.at > BUSINESS_TTL_MS) {
+      const summary = businessSummary(deps.pool);
+      business = { at: Date.now(), summary };
+      summary.catch(() => {
+        business = undefined;
+      });
+    }
+    try {
+      return c.json({
+        status: 'ok',
+        window: '24h',
+        cachedForS: BUSINESS_TTL_MS / 1000,
+        ...(await business.summary),
+      });
+    } catch (err) {
+      return c.json({ status: 'unavailable', error: err instanceof Error ? err.message : String(err) }, 503);
+    }
   });
 
   app.get('/health', async (c) => {
