@@ -134,7 +134,17 @@ describe('docker-compose.yml', () => {
       encoding: 'utf8',
     });
     expect(services.split('\n').filter(Boolean).sort()).toEqual(
-      ['api', 'grafana', 'migrate', 'postgres', 'prometheus', 'redis', 'worker'].sort(),
+      [
+        'api',
+        'grafana',
+        'jaeger',
+        'migrate',
+        'otel-collector',
+        'postgres',
+        'prometheus',
+        'redis',
+        'worker',
+      ].sort(),
     );
   });
 });
