@@ -89,8 +89,8 @@ const schema = z.object({
 
   /** Rows per insert statement. */
   BATCH_SIZE: int(1_000, 1, 50_000),
-  /** Parts of a batch inserted at the same time, each on its own connection. */
-  INSERT_CONCURRENCY: int(2, 1, 16),
+  /** Batches a worker stores at the same time, each on its own connection; the next is read meanwhile. */
+  INSERT_CONCURRENCY: int(4, 1, 16),
   /** A partial batch is written after this long. */
   BATCH_MAX_WAIT_MS: int(200, 0, 60_000),
   /** Longest a worker blocks on XREADGROUP, so reconnects and shutdown are never stuck. */

@@ -68,29 +68,27 @@ export class StreamConsumer {
 
   /**
    * Reads about `count` new entries across all partitions (COUNT is per stream, so up to
-   * `count + partitions`), blocking at most `blockMs` when none is there. While Redis is
-   * away it waits up to `blockMs` for the reconnect and returns nothing, so the caller's
-   * loop resumes as soon as Redis is back. Recreates the groups when Redis lost them (a
-   * restart without persistence, FLUSHALL).
+   * `count + partitions`), blocking at most `blockMs` when none is there; with `blockMs`
+   * 0 it does not block (a blocked read holds the connection, and acks wait behind it).
+   * While Redis is away it waits up to `blockMs` for the reconnect and returns nothing, so
+   * the caller's loop resumes as soon as Redis is back. Recreates the groups when Redis
+   * lost them (a restart without persistence, FLUSHALL).
    */
   async read(count: number, blockMs: number): Promise<StreamEntry[]> {
     if (!(await this.#ready(blockMs))) return [];
     const streams = this.#keys.streams;
     const perStream = Math.max(1, Math.ceil(count / streams.length));
+    // BLOCK 0 would block forever: leave the option out instead.
+    const args: (string | number)[] = ['GROUP', CONSUMER_GROUP, this.#name, 'COUNT', perStream];
+    if (blockMs > 0) args.push('BLOCK', blockMs);
+    args.push('STREAMS', ...streams, ...streams.map(() => '>'));
     let reply: unknown;
     try {
-      reply = await this.#redis.xreadgroup(
-        'GROUP',
-        CONSUMER_GROUP,
-        this.#name,
-        'COUNT',
-        perStream,
-        'BLOCK',
-        blockMs,
-        'STREAMS',
-        ...streams,
-        ...streams.map(() => '>'),
-      );
+      // Through the typed command, whose reply ioredis shapes as [key, entries][] (call() would not under RESP3).
+      const xreadgroup = this.#redis.xreadgroup.bind(this.#redis) as (
+        ...a: (string | number)[]
+      ) => Promise<unknown>;
+      reply = await xreadgroup(...args);
     } catch (err) {
       // NOGROUP: the stream or the group is gone. UNBLOCKED: the stream was deleted while
       // this read waited on it (FLUSHALL).
@@ -270,7 +268,15 @@ function nextId(id: string): string {
 
 function toEntry(partition: number, [id, fields]: RawEntry, deliveries: number): StreamEntry | null {
   if (!fields) return null;
-  const map: Record<string, string> = {};
-  for (let i = 0; i + 1 < fields.length; i += 2) map[fields[i] as string] = fields[i + 1] as string;
-  return { partition, id, version: map.v, event: map.e, traceparent: map.tp, deliveries };
+  // Read the three known fields in place: no intermediate object per entry.
+  let version: string | undefined;
+  let event: string | undefined;
+  let traceparent: string | undefined;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const name = fields[i];
+    if (name === 'e') event = fields[i + 1];
+    else if (name === 'v') version = fields[i + 1];
+    else if (name === 'tp') traceparent = fields[i + 1];
+  }
+  return { partition, id, version, event, traceparent, deliveries };
 }

@@ -34,30 +34,3 @@ export async function insertIsolating(
     return { inserted: left.inserted + right.inserted, refused: [...left.refused, ...right.refused] };
   }
 }
-
-/**
- * Splits a batch into `lanes` contiguous parts inserted at the same time on separate
- * connections: PostgreSQL runs one statement per backend, so one batch at a time leaves
- * it waiting. Throws (after every part settled) when any part could not be written; the
- * caller then retries the whole batch, and rows already committed are skipped as stored.
- */
-export async function insertConcurrently(
-  pool: pg.Pool,
-  events: readonly string[],
-  lanes: number,
-): Promise<IsolatedInsert> {
-  const size = Math.ceil(events.length / Math.max(1, lanes));
-  if (lanes <= 1 || events.length <= size) return insertIsolating(pool, events);
-  const parts: Promise<IsolatedInsert>[] = [];
-  for (let from = 0; from < events.length; from += size) {
-    parts.push(insertIsolating(pool, events.slice(from, from + size), from));
-  }
-  const settled = await Promise.allSettled(parts);
-  const failed = settled.find((r) => r.status === 'rejected');
-  if (failed) throw failed.reason;
-  const done = settled as PromiseFulfilledResult<IsolatedInsert>[];
-  return {
-    inserted: done.reduce((a, r) => a + r.value.inserted, 0),
-    refused: done.flatMap((r) => r.value.refused),
-  };
-}

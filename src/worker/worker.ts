@@ -11,7 +11,8 @@ import type { Metrics } from '../telemetry/metrics.ts';
 import { currentTraceId, inSpan, linksTo, SpanKind } from '../telemetry/tracing.ts';
 import { type DatabaseBreaker, isBreakerOpen } from './breaker.ts';
 import { type Checkpoint, CheckpointFailedError } from './checkpoint/checkpoint.ts';
-import { insertConcurrently, insertIsolating } from './persist.ts';
+import { InFlightBatches } from './in-flight.ts';
+import { insertIsolating } from './persist.ts';
 
 export interface WorkerOptions {
   consumer: StreamConsumer;
@@ -66,6 +67,7 @@ export class Worker {
   #lastClaim = 0;
   #statusTimer: NodeJS.Timeout | undefined;
   #lastOrphanScan = 0;
+  readonly #inFlight = new InFlightBatches();
 
   constructor(opts: WorkerOptions) {
     this.#o = opts;
@@ -80,7 +82,7 @@ export class Worker {
     this.#running = this.#loop();
   }
 
-  /** Finishes the batch in hand (insert or checkpoint, and ack), then stops reading. */
+  /** Finishes the batches in hand (insert or checkpoint, and ack), then stops reading. */
   async stop(): Promise<void> {
     this.#stopping = true;
     await this.#running;
@@ -105,9 +107,11 @@ export class Worker {
   async #loop(): Promise<void> {
     const { logger } = this.#o;
     let failures = 0;
+    const inFlight = this.#inFlight;
     while (!this.#stopping) {
       try {
         if (this.#o.checkpoint.hasBacklog && this.#o.breaker.state !== 'open') {
+          await inFlight.all();
           await this.#replay('checkpoint', (persist, stop) => this.#o.checkpoint.replay(persist, stop));
         }
         const { replayOrphans } = this.#o;
@@ -117,10 +121,17 @@ export class Worker {
           Date.now() - this.#lastOrphanScan > ORPHAN_SCAN_EVERY_MS
         ) {
           this.#lastOrphanScan = Date.now();
+          await inFlight.all();
           await this.#replay('orphaned checkpoints', replayOrphans);
         }
+        // Several batches at once only while the database is healthy: during an outage one
+        // batch at a time is held, retried or spilled, as with a single batch in flight.
+        const limit = this.#o.breaker.state === 'closed' ? this.#o.config.INSERT_CONCURRENCY : 1;
+        while (inFlight.size >= limit) await inFlight.one();
+        const failed = inFlight.takeFailure();
+        if (failed !== undefined) throw failed;
         const batch = await this.#nextBatch();
-        if (batch.length > 0) await this.#process(batch);
+        if (batch.length > 0) inFlight.start(batch, () => this.#process(batch));
         failures = 0;
       } catch (err) {
         failures++;
@@ -129,28 +140,46 @@ export class Worker {
         await sleep(delay);
       }
     }
+    await inFlight.all();
     logger.info('worker stopped');
   }
 
-  /** Reclaimed entries of dead consumers first, then new entries, up to BATCH_SIZE or BATCH_MAX_WAIT_MS. */
+  /**
+   * Reclaimed entries of dead consumers first, then new entries, up to BATCH_SIZE or
+   * BATCH_MAX_WAIT_MS. Read while other batches are stored: then without blocking, since
+   * their acks share the connection and would wait behind a blocked read.
+   */
   async #nextBatch(): Promise<StreamEntry[]> {
     const { consumer, config } = this.#o;
+    const inFlight = this.#inFlight;
     const batch: StreamEntry[] = [];
     const now = Date.now();
     if (now - this.#lastClaim >= Math.max(100, config.CLAIM_IDLE_MS / 2)) {
       this.#lastClaim = now;
-      batch.push(...(await consumer.claimIdle(config.CLAIM_IDLE_MS, config.BATCH_SIZE)));
+      // This consumer's own pending entries come back too once idle: skip those in flight.
+      batch.push(...inFlight.withoutHeld(await consumer.claimIdle(config.CLAIM_IDLE_MS, config.BATCH_SIZE)));
     }
     const deadline = Date.now() + config.BATCH_MAX_WAIT_MS;
     while (batch.length < config.BATCH_SIZE && !this.#stopping) {
       const remaining = deadline - Date.now();
       if (batch.length > 0 && remaining <= 0) break;
       const block =
-        batch.length > 0 ? Math.max(1, Math.min(remaining, config.READ_BLOCK_MS)) : config.READ_BLOCK_MS;
+        inFlight.size > 0
+          ? 0
+          : batch.length > 0
+            ? Math.max(1, Math.min(remaining, config.READ_BLOCK_MS))
+            : config.READ_BLOCK_MS;
       const got = await consumer.read(config.BATCH_SIZE - batch.length, block);
-      // Nothing new: return to the loop, which also reclaims, replays and scans when idle.
-      if (got.length === 0) break;
-      batch.push(...got);
+      for (const e of got) batch.push(e);
+      if (got.length > 0) continue;
+      // Nothing new: return to the loop, which also reclaims, replays and scans when idle;
+      // with batches in flight, first wait for one of them (or the partial batch's deadline).
+      if (inFlight.size === 0) break;
+      if (batch.length === 0) {
+        await inFlight.one();
+        break;
+      }
+      await inFlight.one(remaining);
     }
     return batch;
   }
@@ -201,7 +230,7 @@ export class Worker {
     if (!outcome.spilled) {
       const now = Date.now();
       for (const e of outcome.durable) {
-        metrics.endToEndLatency.observe(Math.max(0, now - Number(e.id.split('-')[0])) / 1000);
+        metrics.endToEndLatency.observe(Math.max(0, now - Number.parseInt(e.id, 10)) / 1000);
       }
       metrics.eventsPersisted.inc(outcome.inserted);
     }
@@ -245,13 +274,13 @@ export class Worker {
               rows: events.length,
             },
           },
-          () => breaker.execute(() => insertConcurrently(this.#o.pool, events, config.INSERT_CONCURRENCY)),
+          () => breaker.execute(() => insertIsolating(this.#o.pool, events)),
         );
         end();
         const refusedAt = new Map(result.refused.map((r) => [r.index, r.error]));
         return {
           inserted: result.inserted,
-          durable: entries.filter((_, i) => !refusedAt.has(i)),
+          durable: refusedAt.size === 0 ? entries : entries.filter((_, i) => !refusedAt.has(i)),
           refused: result.refused.map((r) => ({ entry: entries[r.index] as StreamEntry, error: r.error })),
           spilled: false,
         };

@@ -63,6 +63,7 @@ export class Checkpoint {
   #writable: Writable | undefined;
   #nextSeq = 1;
   #failed: Error | undefined;
+  #appending: Promise<void> = Promise.resolve();
 
   private constructor(opts: CheckpointOptions, lock: DirectoryLock) {
     this.#o = opts;
@@ -111,7 +112,14 @@ export class Checkpoint {
    * write or sync error the checkpoint refuses every later append: a failed fsync may
    * have dropped the dirty pages, so retrying it could report success for lost data.
    */
-  async append(events: readonly string[]): Promise<void> {
+  append(events: readonly string[]): Promise<void> {
+    // One append at a time (a worker stores several batches at once): records never interleave.
+    const appended = this.#appending.then(() => this.#appendNow(events));
+    this.#appending = appended.catch(() => {});
+    return appended;
+  }
+
+  async #appendNow(events: readonly string[]): Promise<void> {
     if (this.#failed) throw new CheckpointFailedError(`checkpoint disabled: ${this.#failed.message}`);
     if (events.length === 0) return;
     // Payload: the events' JSON texts, one per line, byte for byte as they sat in the stream
