@@ -1,14 +1,12 @@
-import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { onJsonLines } from '../helpers/json-lines.ts';
 import { NODE_FLAGS } from '../helpers/processes.ts';
-import type { LoadFailure, LoadRequest, LoadResult, LoadSpec } from './load.ts';
 
 const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
 const TRIVIAL = fileURLToPath(new URL('./trivial-server.ts', import.meta.url));
-const LOAD = fileURLToPath(new URL('./load.ts', import.meta.url));
 
 /** Every child the bench started; all are killed when the bench exits, however it exits. */
 const children = new Set<ChildProcess>();
@@ -187,46 +185,4 @@ export async function startScript(file: string, env: Record<string, string>): Pr
     child.once('exit', (code) => reject(new Error(`${file} exited (${code}); ${stderr()}`)));
   });
   return { child, pid: child.pid ?? 0, url: `http://127.0.0.1:${port}`, stderr };
-}
-
-/** The autocannon child, driven over IPC. */
-export class LoadGenerator {
-  readonly child: ChildProcess;
-  #next = 1;
-  readonly #pending = new Map<number, { resolve: (r: LoadResult) => void; reject: (e: Error) => void }>();
-
-  constructor() {
-    this.child = track(fork(LOAD, [], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }));
-    this.child.on('message', (raw: unknown) => {
-      const msg = raw as LoadResult | LoadFailure;
-      const waiter = this.#pending.get(msg.id);
-      if (!waiter) return;
-      this.#pending.delete(msg.id);
-      if (msg.type === 'result') waiter.resolve(msg);
-      else waiter.reject(new Error(`load generator: ${msg.message}`));
-    });
-    this.child.once('exit', (code) => {
-      for (const w of this.#pending.values()) w.reject(new Error(`load generator exited (${code})`));
-      this.#pending.clear();
-    });
-  }
-
-  get pid(): number {
-    return this.child.pid ?? 0;
-  }
-
-  run(req: LoadSpec): Promise<LoadResult> {
-    const id = this.#next++;
-    return new Promise((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
-      this.child.send({ type: 'run', id, ...req } satisfies LoadRequest);
-    });
-  }
-
-  async close(): Promise<void> {
-    if (!alive(this.child)) return;
-    const exited = once(this.child, 'exit');
-    this.child.disconnect();
-    await exited;
-  }
 }

@@ -1,0 +1,320 @@
+/**
+ * The ingest scenarios: single events (trivial route, Tributary, the single-event peers),
+ * Tributary at half its rate (open loop), batches of 100 (Tributary, the batch peer, raw XADD).
+ * Contenders of one group take turns in rounds, the order reversed every other round
+ * (A B C, C B A), so machine noise hits every side alike.
+ */
+import { fileURLToPath } from 'node:url';
+import { ADMIN_KEY, deleteKeys, type TestEnv } from '../helpers/env.ts';
+import { type ServerChild, startScript, startTrivial, stopChild } from './children.ts';
+import {
+  countRows,
+  dropStreams,
+  envNumber,
+  log,
+  ratios,
+  round,
+  rowsSettled,
+  runLimit,
+  settle,
+  streamEntries,
+  Tally,
+} from './measure.ts';
+import { runOpenLoop } from './open-loop.ts';
+import type { BenchReport, BenchRow } from './report.ts';
+import type { Scenario } from './scenarios.ts';
+import { runWrk } from './wrk.ts';
+
+const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+
+export const SETTINGS = {
+  roundS: envNumber('BENCH_ROUND_S', 5),
+  rounds: envNumber('BENCH_ROUNDS', 2),
+  singleConnections: 50,
+  batchConnections: 10,
+  batchSize: 100,
+};
+
+export interface BenchContext {
+  env: TestEnv;
+  report: BenchReport;
+  picked: Set<Scenario>;
+  /** `tributary serve`, started when a picked scenario needs it. */
+  serve: () => Promise<ServerChild>;
+  peerEnv: Record<string, string>;
+}
+
+/** One side of a closed-loop comparison, driven by wrk. */
+interface Contender {
+  scenario: Scenario;
+  name: string;
+  server: ServerChild;
+  path: string;
+  /** Events per request; 0 = one event, not wrapped in a batch. */
+  batch: number;
+  /** Processes whose CPU and RSS count for it (besides `server`). */
+  extraPids?: Record<string, number>;
+  tally: Tally;
+  /** Runs after each measured window. */
+  after?: (answered: number) => Promise<void>;
+}
+
+function contender(c: Omit<Contender, 'tally'>): Contender {
+  return { ...c, tally: new Tally({ server: c.server.pid, ...c.extraPids, client: 0 }) };
+}
+
+async function measureWrk(c: Contender, connections: number, durationS = SETTINGS.roundS): Promise<number> {
+  c.tally.meter.start();
+  try {
+    const result = await runWrk(
+      {
+        url: c.server.url,
+        path: c.path,
+        batch: c.batch,
+        connections,
+        threads: 1,
+        durationS,
+        apiKey: ADMIN_KEY,
+      },
+      (pid) => c.tally.meter.setPid('client', pid),
+    );
+    const events = (result.requests - result.non2xx) * Math.max(1, c.batch);
+    c.tally.add(events, result.durationS, result.non2xx + result.socketErrors, result.p50Ms, result.p99Ms);
+    return events;
+  } finally {
+    c.tally.meter.stop();
+  }
+}
+
+/** A short unmeasured run of each contender (JIT, connection pools, partitions). */
+async function warmUp(contenders: Contender[], connections: number): Promise<void> {
+  for (const c of contenders) {
+    await runWrk({
+      url: c.server.url,
+      path: c.path,
+      batch: c.batch,
+      connections,
+      threads: 1,
+      durationS: 2,
+      apiKey: ADMIN_KEY,
+    });
+  }
+}
+
+/** `steps` once per round, in reverse order every other round. */
+async function interleave(steps: { name: string; run: () => Promise<void> }[]): Promise<void> {
+  for (let r = 0; r < SETTINGS.rounds; r++) {
+    for (const step of r % 2 === 0 ? steps : [...steps].reverse()) {
+      log(`round ${r + 1}/${SETTINGS.rounds}: ${step.name} ${SETTINGS.roundS} s`);
+      await step.run();
+    }
+  }
+}
+
+/** Checks that Tributary's buffer holds what it answered 202 for (± requests in flight), then empties it. */
+function bufferCheck(ctx: BenchContext, name: string, inFlight: number) {
+  return async (answered: number) => {
+    await settle();
+    const entries = await streamEntries(ctx.env);
+    if (entries < answered || entries > answered + inFlight) {
+      ctx.report.anomalies.push(
+        `${name}: buffer holds ${entries} entries for ${answered} events answered 202 (+${inFlight} in flight)`,
+      );
+    }
+    const key = `${name}: events answered 202 / stream entries`;
+    const [a, e] = String(ctx.report.checks[key] ?? '0 / 0')
+      .split(' / ')
+      .map(Number);
+    ctx.report.checks[key] = `${(a ?? 0) + answered} / ${(e ?? 0) + entries}`;
+    await dropStreams(ctx.env);
+  };
+}
+
+/** Closed-loop single-event runs; returns Tributary's rate (0 when not measured). */
+export async function singleEvents(ctx: BenchContext): Promise<number> {
+  const { picked, peerEnv, env } = ctx;
+  const started: ServerChild[] = [];
+  const script = async (file: string) => {
+    const s = await startScript(here(file), peerEnv);
+    started.push(s);
+    return s;
+  };
+  const contenders: Contender[] = [];
+  const path = '/v1/events';
+  if (picked.has('trivial')) {
+    const server = await startTrivial();
+    started.push(server);
+    contenders.push(
+      contender({ scenario: 'trivial', name: 'trivial Hono route (baseline)', server, path, batch: 0 }),
+    );
+  }
+  if (picked.has('single')) {
+    const name = 'Tributary single';
+    const after = bufferCheck(ctx, name, SETTINGS.singleConnections);
+    contenders.push(
+      contender({ scenario: 'single', name, server: await ctx.serve(), path, batch: 0, after }),
+    );
+  }
+  if (picked.has('express-pg')) {
+    const server = await script('./peers/express-pg.ts');
+    contenders.push(contender({ scenario: 'express-pg', name: 'Express + pg', server, path, batch: 0 }));
+  }
+  if (picked.has('fastify-pg')) {
+    const server = await script('./peers/fastify-pg.ts');
+    contenders.push(contender({ scenario: 'fastify-pg', name: 'Fastify + pg', server, path, batch: 0 }));
+  }
+  const landed = { rows: 0, seconds: 0 };
+  if (picked.has('bullmq')) {
+    const server = await script('./peers/express-bullmq.ts');
+    const worker = await script('./peers/bullmq-worker.ts');
+    const extraPids = { worker: worker.pid };
+    contenders.push(
+      contender({ scenario: 'bullmq', name: 'Express + BullMQ', server, path, batch: 0, extraPids }),
+    );
+  }
+  if (contenders.length === 0) return 0;
+
+  log('single events: warm-up, 2 s each');
+  await warmUp(contenders, 10);
+  await settle();
+  await dropStreams(env);
+  await rowsSettled(env);
+  await interleave(
+    contenders.map((c) => ({
+      name: c.name,
+      run: async () => {
+        const start =
+          c.scenario === 'bullmq' ? { t: performance.now(), rows: await countRows(env) } : undefined;
+        const answered = await measureWrk(c, SETTINGS.singleConnections);
+        if (start) {
+          // Landed: rows its worker inserted from the start of the run until the queue was
+          // empty, over that time. Nothing else is measured while it drains.
+          const drained = await rowsSettled(env);
+          landed.rows += drained.rows - start.rows;
+          landed.seconds += (drained.at - start.t) / 1000;
+        }
+        await c.after?.(answered);
+      },
+    })),
+  );
+  const rows = new Map<Scenario, BenchRow>();
+  for (const c of contenders) {
+    const servers = c.extraPids ? ['server', ...Object.keys(c.extraPids)] : ['server'];
+    rows.set(c.scenario, c.tally.row(c.name, servers));
+  }
+  const tributary = rows.get('single');
+  if (tributary) {
+    tributary.ratios = ratios(tributary, {
+      trivial: rows.get('trivial'),
+      'Express+pg': rows.get('express-pg'),
+      'Fastify+pg': rows.get('fastify-pg'),
+      'Express+BullMQ': rows.get('bullmq'),
+    });
+  }
+  const bull = rows.get('bullmq');
+  if (bull) {
+    const landedRate = landed.seconds > 0 ? landed.rows / landed.seconds : 0;
+    bull.note = `accepted/s; its worker landed ${round(landedRate)} rows/s (run start → queue empty)`;
+    ctx.report.checks['Express + BullMQ: landed rows/s'] = round(landedRate);
+  }
+  ctx.report.rows.push(...rows.values());
+  for (const s of started) await stopChild(s.child);
+  if (picked.has('bullmq')) await deleteKeys(env.redis, `${peerEnv.BULLMQ_PREFIX}:*`);
+  return contenders.find((c) => c.scenario === 'single')?.tally.rate ?? 0;
+}
+
+/** Tributary single events at a fixed rate, open loop: the latency an operator sees below saturation. */
+export async function halfRate(ctx: BenchContext, singleRate: number): Promise<void> {
+  const serve = await ctx.serve();
+  const rate = Math.max(100, Math.round(envNumber('BENCH_HALF_RATE', singleRate / 2)));
+  const durationS = SETTINGS.roundS * 2;
+  log(`half rate: ${rate} events/s open loop for ${durationS} s`);
+  const tally = new Tally({ server: serve.pid, client: 0 });
+  tally.meter.start();
+  const r = await runOpenLoop(
+    {
+      url: serve.url,
+      path: '/v1/events',
+      batch: 0,
+      rate,
+      connections: SETTINGS.singleConnections,
+      durationS,
+      apiKey: ADMIN_KEY,
+    },
+    (pid) => tally.meter.setPid('client', pid),
+  );
+  tally.meter.stop();
+  tally.add(r.status2xx, r.durationS, r.non2xx + r.errors + r.unsent, r.p50Ms, r.p99Ms);
+  const row = tally.row(`Tributary single at ${rate}/s (half rate, open loop)`, ['server']);
+  row.note = `p99 target ≤ 10 ms; max ${r.maxMs} ms; ${r.connectionsOpened} connections; client send lag p99 ${r.sendLagP99Ms} ms`;
+  ctx.report.rows.push(row);
+  ctx.report.checks['half rate: unsent at the end (server behind)'] = r.unsent;
+  await settle();
+  await dropStreams(ctx.env);
+}
+
+/** Batches of 100: Tributary (API only), the Express batch peer and raw XADD, interleaved. */
+export async function batches(ctx: BenchContext): Promise<void> {
+  const { picked, env } = ctx;
+  const path = '/v1/events/batch';
+  const batch = SETTINGS.batchSize;
+  const contenders: Contender[] = [];
+  if (picked.has('batch')) {
+    const name = 'Tributary batch of 100';
+    const after = bufferCheck(ctx, name, SETTINGS.batchConnections * batch);
+    contenders.push(contender({ scenario: 'batch', name, server: await ctx.serve(), path, batch, after }));
+  }
+  let peer: ServerChild | undefined;
+  if (picked.has('express-batch')) {
+    peer = await startScript(here('./peers/express-batch.ts'), ctx.peerEnv);
+    contenders.push(
+      contender({ scenario: 'express-batch', name: 'Express batch INSERT', server: peer, path, batch }),
+    );
+  }
+  const xadd = new Tally({ server: 0 });
+  const limitPrefix = `${env.prefix}-limit`;
+  const steps = contenders.map((c) => ({
+    name: c.name,
+    run: async () => {
+      const answered = await measureWrk(c, SETTINGS.batchConnections);
+      await c.after?.(answered);
+    },
+  }));
+  if (picked.has('xadd')) {
+    steps.push({
+      name: 'raw XADD',
+      run: async () => {
+        await runLimit(
+          here('./limits/xadd.ts'),
+          { REDIS_URL: env.redisUrl, PREFIX: limitPrefix, SECONDS: String(SETTINGS.roundS) },
+          xadd,
+        );
+        await deleteKeys(env.redis, `${limitPrefix}:*`);
+      },
+    });
+  }
+  if (steps.length === 0) return;
+  if (contenders.length > 0) {
+    log('batches: warm-up, 2 s each');
+    await warmUp(contenders, SETTINGS.batchConnections);
+    await settle();
+    await dropStreams(env);
+  }
+  await interleave(steps);
+  const rows = new Map<Scenario, BenchRow>();
+  for (const c of contenders) rows.set(c.scenario, c.tally.row(c.name, ['server']));
+  if (picked.has('xadd'))
+    rows.set(
+      'xadd',
+      xadd.row('limit: raw XADD, 4 pipelines of 100 in flight', ['server'], { latency: false }),
+    );
+  const tributary = rows.get('batch');
+  if (tributary) {
+    tributary.ratios = ratios(tributary, {
+      'raw XADD': rows.get('xadd'),
+      'Express batch': rows.get('express-batch'),
+    });
+  }
+  ctx.report.rows.push(...rows.values());
+  if (peer) await stopChild(peer.child);
+}

@@ -1,0 +1,134 @@
+/** What every scenario measures with: tallies of measured windows, limit children, buffer and table counts. */
+import { spawn } from 'node:child_process';
+import type { TestEnv } from '../helpers/env.ts';
+import { track } from './children.ts';
+import { CpuMeter } from './proc.ts';
+import type { BenchRow } from './report.ts';
+
+export const PARTITIONS = 8;
+
+export const log = (msg: string) => process.stderr.write(`[bench] ${msg}\n`);
+export const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Lets requests still in flight when a load generator stopped finish on the server. */
+export const settle = () => sleep(500);
+
+/** A positive number from the environment, else `fallback`. */
+export const envNumber = (name: string, fallback: number) => {
+  const v = Number(process.env[name]);
+  return Number.isFinite(v) && v > 0 ? v : fallback;
+};
+
+/** events/s of `row` ÷ events/s of each baseline that was measured in this run. */
+export function ratios(
+  row: BenchRow,
+  baselines: Record<string, BenchRow | undefined>,
+): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [name, b] of Object.entries(baselines))
+    if (b && b.eventsPerSec > 0) out[name] = round(row.eventsPerSec / b.eventsPerSec, 3);
+  return out;
+}
+
+/** Sums of several measured windows of one scenario. */
+export class Tally {
+  events = 0;
+  seconds = 0;
+  failures = 0;
+  p50: number[] = [];
+  p99: number[] = [];
+  readonly meter: CpuMeter;
+  constructor(pids: Record<string, number>) {
+    this.meter = new CpuMeter(pids);
+  }
+  add(events: number, seconds: number, failures = 0, p50?: number, p99?: number) {
+    this.events += events;
+    this.seconds += seconds;
+    this.failures += failures;
+    if (p50 !== undefined) this.p50.push(p50);
+    if (p99 !== undefined) this.p99.push(p99);
+  }
+  get rate() {
+    return this.seconds > 0 ? this.events / this.seconds : 0;
+  }
+  /**
+   * The row of this scenario; CPU is summed over `servers`, RSS too unless `rss` is `max`
+   * (several processes of one role, such as workers: the largest is what must stay small).
+   */
+  row(scenario: string, servers: string[], opts: { latency?: boolean; rss?: 'sum' | 'max' } = {}): BenchRow {
+    const latency = opts.latency ?? true;
+    const cpuS = servers.reduce((a, s) => a + this.meter.cpuS(s), 0);
+    const cpu = servers.reduce((a, s) => a + this.meter.cpuPercent(s), 0);
+    const rssEach = servers.map((s) => this.meter.peakRssMb(s));
+    const rss = opts.rss === 'max' ? Math.max(0, ...rssEach) : rssEach.reduce((a, b) => a + b, 0);
+    // Latency of several runs: the worst run's p99 and the median run's p50 (not a merge).
+    const sortedP50 = [...this.p50].sort((a, b) => a - b);
+    return {
+      scenario,
+      events: this.events,
+      durationS: round(this.seconds, 2),
+      eventsPerSec: round(this.rate),
+      p50Ms: latency && sortedP50.length ? round(sortedP50[Math.floor(sortedP50.length / 2)] ?? 0, 2) : null,
+      p99Ms: latency && this.p99.length ? round(Math.max(...this.p99), 2) : null,
+      failures: latency ? this.failures : null,
+      peakRssMb: rss > 0 ? round(rss) : null,
+      cpuPercent: servers.length ? round(cpu) : null,
+      cpuUsPerEvent: this.events > 0 && servers.length ? round((cpuS * 1e6) / this.events, 2) : null,
+      clientCpuPercent: this.meter.has('client') ? round(this.meter.cpuPercent('client')) : null,
+      ratios: {},
+    };
+  }
+}
+
+/**
+ * Runs a limit script (a child that prints `{"events","seconds"}`) once, metering its CPU
+ * and RSS under the name `server` of `tally` (create the tally with `{ server: 0 }`).
+ */
+export async function runLimit(file: string, env: Record<string, string>, tally: Tally): Promise<void> {
+  const child = track(
+    spawn(process.execPath, [file], {
+      env: { PATH: process.env.PATH ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }),
+  );
+  tally.meter.start();
+  tally.meter.setPid('server', child.pid ?? 0);
+  let out = '';
+  child.stdout?.setEncoding('utf8').on('data', (c: string) => {
+    out += c;
+  });
+  const code = await new Promise<number | null>((r) => child.once('exit', r));
+  tally.meter.stop();
+  if (code !== 0) throw new Error(`${file} exited with ${code}`);
+  const { events, seconds } = JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as {
+    events: number;
+    seconds: number;
+  };
+  tally.add(events, seconds);
+}
+
+/** Entries in Tributary's partition streams under `prefix`: buffered, not yet persisted (pending included). */
+export async function streamEntries(env: TestEnv, prefix = env.prefix): Promise<number> {
+  const p = env.redis.pipeline();
+  for (let i = 0; i < PARTITIONS; i++) p.xlen(`${prefix}:events:{${i}}`);
+  const replies = (await p.exec()) ?? [];
+  return replies.reduce((sum, [err, n]) => (err ? sum : sum + Number(n)), 0);
+}
+
+export async function dropStreams(env: TestEnv, prefix = env.prefix): Promise<void> {
+  await env.redis.del(...Array.from({ length: PARTITIONS }, (_, i) => `${prefix}:events:{${i}}`));
+}
+
+export const countRows = async (env: TestEnv) =>
+  Number((await env.pool.query<{ n: string }>('SELECT count(*)::text AS n FROM events')).rows[0]?.n ?? 0);
+
+/** Waits until the events table stops growing (a peer's queue is drained): its row count and when. */
+export async function rowsSettled(env: TestEnv): Promise<{ rows: number; at: number }> {
+  let last = { rows: await countRows(env), at: performance.now() };
+  for (;;) {
+    await sleep(250);
+    const rows = await countRows(env);
+    if (rows === last.rows) return last;
+    last = { rows, at: performance.now() };
+  }
+}

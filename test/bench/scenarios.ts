@@ -1,0 +1,64 @@
+/** Which scenarios a bench run measures: `--only a,b` or BENCH_SCENARIOS (BENCH_ONLY) = a,b. */
+
+export const SCENARIOS = {
+  trivial: 'trivial Hono route, the baseline of single-event ingest',
+  single: 'Tributary single-event ingest, closed loop (wrk)',
+  'express-pg': 'peer: Express + pg, one INSERT per request',
+  'fastify-pg': 'peer: Fastify + pg, one INSERT per request',
+  bullmq: 'peer: Express + BullMQ job per event, a BullMQ worker inserting',
+  half: 'Tributary single-event ingest at half the rate single reached, open loop: p99',
+  batch: 'Tributary batch ingest, 100 events per request, API only',
+  'express-batch': 'peer: Express batch endpoint, one 100-row INSERT per request',
+  xadd: 'limit: raw pipelined XADD of the same entries into the same streams',
+  copy: 'limit: raw COPY of the same rows into the same partitioned table',
+  e2e: 'end to end: batch ingest + workers persisting for BENCH_E2E_S, backlog slope',
+} as const;
+
+export type Scenario = keyof typeof SCENARIOS;
+
+const ALL = Object.keys(SCENARIOS) as Scenario[];
+
+/** Names that stand for several scenarios. */
+export const ALIASES: Record<string, Scenario[]> = {
+  all: ALL,
+  peers: ['express-pg', 'fastify-pg', 'bullmq', 'express-batch'],
+  limits: ['xadd', 'copy'],
+  ingest: ['trivial', 'single', 'half', 'batch'],
+};
+
+/**
+ * The scenarios named in `list` (comma-separated; empty: all), plus those they need a
+ * measured rate from: half needs single's rate unless BENCH_HALF_RATE is set, e2e needs
+ * the COPY rate unless BENCH_E2E_RATE is set. Throws on an unknown name.
+ */
+export function selectScenarios(list: string, env: NodeJS.ProcessEnv = process.env): Set<Scenario> {
+  const names = list
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  const picked = new Set<Scenario>();
+  for (const name of names.length > 0 ? names : ['all']) {
+    const expanded = ALIASES[name] ?? (name in SCENARIOS ? [name as Scenario] : undefined);
+    if (!expanded) {
+      throw new Error(
+        `unknown scenario "${name}"; scenarios: ${ALL.join(', ')}; aliases: ${Object.keys(ALIASES).join(', ')}`,
+      );
+    }
+    for (const s of expanded) picked.add(s);
+  }
+  if (picked.has('half') && !env.BENCH_HALF_RATE) picked.add('single');
+  if (picked.has('e2e') && !env.BENCH_E2E_RATE) picked.add('copy');
+  return picked;
+}
+
+/** The help text of the filter. */
+export function scenarioHelp(): string {
+  const width = Math.max(...ALL.map((s) => s.length));
+  return [
+    'npm run bench [-- --only SCENARIO,...]   (or BENCH_SCENARIOS=SCENARIO,...)',
+    ...ALL.map((s) => `  ${s.padEnd(width)}  ${SCENARIOS[s]}`),
+    ...Object.entries(ALIASES)
+      .filter(([a]) => a !== 'all')
+      .map(([a, list]) => `  ${a.padEnd(width)}  = ${list.join(',')}`),
+  ].join('\n');
+}
