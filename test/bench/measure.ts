@@ -1,5 +1,7 @@
 /** What every scenario measures with: tallies of measured windows, limit children, buffer and table counts. */
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import type { TestEnv } from '../helpers/env.ts';
 import { track } from './children.ts';
 import { CpuMeter } from './proc.ts';
@@ -30,6 +32,16 @@ export function ratios(
   return out;
 }
 
+/** The Redis server's pid (local, shared), metered alongside every scenario; 0 when unknown. */
+let redisPid = 0;
+
+/** Finds the local Redis server's pid, so its CPU can be reported. */
+export async function findRedisPid(env: TestEnv): Promise<void> {
+  const info = await env.redis.info('server').catch(() => '');
+  const pid = Number(/process_id:(\d+)/.exec(info)?.[1] ?? 0);
+  redisPid = existsSync(`/proc/${pid}/stat`) ? pid : 0;
+}
+
 /** Sums of several measured windows of one scenario. */
 export class Tally {
   events = 0;
@@ -39,7 +51,7 @@ export class Tally {
   p99: number[] = [];
   readonly meter: CpuMeter;
   constructor(pids: Record<string, number>) {
-    this.meter = new CpuMeter(pids);
+    this.meter = new CpuMeter(redisPid ? { ...pids, redis: redisPid } : pids);
   }
   add(events: number, seconds: number, failures = 0, p50?: number, p99?: number) {
     this.events += events;
@@ -75,6 +87,8 @@ export class Tally {
       cpuPercent: servers.length ? round(cpu) : null,
       cpuUsPerEvent: this.events > 0 && servers.length ? round((cpuS * 1e6) / this.events, 2) : null,
       clientCpuPercent: this.meter.has('client') ? round(this.meter.cpuPercent('client')) : null,
+      redisCpuPercent: this.meter.has('redis') ? round(this.meter.cpuPercent('redis')) : null,
+      hostCpuPercent: round(this.meter.hostCpuPercent(availableParallelism())),
       ratios: {},
     };
   }

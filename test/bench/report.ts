@@ -19,6 +19,10 @@ export interface BenchRow {
   cpuUsPerEvent: number | null;
   /** CPU of the load generator, % of one core; near 100 means the client was the limit. */
   clientCpuPercent: number | null;
+  /** CPU of the (shared) Redis server, % of one core. */
+  redisCpuPercent: number | null;
+  /** Busy share of the whole machine, % of one core (200 = both cores of 2 busy): other users included. */
+  hostCpuPercent: number | null;
   /** events/s of this row ÷ events/s of the named row, measured in the same run. */
   ratios: Record<string, number>;
   note?: string;
@@ -51,13 +55,19 @@ const COLUMNS: { title: string; cell: (r: BenchRow) => string }[] = [
   { title: 'CPU %', cell: (r) => fmt(r.cpuPercent) },
   { title: 'CPU µs/ev', cell: (r) => fmt(r.cpuUsPerEvent, 1) },
   { title: 'client CPU %', cell: (r) => fmt(r.clientCpuPercent) },
+  { title: 'Redis CPU %', cell: (r) => fmt(r.redisCpuPercent) },
+  { title: 'host CPU %', cell: (r) => fmt(r.hostCpuPercent) },
   {
-    title: 'ratio (events/s ÷ baseline, same run)',
+    title: 'ratio (events/s ÷ baseline, same run); note',
     cell: (r) =>
-      Object.entries(r.ratios)
-        .map(([name, v]) => `${v.toFixed(2)}× ${name}`)
-        .join(', ') ||
-      (r.note ?? ''),
+      [
+        Object.entries(r.ratios)
+          .map(([name, v]) => `${v.toFixed(2)}× ${name}`)
+          .join(', '),
+        r.note ?? '',
+      ]
+        .filter(Boolean)
+        .join('; '),
   },
 ];
 

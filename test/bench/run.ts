@@ -27,7 +27,7 @@ import { runTributary } from '../helpers/processes.ts';
 import { killAllChildren, type ServerChild, startServe, stopChild } from './children.ts';
 import { copyLimit, endToEnd } from './e2e.ts';
 import { type BenchContext, batches, halfRate, SETTINGS, singleEvents } from './ingest.ts';
-import { envNumber, log, PARTITIONS, round } from './measure.ts';
+import { envNumber, findRedisPid, log, PARTITIONS, round } from './measure.ts';
 import { type BenchReport, formatTable, writeReport } from './report.ts';
 import { type Scenario, scenarioHelp, selectScenarios } from './scenarios.ts';
 import { ensureWrk } from './wrk.ts';
@@ -54,6 +54,7 @@ async function bench(env: TestEnv, report: BenchReport, picked: Set<Scenario>): 
       PASS_THROUGH.flatMap((k) => (process.env[k] ? [[k, process.env[k] as string]] : [])),
     ),
   });
+  await findRedisPid(env);
   log(`database ${env.name}, Redis prefix ${env.prefix}: migrating`);
   const migrated = await runTributary(['migrate'], tributaryEnv);
   if (migrated.code !== 0) throw new Error(`migrate exited with ${migrated.code}: ${migrated.stderr}`);
@@ -90,9 +91,7 @@ async function bench(env: TestEnv, report: BenchReport, picked: Set<Scenario>): 
   }
   for (const row of report.rows) {
     if ((row.failures ?? 0) > 0)
-      report.anomalies.push(
-        `${row.scenario}: ${row.failures} non-2xx responses, socket errors or unsent requests`,
-      );
+      report.anomalies.push(`${row.scenario}: ${row.failures} non-2xx responses or socket errors`);
     if ((row.clientCpuPercent ?? 0) >= 90)
       report.anomalies.push(
         `${row.scenario}: load generator at ${row.clientCpuPercent}% CPU; the client may be the limit`,

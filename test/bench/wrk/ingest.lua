@@ -10,15 +10,14 @@ local services = { "checkout", "billing", "search", "accounts", "catalog" }
 local types = { "order.placed", "page.view", "cart.updated", "payment.captured", "user.signup" }
 local n = 0
 
--- Each thread gets its own seed, or two threads would send the same "random" ids.
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("tid", threads)
-end
-
+-- Each thread of each run seeds from /dev/urandom: a seed from the clock would give two
+-- threads, or two runs started in the same second, the same "random" ids (answered duplicate).
 function init(args)
-  math.randomseed(os.time() * 100 + (tid or 0))
+  local f = io.open("/dev/urandom", "rb")
+  local b = f:read(4)
+  f:close()
+  math.randomseed(b:byte(1) * 16777216 + b:byte(2) * 65536 + b:byte(3) * 256 + b:byte(4))
+  math.random(); math.random()
 end
 
 local function uuid()
