@@ -160,10 +160,13 @@ export function startTrivial(): Promise<ServerChild> {
   return startScript(TRIVIAL, {});
 }
 
-/** A bench server script (the baseline, a peer) that prints `{"msg":"listening","port"}` first. */
+/**
+ * A bench server script (the baseline, a peer) that prints `{"msg":"listening","port"}` first.
+ * It runs with Tributary's Node flags, so runtime tuning is the same on every side.
+ */
 export async function startScript(file: string, env: Record<string, string>): Promise<ServerChild> {
   const child = track(
-    spawn(process.execPath, [file], {
+    spawn(process.execPath, [...NODE_FLAGS, file], {
       env: { PATH: process.env.PATH ?? '', ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
     }),

@@ -211,44 +211,92 @@ export async function singleEvents(ctx: BenchContext): Promise<number> {
       'Express+BullMQ': rows.get('bullmq'),
     });
   }
-  const bull = rows.get('bullmq');
-  if (bull) {
-    const landedRate = landed.seconds > 0 ? landed.rows / landed.seconds : 0;
-    bull.note = `accepted/s; its worker landed ${round(landedRate)} rows/s (run start → queue empty)`;
-    ctx.report.checks['Express + BullMQ: landed rows/s'] = round(landedRate);
+  for (const [scenario, row] of rows) {
+    ctx.report.rows.push(row);
+    if (scenario !== 'bullmq') continue;
+    row.note = 'accepted (job in Redis); RSS and CPU: API + worker';
+    ctx.report.rows.push({
+      ...row,
+      scenario: 'Express + BullMQ: worker landed',
+      events: landed.rows,
+      durationS: round(landed.seconds, 2),
+      eventsPerSec: round(landed.seconds > 0 ? landed.rows / landed.seconds : 0),
+      p50Ms: null,
+      p99Ms: null,
+      failures: null,
+      peakRssMb: null,
+      cpuPercent: null,
+      cpuUsPerEvent: null,
+      clientCpuPercent: null,
+      redisCpuPercent: null,
+      hostCpuPercent: null,
+      ratios: {},
+      note: 'rows inserted from the start of each run until the queue was empty, over that time',
+    });
   }
-  ctx.report.rows.push(...rows.values());
   for (const s of started) await stopChild(s.child);
   if (picked.has('bullmq')) await deleteKeys(env.redis, `${peerEnv.BULLMQ_PREFIX}:*`);
   return contenders.find((c) => c.scenario === 'single')?.tally.rate ?? 0;
 }
 
-/** Tributary single events at a fixed rate, open loop: the latency an operator sees below saturation. */
+/**
+ * Tributary single events at a fixed rate, open loop: the latency an operator sees below
+ * saturation. The trivial route at the same rate, taking turns with it, is the control: the
+ * latency the client, the kernel and the machine's noise add on their own.
+ */
 export async function halfRate(ctx: BenchContext, singleRate: number): Promise<void> {
   const serve = await ctx.serve();
+  const trivial = ctx.picked.has('trivial') ? await startTrivial() : undefined;
   const rate = Math.max(100, Math.round(envNumber('BENCH_HALF_RATE', singleRate / 2)));
-  const durationS = SETTINGS.roundS * 2;
-  log(`half rate: ${rate} events/s open loop for ${durationS} s`);
-  const tally = new Tally({ server: serve.pid, client: 0 });
-  tally.meter.start();
-  const r = await runOpenLoop(
-    {
-      url: serve.url,
-      path: '/v1/events',
-      batch: 0,
-      rate,
-      connections: SETTINGS.singleConnections,
-      durationS,
-      apiKey: ADMIN_KEY,
-    },
-    (pid) => tally.meter.setPid('client', pid),
+  log(`half rate: ${rate} events/s open loop`);
+  const sides = [
+    { name: 'Tributary', server: serve },
+    ...(trivial ? [{ name: 'trivial route', server: trivial }] : []),
+  ].map((side) => ({
+    ...side,
+    tally: new Tally({ server: side.server.pid, client: 0 }),
+    unsent: 0,
+    lag: 0,
+    max: 0,
+  }));
+  await interleave(
+    sides.map((side) => ({
+      name: `${side.name} at ${rate}/s`,
+      run: async () => {
+        side.tally.meter.start();
+        const r = await runOpenLoop(
+          {
+            url: side.server.url,
+            path: '/v1/events',
+            batch: 0,
+            rate,
+            connections: SETTINGS.singleConnections,
+            durationS: SETTINGS.roundS,
+            apiKey: ADMIN_KEY,
+          },
+          (pid) => side.tally.meter.setPid('client', pid),
+        );
+        side.tally.meter.stop();
+        side.tally.add(r.status2xx, r.durationS, r.non2xx + r.errors);
+        side.tally.latencies.push(...r.latenciesMs);
+        side.unsent += r.unsent;
+        side.lag = Math.max(side.lag, r.sendLagP99Ms);
+        side.max = Math.max(side.max, r.maxMs);
+      },
+    })),
   );
-  tally.meter.stop();
-  tally.add(r.status2xx, r.durationS, r.non2xx + r.errors, r.p50Ms, r.p99Ms);
-  const row = tally.row(`Tributary single at ${rate}/s (half rate, open loop)`, ['server']);
-  row.note = `p99 target ≤ 10 ms; max ${r.maxMs} ms; ${r.connectionsOpened} connections; client send lag p99 ${r.sendLagP99Ms} ms`;
-  ctx.report.rows.push(row);
-  ctx.report.checks['half rate: unsent at the end (server behind)'] = r.unsent;
+  for (const side of sides) {
+    const control = side.server !== serve;
+    const row = side.tally.row(
+      control
+        ? `trivial route at ${rate}/s (open loop, control)`
+        : `Tributary single at ${rate}/s (half rate, open loop)`,
+      ['server'],
+    );
+    row.note = `${control ? 'latency of client + machine alone' : 'p99 target ≤ 10 ms'}; max ${side.max} ms; client send lag p99 ${side.lag} ms${side.unsent ? `; ${side.unsent} requests unsent (server behind)` : ''}`;
+    ctx.report.rows.push(row);
+  }
+  if (trivial) await stopChild(trivial.child);
   await settle();
   await dropStreams(ctx.env);
 }

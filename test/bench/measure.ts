@@ -5,7 +5,7 @@ import { availableParallelism } from 'node:os';
 import type { TestEnv } from '../helpers/env.ts';
 import { track } from './children.ts';
 import { CpuMeter } from './proc.ts';
-import type { BenchRow } from './report.ts';
+import { type BenchRow, percentile } from './report.ts';
 
 export const PARTITIONS = 8;
 
@@ -49,6 +49,8 @@ export class Tally {
   failures = 0;
   p50: number[] = [];
   p99: number[] = [];
+  /** Every latency of open-loop runs, ms; when present, p50/p99 come from all of them. */
+  latencies: number[] = [];
   readonly meter: CpuMeter;
   constructor(pids: Record<string, number>) {
     this.meter = new CpuMeter(redisPid ? { ...pids, redis: redisPid } : pids);
@@ -73,15 +75,18 @@ export class Tally {
     const cpu = servers.reduce((a, s) => a + this.meter.cpuPercent(s), 0);
     const rssEach = servers.map((s) => this.meter.peakRssMb(s));
     const rss = opts.rss === 'max' ? Math.max(0, ...rssEach) : rssEach.reduce((a, b) => a + b, 0);
-    // Latency of several runs: the worst run's p99 and the median run's p50 (not a merge).
-    const sortedP50 = [...this.p50].sort((a, b) => a - b);
+    // Latency of several wrk runs: the worst run's p99 and the median run's p50 (wrk gives no
+    // histogram to merge); of open-loop runs, the percentiles of every latency.
+    const merged = Float64Array.from(this.latencies).sort();
+    const sortedP50 = merged.length ? [percentile(merged, 50) ?? 0] : [...this.p50].sort((a, b) => a - b);
+    const p99 = merged.length ? [percentile(merged, 99) ?? 0] : this.p99;
     return {
       scenario,
       events: this.events,
       durationS: round(this.seconds, 2),
       eventsPerSec: round(this.rate),
       p50Ms: latency && sortedP50.length ? round(sortedP50[Math.floor(sortedP50.length / 2)] ?? 0, 2) : null,
-      p99Ms: latency && this.p99.length ? round(Math.max(...this.p99), 2) : null,
+      p99Ms: latency && p99.length ? round(Math.max(...p99), 2) : null,
       failures: latency ? this.failures : null,
       peakRssMb: rss > 0 ? round(rss) : null,
       cpuPercent: servers.length ? round(cpu) : null,

@@ -51,9 +51,12 @@ export interface OpenLoopResult {
    */
   sendLagP99Ms: number;
   connectionsOpened: number;
+  /** Every latency after the first second, ms (0.01 ms resolution), so runs can be merged exactly. */
+  latenciesMs: number[];
 }
 
 const SELF = fileURLToPath(import.meta.url);
+const WARMUP_MS = 1_000;
 
 /** Runs the generator in a child; `onStart` gets its pid (for CPU metering). */
 export function runOpenLoop(
@@ -120,6 +123,9 @@ async function generate(spec: OpenLoopSpec): Promise<OpenLoopResult> {
   };
   const latencies: number[] = [];
   const sendLags: number[] = [];
+  // Latencies of requests due in the first second are not kept: this process is fresh, and
+  // its first requests wait for its own JIT and for connections to open.
+  let measureFrom = Number.POSITIVE_INFINITY;
   const idle: Conn[] = [];
   const waiting: number[] = [];
   let open = 0;
@@ -147,7 +153,7 @@ async function generate(spec: OpenLoopSpec): Promise<OpenLoopResult> {
       conn.buffer = conn.buffer.length ? Buffer.concat([conn.buffer, chunk]) : chunk;
       const res = parseResponse(conn.buffer);
       if (!res || conn.dueAt === undefined) return;
-      latencies.push(performance.now() - conn.dueAt);
+      if (conn.dueAt >= measureFrom) latencies.push(performance.now() - conn.dueAt);
       if (res.status >= 200 && res.status < 300) status2xx++;
       else non2xx++;
       conn.buffer = conn.buffer.subarray(res.length);
@@ -167,7 +173,7 @@ async function generate(spec: OpenLoopSpec): Promise<OpenLoopResult> {
   const dispatch = (dueAt: number) => {
     const conn = idle.pop();
     if (conn) {
-      sendLags.push(performance.now() - dueAt);
+      if (dueAt >= measureFrom) sendLags.push(performance.now() - dueAt);
       send(conn, dueAt);
     } else if (open < spec.connections) openConn(dueAt);
     else waiting.push(dueAt);
@@ -175,6 +181,7 @@ async function generate(spec: OpenLoopSpec): Promise<OpenLoopResult> {
 
   const intervalMs = 1000 / spec.rate;
   const started = performance.now();
+  measureFrom = started + WARMUP_MS;
   const endAt = started + spec.durationS * 1000;
   let due = 0;
   await new Promise<void>((resolve) => {
@@ -210,11 +217,12 @@ async function generate(spec: OpenLoopSpec): Promise<OpenLoopResult> {
     maxMs: ms(sorted.at(-1) ?? 0),
     sendLagP99Ms: ms(percentile(Float64Array.from(sendLags).sort(), 99) ?? 0),
     connectionsOpened: opened,
+    latenciesMs: latencies.map(ms),
   };
 }
 
 if (import.meta.main) {
   const result = await generate(JSON.parse(process.env.OPEN_LOOP ?? '{}') as OpenLoopSpec);
-  process.stdout.write(`${JSON.stringify(result)}\n`);
-  process.exit(0);
+  // Exit once the line is flushed: a pipe write is asynchronous, and exit() would cut it short.
+  process.stdout.write(`${JSON.stringify(result)}\n`, () => process.exit(0));
 }

@@ -32,6 +32,8 @@ export interface BenchReport {
   startedAt: string;
   finishedAt: string;
   host: { node: string; cpus: number; cpuModel: string; loadAverage: number[] };
+  /** The code measured: `git describe --always --dirty` of the checkout. */
+  code: string;
   settings: Record<string, number | string>;
   rows: BenchRow[];
   checks: Record<string, number | string | boolean>;

@@ -19,6 +19,7 @@
  * DATABASE_POOL_SIZE and DEDUPE_WINDOW_S are passed to Tributary. The bench reports; it
  * never fails because numbers are slow.
  */
+import { execFileSync } from 'node:child_process';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -33,6 +34,15 @@ import { type Scenario, scenarioHelp, selectScenarios } from './scenarios.ts';
 import { ensureWrk } from './wrk.ts';
 
 const RESULTS = fileURLToPath(new URL('./results', import.meta.url));
+
+/** Which code was measured, so runs can be compared. */
+function describeCode(): string {
+  try {
+    return execFileSync('git', ['describe', '--always', '--dirty'], { encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
 
 const PASS_THROUGH = [
   'BATCH_SIZE',
@@ -126,6 +136,7 @@ export async function main(): Promise<number> {
       cpuModel: cpus()[0]?.model ?? '',
       loadAverage: loadavg(),
     },
+    code: describeCode(),
     settings: {
       ...SETTINGS,
       e2eS: envNumber('BENCH_E2E_S', 60),

@@ -34,11 +34,21 @@ export function ensureWrk(): void {
     // wrk --version exits 1 even when present; only ENOENT means it is missing.
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return;
   }
-  if (process.getuid?.() !== 0) throw new Error('wrk is not installed: sudo apt-get install -y wrk');
-  execFileSync('apt-get', ['install', '-y', '-q', 'wrk'], {
-    stdio: 'inherit',
-    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-  });
+  if (process.getuid?.() !== 0)
+    throw new Error('wrk (the load generator) is not installed: run `sudo apt-get install -y wrk`');
+  const apt = (args: string[]) =>
+    execFileSync('apt-get', args, {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    });
+  process.stderr.write('[bench] wrk is missing: installing it with apt\n');
+  try {
+    apt(['install', '-y', '-q', 'wrk']);
+  } catch {
+    // A fresh machine may have no package lists yet.
+    apt(['update', '-q']);
+    apt(['install', '-y', '-q', 'wrk']);
+  }
 }
 
 /** Runs wrk; `onStart` gets its pid (for CPU metering) as soon as it runs. */
