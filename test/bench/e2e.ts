@@ -11,8 +11,8 @@
 import { fileURLToPath } from 'node:url';
 import { ADMIN_KEY } from '../helpers/env.ts';
 import { startWorker, stopChild, type WorkerChild } from './children.ts';
-import { type BenchContext, SETTINGS } from './ingest.ts';
 import {
+  type BenchContext,
   countRows,
   dropStreams,
   envNumber,
@@ -20,6 +20,7 @@ import {
   ratios,
   round,
   runLimit,
+  SETTINGS,
   sleep,
   streamEntries,
   Tally,

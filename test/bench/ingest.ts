@@ -1,48 +1,32 @@
 /**
- * The ingest scenarios: single events (trivial route, Tributary, the single-event peers),
- * Tributary at half its rate (open loop), batches of 100 (Tributary, the batch peer, raw XADD).
+ * The closed-loop ingest scenarios (wrk): single events (trivial route, Tributary, the
+ * single-event peers) and batches of 100 (Tributary, the batch peer, raw XADD).
  * Contenders of one group take turns in rounds, the order reversed every other round
  * (A B C, C B A), so machine noise hits every side alike.
  */
 import { fileURLToPath } from 'node:url';
-import { ADMIN_KEY, deleteKeys, type TestEnv } from '../helpers/env.ts';
+import { ADMIN_KEY, deleteKeys } from '../helpers/env.ts';
 import { type ServerChild, startScript, startTrivial, stopChild } from './children.ts';
 import {
+  type BenchContext,
   countRows,
   dropStreams,
-  envNumber,
+  interleave,
   log,
   ratios,
   round,
   rowsSettled,
   runLimit,
+  SETTINGS,
   settle,
   streamEntries,
   Tally,
 } from './measure.ts';
-import { runOpenLoop } from './open-loop.ts';
-import type { BenchReport, BenchRow } from './report.ts';
+import type { BenchRow } from './report.ts';
 import type { Scenario } from './scenarios.ts';
 import { runWrk } from './wrk.ts';
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
-
-export const SETTINGS = {
-  roundS: envNumber('BENCH_ROUND_S', 5),
-  rounds: envNumber('BENCH_ROUNDS', 2),
-  singleConnections: 50,
-  batchConnections: 10,
-  batchSize: 100,
-};
-
-export interface BenchContext {
-  env: TestEnv;
-  report: BenchReport;
-  picked: Set<Scenario>;
-  /** `tributary serve`, started when a picked scenario needs it. */
-  serve: () => Promise<ServerChild>;
-  peerEnv: Record<string, string>;
-}
 
 /** One side of a closed-loop comparison, driven by wrk. */
 interface Contender {
@@ -98,16 +82,6 @@ async function warmUp(contenders: Contender[], connections: number): Promise<voi
       durationS: 2,
       apiKey: ADMIN_KEY,
     });
-  }
-}
-
-/** `steps` once per round, in reverse order every other round. */
-async function interleave(steps: { name: string; run: () => Promise<void> }[]): Promise<void> {
-  for (let r = 0; r < SETTINGS.rounds; r++) {
-    for (const step of r % 2 === 0 ? steps : [...steps].reverse()) {
-      log(`round ${r + 1}/${SETTINGS.rounds}: ${step.name} ${SETTINGS.roundS} s`);
-      await step.run();
-    }
   }
 }
 
@@ -239,68 +213,6 @@ export async function singleEvents(ctx: BenchContext): Promise<number> {
   return contenders.find((c) => c.scenario === 'single')?.tally.rate ?? 0;
 }
 
-/**
- * Tributary single events at a fixed rate, open loop: the latency an operator sees below
- * saturation. The trivial route at the same rate, taking turns with it, is the control: the
- * latency the client, the kernel and the machine's noise add on their own.
- */
-export async function halfRate(ctx: BenchContext, singleRate: number): Promise<void> {
-  const serve = await ctx.serve();
-  const trivial = ctx.picked.has('trivial') ? await startTrivial() : undefined;
-  const rate = Math.max(100, Math.round(envNumber('BENCH_HALF_RATE', singleRate / 2)));
-  log(`half rate: ${rate} events/s open loop`);
-  const sides = [
-    { name: 'Tributary', server: serve },
-    ...(trivial ? [{ name: 'trivial route', server: trivial }] : []),
-  ].map((side) => ({
-    ...side,
-    tally: new Tally({ server: side.server.pid, client: 0 }),
-    unsent: 0,
-    lag: 0,
-    max: 0,
-  }));
-  await interleave(
-    sides.map((side) => ({
-      name: `${side.name} at ${rate}/s`,
-      run: async () => {
-        side.tally.meter.start();
-        const r = await runOpenLoop(
-          {
-            url: side.server.url,
-            path: '/v1/events',
-            batch: 0,
-            rate,
-            connections: SETTINGS.singleConnections,
-            durationS: SETTINGS.roundS,
-            apiKey: ADMIN_KEY,
-          },
-          (pid) => side.tally.meter.setPid('client', pid),
-        );
-        side.tally.meter.stop();
-        side.tally.add(r.status2xx, r.durationS, r.non2xx + r.errors);
-        side.tally.latencies.push(...r.latenciesMs);
-        side.unsent += r.unsent;
-        side.lag = Math.max(side.lag, r.sendLagP99Ms);
-        side.max = Math.max(side.max, r.maxMs);
-      },
-    })),
-  );
-  for (const side of sides) {
-    const control = side.server !== serve;
-    const row = side.tally.row(
-      control
-        ? `trivial route at ${rate}/s (open loop, control)`
-        : `Tributary single at ${rate}/s (half rate, open loop)`,
-      ['server'],
-    );
-    row.note = `${control ? 'latency of client + machine alone' : 'p99 target ≤ 10 ms'}; max ${side.max} ms; client send lag p99 ${side.lag} ms${side.unsent ? `; ${side.unsent} requests unsent (server behind)` : ''}`;
-    ctx.report.rows.push(row);
-  }
-  if (trivial) await stopChild(trivial.child);
-  await settle();
-  await dropStreams(ctx.env);
-}
-
 /** Batches of 100: Tributary (API only), the Express batch peer and raw XADD, interleaved. */
 export async function batches(ctx: BenchContext): Promise<void> {
   const { picked, env } = ctx;
@@ -320,7 +232,6 @@ export async function batches(ctx: BenchContext): Promise<void> {
     );
   }
   const xadd = new Tally({ server: 0 });
-  const limitPrefix = `${env.prefix}-limit`;
   const steps = contenders.map((c) => ({
     name: c.name,
     run: async () => {
@@ -332,12 +243,13 @@ export async function batches(ctx: BenchContext): Promise<void> {
     steps.push({
       name: 'raw XADD',
       run: async () => {
+        // The very streams Tributary writes to (emptied after each run, as after Tributary's).
         await runLimit(
           here('./limits/xadd.ts'),
-          { REDIS_URL: env.redisUrl, PREFIX: limitPrefix, SECONDS: String(SETTINGS.roundS) },
+          { REDIS_URL: env.redisUrl, PREFIX: env.prefix, SECONDS: String(SETTINGS.roundS) },
           xadd,
         );
-        await deleteKeys(env.redis, `${limitPrefix}:*`);
+        await dropStreams(env);
       },
     });
   }

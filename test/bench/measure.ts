@@ -3,9 +3,10 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { TestEnv } from '../helpers/env.ts';
-import { track } from './children.ts';
+import { type ServerChild, track } from './children.ts';
 import { CpuMeter } from './proc.ts';
-import { type BenchRow, percentile } from './report.ts';
+import { type BenchReport, type BenchRow, percentile } from './report.ts';
+import type { Scenario } from './scenarios.ts';
 
 export const PARTITIONS = 8;
 
@@ -20,6 +21,25 @@ export const envNumber = (name: string, fallback: number) => {
   const v = Number(process.env[name]);
   return Number.isFinite(v) && v > 0 ? v : fallback;
 };
+
+/** Rounds and load shape shared by every scenario. */
+export const SETTINGS = {
+  roundS: envNumber('BENCH_ROUND_S', 5),
+  rounds: envNumber('BENCH_ROUNDS', 2),
+  singleConnections: 50,
+  batchConnections: 10,
+  batchSize: 100,
+};
+
+/** What a scenario group gets from the run. */
+export interface BenchContext {
+  env: TestEnv;
+  report: BenchReport;
+  picked: Set<Scenario>;
+  /** `tributary serve`, started when a picked scenario needs it. */
+  serve: () => Promise<ServerChild>;
+  peerEnv: Record<string, string>;
+}
 
 /** events/s of `row` ÷ events/s of each baseline that was measured in this run. */
 export function ratios(
@@ -149,5 +169,15 @@ export async function rowsSettled(env: TestEnv): Promise<{ rows: number; at: num
     const rows = await countRows(env);
     if (rows === last.rows) return last;
     last = { rows, at: performance.now() };
+  }
+}
+
+/** `steps` once per round, in reverse order every other round. */
+export async function interleave(steps: { name: string; run: () => Promise<void> }[]): Promise<void> {
+  for (let r = 0; r < SETTINGS.rounds; r++) {
+    for (const step of r % 2 === 0 ? steps : [...steps].reverse()) {
+      log(`round ${r + 1}/${SETTINGS.rounds}: ${step.name} ${SETTINGS.roundS} s`);
+      await step.run();
+    }
   }
 }

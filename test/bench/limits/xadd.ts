@@ -27,7 +27,8 @@ const lane = async () => {
         'v',
         ENTRY_FORMAT_VERSION,
         'e',
-        eventJson(),
+        // The normalised event Tributary stores carries the time it was received.
+        `${eventJson().slice(0, -1)},"receivedAt":"${new Date().toISOString()}"}`,
         'tp',
         '',
       );
