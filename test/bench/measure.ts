@@ -39,6 +39,8 @@ export interface BenchContext {
   /** `tributary serve`, started when a picked scenario needs it. */
   serve: () => Promise<ServerChild>;
   peerEnv: Record<string, string>;
+  /** Registers what to undo when the bench ends, also on failure or Ctrl-C. */
+  onCleanup: (fn: () => Promise<void>) => void;
 }
 
 /** events/s of `row` ÷ events/s of each baseline that was measured in this run. */
@@ -119,11 +121,22 @@ export class Tally {
   }
 }
 
+/** The last line a limit script prints; scripts may add fields of their own. */
+export interface LimitResult {
+  events: number;
+  seconds: number;
+  [field: string]: unknown;
+}
+
 /**
  * Runs a limit script (a child that prints `{"events","seconds"}`) once, metering its CPU
  * and RSS under the name `server` of `tally` (create the tally with `{ server: 0 }`).
  */
-export async function runLimit(file: string, env: Record<string, string>, tally: Tally): Promise<void> {
+export async function runLimit(
+  file: string,
+  env: Record<string, string>,
+  tally: Tally,
+): Promise<LimitResult> {
   const child = track(
     spawn(process.execPath, [file], {
       env: { PATH: process.env.PATH ?? '', ...env },
@@ -139,11 +152,9 @@ export async function runLimit(file: string, env: Record<string, string>, tally:
   const code = await new Promise<number | null>((r) => child.once('exit', r));
   tally.meter.stop();
   if (code !== 0) throw new Error(`${file} exited with ${code}`);
-  const { events, seconds } = JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as {
-    events: number;
-    seconds: number;
-  };
-  tally.add(events, seconds);
+  const result = JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as LimitResult;
+  tally.add(result.events, result.seconds);
+  return result;
 }
 
 /** Entries in Tributary's partition streams under `prefix`: buffered, not yet persisted (pending included). */

@@ -10,6 +10,8 @@
  *                  XADD of the same entries: wrk with 10 connections, taking turns
  *   copy, e2e      raw COPY into the events table, then ingest + workers persisting for
  *                  BENCH_E2E_S (default 60) at an open-loop rate: persisted rows/s, backlog slope
+ *   parquet        (only when named) the archive's Parquet writers on BENCH_PARQUET_ROWS rows
+ *                  of a private database, against PostgreSQL's COPY out alone (limits/parquet.ts)
  *
  * Every process is a real child (tributary serve/work, peers, limits, wrk, the open-loop
  * generator) on the local Redis and PostgreSQL, with its own database and Redis prefix,
@@ -29,6 +31,7 @@ import { killAllChildren, type ServerChild, startServe, stopChild } from './chil
 import { copyLimit, endToEnd } from './e2e.ts';
 import { halfRate } from './half-rate.ts';
 import { batches, singleEvents } from './ingest.ts';
+import { parquetLimit } from './limits/parquet.ts';
 import { type BenchContext, envNumber, findRedisPid, log, PARTITIONS, round, SETTINGS } from './measure.ts';
 import { type BenchReport, formatTable, writeReport } from './report.ts';
 import { type Scenario, scenarioHelp, selectScenarios } from './scenarios.ts';
@@ -53,7 +56,12 @@ const PASS_THROUGH = [
   'DEDUPE_WINDOW_S',
 ];
 
-async function bench(env: TestEnv, report: BenchReport, picked: Set<Scenario>): Promise<void> {
+async function bench(
+  env: TestEnv,
+  report: BenchReport,
+  picked: Set<Scenario>,
+  cleanups: (() => Promise<void>)[],
+): Promise<void> {
   ensureWrk();
   const tributaryEnv = env.env({
     LOG_LEVEL: 'info',
@@ -84,6 +92,9 @@ async function bench(env: TestEnv, report: BenchReport, picked: Set<Scenario>): 
       BULLMQ_PREFIX: `${env.prefix}-bull`,
       BULLMQ_QUEUE: 'events',
     },
+    onCleanup: (fn) => {
+      cleanups.push(fn);
+    },
   };
 
   const singleRate = await singleEvents(ctx);
@@ -91,6 +102,7 @@ async function bench(env: TestEnv, report: BenchReport, picked: Set<Scenario>): 
   await batches(ctx);
   const copyRate = picked.has('copy') ? await copyLimit(ctx) : 0;
   if (picked.has('e2e')) await endToEnd(ctx, tributaryEnv, copyRate);
+  if (picked.has('parquet')) await parquetLimit(ctx);
 
   if (serve) {
     const s = await serve;
@@ -150,9 +162,11 @@ export async function main(): Promise<number> {
     anomalies: [],
   };
   let cleaned: Promise<void> | undefined;
+  const cleanups: (() => Promise<void>)[] = [];
   const cleanup = () => {
     cleaned ??= (async () => {
       killAllChildren();
+      for (const fn of cleanups) await fn().catch((err: unknown) => log(`cleanup failed: ${String(err)}`));
       await deleteKeys(env.redis, `${env.prefix}-*`).catch(() => {});
       await env.cleanup().catch((err: unknown) => log(`cleanup failed: ${String(err)}`));
     })();
@@ -170,7 +184,7 @@ export async function main(): Promise<number> {
 
   const began = performance.now();
   try {
-    await bench(env, report, picked);
+    await bench(env, report, picked, cleanups);
   } catch (err) {
     if (!interrupted) log(`failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
     await cleanup();

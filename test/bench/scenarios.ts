@@ -12,15 +12,18 @@ export const SCENARIOS = {
   xadd: 'limit: raw pipelined XADD of the same entries into the same streams',
   copy: 'limit: raw COPY of the same rows into the same partitioned table',
   e2e: 'end to end: batch ingest + workers persisting for BENCH_E2E_S, backlog slope',
+  parquet: 'archive: PostgreSQL rows to zstd Parquet by DuckDB, parquet-wasm, hyparquet-writer (~70 s; by name only)',
 } as const;
 
 export type Scenario = keyof typeof SCENARIOS;
 
 const ALL = Object.keys(SCENARIOS) as Scenario[];
+/** Scenarios that take long enough (parquet: 70 s and more) to be run only when named. */
+const BY_NAME_ONLY: Scenario[] = ['parquet'];
 
 /** Names that stand for several scenarios. */
 export const ALIASES: Record<string, Scenario[]> = {
-  all: ALL,
+  all: ALL.filter((s) => !BY_NAME_ONLY.includes(s)),
   peers: ['express-pg', 'fastify-pg', 'bullmq', 'express-batch'],
   limits: ['xadd', 'copy'],
   ingest: ['trivial', 'single', 'half', 'batch'],
