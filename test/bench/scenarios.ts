@@ -12,7 +12,8 @@ export const SCENARIOS = {
   xadd: 'limit: raw pipelined XADD of the same entries into the same streams',
   copy: 'limit: raw COPY of the same rows into the same partitioned table',
   e2e: 'end to end: batch ingest + workers persisting for BENCH_E2E_S, backlog slope',
-  parquet: 'archive: PostgreSQL rows to zstd Parquet by DuckDB, parquet-wasm, hyparquet-writer (~70 s; by name only)',
+  parquet:
+    'archive: PostgreSQL rows to zstd Parquet by DuckDB, parquet-wasm, hyparquet-writer (~70 s; by name only)',
 } as const;
 
 export type Scenario = keyof typeof SCENARIOS;
