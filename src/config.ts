@@ -1,3 +1,6 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Cron } from 'croner';
 import { z } from 'zod';
 
 const DAY_S = 86_400;
@@ -22,6 +25,22 @@ const retentionOverrides = z
 
 const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
   z.coerce.number().int().min(min).max(max).default(def);
+
+const bool = (def: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'])
+    .default(def ? 'true' : 'false')
+    .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+/** Five or six cron fields, or one of croner's nicknames (`@daily`, `@hourly`, …). */
+function isCron(v: string): boolean {
+  try {
+    new Cron(v, { paused: true, timezone: 'UTC' }).stop();
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 const url = (def: string, protocols: string[]) =>
   z
@@ -122,6 +141,55 @@ const schema = z.object({
   /** Per-service retention overrides, e.g. `audit=365,metrics=365`. */
   RETENTION_BY_SERVICE: retentionOverrides,
 
+  /** When passes run inside `work`/`all`: a cron expression (UTC; `@daily`, `0 3 * * *`) or `off`. */
+  RETENTION_SCHEDULE: z
+    .string()
+    .trim()
+    .default('@daily')
+    .refine(
+      (v) => v === 'off' || isCron(v),
+      'must be a cron expression (e.g. "0 3 * * *" or "@daily") or "off"',
+    ),
+  /** A pass whose runner has not reported progress for this long is taken over by the next one. */
+  RETENTION_LOCK_TTL_MS: int(60_000, 1_000, 3_600_000),
+  /** Restored rows stay in PostgreSQL this long before the pass removes them again. */
+  RESTORE_HOLD_DAYS: int(7, 0, 3_650),
+  /** Rows deleted or anonymised per statement. */
+  RETENTION_BATCH_ROWS: int(10_000, 100, 1_000_000),
+  /** Scratch space for archive files being written, verified or restored (needs room for one month of one service). */
+  ARCHIVE_WORK_DIR: z.string().min(1).default(join(tmpdir(), 'tributary-archive')),
+  /** Archive objects go here when no bucket is set (the quick-start default). */
+  ARCHIVE_DIR: z.string().min(1).default('.data/archive'),
+  /** S3-compatible endpoint (MinIO, Ceph, R2…); unset for AWS S3. */
+  ARCHIVE_S3_ENDPOINT: z
+    .string()
+    .refine((v) => /^https?:\/\/[^/]/.test(v), 'must be an http or https URL')
+    .optional(),
+  /** Bucket for archive objects; when set, S3 is used instead of ARCHIVE_DIR. */
+  ARCHIVE_S3_BUCKET: z.string().min(3).max(63).optional(),
+  ARCHIVE_S3_REGION: z.string().min(1).default('us-east-1'),
+  /** Credentials; unset to use the AWS SDK's default chain (instance role, ~/.aws, AWS_* variables). */
+  ARCHIVE_S3_ACCESS_KEY_ID: z.string().min(1).optional(),
+  ARCHIVE_S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
+  /** Path-style URLs (bucket in the path), as MinIO and most S3-compatible servers want. */
+  ARCHIVE_S3_FORCE_PATH_STYLE: bool(true),
+  /** `when_supported`: SHA-256 checksums on every upload; `when_required` for servers that reject them. */
+  ARCHIVE_S3_CHECKSUMS: z.enum(['when_supported', 'when_required']).default('when_supported'),
+  /** Rows older than this many days get user_id pseudonymised and PII metadata removed; unset: never. */
+  ANONYMIZE_AFTER_DAYS: z.coerce.number().int().min(1).max(36_500).optional(),
+  /** HMAC-SHA256 key for pseudonymised user ids; required with ANONYMIZE_AFTER_DAYS. Keep it: erasure needs it. */
+  ANONYMIZE_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+  /** Top-level metadata keys removed by anonymisation. */
+  PII_METADATA_KEYS: z
+    .string()
+    .default('email,ip,phone,name')
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    ),
+
   /** Longest a graceful shutdown may take before the process exits anyway. */
   SHUTDOWN_TIMEOUT_MS: int(30_000, 100),
 });
@@ -158,6 +226,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (config.CHECKPOINT_SPILL_THRESHOLD >= config.BUFFER_MAX_EVENTS) {
     throw new ConfigError(
       'invalid configuration:\n  CHECKPOINT_SPILL_THRESHOLD: must be below BUFFER_MAX_EVENTS, or ingest answers 429 before workers start spilling to disk',
+    );
+  }
+  if (config.ANONYMIZE_AFTER_DAYS !== undefined && config.ANONYMIZE_SECRET === undefined) {
+    throw new ConfigError(
+      'invalid configuration:\n  ANONYMIZE_SECRET: required when ANONYMIZE_AFTER_DAYS is set (the HMAC key for user ids)',
     );
   }
   if (config.BREAKER_MAX_HALF_OPEN_AFTER_MS < config.BREAKER_HALF_OPEN_AFTER_MS) {

@@ -2,6 +2,7 @@
 import cluster from 'node:cluster';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
+import { createObjectStore } from './archive/object-store.ts';
 import { StreamConsumer } from './buffer/consumer.ts';
 import { DeadLetterStream } from './buffer/dead-letter.ts';
 import { BufferMonitor } from './buffer/monitor.ts';
@@ -13,6 +14,9 @@ import { runApiPrimary } from './http/api-cluster.ts';
 import { createApp } from './http/app.ts';
 import { KeyResolver } from './http/key-resolver.ts';
 import { startHttpServer } from './http/server.ts';
+import { parseMonth } from './retention/policy.ts';
+import { getRun, RetentionBusyError } from './retention/runs.ts';
+import { RetentionService } from './retention/service.ts';
 import {
   createApiKey,
   findActiveKeyByHash,
@@ -39,6 +43,9 @@ roles:
   serve                   the HTTP API
   work                    a stream consumer writing to PostgreSQL
   migrate                 create the database if absent, apply migrations, create partitions
+  retention               run one retention pass now (archive, verify, delete, anonymise)
+  restore --from YYYY-MM [--to YYYY-MM] [--service NAME]
+                          load archived rows back into PostgreSQL (idempotent)
   keys create --name NAME --scopes ingest,read[,dsar,admin] [--rate-limit N]
   keys list
   keys revoke ID
@@ -60,6 +67,23 @@ async function redisReady(deps: Deps, ms: number): Promise<void> {
       resolve();
     });
   });
+}
+
+/** One retention service per process, shared by the API (admin routes) and the worker (schedule). */
+const retentionServices = new WeakMap<Deps, RetentionService>();
+function retentionOf(deps: Deps): RetentionService {
+  let service = retentionServices.get(deps);
+  if (!service) {
+    service = new RetentionService({
+      pool: deps.pool,
+      store: createObjectStore(deps.config),
+      logger: deps.logger,
+      metrics: deps.metrics,
+      config: deps.config,
+    });
+    retentionServices.set(deps, service);
+  }
+  return service;
 }
 
 async function startServe(deps: Deps): Promise<Stop> {
@@ -92,6 +116,7 @@ async function startServe(deps: Deps): Promise<Stop> {
     monitor,
     deadLetters: new DeadLetterStream({ redis, keys }),
     workers: new WorkerStatusBoard({ redis, keys }),
+    retention: retentionOf(deps),
     keys: new KeyResolver({
       findByHash: (hash) => findActiveKeyByHash(db, hash),
       adminApiKey: config.ADMIN_API_KEY,
@@ -148,6 +173,8 @@ async function startWork(deps: Deps): Promise<Stop> {
     config,
   });
   await worker.start();
+  const retention = retentionOf(deps);
+  retention.startSchedule();
   const metricsServer =
     config.METRICS_PORT === undefined
       ? undefined
@@ -164,6 +191,7 @@ async function startWork(deps: Deps): Promise<Stop> {
   );
   return async () => {
     maintenance.stop();
+    await retention.close();
     await worker.stop();
     await checkpoint.close();
     await metricsServer?.close();
@@ -207,6 +235,62 @@ async function runKeys(config: Config, args: string[]): Promise<void> {
 }
 
 class UsageError extends Error {}
+
+/** `tributary retention`: one pass in the foreground; prints the run; exit 1 when it failed. */
+async function runRetention(config: Config): Promise<void> {
+  const deps = createDeps(config, 'retention');
+  try {
+    const service = retentionOf(deps);
+    let started: Awaited<ReturnType<RetentionService['start']>>;
+    try {
+      started = await service.start('cli');
+    } catch (err) {
+      if (err instanceof RetentionBusyError) {
+        process.stderr.write(`tributary: ${err.message}; try again when it has finished\n`);
+        process.exitCode = 3;
+        return;
+      }
+      throw err;
+    }
+    const outcome = await started.done;
+    const run = await getRun(deps.pool, started.runId);
+    const { steps: _steps, ...summary } = run ?? { steps: [] };
+    process.stdout.write(`${JSON.stringify(summary)}\n`);
+    if (outcome !== 'completed') process.exitCode = 1;
+  } finally {
+    await retentionOf(deps).close();
+    await deps.close();
+  }
+}
+
+/** `tributary restore --from YYYY-MM [--to YYYY-MM] [--service NAME]`. */
+async function runRestore(config: Config, args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: { from: { type: 'string' }, to: { type: 'string' }, service: { type: 'string' } },
+  });
+  if (!values.from) throw new UsageError('restore needs --from YYYY-MM');
+  let from: ReturnType<typeof parseMonth>;
+  let to: ReturnType<typeof parseMonth>;
+  try {
+    from = parseMonth(values.from);
+    to = parseMonth(values.to ?? values.from);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (to.from < from.from) throw new UsageError('--to is before --from');
+  if (values.service !== undefined && !/^[A-Za-z0-9._-]{1,64}$/.test(values.service)) {
+    throw new UsageError('--service must be 1–64 of [A-Za-z0-9._-]');
+  }
+  const deps = createDeps(config, 'restore');
+  try {
+    const result = await retentionOf(deps).restore(from, to, values.service);
+    process.stdout.write(`${JSON.stringify({ status: 'ok', ...result })}\n`);
+  } finally {
+    await retentionOf(deps).close();
+    await deps.close();
+  }
+}
 
 async function runRoles(config: Config, role: 'serve' | 'work' | 'all'): Promise<void> {
   if (role === 'serve' && config.API_PROCESSES > 1 && cluster.isPrimary) {
@@ -267,6 +351,10 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'keys':
       return runKeys(config, args);
+    case 'retention':
+      return runRetention(config);
+    case 'restore':
+      return runRestore(config, args);
     default:
       throw new UsageError(`unknown role "${role}"\n\n${USAGE}`);
   }

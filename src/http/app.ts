@@ -7,6 +7,7 @@ import type { BufferMonitor } from '../buffer/monitor.ts';
 import type { EventProducer } from '../buffer/producer.ts';
 import type { WorkerStatusBoard } from '../buffer/worker-status.ts';
 import type { Config } from '../config.ts';
+import type { RetentionService } from '../retention/service.ts';
 import type { Db } from '../store/db.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { AppEnv } from './env.ts';
@@ -30,6 +31,7 @@ export interface AppDeps {
   keys: KeyResolver;
   /** Breaker and checkpoint state reported by every worker. */
   workers: WorkerStatusBoard;
+  retention: RetentionService;
 }
 
 /** The whole HTTP API as a Hono app (no server attached). */

@@ -33,3 +33,35 @@ export function createPool(opts: PoolOptions): pg.Pool {
 export function createDb(pool: pg.Pool): Db {
   return drizzle(pool, { schema });
 }
+
+/**
+ * A connection of its own, with no statement or client-side query timeout, for the
+ * long COPY streams of archiving and restoring (a month of a busy service takes a while).
+ * The caller ends it.
+ */
+export async function connectForCopy(url: string, applicationName: string): Promise<pg.Client> {
+  const client = new pg.Client({
+    connectionString: url,
+    application_name: applicationName,
+    connectionTimeoutMillis: 5_000,
+  });
+  client.on('error', () => {});
+  await client.connect();
+  return client;
+}
+
+/** Runs `fn` in one transaction on one pooled connection: COMMIT when it resolves, ROLLBACK when it throws. */
+export async function inTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+}

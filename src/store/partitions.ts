@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { inTransaction } from './db.ts';
 
 /** Serialises partition maintenance across processes (pg_advisory_xact_lock key). */
 const MAINTENANCE_LOCK = 0x7472_6962; // "trib"
@@ -52,22 +53,14 @@ export async function ensurePartitions(pool: pg.Pool, wanted: readonly MonthPart
   const missing = wanted.filter((p) => !have.has(p.name));
   const created: string[] = [];
   for (const part of missing) {
-    const client = await pool.connect();
-    try {
-      await client.query('BEGIN');
+    await inTransaction(pool, async (client) => {
       await client.query('SELECT pg_advisory_xact_lock($1)', [MAINTENANCE_LOCK]);
       const exists = await client.query('SELECT 1 FROM pg_class WHERE relname = $1', [part.name]);
       if (exists.rowCount === 0) {
         await createPartition(client, part);
         created.push(part.name);
       }
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
   }
   return created;
 }

@@ -1,5 +1,7 @@
 import { sql } from 'drizzle-orm';
 import {
+  bigint,
+  boolean,
   index,
   integer,
   jsonb,
@@ -28,6 +30,8 @@ export const events = pgTable(
     userId: text('user_id'),
     message: text('message'),
     metadata: jsonb('metadata').$type<Record<string, unknown>>(),
+    /** Set by the retention pass once `user_id` is pseudonymised and PII keys removed. */
+    anonymized: boolean('anonymized').notNull().default(false),
   },
   (t) => [
     // (occurred_at, id) rather than (id, occurred_at): same uniqueness, but inserts land at the
@@ -37,6 +41,8 @@ export const events = pgTable(
     index('events_service_occurred_at_idx').on(t.service, t.occurredAt.desc()),
     index('events_user_id_idx').on(t.userId),
     index('events_received_at_brin').using('brin', t.receivedAt),
+    // Rows still to anonymise: small once a pass has caught up, so no pass scans old months.
+    index('events_not_anonymized_idx').on(t.occurredAt).where(sql`NOT ${t.anonymized}`),
   ],
 );
 
@@ -61,3 +67,70 @@ export const apiKeys = pgTable(
 );
 
 export type ApiKeyRow = typeof apiKeys.$inferSelect;
+
+/**
+ * One retention pass: who ran it, its progress (heartbeat) and what each step did. At most
+ * one row is `running` (a partial unique index); a holder that stops heartbeating is
+ * marked `abandoned` by the next pass, so a crashed runner never blocks retention.
+ */
+export const retentionRuns = pgTable(
+  'retention_runs',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    trigger: text('trigger').notNull(),
+    status: text('status').notNull(),
+    holder: text('holder').notNull(),
+    startedAt: timestamp('started_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    heartbeatAt: timestamp('heartbeat_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    finishedAt: timestamp('finished_at', { withTimezone: true, mode: 'date' }),
+    rowsArchived: bigint('rows_archived', { mode: 'number' }).notNull().default(0),
+    bytesArchived: bigint('bytes_archived', { mode: 'number' }).notNull().default(0),
+    rowsDeleted: bigint('rows_deleted', { mode: 'number' }).notNull().default(0),
+    rowsAnonymized: bigint('rows_anonymized', { mode: 'number' }).notNull().default(0),
+    partitionsDropped: text('partitions_dropped').array().notNull().default(sql`'{}'`),
+    steps: jsonb('steps').$type<unknown[]>().notNull().default(sql`'[]'::jsonb`),
+    error: text('error'),
+  },
+  (t) => [
+    uniqueIndex('retention_runs_one_running_idx').on(t.status).where(sql`${t.status} = 'running'`),
+    index('retention_runs_started_at_idx').on(t.startedAt.desc()),
+  ],
+);
+
+/**
+ * Archive objects, one per (month, service) unit of a pass. Status: `writing` → `verified`
+ * (read back: size, SHA-256, row count) → `complete` (its rows deleted or their partition
+ * dropped); `restored` while its rows are back in PostgreSQL on hold.
+ */
+export const archives = pgTable(
+  'archives',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    runId: uuid('run_id'),
+    month: text('month').notNull(),
+    service: text('service').notNull(),
+    /** `events` for rows past retention in attached partitions, else the detached partition's table. */
+    source: text('source').notNull(),
+    rangeFrom: timestamp('range_from', { withTimezone: true, mode: 'date' }).notNull(),
+    rangeTo: timestamp('range_to', { withTimezone: true, mode: 'date' }).notNull(),
+    objectKey: text('object_key').notNull(),
+    manifestKey: text('manifest_key').notNull(),
+    status: text('status').notNull(),
+    rowCount: bigint('row_count', { mode: 'number' }),
+    bytes: bigint('bytes', { mode: 'number' }),
+    sha256: text('sha256'),
+    minOccurredAt: timestamp('min_occurred_at', { withTimezone: true, mode: 'date' }),
+    maxOccurredAt: timestamp('max_occurred_at', { withTimezone: true, mode: 'date' }),
+    schemaVersion: integer('schema_version').notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    verifiedAt: timestamp('verified_at', { withTimezone: true, mode: 'date' }),
+    completedAt: timestamp('completed_at', { withTimezone: true, mode: 'date' }),
+    restoredAt: timestamp('restored_at', { withTimezone: true, mode: 'date' }),
+    holdUntil: timestamp('hold_until', { withTimezone: true, mode: 'date' }),
+  },
+  (t) => [
+    uniqueIndex('archives_object_key_idx').on(t.objectKey),
+    index('archives_month_service_idx').on(t.month, t.service),
+    index('archives_open_idx').on(t.status).where(sql`${t.status} <> 'complete'`),
+  ],
+);

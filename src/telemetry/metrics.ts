@@ -24,6 +24,14 @@ export class Metrics {
   readonly checkpointCorruptRecords: Counter;
   readonly checkpointWriteFailures: Counter;
   readonly insertFailures: Counter<'kind'>;
+  readonly retentionRowsArchived: Counter;
+  readonly retentionBytesArchived: Counter;
+  readonly retentionRowsDeleted: Counter;
+  readonly retentionRowsAnonymized: Counter;
+  readonly retentionPartitionsDropped: Counter;
+  readonly retentionRowsRestored: Counter;
+  readonly retentionPasses: Counter<'outcome'>;
+  readonly retentionPassDuration: Histogram;
 
   constructor(registry = new Registry(), opts: { processMetrics?: boolean } = {}) {
     this.registry = registry;
@@ -141,6 +149,48 @@ export class Metrics {
     this.checkpointWriteFailures = new Counter({
       name: 'tributary_checkpoint_write_failures_total',
       help: 'Checkpoint write or fsync failures',
+      registers,
+    });
+    this.retentionRowsArchived = new Counter({
+      name: 'tributary_retention_rows_archived_total',
+      help: 'Rows written to verified archive objects by retention passes',
+      registers,
+    });
+    this.retentionBytesArchived = new Counter({
+      name: 'tributary_retention_archive_bytes_total',
+      help: 'Bytes of verified archive objects written by retention passes',
+      registers,
+    });
+    this.retentionRowsDeleted = new Counter({
+      name: 'tributary_retention_rows_deleted_total',
+      help: 'Archived rows deleted from PostgreSQL row by row (dropped partitions not included)',
+      registers,
+    });
+    this.retentionRowsAnonymized = new Counter({
+      name: 'tributary_retention_rows_anonymized_total',
+      help: 'Rows whose user id was pseudonymised and PII metadata removed',
+      registers,
+    });
+    this.retentionPartitionsDropped = new Counter({
+      name: 'tributary_retention_partitions_dropped_total',
+      help: 'Monthly partitions archived whole and dropped',
+      registers,
+    });
+    this.retentionRowsRestored = new Counter({
+      name: 'tributary_retention_rows_restored_total',
+      help: 'Archived rows loaded back into PostgreSQL by restore',
+      registers,
+    });
+    this.retentionPasses = new Counter({
+      name: 'tributary_retention_passes_total',
+      help: 'Retention passes run by this process, by outcome (completed, failed)',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.retentionPassDuration = new Histogram({
+      name: 'tributary_retention_pass_duration_seconds',
+      help: 'Duration of retention passes run by this process',
+      buckets: [1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 12 * 3600],
       registers,
     });
   }

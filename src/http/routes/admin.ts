@@ -1,7 +1,11 @@
 import { Hono } from 'hono';
+import type pg from 'pg';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { DeadLetterStream } from '../../buffer/dead-letter.ts';
+import { type ArchiveStatus, listArchives } from '../../retention/archives.repo.ts';
+import { getRun, listRuns, RetentionBusyError } from '../../retention/runs.ts';
+import type { RetentionService } from '../../retention/service.ts';
 import { createApiKey, listApiKeys, revokeApiKey, SCOPES } from '../../store/api-keys.repo.ts';
 import type { Db } from '../../store/db.ts';
 import { classifyDbError } from '../../store/errors.ts';
@@ -14,6 +18,8 @@ import { requestLogger } from '../middleware/request-context.ts';
 export interface AdminRoutesDeps {
   logger: Logger;
   db: Db;
+  pool: pg.Pool;
+  retention: RetentionService;
   keys: KeyResolver;
   deadLetters: DeadLetterStream;
 }
@@ -33,6 +39,38 @@ async function withDb<T>(fn: () => Promise<T>): Promise<T> {
     if (classifyDbError(err) === 'unavailable') throw errors.databaseUnavailable();
     throw err;
   }
+}
+
+const archiveQuery = z.strictObject({
+  month: z
+    .string()
+    .regex(/^\d{4}-(0[1-9]|1[0-2])$/, 'must be YYYY-MM')
+    .optional(),
+  service: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/)
+    .optional(),
+  status: z.enum(['writing', 'verified', 'complete', 'restored']).optional(),
+  limit: z.coerce.number().int().min(1).max(1_000).default(100),
+  cursor: z.string().max(200).optional(),
+});
+
+function invalidQuery(issues: z.core.$ZodIssue[]): ApiError {
+  return new ApiError('invalid_query', 400, 'invalid query parameters', {
+    details: issues.map((i) => ({ path: i.path.join('.'), code: i.code, message: i.message })),
+  });
+}
+
+/** `createdAt|id` of the last archive on a page, base64url. */
+const encodeCursor = (createdAt: Date, id: string) =>
+  Buffer.from(`${createdAt.toISOString()}|${id}`).toString('base64url');
+function decodeCursor(cursor: string): { createdAt: Date; id: string } {
+  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  const createdAt = new Date(at ?? '');
+  if (!id || !UUID.test(id) || Number.isNaN(createdAt.getTime())) {
+    throw new ApiError('invalid_query', 400, 'cursor is not one this API returned');
+  }
+  return { createdAt, id };
 }
 
 /** `/v1/admin/*`: keys and dead letters. Every route needs the `admin` scope. */
@@ -85,6 +123,55 @@ export function adminRoutes(deps: AdminRoutesDeps): Hono<AppEnv> {
     } catch {
       throw errors.bufferUnavailable();
     }
+  });
+
+  app.post('/v1/admin/retention/run', async (c) => {
+    try {
+      const { runId } = await withDb(() => deps.retention.start('manual'));
+      requestLogger(c, deps.logger).info({ runId }, 'retention pass requested');
+      return c.json({ runId, status: 'running' }, 202);
+    } catch (err) {
+      if (err instanceof RetentionBusyError) {
+        throw new ApiError('retention_running', 409, err.message, {
+          details: [{ path: 'runId', message: err.runId }],
+        });
+      }
+      throw err;
+    }
+  });
+
+  app.get('/v1/admin/retention/runs', async (c) => {
+    const limit = z.coerce.number().int().min(1).max(100).default(20).safeParse(c.req.query('limit'));
+    if (!limit.success) throw invalidQuery(limit.error.issues);
+    return c.json({ runs: await withDb(() => listRuns(deps.pool, limit.data)) });
+  });
+
+  app.get('/v1/admin/retention/runs/:runId', async (c) => {
+    const id = c.req.param('runId');
+    const run = UUID.test(id) ? await withDb(() => getRun(deps.pool, id)) : undefined;
+    if (!run) throw new ApiError('not_found', 404, 'no retention run with this id');
+    return c.json(run);
+  });
+
+  app.get('/v1/admin/archives', async (c) => {
+    const q = archiveQuery.safeParse(c.req.query());
+    if (!q.success) throw invalidQuery(q.error.issues);
+    const { month, service, status, limit, cursor } = q.data;
+    const rows = await withDb(() =>
+      listArchives(deps.pool, {
+        limit,
+        ...(month ? { month } : {}),
+        ...(service ? { service } : {}),
+        ...(status ? { status: status as ArchiveStatus } : {}),
+        ...(cursor ? { before: decodeCursor(cursor) } : {}),
+      }),
+    );
+    const last = rows.length === limit ? rows[rows.length - 1] : undefined;
+    return c.json({
+      location: deps.retention.store.location,
+      archives: rows,
+      nextCursor: last ? encodeCursor(last.createdAt, last.id) : null,
+    });
   });
 
   return app;

@@ -1,0 +1,222 @@
+import { createWriteStream } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import pg from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
+import type { Logger } from 'pino';
+import type { ObjectStore } from '../archive/object-store.ts';
+import { connectForCopy } from '../store/db.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
+import { inSpan } from '../telemetry/tracing.ts';
+import {
+  type ArchiveManifest,
+  type ArchiveRecord,
+  deleteArchiveRecord,
+  markComplete,
+  markVerified,
+} from './archives.repo.ts';
+import {
+  ARCHIVE_COLUMNS,
+  ARCHIVE_SCHEMA_VERSION,
+  type ParquetFiles,
+  PG_CSV_OPTIONS,
+  PG_EXPORT_COLUMNS,
+} from './parquet.ts';
+import type { RunLease } from './runs.ts';
+
+/** The object read back does not match what was written; nothing was deleted. */
+export class ArchiveVerifyError extends Error {
+  override readonly name = 'ArchiveVerifyError';
+}
+
+export interface ArchiverOptions {
+  pool: pg.Pool;
+  /** For the COPY stream, on a connection of its own without timeouts. */
+  databaseUrl: string;
+  store: ObjectStore;
+  parquet: ParquetFiles;
+  workDir: string;
+  batchRows: number;
+  logger: Logger;
+  metrics: Metrics;
+}
+
+/**
+ * One archive's life: rows → Parquet → object storage → read back and checked → manifest
+ * → rows deleted. Each transition is recorded in `archives` before the next begins, so a
+ * pass killed anywhere resumes from the recorded state: an unverified object is written
+ * again to the same key (nothing was deleted yet), a verified one has its rows deleted by
+ * primary key as read from the object itself (only rows that are in the archive are ever
+ * deleted; rows that arrived later stay for the next pass).
+ */
+export class Archiver {
+  readonly #o: ArchiverOptions;
+
+  constructor(opts: ArchiverOptions) {
+    this.#o = opts;
+  }
+
+  #log(lease: RunLease, a: ArchiveRecord, step: string, extra: Record<string, unknown> = {}): Promise<void> {
+    const detail = { step, archiveId: a.id, month: a.month, service: a.service, source: a.source, ...extra };
+    this.#o.logger.info({ runId: lease.id, ...detail }, 'retention step');
+    return lease.step(detail);
+  }
+
+  /**
+   * Writes and verifies the archive (status `writing` → `verified`). Returns the local copy
+   * that was read back (for the delete step), or undefined when there were no rows (the
+   * archive record is then removed).
+   */
+  async write(lease: RunLease, a: ArchiveRecord): Promise<string | undefined> {
+    const { store, parquet } = this.#o;
+    const dir = join(this.#o.workDir, a.id);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true });
+    const csv = join(dir, 'rows.csv');
+    const file = join(dir, 'part.parquet');
+    const copy = join(dir, 'readback.parquet');
+    // A manifest marks a finished archive: drop any from an interrupted attempt first.
+    await store.delete(a.manifestKey);
+
+    await inSpan('retention.export', { attributes: { 'tributary.archive': a.id } }, () =>
+      this.#export(a, csv),
+    );
+    await parquet.csvToParquet(csv, file);
+    await rm(csv, { force: true });
+    const stats = await parquet.stats(file);
+    if (stats.rows === 0) {
+      await rm(dir, { recursive: true, force: true });
+      await store.delete(a.objectKey); // an interrupted earlier attempt may have left one
+
+      await deleteArchiveRecord(this.#o.pool, a.id);
+      await this.#log(lease, a, 'archive.empty');
+      return undefined;
+    }
+    await this.#log(lease, a, 'archive.written', { rows: stats.rows });
+
+    const put = await inSpan('retention.upload', { attributes: { 'tributary.archive': a.id } }, () =>
+      store.putFile(a.objectKey, file, 'application/vnd.apache.parquet'),
+    );
+    await this.#log(lease, a, 'archive.uploaded', { key: a.objectKey, bytes: put.size });
+
+    const back = await inSpan('retention.verify', { attributes: { 'tributary.archive': a.id } }, async () => {
+      const got = await store.getFile(a.objectKey, copy);
+      const readStats = await parquet.stats(copy);
+      if (got.sha256 !== put.sha256 || got.size !== put.size || readStats.rows !== stats.rows) {
+        throw new ArchiveVerifyError(
+          `archive ${a.objectKey} read back as ${got.size} bytes, sha256 ${got.sha256}, ${readStats.rows} rows; ` +
+            `wrote ${put.size} bytes, sha256 ${put.sha256}, ${stats.rows} rows`,
+        );
+      }
+      return got;
+    });
+    await rm(file, { force: true });
+
+    const manifest: ArchiveManifest = {
+      schemaVersion: ARCHIVE_SCHEMA_VERSION,
+      archiveId: a.id,
+      runId: a.runId,
+      objectKey: a.objectKey,
+      manifestKey: a.manifestKey,
+      month: a.month,
+      service: a.service,
+      rangeFrom: a.rangeFrom.toISOString(),
+      rangeTo: a.rangeTo.toISOString(),
+      rows: stats.rows,
+      bytes: back.size,
+      sha256: back.sha256,
+      ...(stats.minOccurredAt ? { minOccurredAt: stats.minOccurredAt } : {}),
+      ...(stats.maxOccurredAt ? { maxOccurredAt: stats.maxOccurredAt } : {}),
+      format: 'parquet',
+      compression: 'zstd',
+      columns: ARCHIVE_COLUMNS.map((c) => ({ name: c.name, type: c.type })),
+      createdAt: a.createdAt.toISOString(),
+    };
+    await store.putBytes(
+      a.manifestKey,
+      Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`),
+      'application/json',
+    );
+    await markVerified(this.#o.pool, a.id, { ...stats, bytes: back.size, sha256: back.sha256 });
+    await lease.add('rows_archived', stats.rows);
+    await lease.add('bytes_archived', back.size);
+    this.#o.metrics.retentionRowsArchived.inc(stats.rows);
+    this.#o.metrics.retentionBytesArchived.inc(back.size);
+    await this.#log(lease, a, 'archive.verified', {
+      rows: stats.rows,
+      bytes: back.size,
+      sha256: back.sha256,
+    });
+    a.status = 'verified';
+    return copy;
+  }
+
+  /** Streams the unit's rows out of PostgreSQL as CSV, oldest first. */
+  async #export(a: ArchiveRecord, csv: string): Promise<void> {
+    const lit = pg.escapeLiteral;
+    const where = `service = ${lit(a.service)} AND occurred_at >= ${lit(a.rangeFrom.toISOString())}
+      AND occurred_at < ${lit(a.rangeTo.toISOString())}`;
+    const source = pg.escapeIdentifier(a.source);
+    const client = await connectForCopy(this.#o.databaseUrl, 'tributary-retention');
+    try {
+      // COPY cannot take parameters: the literals above are escaped, the table name quoted.
+      const stream = client.query(
+        copyTo(
+          `COPY (SELECT ${PG_EXPORT_COLUMNS} FROM ${source} WHERE ${where} ORDER BY occurred_at, id)
+           TO STDOUT WITH (${PG_CSV_OPTIONS})`,
+        ),
+      );
+      await pipeline(stream, createWriteStream(csv));
+    } finally {
+      await client.end().catch(() => {});
+    }
+  }
+
+  /**
+   * Deletes the archived rows from `events` by primary key, batch by batch, reading the
+   * keys from the verified object (`copy`, downloaded again when absent), then marks the
+   * archive complete.
+   */
+  async deleteRows(lease: RunLease, a: ArchiveRecord, copy?: string): Promise<number> {
+    const dir = join(this.#o.workDir, a.id);
+    let local = copy;
+    if (!local) {
+      await mkdir(dir, { recursive: true });
+      local = join(dir, 'readback.parquet');
+      const got = await this.#o.store.getFile(a.objectKey, local);
+      if (a.sha256 && got.sha256 !== a.sha256) {
+        throw new ArchiveVerifyError(
+          `archive ${a.objectKey} changed since it was verified (sha256 ${got.sha256})`,
+        );
+      }
+    }
+    let deleted = 0;
+    await inSpan('retention.delete', { attributes: { 'tributary.archive': a.id } }, async () => {
+      for await (const keys of this.#o.parquet.keys(local, this.#o.batchRows)) {
+        lease.check();
+        const res = await this.#o.pool.query(
+          `DELETE FROM events e
+             USING unnest($1::bigint[], $2::uuid[]) AS k(us, id)
+            WHERE e.occurred_at = 'epoch'::timestamptz + k.us * interval '1 microsecond'
+              AND e.id = k.id AND e.service = $3 AND e.occurred_at >= $4 AND e.occurred_at < $5`,
+          [keys.map((k) => k.occurredAtUs), keys.map((k) => k.id), a.service, a.rangeFrom, a.rangeTo],
+        );
+        const n = res.rowCount ?? 0;
+        deleted += n;
+        await lease.add('rows_deleted', n);
+        this.#o.metrics.retentionRowsDeleted.inc(n);
+        await this.#log(lease, a, 'rows.deleted', { rows: n });
+      }
+    });
+    await markComplete(this.#o.pool, a.id);
+    await this.#log(lease, a, 'archive.complete', { deleted });
+    await rm(dir, { recursive: true, force: true });
+    a.status = 'complete';
+    return deleted;
+  }
+
+  async cleanup(a: ArchiveRecord): Promise<void> {
+    await rm(join(this.#o.workDir, a.id), { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,147 @@
+import { mkdir } from 'node:fs/promises';
+import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+
+/**
+ * Parquet files of archived events, written and read with DuckDB (in process, streaming,
+ * memory-capped; spills to `workDir` beyond the cap). Rows move between PostgreSQL and
+ * DuckDB as CSV files: PostgreSQL's COPY streams them out and in at full speed, and the
+ * CSV conventions below keep NULL apart from '' and every value exact.
+ */
+
+/** Bumped when the columns of an archive file change; recorded in every manifest. */
+export const ARCHIVE_SCHEMA_VERSION = 1;
+
+/** Archive columns as they are in the Parquet file. */
+export const ARCHIVE_COLUMNS = [
+  { name: 'id', type: 'VARCHAR' },
+  { name: 'occurred_at', type: 'TIMESTAMPTZ' },
+  { name: 'received_at', type: 'TIMESTAMPTZ' },
+  { name: 'service', type: 'VARCHAR' },
+  { name: 'type', type: 'VARCHAR' },
+  { name: 'user_id', type: 'VARCHAR' },
+  { name: 'message', type: 'VARCHAR' },
+  { name: 'metadata', type: 'JSON' },
+  { name: 'anonymized', type: 'BOOLEAN' },
+] as const;
+
+const PG_UTC = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
+
+/**
+ * The SELECT list PostgreSQL writes as CSV for {@link ParquetFiles.csvToParquet}: timestamps as
+ * UTC RFC 3339 with microseconds, metadata as its JSON text. Used with
+ * `FORMAT csv, FORCE_QUOTE (service, type, user_id, message, metadata)` so that every
+ * non-NULL text is quoted and an unquoted empty field means NULL.
+ */
+export const PG_EXPORT_COLUMNS = `id, to_char(occurred_at AT TIME ZONE 'UTC', ${PG_UTC}), to_char(received_at AT TIME ZONE 'UTC', ${PG_UTC}), service, type, user_id, message, metadata::text, anonymized`;
+export const PG_CSV_OPTIONS = 'FORMAT csv, FORCE_QUOTE (service, type, user_id, message, metadata)';
+
+const lit = (path: string) => `'${path.replaceAll("'", "''")}'`;
+
+const CSV_COLUMNS = `{${ARCHIVE_COLUMNS.map((c) => `'${c.name}': '${c.type === 'JSON' ? 'VARCHAR' : c.type}'`).join(', ')}}`;
+
+export interface ParquetStats {
+  rows: number;
+  /** Earliest and latest occurred_at, ISO; undefined for an empty file. */
+  minOccurredAt?: string;
+  maxOccurredAt?: string;
+}
+
+export interface ArchiveKey {
+  /** occurred_at as microseconds since the epoch (exact, unlike a JS Date). */
+  occurredAtUs: string;
+  id: string;
+}
+
+export class ParquetFiles {
+  readonly #db: DuckDBInstance;
+  readonly #conn: DuckDBConnection;
+
+  private constructor(db: DuckDBInstance, conn: DuckDBConnection) {
+    this.#db = db;
+    this.#conn = conn;
+  }
+
+  static async open(workDir: string, memoryLimit = '512MB'): Promise<ParquetFiles> {
+    await mkdir(workDir, { recursive: true });
+    const db = await DuckDBInstance.create(':memory:', {
+      memory_limit: memoryLimit,
+      threads: '2',
+      temp_directory: workDir,
+    });
+    const conn = await db.connect();
+    await conn.run("SET TimeZone = 'UTC'");
+    return new ParquetFiles(db, conn);
+  }
+
+  /** CSV from PostgreSQL (see {@link PG_EXPORT_COLUMNS}) → zstd Parquet with typed columns. */
+  async csvToParquet(csvPath: string, parquetPath: string): Promise<void> {
+    const select = ARCHIVE_COLUMNS.map((c) => (c.type === 'JSON' ? `${c.name}::JSON AS ${c.name}` : c.name));
+    await this.#conn.run(
+      `COPY (SELECT ${select.join(', ')} FROM read_csv(${lit(csvPath)}, header = false, delim = ',',
+         quote = '"', escape = '"', allow_quoted_nulls = false, auto_detect = false,
+         strict_mode = true, columns = ${CSV_COLUMNS}))
+       TO ${lit(parquetPath)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)`,
+    );
+  }
+
+  /** Row count and time range, read from the file itself. */
+  async stats(parquetPath: string): Promise<ParquetStats> {
+    const reader = await this.#conn.runAndReadAll(
+      `SELECT count(*)::BIGINT AS n,
+              strftime(min(occurred_at), '%Y-%m-%dT%H:%M:%S.%fZ') AS lo,
+              strftime(max(occurred_at), '%Y-%m-%dT%H:%M:%S.%fZ') AS hi
+         FROM read_parquet(${lit(parquetPath)})`,
+    );
+    const [row] = reader.getRowObjectsJson() as {
+      n: string | number;
+      lo: string | null;
+      hi: string | null;
+    }[];
+    if (!row) throw new Error('no result from the Parquet statistics query');
+    return {
+      rows: Number(row.n),
+      ...(row.lo ? { minOccurredAt: row.lo } : {}),
+      ...(row.hi ? { maxOccurredAt: row.hi } : {}),
+    };
+  }
+
+  /** The primary keys of the rows in a file, `batch` at a time, in file order. */
+  async *keys(parquetPath: string, batch: number): AsyncGenerator<ArchiveKey[]> {
+    const result = await this.#conn.stream(
+      `SELECT epoch_us(occurred_at)::VARCHAR AS us, id FROM read_parquet(${lit(parquetPath)})`,
+    );
+    let out: ArchiveKey[] = [];
+    for (;;) {
+      const chunk = await result.fetchChunk();
+      if (!chunk || chunk.rowCount === 0) break;
+      for (const [us, id] of chunk.getRows() as [string, string][]) {
+        out.push({ occurredAtUs: us, id });
+        if (out.length >= batch) {
+          yield out;
+          out = [];
+        }
+      }
+    }
+    if (out.length > 0) yield out;
+  }
+
+  /**
+   * Parquet → CSV that PostgreSQL's `COPY … FROM STDIN WITH (FORMAT csv)` loads into a table
+   * with the archive columns (NULL unquoted and empty, text always quoted).
+   */
+  async parquetToCsv(parquetPath: string, csvPath: string, where = 'true'): Promise<void> {
+    await this.#conn.run(
+      `COPY (SELECT id, strftime(occurred_at, '%Y-%m-%dT%H:%M:%S.%fZ') AS occurred_at,
+                    strftime(received_at, '%Y-%m-%dT%H:%M:%S.%fZ') AS received_at,
+                    service, type, user_id, message, metadata::VARCHAR AS metadata, anonymized
+               FROM read_parquet(${lit(parquetPath)}) WHERE ${where})
+       TO ${lit(csvPath)} (FORMAT csv, HEADER false, QUOTE '"', ESCAPE '"',
+                          FORCE_QUOTE (service, type, user_id, message, metadata))`,
+    );
+  }
+
+  close(): void {
+    this.#conn.closeSync();
+    this.#db.closeSync();
+  }
+}

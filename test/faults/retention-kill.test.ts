@@ -1,0 +1,135 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { agedEvents, ingestAll, isExpired, PASS_RETENTION, type SentEvent } from '../helpers/aged-events.ts';
+import { archiveEnv, readArchive } from '../helpers/archive-reader.ts';
+import { runTributary, startTributary } from '../helpers/processes.ts';
+import { type S3Server, startS3Server } from '../helpers/s3-server.ts';
+import { type Stack, startStack } from '../helpers/stack.ts';
+
+/**
+ * Steps of a pass at which it is killed -9, in the order a pass reaches them; `unit` picks
+ * the step of an archive of partly expired rows (source `events`) over one of a detached
+ * partition. Each kill lands just after the step's log line, i.e. somewhere in the next.
+ */
+const KILL_AFTER: { step: string; unit?: boolean }[] = [
+  { step: 'rows.anonymized' },
+  { step: 'partition.detached' },
+  { step: 'archive.written', unit: false },
+  { step: 'archive.uploaded', unit: false },
+  { step: 'archive.verified', unit: false },
+  { step: 'partition.dropped' },
+  { step: 'archive.written', unit: true },
+  { step: 'archive.uploaded', unit: true },
+  { step: 'archive.verified', unit: true },
+  { step: 'rows.deleted' },
+  { step: 'archive.complete' },
+];
+const label = (k: { step: string; unit?: boolean }) =>
+  k.unit === undefined ? k.step : `${k.step} (${k.unit ? 'unit' : 'partition'})`;
+
+describe('retention pass killed -9 at every step', () => {
+  let s3: S3Server;
+  let stack: Stack;
+  let workDir: string;
+  const sent: SentEvent[] = [];
+  const killedAt: string[] = [];
+
+  const passEnv = () =>
+    stack.env.env({
+      ...archiveEnv(s3.config),
+      ...PASS_RETENTION,
+      ARCHIVE_WORK_DIR: workDir,
+      RETENTION_BATCH_ROWS: '100',
+      RETENTION_LOCK_TTL_MS: '1000',
+      ANONYMIZE_AFTER_DAYS: '30',
+      ANONYMIZE_SECRET: 'kill-test-secret-0123456789',
+    });
+
+  /** Runs passes until one completes (a killed pass's lease expires after 1 s). */
+  async function passToCompletion(): Promise<void> {
+    for (let i = 0; i < 30; i++) {
+      const pass = await runTributary(['retention'], passEnv());
+      if (pass.code === 0) return;
+      expect(pass.code, pass.stderr).toBe(3); // busy: the killed holder's lease has not expired yet
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    throw new Error('no retention pass completed');
+  }
+
+  beforeAll(async () => {
+    s3 = await startS3Server();
+    workDir = mkdtempSync(join(tmpdir(), 'tributary-retention-kill-'));
+    stack = await startStack({
+      workers: 1,
+      env: { RETENTION_DAYS: '400', RETENTION_SCHEDULE: 'off', ...archiveEnv(s3.config) },
+    });
+  }, 60_000);
+
+  afterAll(async () => {
+    await stack?.close();
+    await s3?.stop();
+    rmSync(workDir, { recursive: true, force: true });
+  });
+
+  it('loses nothing and duplicates nothing in the archive', async () => {
+    let round = 0;
+    for (const kill of KILL_AFTER) {
+      // Fresh rows each round, so every step has work to interrupt.
+      const batch = agedEvents(600, 100 + round++);
+      sent.push(...batch);
+      // Partitions of the accepted window come back (with any strays of events_default), so
+      // every round has whole partitions to detach and drop as well as partly expired ones.
+      const migrated = await runTributary(['migrate'], stack.env.env({ RETENTION_DAYS: '400' }));
+      expect(migrated.code, migrated.stderr).toBe(0);
+      await ingestAll(stack, batch);
+      const pass = await startTributary('retention', passEnv());
+      const seen = await pass
+        .waitForLog(
+          (l) => l.step === kill.step && (kill.unit === undefined || (l.source === 'events') === kill.unit),
+          60_000,
+        )
+        .then(() => true)
+        .catch(() => false);
+      await pass.kill9();
+      if (seen) killedAt.push(label(kill));
+      await passToCompletion();
+    }
+    expect(killedAt).toEqual(KILL_AFTER.map(label));
+
+    const expired = sent.filter(isExpired);
+    const archive = await readArchive(s3.config);
+    const counts = new Map<string, number>();
+    for (const r of archive.rows) counts.set(r.id, (counts.get(r.id) ?? 0) + 1);
+    const twice = [...counts].filter(([, n]) => n > 1);
+    expect(twice).toEqual([]);
+    const missing = expired.filter((e) => !counts.has(e.id));
+    expect(missing.map((e) => e.id)).toEqual([]);
+    expect(archive.rows.length).toBe(expired.length);
+    // Anonymisation (30 days) runs before archiving: no archived row carries a raw user id.
+    expect(archive.rows.filter((r) => !r.anonymized)).toEqual([]);
+    expect(archive.rows.filter((r) => r.user_id?.startsWith('user-'))).toEqual([]);
+    // Every object is finished: a manifest that matches it, nothing left half-written.
+    for (const [key, file] of archive.files) {
+      expect(archive.manifests.get(key), key).toMatchObject({ rows: file.rows, sha256: file.sha256 });
+    }
+
+    const { rows } = await stack.env.pool.query<{ id: string }>('SELECT id FROM events');
+    const inDb = new Set(rows.map((r) => r.id));
+    for (const e of expired) expect(inDb.has(e.id)).toBe(false);
+    expect(inDb.size).toBe(sent.length - expired.length);
+
+    const { rows: open } = await stack.env.pool.query(
+      `SELECT id, status FROM archives WHERE status <> 'complete'`,
+    );
+    expect(open).toEqual([]);
+    const { rows: runs } = await stack.env.pool.query<{ status: string; n: number }>(
+      `SELECT status, count(*)::int AS n FROM retention_runs GROUP BY status`,
+    );
+    expect(Object.fromEntries(runs.map((r) => [r.status, r.n]))).toMatchObject({
+      abandoned: KILL_AFTER.length,
+      completed: KILL_AFTER.length,
+    });
+  });
+});

@@ -1,0 +1,223 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  agedEvents,
+  expectSameEvent,
+  idsInDatabase,
+  ingestAll,
+  isExpired,
+  PASS_RETENTION,
+  type SentEvent,
+} from '../helpers/aged-events.ts';
+import { archiveEnv, readArchive } from '../helpers/archive-reader.ts';
+import { runTributary } from '../helpers/processes.ts';
+import { type S3Server, startS3Server } from '../helpers/s3-server.ts';
+import { call, type Stack, startStack } from '../helpers/stack.ts';
+
+/** The CLI prints its result as the last line of stdout, after its JSON log lines. */
+const lastLine = (stdout: string): Record<string, unknown> =>
+  JSON.parse(stdout.trim().split('\n').at(-1) as string);
+
+// Ingest accepts a year back; the passes below run with 60 days (audit: 150).
+const INGEST_ENV = { RETENTION_DAYS: '400', RETENTION_SCHEDULE: 'off' };
+
+describe('retention pass against a real S3 server', () => {
+  let s3: S3Server;
+  let stack: Stack;
+  let workDir: string;
+  let sent: SentEvent[];
+  let before: Map<string, Record<string, unknown>>;
+  let passEnv: (extra?: Record<string, string>) => Record<string, string>;
+  let firstRun: Record<string, unknown>;
+
+  beforeAll(async () => {
+    s3 = await startS3Server();
+    workDir = mkdtempSync(join(tmpdir(), 'tributary-retention-work-'));
+    stack = await startStack({ workers: 1, env: { ...INGEST_ENV, ...archiveEnv(s3.config) } });
+    passEnv = (extra = {}) =>
+      stack.env.env({ ...archiveEnv(s3.config), ...PASS_RETENTION, ARCHIVE_WORK_DIR: workDir, ...extra });
+    sent = agedEvents(1_200, 1);
+    await ingestAll(stack, sent);
+    const { rows } = await stack.env.pool.query<Record<string, unknown>>(
+      `SELECT id, occurred_at::text, received_at::text, service, type, user_id, message, metadata::text, anonymized
+         FROM events`,
+    );
+    before = new Map(rows.map((r) => [r.id as string, r]));
+    const pass = await runTributary(['retention'], passEnv({ RETENTION_BATCH_ROWS: '100' }));
+    expect(pass.code, pass.stderr).toBe(0);
+    firstRun = lastLine(pass.stdout);
+  }, 180_000);
+
+  afterAll(async () => {
+    await stack?.close();
+    await s3?.stop();
+    rmSync(workDir, { recursive: true, force: true });
+  });
+
+  it('archives every expired row exactly once with equal values, deletes them and leaves the rest untouched', async () => {
+    const expired = sent.filter(isExpired);
+    const kept = sent.filter((e) => !isExpired(e));
+    expect(expired.length).toBeGreaterThan(400);
+    expect(kept.length).toBeGreaterThan(300);
+
+    const archive = await readArchive(s3.config);
+    const byId = new Map<string, number>();
+    for (const r of archive.rows) byId.set(r.id, (byId.get(r.id) ?? 0) + 1);
+    expect(archive.rows.length).toBe(expired.length);
+    for (const e of expired) {
+      expect(byId.get(e.id), e.id).toBe(1);
+      expectSameEvent(archive.rows.find((r) => r.id === e.id) as never, e);
+    }
+    // Typed columns, zstd, and a manifest that matches every object.
+    expect(archive.columnTypes.occurred_at).toBe('TIMESTAMP WITH TIME ZONE');
+    expect(archive.columnTypes.metadata).toBe('JSON');
+    expect(archive.codecs).toEqual(['ZSTD']);
+    for (const [key, file] of archive.files) {
+      const manifest = archive.manifests.get(key);
+      expect(manifest, `manifest of ${key}`).toBeDefined();
+      expect(manifest).toMatchObject({
+        rows: file.rows,
+        bytes: file.bytes,
+        sha256: file.sha256,
+        schemaVersion: 1,
+      });
+    }
+
+    const left = await idsInDatabase(
+      stack,
+      sent.map((e) => e.id),
+    );
+    for (const e of expired) expect(left.has(e.id), `${e.id} still in PostgreSQL`).toBe(false);
+    const { rows } = await stack.env.pool.query<Record<string, unknown>>(
+      `SELECT id, occurred_at::text, received_at::text, service, type, user_id, message, metadata::text, anonymized
+         FROM events`,
+    );
+    expect(rows.length).toBe(kept.length);
+    for (const r of rows) expect(r).toEqual(before.get(r.id as string));
+  });
+
+  it('drops whole partitions past the longest retention and records every step', async () => {
+    expect(firstRun).toMatchObject({ status: 'completed', rowsArchived: sent.filter(isExpired).length });
+    const dropped = firstRun.partitionsDropped as string[];
+    expect(dropped.length).toBeGreaterThanOrEqual(1);
+    const { rows: tables } = await stack.env.pool.query(
+      'SELECT relname FROM pg_class WHERE relname = ANY($1)',
+      [dropped],
+    );
+    expect(tables).toEqual([]);
+
+    const run = await call(stack.url, `/v1/admin/retention/runs/${firstRun.id}`);
+    expect(run.status).toBe(200);
+    const steps = (run.body.steps as { step: string }[]).map((s) => s.step);
+    for (const s of [
+      'partition.detached',
+      'archive.verified',
+      'partition.dropped',
+      'rows.deleted',
+      'archive.complete',
+    ])
+      expect(steps, s).toContain(s);
+    // Partly expired months are deleted in batches of RETENTION_BATCH_ROWS.
+    expect(steps.filter((s) => s === 'rows.deleted').length).toBeGreaterThan(2);
+
+    const listed = await call(stack.url, '/v1/admin/archives?limit=1000');
+    expect(listed.status).toBe(200);
+    expect(listed.body.location).toMatch(/^s3:\/\//);
+    expect(listed.body.archives.length).toBe((await readArchive(s3.config)).files.size);
+    for (const a of listed.body.archives)
+      expect(a).toMatchObject({ status: 'complete', sha256: expect.any(String) });
+    const total = (listed.body.archives as { rowCount: number }[]).reduce((n, a) => n + a.rowCount, 0);
+    expect(total).toBe(sent.filter(isExpired).length);
+    expect(
+      (await call(stack.url, '/v1/admin/retention/runs/00000000-0000-0000-0000-000000000000')).status,
+    ).toBe(404);
+  });
+
+  it('a second pass archives nothing and changes nothing', async () => {
+    const keysBefore = (await readArchive(s3.config)).keys;
+    const pass = await runTributary(['retention'], passEnv());
+    expect(pass.code, pass.stderr).toBe(0);
+    expect(lastLine(pass.stdout)).toMatchObject({ status: 'completed', rowsArchived: 0, rowsDeleted: 0 });
+    expect((await readArchive(s3.config)).keys).toEqual(keysBefore);
+  });
+
+  it('POST /v1/admin/retention/run starts a pass and GET …/runs/:runId reports it', async () => {
+    const started = await call(stack.url, '/v1/admin/retention/run', { method: 'POST' });
+    expect(started.status).toBe(202);
+    const runId = started.body.runId as string;
+    let run = await call(stack.url, `/v1/admin/retention/runs/${runId}`);
+    for (let i = 0; i < 100 && run.body.status === 'running'; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      run = await call(stack.url, `/v1/admin/retention/runs/${runId}`);
+    }
+    expect(run.body).toMatchObject({ id: runId, trigger: 'manual', status: 'completed' });
+    const forbidden = await call(stack.url, '/v1/admin/retention/run', { method: 'POST', key: 'nope' });
+    expect(forbidden.status).toBe(401);
+  });
+
+  it('restores a month from the archive (idempotently), holds it, then removes it again without a second copy', async () => {
+    // The dropped month holding the most events (others of the accepted window are empty).
+    const months = (firstRun.partitionsDropped as string[]).map((p) =>
+      p.replace(/^events_(\d{4})_(\d{2})$/, '$1-$2'),
+    );
+    const count = (m: string) => sent.filter((e) => e.timestamp.startsWith(m)).length;
+    const month = months.sort((a, b) => count(b) - count(a))[0] as string;
+    const inMonth = sent.filter((e) => isExpired(e) && e.timestamp.startsWith(month));
+    expect(inMonth.length).toBeGreaterThan(10);
+
+    const restored = await runTributary(['restore', '--from', month], passEnv());
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(lastLine(restored.stdout)).toMatchObject({
+      status: 'ok',
+      rows: inMonth.length,
+      inserted: inMonth.length,
+    });
+    const { rows } = await stack.env.pool.query<Record<string, unknown>>(
+      `SELECT id, occurred_at::text, received_at::text, service, type, user_id, message, metadata::text, anonymized
+         FROM events WHERE id = ANY($1::uuid[])`,
+      [inMonth.map((e) => e.id)],
+    );
+    expect(rows.length).toBe(inMonth.length);
+    for (const r of rows) expect(r).toEqual(before.get(r.id as string));
+
+    const again = await runTributary(['restore', '--from', month, '--to', month], passEnv());
+    expect(lastLine(again.stdout)).toMatchObject({ rows: inMonth.length, inserted: 0 });
+
+    // On hold (RESTORE_HOLD_DAYS, default 7): a pass leaves the month alone.
+    const archiveBefore = await readArchive(s3.config);
+    const held = await runTributary(['retention'], passEnv());
+    expect(lastLine(held.stdout)).toMatchObject({ status: 'completed', rowsArchived: 0 });
+    expect(
+      (
+        await idsInDatabase(
+          stack,
+          inMonth.map((e) => e.id),
+        )
+      ).size,
+    ).toBe(inMonth.length);
+
+    // Restored with no hold: the next pass deletes exactly those rows and archives nothing twice.
+    await runTributary(['restore', '--from', month], passEnv({ RESTORE_HOLD_DAYS: '0' }));
+    const released = await runTributary(['retention'], passEnv());
+    expect(lastLine(released.stdout)).toMatchObject({ status: 'completed', rowsArchived: 0 });
+    expect(
+      (
+        await idsInDatabase(
+          stack,
+          inMonth.map((e) => e.id),
+        )
+      ).size,
+    ).toBe(0);
+    const archiveAfter = await readArchive(s3.config);
+    expect(archiveAfter.keys).toEqual(archiveBefore.keys);
+    expect(archiveAfter.rows.length).toBe(sent.filter(isExpired).length);
+  });
+
+  it('refuses bad restore arguments with a usage error', async () => {
+    const bad = await runTributary(['restore', '--from', '2026-13'], passEnv());
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/YYYY-MM/);
+  });
+});
