@@ -187,6 +187,8 @@ export class Metrics {
       labelNames: ['outcome'],
       registers,
     });
+    // Both outcomes exist from the start, so increase() over them works from the first failure.
+    for (const outcome of ['completed', 'failed']) this.retentionPasses.inc({ outcome }, 0);
     this.retentionPassDuration = new Histogram({
       name: 'tributary_retention_pass_duration_seconds',
       help: 'Duration of retention passes run by this process',
