@@ -157,7 +157,7 @@ export class RetentionService {
       await done;
     } catch (err) {
       if (err instanceof RetentionBusyError) {
-        this.#o.logger.debug({ runId: err.runId }, 'retention pass already running elsewhere');
+        this.#o.logger.info({ runId: err.runId }, 'retention pass already running elsewhere');
       } else {
         this.#o.logger.warn({ err: String(err) }, 'scheduled retention pass could not start');
       }
