@@ -190,6 +190,33 @@ const schema = z.object({
         .filter(Boolean),
     ),
 
+  /** Requests per minute for keys that have no limit of their own; unset: unlimited. */
+  DEFAULT_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).max(100_000_000).optional(),
+  /** How long a rotated key keeps working beside its replacement, by default. */
+  KEY_ROTATION_OVERLAP_S: int(86_400, 0, 90 * DAY_S),
+  /** TLS for the API port: both files (PEM) or neither. */
+  TLS_CERT_FILE: z.string().min(1).optional(),
+  TLS_KEY_FILE: z.string().min(1).optional(),
+  /** When set, /metrics and the admin routes are served on this port only (bind it privately). */
+  ADMIN_PORT: z.coerce.number().int().min(0).max(65_535).optional(),
+  /** Take the client address from X-Forwarded-For (behind a trusted load balancer). */
+  TRUST_PROXY: bool(false),
+  /** Top-level metadata keys stored encrypted (AES-256-GCM), e.g. `email,phone`. */
+  ENCRYPT_METADATA_KEYS: z
+    .string()
+    .default('')
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    ),
+  /**
+   * Encryption keys as `id:base64-of-32-bytes`, comma-separated; the first encrypts, all
+   * decrypt (rotation). Required with ENCRYPT_METADATA_KEYS.
+   */
+  METADATA_ENCRYPTION_KEYS: z.string().min(1).optional(),
+
   /** Longest a graceful shutdown may take before the process exits anyway. */
   SHUTDOWN_TIMEOUT_MS: int(30_000, 100),
 });
@@ -231,6 +258,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (config.ANONYMIZE_AFTER_DAYS !== undefined && config.ANONYMIZE_SECRET === undefined) {
     throw new ConfigError(
       'invalid configuration:\n  ANONYMIZE_SECRET: required when ANONYMIZE_AFTER_DAYS is set (the HMAC key for user ids)',
+    );
+  }
+  if ((config.TLS_CERT_FILE === undefined) !== (config.TLS_KEY_FILE === undefined)) {
+    throw new ConfigError('invalid configuration:\n  TLS_CERT_FILE, TLS_KEY_FILE: set both or neither');
+  }
+  if (config.ENCRYPT_METADATA_KEYS.length > 0 && config.METADATA_ENCRYPTION_KEYS === undefined) {
+    throw new ConfigError(
+      'invalid configuration:\n  METADATA_ENCRYPTION_KEYS: required when ENCRYPT_METADATA_KEYS is set (id:base64 of 32 bytes)',
     );
   }
   if (config.BREAKER_MAX_HALF_OPEN_AFTER_MS < config.BREAKER_HALF_OPEN_AFTER_MS) {

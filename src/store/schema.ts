@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import {
   bigint,
+  bigserial,
   boolean,
   index,
   integer,
@@ -59,6 +60,8 @@ export const apiKeys = pgTable(
     rateLimitPerMinute: integer('rate_limit_per_minute'),
     createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
     revokedAt: timestamp('revoked_at', { withTimezone: true, mode: 'date' }),
+    /** Set when the key was rotated: it keeps working until then (the overlap), then stops. */
+    expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }),
   },
   (t) => [
     uniqueIndex('api_keys_key_hash_idx').on(t.keyHash),
@@ -133,4 +136,65 @@ export const archives = pgTable(
     index('archives_month_service_idx').on(t.month, t.service),
     index('archives_open_idx').on(t.status).where(sql`${t.status} <> 'complete'`),
   ],
+);
+
+/** Subjects who opted out: their events are answered `skipped` at ingest and never stored. */
+export const optOuts = pgTable('opt_outs', {
+  userId: text('user_id').primaryKey(),
+  keyId: text('key_id'),
+  createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+});
+
+/**
+ * Data-subject requests (erasure). Counts per place are what the job removed; `progress`
+ * records where a resumed job picks up (the archive objects already rewritten).
+ */
+export const dsarRequests = pgTable(
+  'dsar_requests',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    kind: text('kind').notNull(),
+    userId: text('user_id').notNull(),
+    status: text('status').notNull(),
+    keyId: text('key_id'),
+    requestedAt: timestamp('requested_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    startedAt: timestamp('started_at', { withTimezone: true, mode: 'date' }),
+    heartbeatAt: timestamp('heartbeat_at', { withTimezone: true, mode: 'date' }),
+    finishedAt: timestamp('finished_at', { withTimezone: true, mode: 'date' }),
+    deletedDatabase: bigint('deleted_database', { mode: 'number' }).notNull().default(0),
+    deletedBuffer: bigint('deleted_buffer', { mode: 'number' }).notNull().default(0),
+    deletedCheckpoint: bigint('deleted_checkpoint', { mode: 'number' }).notNull().default(0),
+    deletedArchive: bigint('deleted_archive', { mode: 'number' }).notNull().default(0),
+    archivesRewritten: integer('archives_rewritten').notNull().default(0),
+    progress: jsonb('progress').$type<Record<string, unknown>>().notNull().default(sql`'{}'::jsonb`),
+    error: text('error'),
+  },
+  (t) => [
+    index('dsar_requests_open_idx').on(t.requestedAt).where(sql`${t.status} IN ('pending', 'running')`),
+    index('dsar_requests_user_idx').on(t.userId),
+  ],
+);
+
+/**
+ * Every admin and compliance call: who (key id), what, when, from where, outcome.
+ * Append-only: a trigger refuses UPDATE, DELETE and TRUNCATE (drizzle/0002), and the
+ * service's role should hold only INSERT and SELECT on it.
+ */
+export const auditLog = pgTable(
+  'audit_log',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    at: timestamp('at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    keyId: text('key_id'),
+    action: text('action').notNull(),
+    method: text('method').notNull(),
+    path: text('path').notNull(),
+    target: text('target'),
+    ip: text('ip'),
+    status: integer('status').notNull(),
+    outcome: text('outcome').notNull(),
+    requestId: text('request_id'),
+    details: jsonb('details').$type<Record<string, unknown>>(),
+  },
+  (t) => [index('audit_log_at_idx').on(t.at.desc()), index('audit_log_key_idx').on(t.keyId)],
 );
