@@ -1,5 +1,10 @@
 # Tributary runs TypeScript directly on Node 24 (type stripping): no build step,
 # only the production dependencies are installed.
+#
+# Keep a glibc base (Debian), not alpine: retention writes Parquet with DuckDB's native binding,
+# and npm installs only the build platform's prebuilt package (@duckdb/node-bindings-linux-x64,
+# or -linux-arm64; both glibc, no install script). Both stages use the same base, so the binding
+# installed in `deps` is the one the final image loads.
 
 FROM node:24-bookworm-slim AS deps
 WORKDIR /app
@@ -14,11 +19,21 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY drizzle ./drizzle
 COPY src ./src
+# Fail the build, not the first retention pass, when the native binding is missing or cannot load.
+RUN node -e "import('@duckdb/node-api').then(async (d) => (await (await d.DuckDBInstance.create()).connect()).run('SELECT 1'))"
 # The workers' disk checkpoint: mount a persistent volume here. Workers sharing it each
 # take their own worker-N directory, and replay the directories of workers that are gone.
 ENV CHECKPOINT_DIR=/var/lib/tributary/checkpoint
-RUN mkdir -p /var/lib/tributary/checkpoint && chown -R node:node /var/lib/tributary
-VOLUME ["/var/lib/tributary/checkpoint"]
+# Retention's scratch space for files being archived, verified or restored: about twice the
+# largest month of one service; a volume keeps it off the container's writable layer.
+ENV ARCHIVE_WORK_DIR=/var/lib/tributary/archive-work
+# The archive itself when no ARCHIVE_S3_BUCKET is set: a persistent volume, shared by every
+# process of the deployment (erasure in the API rewrites what the workers archived). Rows are
+# deleted from PostgreSQL once archived, so the VOLUME keeps it out of the container's layer.
+ENV ARCHIVE_DIR=/var/lib/tributary/archive
+RUN mkdir -p /var/lib/tributary/checkpoint /var/lib/tributary/archive-work /var/lib/tributary/archive \
+  && chown -R node:node /var/lib/tributary
+VOLUME ["/var/lib/tributary/checkpoint", "/var/lib/tributary/archive"]
 USER node
 EXPOSE 8080
 # Only meaningful for roles with an HTTP server (serve, all); disable it for `work`.

@@ -136,13 +136,17 @@ describe('docker-compose.yml', () => {
     expect(services.split('\n').filter(Boolean).sort()).toEqual(
       [
         'api',
+        'archive-bucket',
         'grafana',
         'jaeger',
         'migrate',
+        'minio',
         'otel-collector',
         'postgres',
         'prometheus',
         'redis',
+        // one-shot, under the `ops` profile: `docker compose --profile ops run retention`
+        'retention',
         'worker',
       ].sort(),
     );
