@@ -190,6 +190,8 @@ const schema = z.object({
         .filter(Boolean),
     ),
 
+  /** An erasure job whose runner stopped reporting progress this long ago is taken over by another process. */
+  DSAR_LOCK_TTL_MS: int(60_000, 1_000, 3_600_000),
   /** Requests per minute for keys that have no limit of their own; unset: unlimited. */
   DEFAULT_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).max(100_000_000).optional(),
   /** How long a rotated key keeps working beside its replacement, by default. */

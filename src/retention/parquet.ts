@@ -140,6 +140,53 @@ export class ParquetFiles {
     );
   }
 
+  /** Rows whose user_id is one of `userIds`. */
+  async countSubject(parquetPath: string, userIds: readonly string[]): Promise<number> {
+    const reader = await this.#conn.runAndReadAll(
+      `SELECT count(*)::BIGINT AS n FROM read_parquet(${lit(parquetPath)}) WHERE user_id IN (${userIds.map(lit).join(', ')})`,
+    );
+    return Number((reader.getRowObjectsJson()[0] as { n: string | number }).n);
+  }
+
+  /** A copy of the file without the rows of `userIds`, same columns, order and compression. */
+  async withoutSubject(src: string, dst: string, userIds: readonly string[]): Promise<void> {
+    await this.#conn.run(
+      `COPY (SELECT * FROM read_parquet(${lit(src)})
+              WHERE user_id IS NULL OR user_id NOT IN (${userIds.map(lit).join(', ')}))
+       TO ${lit(dst)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)`,
+    );
+  }
+
+  /** The rows of `userIds`, as objects in the API's event shape, a chunk at a time. */
+  async *subjectRows(
+    parquetPath: string,
+    userIds: readonly string[],
+  ): AsyncGenerator<Record<string, unknown>[]> {
+    const result = await this.#conn.stream(
+      `SELECT id, service, type, strftime(occurred_at, '%Y-%m-%dT%H:%M:%S.%gZ') AS timestamp,
+              strftime(received_at, '%Y-%m-%dT%H:%M:%S.%gZ') AS "receivedAt", user_id AS "userId", message,
+              metadata::VARCHAR AS metadata
+         FROM read_parquet(${lit(parquetPath)}) WHERE user_id IN (${userIds.map(lit).join(', ')})
+        ORDER BY occurred_at, id`,
+    );
+    for (;;) {
+      const chunk = await result.fetchChunk();
+      if (!chunk || chunk.rowCount === 0) break;
+      yield (chunk.getRows() as (string | null)[][]).map(
+        ([id, service, type, timestamp, receivedAt, userId, message, metadata]) => ({
+          id,
+          service,
+          type,
+          timestamp,
+          receivedAt,
+          userId,
+          message,
+          metadata: metadata === null || metadata === undefined ? null : (JSON.parse(metadata) as unknown),
+        }),
+      );
+    }
+  }
+
   close(): void {
     this.#conn.closeSync();
     this.#db.closeSync();

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 
-export type RunTrigger = 'schedule' | 'manual' | 'cli';
+/** `erasure`: an erasure job holding the lease while it rewrites archive objects. */
+export type RunTrigger = 'schedule' | 'manual' | 'cli' | 'erasure';
 
 /** Another pass holds the lease; `runId` is the one in progress. */
 export class RetentionBusyError extends Error {
@@ -147,7 +148,7 @@ export async function listRuns(pool: pg.Pool, limit: number): Promise<Omit<RunRe
 /** Start of the newest completed pass, or undefined when none completed. */
 export async function lastCompletedRun(pool: pg.Pool): Promise<Date | undefined> {
   const { rows } = await pool.query<{ at: Date | null }>(
-    `SELECT max(started_at) AS at FROM retention_runs WHERE status = 'completed'`,
+    `SELECT max(started_at) AS at FROM retention_runs WHERE status = 'completed' AND trigger <> 'erasure'`,
   );
   return rows[0]?.at ?? undefined;
 }

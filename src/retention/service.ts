@@ -1,3 +1,4 @@
+import { readdir, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { Cron } from 'croner';
@@ -11,6 +12,19 @@ import { runPass } from './pass.ts';
 import type { Month } from './policy.ts';
 import { type RestoreResult, restoreArchives } from './restore.ts';
 import { lastCompletedRun, RetentionBusyError, RunLease, type RunTrigger } from './runs.ts';
+
+const RUN_DIR = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * Scratch directories of earlier passes (named by run id) that were killed before they
+ * could clean up. Only one pass runs at a time, so none of them is in use.
+ */
+async function removeStaleScratch(root: string): Promise<void> {
+  const entries = await readdir(root).catch(() => [] as string[]);
+  for (const name of entries.filter((n) => RUN_DIR.test(n))) {
+    await rm(join(root, name), { recursive: true, force: true }).catch(() => {});
+  }
+}
 
 export type RetentionConfig = Pick<
   Config,
@@ -62,6 +76,7 @@ export class RetentionService {
     const { pool, config, logger, metrics } = this.#o;
     const lease = await RunLease.acquire(pool, trigger, this.#holder, config.RETENTION_LOCK_TTL_MS);
     logger.info({ runId: lease.id, trigger }, 'retention pass started');
+    await removeStaleScratch(config.ARCHIVE_WORK_DIR);
     const started = process.hrtime.bigint();
     const done = inSpan('retention.pass', { attributes: { 'tributary.run_id': lease.id } }, () =>
       runPass(

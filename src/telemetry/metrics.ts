@@ -10,6 +10,7 @@ export class Metrics {
   readonly eventsRejected: Counter<'reason'>;
   readonly eventsPersisted: Counter;
   readonly eventsDeadLettered: Counter;
+  readonly eventsSkipped: Counter<'reason'>;
   readonly batchSize: Histogram;
   readonly insertDuration: Histogram;
   readonly endToEndLatency: Histogram;
@@ -32,6 +33,10 @@ export class Metrics {
   readonly retentionRowsRestored: Counter;
   readonly retentionPasses: Counter<'outcome'>;
   readonly retentionPassDuration: Histogram;
+  readonly auditWriteFailures: Counter;
+  readonly dsarRequests: Counter<'kind'>;
+  readonly dsarRowsErased: Counter<'place'>;
+  readonly exportRows: Counter<'source'>;
 
   constructor(registry = new Registry(), opts: { processMetrics?: boolean } = {}) {
     this.registry = registry;
@@ -73,6 +78,12 @@ export class Metrics {
     this.eventsDeadLettered = new Counter({
       name: 'tributary_events_dead_lettered_total',
       help: 'Buffer entries moved to the dead-letter stream',
+      registers,
+    });
+    this.eventsSkipped = new Counter({
+      name: 'tributary_events_skipped_total',
+      help: 'Events not stored on purpose: subject opted out (at ingest or by a worker) or being erased',
+      labelNames: ['reason'],
       registers,
     });
     this.batchSize = new Histogram({
@@ -187,12 +198,35 @@ export class Metrics {
       labelNames: ['outcome'],
       registers,
     });
+    this.dsarRequests = new Counter({
+      name: 'tributary_dsar_requests_total',
+      help: 'Data-subject requests received, by kind (erasure, export)',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.dsarRowsErased = new Counter({
+      name: 'tributary_dsar_rows_erased_total',
+      help: 'Events erased for data-subject requests, by place (database, buffer, checkpoint, archive)',
+      labelNames: ['place'],
+      registers,
+    });
+    this.exportRows = new Counter({
+      name: 'tributary_dsar_export_rows_total',
+      help: 'Events streamed by subject exports, by source (database, archive)',
+      labelNames: ['source'],
+      registers,
+    });
     // Both outcomes exist from the start, so increase() over them works from the first failure.
     for (const outcome of ['completed', 'failed']) this.retentionPasses.inc({ outcome }, 0);
     this.retentionPassDuration = new Histogram({
       name: 'tributary_retention_pass_duration_seconds',
       help: 'Duration of retention passes run by this process',
       buckets: [1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 12 * 3600],
+      registers,
+    });
+    this.auditWriteFailures = new Counter({
+      name: 'tributary_audit_write_failures_total',
+      help: 'Admin and compliance calls whose audit_log row could not be written (the call itself went on)',
       registers,
     });
   }

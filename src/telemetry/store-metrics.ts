@@ -38,7 +38,7 @@ export function registerStoreMetrics(registry: Registry, pool: pg.Pool): void {
       this.reset();
       try {
         const { rows } = await pool.query<{ t: number | null }>(
-          `SELECT extract(epoch FROM max(finished_at))::float8 AS t FROM retention_runs WHERE status = 'completed'`,
+          `SELECT extract(epoch FROM max(finished_at))::float8 AS t FROM retention_runs WHERE status = 'completed' AND trigger <> 'erasure'`,
         );
         this.set(rows[0]?.t ?? 0);
       } catch {

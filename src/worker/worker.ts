@@ -13,6 +13,7 @@ import { type DatabaseBreaker, isBreakerOpen } from './breaker.ts';
 import { type Checkpoint, CheckpointFailedError } from './checkpoint/checkpoint.ts';
 import { InFlightBatches } from './in-flight.ts';
 import { insertIsolating } from './persist.ts';
+import type { DropReason, SubjectRegistry } from '../compliance/subjects.ts';
 
 export interface WorkerOptions {
   consumer: StreamConsumer;
@@ -23,6 +24,8 @@ export interface WorkerOptions {
   /** Replays checkpoints left by workers that are gone (other directories under CHECKPOINT_DIR). */
   replayOrphans?: (persist: (events: string[]) => Promise<void>, stop: () => boolean) => Promise<number>;
   statusBoard: WorkerStatusBoard;
+  /** Opted-out subjects and erasures in progress: their events are dropped, not stored. */
+  subjects?: SubjectRegistry;
   logger: Logger;
   metrics: Metrics;
   config: Pick<
@@ -212,16 +215,18 @@ export class Worker {
       }
     }
 
-    const outcome = await this.#persist(candidates);
+    const { store: toStore, dropped } = await this.#dropUnwanted(candidates, 'buffer', (e) => e.event as string);
+    const outcome = await this.#persist(toStore);
     if (!outcome) return; // stopping while the database is down: entries stay pending, nothing lost
+
     const dead = [...poison, ...outcome.refused];
     if (dead.length > 0) {
       await deadLetters.move(dead, consumer);
       metrics.eventsDeadLettered.inc(dead.length);
       logger.warn({ count: dead.length, first: dead[0]?.error }, 'entries moved to the dead-letter stream');
     }
-    if (outcome.durable.length > 0) {
-      const durable = outcome.durable;
+    if (outcome.durable.length + dropped.length > 0) {
+      const durable = dropped.length > 0 ? [...outcome.durable, ...dropped] : outcome.durable;
       await inSpan('tributary.ack', { attributes: { 'messaging.batch.message_count': durable.length } }, () =>
         consumer.ack(durable),
       );
@@ -243,6 +248,7 @@ export class Worker {
         alreadyStored: outcome.spilled ? 0 : outcome.durable.length - outcome.inserted,
         checkpointed: outcome.spilled ? outcome.durable.length : 0,
         deadLettered: dead.length,
+        ...(dropped.length > 0 ? { dropped: dropped.length } : {}),
         ms: Math.round(performance.now() - started),
       },
       'batch',
@@ -334,7 +340,8 @@ export class Worker {
     try {
       const replayed = await inSpan(`tributary.checkpoint.replay`, { attributes: { what } }, () =>
         replay(
-          async (events) => {
+          async (all) => {
+            const { store: events } = await this.#dropUnwanted(all, 'checkpoint', (e) => e);
             const result = await breaker.execute(() => insertIsolating(this.#o.pool, events));
             metrics.eventsPersisted.inc(result.inserted);
             if (result.refused.length > 0) {
@@ -354,6 +361,34 @@ export class Worker {
     } finally {
       void this.publishStatus();
     }
+  }
+
+  /**
+   * Splits off the events of opted-out subjects and of subjects being erased (counted for
+   * their erasure requests); they are acknowledged without being stored.
+   */
+  async #dropUnwanted<T>(
+    items: T[],
+    where: 'buffer' | 'checkpoint',
+    json: (item: T) => string,
+  ): Promise<{ store: T[]; dropped: T[] }> {
+    const { subjects, metrics } = this.#o;
+    if (!subjects || subjects.empty) return { store: items, dropped: [] };
+    const store: T[] = [];
+    const dropped: T[] = [];
+    const drops: { reason: DropReason; userId: string }[] = [];
+    for (const item of items) {
+      const drop = subjects.dropReason(json(item));
+      if (drop) {
+        dropped.push(item);
+        drops.push(drop);
+      } else store.push(item);
+    }
+    if (drops.length > 0) {
+      for (const d of drops) metrics.eventsSkipped.inc({ reason: d.reason });
+      await subjects.recordDrops(drops, where);
+    }
+    return { store, dropped };
   }
 
   /** A dead letter for an event replayed from the checkpoint: it is no longer in any stream. */

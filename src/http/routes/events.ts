@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { BufferFullError } from '../../buffer/errors.ts';
 import type { BufferMonitor } from '../../buffer/monitor.ts';
 import type { BufferedEvent, EnqueueOutcome, EventProducer } from '../../buffer/producer.ts';
+import type { SubjectRegistry } from '../../compliance/subjects.ts';
 import type { Config } from '../../config.ts';
 import { maxRetentionDays } from '../../config.ts';
 import { type NormalisedEvent, parseEvent, type ValidationContext } from '../../events/event.schema.ts';
@@ -20,6 +21,8 @@ import { requireScope } from '../middleware/auth.ts';
 
 export interface EventRoutesDeps {
   config: Pick<Config, 'MAX_BODY_BYTES' | 'RETENTION_DAYS' | 'RETENTION_BY_SERVICE'>;
+  /** Opted-out subjects: their events are answered `skipped` and never buffered. */
+  subjects?: SubjectRegistry;
   producer: EventProducer;
   monitor: BufferMonitor;
   db: Db;
@@ -98,6 +101,10 @@ export function eventRoutes(deps: EventRoutesDeps): Hono<AppEnv> {
       metrics.eventsRejected.inc({ reason: 'invalid_event' });
       throw new ApiError('invalid_event', 400, 'the event is invalid', { details: result.issues });
     }
+    if (deps.subjects?.isOptedOut(result.event.userId)) {
+      metrics.eventsSkipped.inc({ reason: 'user_opt_out' });
+      return c.json({ id: result.event.id, status: 'skipped', reason: 'user_opt_out' }, 202);
+    }
     refuseWhenFull(1);
     const [outcome] = await enqueue(() => [
       { event: result.event, json: result.json, traceparent: currentTraceparent() },
@@ -115,10 +122,12 @@ export function eventRoutes(deps: EventRoutesDeps): Hono<AppEnv> {
 
     const ctx = context();
     const valid: { index: number; event: NormalisedEvent; json: string }[] = [];
+    let skipped = 0;
     const validation = getTracer().startSpan('tributary.validate', { attributes: { events: inputs.length } });
     for (const { index, value } of inputs) {
       const result = parseEvent(value, ctx);
-      if (result.ok) valid.push({ index, event: result.event, json: result.json });
+      if (result.ok && deps.subjects?.isOptedOut(result.event.userId)) skipped++;
+      else if (result.ok) valid.push({ index, event: result.event, json: result.json });
       else
         rejected.push({
           index,
@@ -129,6 +138,7 @@ export function eventRoutes(deps: EventRoutesDeps): Hono<AppEnv> {
     }
     validation.end();
     if (rejected.length > 0) metrics.eventsRejected.inc({ reason: 'invalid_event' }, rejected.length);
+    if (skipped > 0) metrics.eventsSkipped.inc({ reason: 'user_opt_out' }, skipped);
     if (valid.length > 0) refuseWhenFull(valid.length);
     const outcomes =
       valid.length > 0
@@ -142,7 +152,7 @@ export function eventRoutes(deps: EventRoutesDeps): Hono<AppEnv> {
       {
         accepted: outcomes.filter((o) => o === 'accepted').length,
         duplicates: outcomes.filter((o) => o === 'duplicate').length,
-        skipped: 0,
+        skipped,
         ids: valid.map((v) => v.event.id),
         rejected,
       },

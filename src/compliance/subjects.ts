@@ -1,0 +1,182 @@
+import type { Redis } from 'ioredis';
+import type pg from 'pg';
+import type { Logger } from 'pino';
+
+/** Hash of events a worker dropped for one erasure request: field `buffer` / `checkpoint` → count. */
+export const dropCountKey = (prefix: string, requestId: string) => `${prefix}:dsar:${requestId}:dropped`;
+
+export type DropReason = 'user_opt_out' | 'erased';
+
+/** A change every process applies at once (pub/sub); full reloads catch up on anything missed. */
+type Change =
+  | { op: 'opt_out'; userId: string; at: number }
+  | { op: 'opt_in'; userId: string }
+  | { op: 'erasure'; userId: string; requestId: string; at: number }
+  | { op: 'erasure_done'; userId: string; requestId: string };
+
+export interface SubjectRegistryOptions {
+  pool: pg.Pool;
+  /** For PUBLISH. */
+  redis: Redis;
+  /** A connection of its own, put in subscriber mode. */
+  subscriber: Redis;
+  prefix: string;
+  logger: Logger;
+  /** Full reload interval, in case a message was missed while Redis was away. */
+  reloadEveryMs?: number;
+}
+
+/**
+ * Which data subjects' events must not be stored, held in memory in every API and worker
+ * process so the check costs no round trip per event:
+ *  - opted out (since a time): the API answers their events `skipped`; a worker drops any
+ *    received after the opt-out that a process not yet told let through;
+ *  - being erased (up to the request time): a worker drops their events received before
+ *    the erasure request that still sit in the buffer or the checkpoint.
+ * Loaded from PostgreSQL at start and every few minutes, and changed at once through a
+ * Redis pub/sub channel.
+ */
+export class SubjectRegistry {
+  readonly #o: SubjectRegistryOptions;
+  readonly #optOuts = new Map<string, number>();
+  /** userId → latest erasure request time (ms) and its request ids. */
+  readonly #erasures = new Map<string, { at: number; requests: Set<string> }>();
+  readonly #channel: string;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(opts: SubjectRegistryOptions) {
+    this.#o = opts;
+    this.#channel = `${opts.prefix}:subjects`;
+  }
+
+  async start(): Promise<void> {
+    const { subscriber, logger } = this.#o;
+    subscriber.on('message', (channel: string, message: string) => {
+      if (channel !== this.#channel) return;
+      try {
+        this.#apply(JSON.parse(message) as Change);
+      } catch (err) {
+        logger.warn({ err: String(err) }, 'bad subject change message');
+      }
+    });
+    // Reload after every (re)subscribe: changes published while disconnected were missed.
+    subscriber.on('ready', () => {
+      void subscriber
+        .subscribe(this.#channel)
+        .then(() => this.reload())
+        .catch(() => {});
+    });
+    if (subscriber.status === 'ready') await subscriber.subscribe(this.#channel).catch(() => {});
+    await this.reload().catch((err: unknown) =>
+      logger.warn({ err: String(err) }, 'opt-outs and erasures not loaded yet; retrying'),
+    );
+    this.#timer = setInterval(() => void this.reload().catch(() => {}), this.#o.reloadEveryMs ?? 300_000);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+
+  /** Reads every opt-out and open erasure from PostgreSQL. */
+  async reload(): Promise<void> {
+    const [opt, era] = await Promise.all([
+      this.#o.pool.query<{ user_id: string; at: string }>(
+        `SELECT user_id, (extract(epoch FROM created_at) * 1000)::float8 AS at FROM opt_outs`,
+      ),
+      this.#o.pool.query<{ id: string; user_id: string; at: string }>(
+        `SELECT id, user_id, (extract(epoch FROM requested_at) * 1000)::float8 AS at
+           FROM dsar_requests WHERE kind = 'erasure' AND status IN ('pending', 'running')`,
+      ),
+    ]);
+    this.#optOuts.clear();
+    for (const r of opt.rows) this.#optOuts.set(r.user_id, Number(r.at));
+    this.#erasures.clear();
+    for (const r of era.rows)
+      this.#apply({ op: 'erasure', userId: r.user_id, requestId: r.id, at: Number(r.at) });
+  }
+
+  #apply(change: Change): void {
+    switch (change.op) {
+      case 'opt_out':
+        this.#optOuts.set(change.userId, change.at);
+        break;
+      case 'opt_in':
+        this.#optOuts.delete(change.userId);
+        break;
+      case 'erasure': {
+        const e = this.#erasures.get(change.userId) ?? { at: 0, requests: new Set<string>() };
+        e.at = Math.max(e.at, change.at);
+        e.requests.add(change.requestId);
+        this.#erasures.set(change.userId, e);
+        break;
+      }
+      case 'erasure_done': {
+        const e = this.#erasures.get(change.userId);
+        e?.requests.delete(change.requestId);
+        if (e && e.requests.size === 0) this.#erasures.delete(change.userId);
+        break;
+      }
+    }
+  }
+
+  /** Applies a change here and tells every other process. */
+  async publish(change: Change): Promise<void> {
+    this.#apply(change);
+    await this.#o.redis.publish(this.#channel, JSON.stringify(change));
+  }
+
+  isOptedOut(userId: string | undefined): boolean {
+    return userId !== undefined && this.#optOuts.has(userId);
+  }
+
+  /** Nothing to check: the worker skips parsing events altogether. */
+  get empty(): boolean {
+    return this.#optOuts.size === 0 && this.#erasures.size === 0;
+  }
+
+  /**
+   * Why an event (its JSON as buffered) must not be stored, if it must not; with the
+   * subject, so erasure counts can be attributed.
+   */
+  dropReason(eventJson: string): { reason: DropReason; userId: string } | undefined {
+    if (this.empty) return undefined;
+    let event: { userId?: unknown; receivedAt?: unknown };
+    try {
+      event = JSON.parse(eventJson) as typeof event;
+    } catch {
+      return undefined;
+    }
+    if (typeof event.userId !== 'string') return undefined;
+    const received = typeof event.receivedAt === 'string' ? Date.parse(event.receivedAt) : Number.NaN;
+    const erasure = this.#erasures.get(event.userId);
+    if (erasure && !(received > erasure.at)) return { reason: 'erased', userId: event.userId };
+    const optedOutAt = this.#optOuts.get(event.userId);
+    if (optedOutAt !== undefined && !(received < optedOutAt))
+      return { reason: 'user_opt_out', userId: event.userId };
+    return undefined;
+  }
+
+  /**
+   * Counts events of subjects being erased that a worker dropped, per erasure request and
+   * place (`buffer` or `checkpoint`), in Redis, where the erasure job reads them.
+   */
+  async recordDrops(
+    drops: { reason: DropReason; userId: string }[],
+    where: 'buffer' | 'checkpoint',
+  ): Promise<void> {
+    const counts = new Map<string, number>();
+    for (const d of drops) {
+      if (d.reason !== 'erased') continue;
+      for (const id of this.#erasures.get(d.userId)?.requests ?? [])
+        counts.set(id, (counts.get(id) ?? 0) + 1);
+    }
+    if (counts.size === 0) return;
+    const multi = this.#o.redis.multi();
+    for (const [id, n] of counts) {
+      multi.hincrby(dropCountKey(this.#o.prefix, id), where, n);
+      multi.expire(dropCountKey(this.#o.prefix, id), 30 * 86_400);
+    }
+    await multi.exec();
+  }
+}
