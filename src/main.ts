@@ -8,12 +8,16 @@ import { DeadLetterStream } from './buffer/dead-letter.ts';
 import { BufferMonitor } from './buffer/monitor.ts';
 import { EventProducer } from './buffer/producer.ts';
 import { WorkerStatusBoard } from './buffer/worker-status.ts';
+import { ErasureService } from './compliance/erasure.ts';
+import type { ExportOptions } from './compliance/export.ts';
+import { SubjectRegistry } from './compliance/subjects.ts';
 import { type Config, ConfigError, loadConfig, maxRetentionDays } from './config.ts';
 import { createDeps, type Deps } from './deps.ts';
 import { runApiPrimary } from './http/api-cluster.ts';
 import { createApp } from './http/app.ts';
-import { KeyResolver } from './http/key-resolver.ts';
-import { startHttpServer } from './http/server.ts';
+import { KeyInvalidations, KeyResolver } from './http/key-resolver.ts';
+import { RedisRateLimiter } from './http/middleware/rate-limit.ts';
+import { startHttpServers } from './http/server.ts';
 import { parseMonth } from './retention/policy.ts';
 import { getRun, RetentionBusyError } from './retention/runs.ts';
 import { RetentionService } from './retention/service.ts';
@@ -86,6 +90,56 @@ function retentionOf(deps: Deps): RetentionService {
   return service;
 }
 
+interface Compliance {
+  subjects: SubjectRegistry;
+  erasure: ErasureService;
+  exports: ExportOptions;
+}
+
+/** Opt-outs, erasures and exports: one set per process, shared by the API and the worker. */
+const complianceOfDeps = new WeakMap<Deps, Promise<Compliance>>();
+function complianceOf(deps: Deps): Promise<Compliance> {
+  let found = complianceOfDeps.get(deps);
+  if (!found) {
+    found = (async () => {
+      const { config, pool, redis, keys, logger, metrics } = deps;
+      const subjects = new SubjectRegistry({
+        pool,
+        redis,
+        subscriber: deps.blockingRedis(60_000),
+        prefix: config.REDIS_PREFIX,
+        logger,
+      });
+      await subjects.start();
+      const store = retentionOf(deps).store;
+      const erasure = new ErasureService({
+        pool,
+        redis,
+        keys,
+        store,
+        subjects,
+        workers: new WorkerStatusBoard({ redis, keys }),
+        logger,
+        metrics,
+        workDir: config.ARCHIVE_WORK_DIR,
+        batchRows: config.RETENTION_BATCH_ROWS,
+        anonymizeSecret: config.ANONYMIZE_SECRET,
+        staleMs: config.DSAR_LOCK_TTL_MS,
+      });
+      const exports: ExportOptions = {
+        pool,
+        store,
+        metrics,
+        workDir: config.ARCHIVE_WORK_DIR,
+        anonymizeSecret: config.ANONYMIZE_SECRET,
+      };
+      return { subjects, erasure, exports };
+    })();
+    complianceOfDeps.set(deps, found);
+  }
+  return found;
+}
+
 async function startServe(deps: Deps): Promise<Stop> {
   const { config, logger, metrics, redis, keys, pool, db } = deps;
   await redisReady(deps, 5_000);
@@ -117,14 +171,22 @@ async function startServe(deps: Deps): Promise<Stop> {
     deadLetters: new DeadLetterStream({ redis, keys }),
     workers: new WorkerStatusBoard({ redis, keys }),
     retention: retentionOf(deps),
+    ...(await complianceOf(deps)),
     keys: new KeyResolver({
       findByHash: (hash) => findActiveKeyByHash(db, hash),
       adminApiKey: config.ADMIN_API_KEY,
       logger,
+      invalidations: new KeyInvalidations({
+        redis,
+        subscriber: deps.blockingRedis(1_000),
+        channel: keys.keyInvalidations,
+        logger,
+      }),
     }),
+    rateLimiter: new RedisRateLimiter({ redis, keys, logger }),
   });
-  const server = await startHttpServer(app, config);
-  logger.info({ port: server.port }, 'listening');
+  const server = await startHttpServers(app, config);
+  logger.info({ port: server.port, adminPort: server.adminPort, tls: server.tls }, 'listening');
   return async () => {
     monitor.stop();
     await server.close();
@@ -152,6 +214,7 @@ async function startWork(deps: Deps): Promise<Stop> {
     metrics,
   };
   const checkpoint = await openOwnCheckpoint(slotOptions);
+  const compliance = await complianceOf(deps);
   let worker: Worker | undefined;
   const breaker = new DatabaseBreaker({
     config,
@@ -168,11 +231,13 @@ async function startWork(deps: Deps): Promise<Stop> {
     replayOrphans: (persist, stop) =>
       replayOrphanedCheckpoints({ ...slotOptions, own: checkpoint.dir }, persist, stop),
     statusBoard: new WorkerStatusBoard({ redis, keys }),
+    subjects: compliance.subjects,
     logger,
     metrics,
     config,
   });
   await worker.start();
+  compliance.erasure.startPolling();
   const retention = retentionOf(deps);
   retention.startSchedule();
   const metricsServer =
@@ -191,6 +256,8 @@ async function startWork(deps: Deps): Promise<Stop> {
   );
   return async () => {
     maintenance.stop();
+    compliance.erasure.stop();
+    compliance.subjects.stop();
     await retention.close();
     await worker.stop();
     await checkpoint.close();

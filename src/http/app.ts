@@ -6,20 +6,40 @@ import type { DeadLetterStream } from '../buffer/dead-letter.ts';
 import type { BufferMonitor } from '../buffer/monitor.ts';
 import type { EventProducer } from '../buffer/producer.ts';
 import type { WorkerStatusBoard } from '../buffer/worker-status.ts';
+import type { ErasureService } from '../compliance/erasure.ts';
+import type { ExportOptions } from '../compliance/export.ts';
+import type { SubjectRegistry } from '../compliance/subjects.ts';
 import type { Config } from '../config.ts';
 import type { RetentionService } from '../retention/service.ts';
+import { appendAudit } from '../store/audit.repo.ts';
 import type { Db } from '../store/db.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { AppEnv } from './env.ts';
 import { ApiError, errorResponse } from './errors.ts';
 import type { KeyResolver } from './key-resolver.ts';
+import { auditTrail } from './middleware/audit.ts';
+import { authenticate } from './middleware/auth.ts';
+import { splitListeners } from './middleware/listener.ts';
+import { type RateLimiter, rateLimit } from './middleware/rate-limit.ts';
 import { requestContext, requestLogger } from './middleware/request-context.ts';
+import { apiSecureHeaders } from './middleware/security-headers.ts';
 import { adminRoutes } from './routes/admin.ts';
+import { auditRoutes } from './routes/audit.ts';
+import { dsarRoutes } from './routes/dsar.ts';
 import { eventRoutes } from './routes/events.ts';
 import { healthRoutes } from './routes/health.ts';
 
 export interface AppDeps {
-  config: Pick<Config, 'MAX_BODY_BYTES' | 'RETENTION_DAYS' | 'RETENTION_BY_SERVICE'>;
+  config: Pick<
+    Config,
+    | 'MAX_BODY_BYTES'
+    | 'RETENTION_DAYS'
+    | 'RETENTION_BY_SERVICE'
+    | 'TRUST_PROXY'
+    | 'TLS_CERT_FILE'
+    | 'DEFAULT_RATE_LIMIT_PER_MINUTE'
+    | 'KEY_ROTATION_OVERLAP_S'
+  >;
   logger: Logger;
   metrics: Metrics;
   redis: Redis;
@@ -29,19 +49,46 @@ export interface AppDeps {
   monitor: BufferMonitor;
   deadLetters: DeadLetterStream;
   keys: KeyResolver;
+  /** Per-key rate limits; absent, nothing is limited. */
+  rateLimiter?: RateLimiter;
   /** Breaker and checkpoint state reported by every worker. */
   workers: WorkerStatusBoard;
   retention: RetentionService;
+  subjects: SubjectRegistry;
+  erasure: ErasureService;
+  exports: ExportOptions;
 }
 
 /** The whole HTTP API as a Hono app (no server attached). */
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.use('*', requestContext(deps.logger, deps.metrics));
+  app.use('*', apiSecureHeaders(deps.config.TLS_CERT_FILE !== undefined));
+  // Before authentication, so refused calls are recorded too; before the listener
+  // split, so admin calls tried on the public port are as well.
+  app.use(
+    '*',
+    auditTrail({
+      append: (record) => appendAudit(deps.db, record),
+      logger: deps.logger,
+      metrics: deps.metrics,
+      trustProxy: deps.config.TRUST_PROXY,
+    }),
+  );
+  app.use('*', splitListeners());
+  // Every /v1 route needs a key, and each request is counted once against its limit;
+  // the routes then check their scope with requireScope.
+  app.use(
+    '/v1/*',
+    authenticate(deps.keys),
+    rateLimit({ limiter: deps.rateLimiter, defaultPerMinute: deps.config.DEFAULT_RATE_LIMIT_PER_MINUTE }),
+  );
 
   app.route('/', healthRoutes(deps));
   app.route('/', eventRoutes(deps));
   app.route('/', adminRoutes(deps));
+  app.route('/', auditRoutes(deps));
+  app.route('/', dsarRoutes(deps));
 
   app.notFound((c) =>
     errorResponse(c, new ApiError('not_found', 404, `no route for ${c.req.method} ${c.req.path}`)),

@@ -5,6 +5,7 @@ import type { DeadLetter, DeadLetterStream } from '../buffer/dead-letter.ts';
 import { ENTRY_FORMAT_VERSION } from '../buffer/keys.ts';
 import { partitionFor } from '../buffer/partition.ts';
 import type { WorkerStatusBoard } from '../buffer/worker-status.ts';
+import type { DropReason, SubjectRegistry } from '../compliance/subjects.ts';
 import type { Config } from '../config.ts';
 import { classifyDbError } from '../store/errors.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
@@ -13,7 +14,6 @@ import { type DatabaseBreaker, isBreakerOpen } from './breaker.ts';
 import { type Checkpoint, CheckpointFailedError } from './checkpoint/checkpoint.ts';
 import { InFlightBatches } from './in-flight.ts';
 import { insertIsolating } from './persist.ts';
-import type { DropReason, SubjectRegistry } from '../compliance/subjects.ts';
 
 export interface WorkerOptions {
   consumer: StreamConsumer;
@@ -215,7 +215,11 @@ export class Worker {
       }
     }
 
-    const { store: toStore, dropped } = await this.#dropUnwanted(candidates, 'buffer', (e) => e.event as string);
+    const { store: toStore, dropped } = await this.#dropUnwanted(
+      candidates,
+      'buffer',
+      (e) => e.event as string,
+    );
     const outcome = await this.#persist(toStore);
     if (!outcome) return; // stopping while the database is down: entries stay pending, nothing lost
 
