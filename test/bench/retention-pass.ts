@@ -10,8 +10,6 @@
  * (archived, then deleted by key in batches). Then `tributary retention` runs as a real
  * process against a directory (or, with --s3, a local s3rver) and its run record is read back.
  */
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,62 +18,19 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { archiveEnv } from '../helpers/archive-reader.ts';
-import { NODE_FLAGS } from '../helpers/processes.ts';
 import { startS3Server } from '../helpers/s3-server.ts';
-
-const MAIN = new URL('../../src/main.ts', import.meta.url).pathname;
-const BASE = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+import { benchDatabase, runCli } from './tributary-proc.ts';
 
 const { values } = parseArgs({
   options: { rows: { type: 'string', default: '1000000' }, s3: { type: 'boolean' } },
 });
 const ROWS = Number(values.rows);
-const db = `bench_retention_${process.pid}`;
-const url = new URL(BASE);
-url.pathname = `/${db}`;
-const dbUrl = url.toString();
-
-/** Runs the CLI; returns stdout's last line, wall time and peak RSS (kB, from /proc while it runs). */
-async function tributary(args: string[], env: Record<string, string>) {
-  const started = performance.now();
-  const child = spawn(process.execPath, [...NODE_FLAGS, MAIN, ...args], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      DATABASE_URL: dbUrl,
-      LOG_LEVEL: 'warn',
-      RETENTION_SCHEDULE: 'off',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  let peakKb = 0;
-  const poll = setInterval(async () => {
-    try {
-      const { readFile } = await import('node:fs/promises');
-      const status = await readFile(`/proc/${child.pid}/status`, 'utf8');
-      const hwm = /VmHWM:\s+(\d+)/.exec(status);
-      if (hwm) peakKb = Math.max(peakKb, Number(hwm[1]));
-    } catch {
-      // exited
-    }
-  }, 100);
-  child.stdout.setEncoding('utf8').on('data', (c: string) => {
-    out += c;
-  });
-  const [code] = await once(child, 'exit');
-  clearInterval(poll);
-  if (code !== 0) throw new Error(`tributary ${args.join(' ')} exited ${code}: ${out}`);
-  return {
-    last: JSON.parse(out.trim().split('\n').at(-1) as string),
-    seconds: (performance.now() - started) / 1000,
-    peakKb,
-  };
-}
+const db = benchDatabase(`bench_retention_${process.pid}`);
+const dbUrl = db.url;
+const tributary = (args: string[], env: Record<string, string>) =>
+  runCli(args, { DATABASE_URL: dbUrl, ...env }).then((r) => ({ ...r, peakKb: r.peakMb * 1024 }));
 
 async function main(): Promise<void> {
-  const admin = new pg.Client({ connectionString: BASE });
-  await admin.connect();
   const work = mkdtempSync(join(tmpdir(), 'tributary-bench-retention-'));
   const s3 = values.s3 ? await startS3Server({ bucket: 'bench-archive' }) : undefined;
   const store = s3 ? archiveEnv(s3.config) : { ARCHIVE_DIR: join(work, 'archive') };
@@ -153,8 +108,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   } finally {
     await client.end().catch(() => {});
-    await admin.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
-    await admin.end();
+    await db.drop();
     await s3?.stop();
     rmSync(work, { recursive: true, force: true });
   }
