@@ -81,6 +81,7 @@ export class ErasureService {
     return id;
   }
 
+  /** The request as recorded, with the drops workers counted so far (they go on after completion). */
   async status(id: string): Promise<DsarStatus | undefined> {
     const { rows } = await this.#o.pool.query<DsarStatus>(
       `SELECT id AS "requestId", user_id AS "userId", status, requested_at AS "requestedAt", started_at AS "startedAt",
@@ -90,7 +91,13 @@ export class ErasureService {
          FROM dsar_requests WHERE id = $1 AND kind = 'erasure'`,
       [id],
     );
-    return rows[0];
+    const found = rows[0];
+    if (!found) return undefined;
+    const dropped = await this.#o.redis.hgetall(dropCountKey(this.#o.keys.prefix, id)).catch(() => ({}));
+    const counted = dropped as Record<string, string | undefined>;
+    found.deleted.buffer = Math.max(found.deleted.buffer, Number(counted.buffer ?? 0));
+    found.deleted.checkpoint = Math.max(found.deleted.checkpoint, Number(counted.checkpoint ?? 0));
+    return found;
   }
 
   /** Picks up pending requests and those whose runner died, every few seconds. */

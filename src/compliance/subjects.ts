@@ -31,8 +31,9 @@ export interface SubjectRegistryOptions {
  * process so the check costs no round trip per event:
  *  - opted out (since a time): the API answers their events `skipped`; a worker drops any
  *    received after the opt-out that a process not yet told let through;
- *  - being erased (up to the request time): a worker drops their events received before
- *    the erasure request that still sit in the buffer or the checkpoint.
+ *  - erased (up to the request time): a worker drops their events received before the
+ *    erasure request that still sit in the buffer or a checkpoint, however late they come
+ *    (one entry per erased subject, for good).
  * Loaded from PostgreSQL at start and every few minutes, and changed at once through a
  * Redis pub/sub channel.
  */
@@ -86,7 +87,7 @@ export class SubjectRegistry {
       ),
       this.#o.pool.query<{ id: string; user_id: string; at: string }>(
         `SELECT id, user_id, (extract(epoch FROM requested_at) * 1000)::float8 AS at
-           FROM dsar_requests WHERE kind = 'erasure' AND status IN ('pending', 'running')`,
+           FROM dsar_requests WHERE kind = 'erasure' AND status <> 'failed'`,
       ),
     ]);
     this.#optOuts.clear();
@@ -111,12 +112,10 @@ export class SubjectRegistry {
         this.#erasures.set(change.userId, e);
         break;
       }
-      case 'erasure_done': {
-        const e = this.#erasures.get(change.userId);
-        e?.requests.delete(change.requestId);
-        if (e && e.requests.size === 0) this.#erasures.delete(change.userId);
+      case 'erasure_done':
+        // Kept: an orphaned checkpoint replayed later may still hold the subject's events
+        // received before the request; they must never be stored.
         break;
-      }
     }
   }
 
