@@ -18,6 +18,10 @@ export interface BufferKeys {
   readonly deadLetter: string;
   /** `PREFIX:workers` — hash: consumer name → JSON status (breaker, checkpoint), refreshed by each worker. */
   readonly workers: string;
+  /** `PREFIX:ratelimit:{keyId}` — the rate-limit bucket of one API key (lua/rate-limit.lua). */
+  rateLimit(keyId: string): string;
+  /** `PREFIX:api-keys:invalidate` — pub/sub channel: the id of a key revoked or rotated. */
+  readonly keyInvalidations: string;
 }
 
 export function bufferKeys(prefix: string, partitions: number): BufferKeys {
@@ -30,6 +34,8 @@ export function bufferKeys(prefix: string, partitions: number): BufferKeys {
     dedupe: (p, bucket) => `${prefix}:dedupe:{${p}}:${bucket}`,
     deadLetter: `${prefix}:dead`,
     workers: `${prefix}:workers`,
+    rateLimit: (keyId) => `${prefix}:ratelimit:{${keyId}}`,
+    keyInvalidations: `${prefix}:api-keys:invalidate`,
   };
 }
 

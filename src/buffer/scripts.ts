@@ -7,6 +7,14 @@ const lua = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.m
 export type BufferRedis = Redis & {
   tributaryEnqueue(numKeys: number, ...args: (string | Buffer | number)[]): Promise<(string | number)[]>;
   tributaryAckDelete(key: string, group: string, ...ids: string[]): Promise<number>;
+  /** See lua/rate-limit.lua: `[allowed, remaining, retryAfterMs, resetMs]`. */
+  tributaryRateLimit(
+    bucket: string,
+    limit: number,
+    periodMs: number,
+    nowMs: number | '',
+    cost: number,
+  ): Promise<[number, number, number, number]>;
 };
 
 /** Registers the Lua scripts (EVALSHA with automatic fallback to EVAL). Idempotent. */
@@ -15,6 +23,7 @@ export function registerScripts(redis: Redis): BufferRedis {
   if (typeof r.tributaryEnqueue !== 'function') {
     redis.defineCommand('tributaryEnqueue', { lua: lua('enqueue') });
     redis.defineCommand('tributaryAckDelete', { numberOfKeys: 1, lua: lua('ack-delete') });
+    redis.defineCommand('tributaryRateLimit', { numberOfKeys: 1, lua: lua('rate-limit') });
   }
   return r;
 }

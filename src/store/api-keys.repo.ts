@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { and, desc, eq, isNull } from 'drizzle-orm';
+import { and, desc, eq, gt, isNull, or, sql } from 'drizzle-orm';
 import type { Db } from './db.ts';
 import { apiKeys } from './schema.ts';
 
@@ -14,6 +14,8 @@ export interface ApiKeyInfo {
   keyPrefix: string;
   createdAt: string;
   revokedAt: string | null;
+  /** Set on a rotated key: it works until then, then stops. */
+  expiresAt: string | null;
 }
 
 /** SHA-256 hex of a key: keys are 192-bit random, so a fast hash is enough. */
@@ -35,12 +37,15 @@ function toInfo(row: typeof apiKeys.$inferSelect): ApiKeyInfo {
     keyPrefix: row.keyPrefix,
     createdAt: row.createdAt.toISOString(),
     revokedAt: row.revokedAt ? row.revokedAt.toISOString() : null,
+    expiresAt: row.expiresAt ? row.expiresAt.toISOString() : null,
   };
 }
 
+type NewKey = { name: string; scopes: Scope[]; rateLimitPerMinute?: number | null };
+
 export async function createApiKey(
-  db: Db,
-  input: { name: string; scopes: Scope[]; rateLimitPerMinute?: number | null },
+  db: Pick<Db, 'insert'>,
+  input: NewKey,
 ): Promise<{ key: string; info: ApiKeyInfo }> {
   const key = generateKey();
   const [row] = await db
@@ -57,12 +62,16 @@ export async function createApiKey(
   return { key, info: toInfo(row) };
 }
 
-/** The active (not revoked) key with this hash. */
+/** Not revoked, and not past the end of a rotation's overlap. */
+const isActive = () =>
+  and(isNull(apiKeys.revokedAt), or(isNull(apiKeys.expiresAt), gt(apiKeys.expiresAt, sql`now()`)));
+
+/** The active key with this hash. */
 export async function findActiveKeyByHash(db: Db, keyHash: string): Promise<ApiKeyInfo | undefined> {
   const [row] = await db
     .select()
     .from(apiKeys)
-    .where(and(eq(apiKeys.keyHash, keyHash), isNull(apiKeys.revokedAt)))
+    .where(and(eq(apiKeys.keyHash, keyHash), isActive()))
     .limit(1);
   return row ? toInfo(row) : undefined;
 }
@@ -80,4 +89,39 @@ export async function revokeApiKey(db: Db, id: string): Promise<boolean> {
     .where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt)))
     .returning({ id: apiKeys.id });
   return rows.length > 0;
+}
+
+const ROTATED = ' (rotated)';
+
+/**
+ * Replaces an active key: a new key with the same scopes and limit, while the old one keeps
+ * working for `overlapSeconds` (an earlier, shorter expiry is kept). One transaction with
+ * the old row locked, so concurrent rotations or a revocation apply one after the other.
+ * @returns the new key and the old key's expiry, or undefined when no active key has this id.
+ */
+export async function rotateApiKey(
+  db: Db,
+  id: string,
+  overlapSeconds: number,
+): Promise<{ key: string; info: ApiKeyInfo; previous: ApiKeyInfo } | undefined> {
+  return db.transaction(async (tx) => {
+    const [old] = await tx
+      .select()
+      .from(apiKeys)
+      .where(and(eq(apiKeys.id, id), isActive()))
+      .for('update');
+    if (!old) return undefined;
+    const expiresAt = sql`LEAST(${apiKeys.expiresAt}, now() + make_interval(secs => ${overlapSeconds}))`;
+    const [previous] = await tx.update(apiKeys).set({ expiresAt }).where(eq(apiKeys.id, id)).returning();
+    if (!previous) throw new Error('update returned no row');
+    const name = old.name.endsWith(ROTATED)
+      ? old.name
+      : `${old.name.slice(0, 128 - ROTATED.length)}${ROTATED}`;
+    const created = await createApiKey(tx, {
+      name,
+      scopes: toInfo(old).scopes,
+      rateLimitPerMinute: old.rateLimitPerMinute,
+    });
+    return { ...created, previous: toInfo(previous) };
+  });
 }

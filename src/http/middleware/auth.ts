@@ -1,8 +1,8 @@
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import type { Scope } from '../../store/api-keys.repo.ts';
 import type { AppEnv } from '../env.ts';
 import { ApiError } from '../errors.ts';
-import type { KeyResolver } from '../key-resolver.ts';
+import type { KeyResolver, Principal } from '../key-resolver.ts';
 
 function presentedKey(header: (name: string) => string | undefined): string | undefined {
   const direct = header('x-api-key');
@@ -12,24 +12,47 @@ function presentedKey(header: (name: string) => string | undefined): string | un
   return undefined;
 }
 
-/** Requires a valid key carrying `scope`: 401 without a known key, 403 without the scope. */
+/** The caller's principal: 401 without a known key, 503 when it cannot be checked. Never logs the key. */
+async function principalOf(c: Context<AppEnv>, resolver: KeyResolver): Promise<Principal> {
+  const known = c.get('principal');
+  if (known) return known;
+  const key = presentedKey((n) => c.req.header(n));
+  if (!key) throw new ApiError('unauthorized', 401, 'missing API key (x-api-key or Authorization: Bearer)');
+  let principal: Principal | null;
+  try {
+    principal = await resolver.resolve(key);
+  } catch {
+    throw new ApiError('auth_unavailable', 503, 'cannot verify the API key right now; retry later', {
+      retryAfter: 5,
+    });
+  }
+  if (!principal) throw new ApiError('unauthorized', 401, 'unknown, revoked or expired API key');
+  c.set('principal', principal);
+  return principal;
+}
+
+/**
+ * Requires a valid key (401 otherwise) and sets `principal`. Mounted on `/v1/*` ahead of
+ * `rateLimit`, so every authenticated request is counted once, whatever its route.
+ */
+export function authenticate(resolver: KeyResolver): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    await principalOf(c, resolver);
+    await next();
+  };
+}
+
+/**
+ * Requires a valid key carrying `scope`: 401 without a known key, 403 without the scope.
+ * Reuses the principal `authenticate` set; on its own (outside `/v1/*`) it authenticates
+ * too, but then nothing counts the request against a rate limit.
+ */
 export function requireScope(resolver: KeyResolver, scope: Scope): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    const key = presentedKey((n) => c.req.header(n));
-    if (!key) throw new ApiError('unauthorized', 401, 'missing API key (x-api-key or Authorization: Bearer)');
-    let principal: Awaited<ReturnType<KeyResolver['resolve']>>;
-    try {
-      principal = await resolver.resolve(key);
-    } catch {
-      throw new ApiError('auth_unavailable', 503, 'cannot verify the API key right now; retry later', {
-        retryAfter: 5,
-      });
-    }
-    if (!principal) throw new ApiError('unauthorized', 401, 'unknown or revoked API key');
+    const principal = await principalOf(c, resolver);
     if (!principal.scopes.includes(scope)) {
       throw new ApiError('forbidden', 403, `this key lacks the "${scope}" scope`);
     }
-    c.set('principal', principal);
     await next();
   };
 }

@@ -3,10 +3,18 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { DeadLetterStream } from '../../buffer/dead-letter.ts';
+import type { Config } from '../../config.ts';
 import { type ArchiveStatus, listArchives } from '../../retention/archives.repo.ts';
 import { getRun, listRuns, RetentionBusyError } from '../../retention/runs.ts';
 import type { RetentionService } from '../../retention/service.ts';
-import { createApiKey, listApiKeys, revokeApiKey, SCOPES } from '../../store/api-keys.repo.ts';
+import {
+  type ApiKeyInfo,
+  createApiKey,
+  listApiKeys,
+  revokeApiKey,
+  rotateApiKey,
+  SCOPES,
+} from '../../store/api-keys.repo.ts';
 import type { Db } from '../../store/db.ts';
 import { classifyDbError } from '../../store/errors.ts';
 import { bodyKind, parseJson, readBody } from '../body.ts';
@@ -16,6 +24,7 @@ import type { KeyResolver } from '../key-resolver.ts';
 import { requireScope } from '../middleware/auth.ts';
 import { requestLogger } from '../middleware/request-context.ts';
 export interface AdminRoutesDeps {
+  config: Pick<Config, 'KEY_ROTATION_OVERLAP_S'>;
   logger: Logger;
   db: Db;
   pool: pg.Pool;
@@ -28,6 +37,30 @@ const newKey = z.strictObject({
   name: z.string().trim().min(1).max(128),
   scopes: z.array(z.enum(SCOPES)).min(1),
   rateLimitPerMinute: z.number().int().min(1).max(10_000_000).nullish(),
+});
+
+const rotation = z.strictObject({
+  overlapSeconds: z
+    .number()
+    .int()
+    .min(0)
+    .max(90 * 86_400)
+    .optional(),
+});
+
+function invalidRequest(message: string, issues: z.core.$ZodIssue[]): ApiError {
+  return new ApiError('invalid_request', 400, message, {
+    details: issues.map((i) => ({ path: i.path.join('.'), code: i.code, message: i.message })),
+  });
+}
+
+/** A key as shown once to its owner, with its secret. */
+const shownOnce = (key: string, info: ApiKeyInfo) => ({
+  id: info.id,
+  key,
+  name: info.name,
+  scopes: info.scopes,
+  rateLimitPerMinute: info.rateLimitPerMinute,
 });
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -81,19 +114,32 @@ export function adminRoutes(deps: AdminRoutesDeps): Hono<AppEnv> {
   app.post('/v1/admin/keys', async (c) => {
     bodyKind(c, ['json']);
     const parsed = newKey.safeParse(parseJson(await readBody(c, 64 * 1024)));
-    if (!parsed.success) {
-      throw new ApiError('invalid_request', 400, 'invalid key request', {
-        details: parsed.error.issues.map((i) => ({
-          path: i.path.join('.'),
-          code: i.code,
-          message: i.message,
-        })),
-      });
-    }
+    if (!parsed.success) throw invalidRequest('invalid key request', parsed.error.issues);
     const { key, info } = await withDb(() => createApiKey(deps.db, parsed.data));
     requestLogger(c, deps.logger).info({ keyId: info.id, scopes: info.scopes }, 'api key created');
+    return c.json(shownOnce(key, info), 201);
+  });
+
+  app.post('/v1/admin/keys/:id/rotate', async (c) => {
+    const id = c.req.param('id');
+    // The body is optional: no body (or `{}`) takes the configured overlap.
+    const raw = (await readBody(c, 64 * 1024)).trim();
+    if (raw !== '') bodyKind(c, ['json']);
+    const parsed = rotation.safeParse(raw === '' ? {} : parseJson(raw));
+    if (!parsed.success) throw invalidRequest('invalid rotation request', parsed.error.issues);
+    const overlap = parsed.data.overlapSeconds ?? deps.config.KEY_ROTATION_OVERLAP_S;
+    const rotated = UUID.test(id) ? await withDb(() => rotateApiKey(deps.db, id, overlap)) : undefined;
+    if (!rotated) throw new ApiError('not_found', 404, 'no active key with this id');
+    await deps.keys.keyChanged(id);
+    requestLogger(c, deps.logger).info(
+      { keyId: rotated.info.id, rotatedFrom: id, oldKeyExpiresAt: rotated.previous.expiresAt },
+      'api key rotated',
+    );
     return c.json(
-      { id: info.id, key, name: info.name, scopes: info.scopes, rateLimitPerMinute: info.rateLimitPerMinute },
+      {
+        ...shownOnce(rotated.key, rotated.info),
+        rotatedFrom: { id, expiresAt: rotated.previous.expiresAt },
+      },
       201,
     );
   });
@@ -107,7 +153,7 @@ export function adminRoutes(deps: AdminRoutesDeps): Hono<AppEnv> {
     if (!UUID.test(id) || !(await withDb(() => revokeApiKey(deps.db, id)))) {
       throw new ApiError('not_found', 404, 'no active key with this id');
     }
-    deps.keys.clear();
+    await deps.keys.keyChanged(id);
     requestLogger(c, deps.logger).info({ keyId: id }, 'api key revoked');
     return c.body(null, 204);
   });

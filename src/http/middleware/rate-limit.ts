@@ -1,0 +1,188 @@
+import type { MiddlewareHandler } from 'hono';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { BufferKeys } from '../../buffer/keys.ts';
+import { registerScripts } from '../../buffer/scripts.ts';
+import type { AppEnv } from '../env.ts';
+import { ApiError, errorResponse } from '../errors.ts';
+
+const MINUTE_MS = 60_000;
+
+/** The outcome of counting one request against a key's limit. */
+export interface RateLimitDecision {
+  allowed: boolean;
+  /** Requests per minute (also the burst). */
+  limit: number;
+  /** Requests still allowed right now. */
+  remaining: number;
+  /** Seconds until the full limit is available again. */
+  resetS: number;
+  /** Seconds until a refused request would be allowed (at least 1). */
+  retryAfterS: number;
+}
+
+export interface RateLimiter {
+  /** Counts one request of `keyId`; undefined when that cannot be done now (the request goes through). */
+  consume(keyId: string, perMinute: number): Promise<RateLimitDecision | undefined>;
+}
+
+export interface RedisRateLimiterOptions {
+  /** The shared client (auto-pipelined): one EVALSHA per request, no lock. */
+  redis: Redis;
+  keys: Pick<BufferKeys, 'rateLimit'>;
+  logger: Logger;
+  /** Longest wait for Redis before a request goes through uncounted. */
+  timeoutMs?: number;
+  /** The clock in ms; by default Redis's own (one clock for every API node). For tests. */
+  now?: () => number;
+}
+
+/** A key refused until `until` (ms, local clock): no request of it can pass before then. */
+interface Refusal {
+  perMinute: number;
+  until: number;
+  fullAt: number;
+}
+
+const MAX_REFUSALS = 10_000;
+
+function toDecision(
+  perMinute: number,
+  allowed: boolean,
+  remaining: number,
+  retryAfterMs: number,
+  resetMs: number,
+): RateLimitDecision {
+  return {
+    allowed,
+    limit: perMinute,
+    remaining,
+    resetS: Math.ceil(resetMs / 1_000),
+    retryAfterS: Math.max(1, Math.ceil(retryAfterMs / 1_000)),
+  };
+}
+
+/**
+ * A token bucket per key in Redis (lua/rate-limit.lua). Fails open: while Redis is
+ * unreachable or slow, requests go through uncounted, so reads keep working (ingest
+ * fails on its own without Redis).
+ *
+ * A refused key is refused here, without Redis, until the moment Redis named for its next
+ * token: no node can get a token earlier, so the answer is the same, and a flooding key
+ * costs Redis (shared by every key) one call per token instead of one per request.
+ */
+export class RedisRateLimiter implements RateLimiter {
+  readonly #opts: RedisRateLimiterOptions;
+  readonly #redis: ReturnType<typeof registerScripts>;
+  readonly #refused = new Map<string, Refusal>();
+  readonly #clock: () => number;
+
+  constructor(opts: RedisRateLimiterOptions) {
+    this.#opts = opts;
+    this.#redis = registerScripts(opts.redis);
+    this.#clock = opts.now ?? Date.now;
+  }
+
+  async consume(keyId: string, perMinute: number): Promise<RateLimitDecision | undefined> {
+    const refusal = this.#refused.get(keyId);
+    if (refusal) {
+      const now = this.#clock();
+      if (refusal.perMinute === perMinute && now < refusal.until) {
+        return toDecision(perMinute, false, 0, refusal.until - now, refusal.fullAt - now);
+      }
+      this.#refused.delete(keyId);
+    }
+    const reply = await this.#ask(keyId, perMinute);
+    if (!reply) return undefined;
+    const [allowed, remaining, retryAfterMs, resetMs] = reply;
+    if (allowed !== 1) this.#remember(keyId, perMinute, retryAfterMs, resetMs);
+    return toDecision(perMinute, allowed === 1, remaining, retryAfterMs, resetMs);
+  }
+
+  /** One EVALSHA, or undefined (logged at debug) when Redis cannot answer in time. */
+  async #ask(keyId: string, perMinute: number): Promise<[number, number, number, number] | undefined> {
+    const { keys, logger, now } = this.#opts;
+    // A disconnected client fails at once (no offline queue); skipping it saves building the call.
+    if (this.#redis.status !== 'ready') {
+      logger.debug({ keyId }, 'rate limit skipped: Redis not connected');
+      return undefined;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const reply = await Promise.race([
+        this.#redis.tributaryRateLimit(keys.rateLimit(keyId), perMinute, MINUTE_MS, now?.() ?? '', 1),
+        new Promise<undefined>((resolve) => {
+          timer = setTimeout(() => resolve(undefined), this.#opts.timeoutMs ?? 250);
+        }),
+      ]);
+      if (!reply) logger.debug({ keyId }, 'rate limit skipped: Redis too slow');
+      return reply;
+    } catch (err) {
+      logger.debug({ keyId, err: (err as Error).message }, 'rate limit skipped: Redis error');
+      return undefined;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #remember(keyId: string, perMinute: number, retryAfterMs: number, resetMs: number): void {
+    // Counted from when the answer arrived: later than Redis's now, so never too early.
+    const now = this.#clock();
+    if (this.#refused.size >= MAX_REFUSALS) {
+      for (const [id, r] of this.#refused) if (r.until <= now) this.#refused.delete(id);
+      if (this.#refused.size >= MAX_REFUSALS) return;
+    }
+    this.#refused.set(keyId, { perMinute, until: now + retryAfterMs, fullAt: now + resetMs });
+  }
+}
+
+function headersOf(d: RateLimitDecision): [string, string][] {
+  return [
+    ['RateLimit-Limit', String(d.limit)],
+    ['RateLimit-Remaining', String(d.remaining)],
+    ['RateLimit-Reset', String(d.resetS)],
+  ];
+}
+
+export interface RateLimitOptions {
+  /** Absent: nothing is limited. */
+  limiter: RateLimiter | undefined;
+  /** For keys without a limit of their own; undefined: those are unlimited. */
+  defaultPerMinute: number | undefined;
+}
+
+/**
+ * Counts the request against its key's limit (after `authenticate`): over it, `429
+ * rate_limited` with `Retry-After`; every response of a limited key carries the
+ * `RateLimit-Limit`, `-Remaining` and `-Reset` headers. Unlimited keys cost no Redis call.
+ */
+export function rateLimit(opts: RateLimitOptions): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const principal = c.get('principal');
+    const perMinute = principal?.rateLimitPerMinute ?? opts.defaultPerMinute;
+    const decision =
+      opts.limiter && principal && perMinute !== undefined
+        ? await opts.limiter.consume(principal.keyId, perMinute)
+        : undefined;
+    if (!decision) return next();
+    const headers = headersOf(decision);
+    if (!decision.allowed) {
+      for (const [name, value] of headers) c.header(name, value);
+      return errorResponse(
+        c,
+        new ApiError(
+          'rate_limited',
+          429,
+          `this key is over its limit of ${decision.limit} requests per minute; retry in ${decision.retryAfterS} s`,
+          { retryAfter: decision.retryAfterS },
+        ),
+      );
+    }
+    // On Node's response the headers survive whatever response the route builds (errors,
+    // streams); under `app.request()` they go on the Hono response instead.
+    const outgoing = c.env?.outgoing;
+    if (outgoing) for (const [name, value] of headers) outgoing.setHeader(name, value);
+    await next();
+    if (!outgoing) for (const [name, value] of headers) c.header(name, value);
+  };
+}
