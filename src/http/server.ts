@@ -1,18 +1,29 @@
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import { serve } from '@hono/node-server';
 import type { Hono } from 'hono';
-import type { Config } from '../config.ts';
+import { type Config, ConfigError } from '../config.ts';
 import type { AppEnv } from './env.ts';
+import type { Listener } from './middleware/listener.ts';
 
-export interface HttpServer {
+export interface HttpServers {
+  /** The public listener's port (PORT). */
   port: number;
-  /** Stops accepting, lets in-flight requests finish, closes idle keep-alive sockets. */
+  /** The admin listener's port, when ADMIN_PORT is set. */
+  adminPort: number | undefined;
+  /** Whether both speak HTTPS (TLS_CERT_FILE and TLS_KEY_FILE). */
+  tls: boolean;
+  /** Stops accepting, lets in-flight requests finish, closes idle keep-alive sockets; on every listener. */
   close(): Promise<void>;
 }
 
-type TimeoutConfig = Pick<Config, 'HEADERS_TIMEOUT_MS' | 'REQUEST_TIMEOUT_MS'>;
+type TimeoutConfig = Pick<Config, 'HEADERS_TIMEOUT_MS' | 'REQUEST_TIMEOUT_MS' | 'KEEP_ALIVE_TIMEOUT_MS'>;
+type ServersConfig = TimeoutConfig &
+  Pick<Config, 'PORT' | 'HOST' | 'ADMIN_PORT' | 'TLS_CERT_FILE' | 'TLS_KEY_FILE'>;
+type Tls = { cert: Buffer; key: Buffer };
 
 /**
  * How often Node looks for requests past their headers or request timeout. Node checks
@@ -25,26 +36,76 @@ function connectionsCheckingInterval(config: TimeoutConfig): number {
   return Math.max(25, Math.min(1_000, Math.floor(shortest / 4)));
 }
 
-/** Serves the app with timeouts, so slow or idle clients cannot hold sockets. */
-export async function startHttpServer(
-  app: Hono<AppEnv>,
-  config: Pick<
-    Config,
-    'PORT' | 'HOST' | 'HEADERS_TIMEOUT_MS' | 'REQUEST_TIMEOUT_MS' | 'KEEP_ALIVE_TIMEOUT_MS'
-  >,
-): Promise<HttpServer> {
-  const server = await new Promise<Server>((resolve, reject) => {
-    const s = serve(
-      {
-        fetch: app.fetch,
-        port: config.PORT,
-        hostname: config.HOST,
-        // Only read when the server is created; setting it afterwards has no effect.
-        serverOptions: { connectionsCheckingInterval: connectionsCheckingInterval(config) },
-      },
-      () => resolve(s as Server),
+function readPem(variable: 'TLS_CERT_FILE' | 'TLS_KEY_FILE', file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (err) {
+    throw new ConfigError(
+      `invalid configuration:\n  ${variable}: cannot read ${file}: ${(err as Error).message}`,
     );
-    (s as Server).once('error', reject);
+  }
+}
+
+/**
+ * Serves the app on PORT and, when ADMIN_PORT is set, on a second listener that alone
+ * answers `/metrics` and `/v1/admin/*` (see `splitListeners`). Both bind HOST and speak
+ * HTTPS when TLS_CERT_FILE and TLS_KEY_FILE are set.
+ */
+export async function startHttpServers(app: Hono<AppEnv>, config: ServersConfig): Promise<HttpServers> {
+  const tls =
+    config.TLS_CERT_FILE !== undefined && config.TLS_KEY_FILE !== undefined
+      ? {
+          cert: readPem('TLS_CERT_FILE', config.TLS_CERT_FILE),
+          key: readPem('TLS_KEY_FILE', config.TLS_KEY_FILE),
+        }
+      : undefined;
+  const split = config.ADMIN_PORT !== undefined;
+  const main = await startHttpServer(app, config, config.PORT, tls, split ? 'public' : undefined);
+  let admin: Awaited<ReturnType<typeof startHttpServer>> | undefined;
+  if (config.ADMIN_PORT !== undefined) {
+    try {
+      admin = await startHttpServer(app, config, config.ADMIN_PORT, tls, 'admin');
+    } catch (err) {
+      await main.close();
+      throw err;
+    }
+  }
+  return {
+    port: main.port,
+    adminPort: admin?.port,
+    tls: tls !== undefined,
+    close: async () => {
+      await Promise.all([main.close(), admin?.close()]);
+    },
+  };
+}
+
+/** One listener, with timeouts, so slow or idle clients cannot hold sockets. */
+async function startHttpServer(
+  app: Hono<AppEnv>,
+  config: TimeoutConfig & Pick<Config, 'HOST'>,
+  port: number,
+  tls: Tls | undefined,
+  listener: Listener | undefined,
+): Promise<{ port: number; close(): Promise<void> }> {
+  // The app tells the listeners apart by this binding (middleware/listener.ts).
+  const fetch =
+    listener === undefined ? app.fetch : (req: Request, env: object) => app.fetch(req, { ...env, listener });
+  // Only read when the server is created; setting it afterwards has no effect.
+  const serverOptions = { connectionsCheckingInterval: connectionsCheckingInterval(config) };
+  const server = await new Promise<Server>((resolve, reject) => {
+    const options: Parameters<typeof serve>[0] = tls
+      ? {
+          fetch,
+          port,
+          hostname: config.HOST,
+          createServer: createHttpsServer,
+          serverOptions: { ...serverOptions, ...tls },
+        }
+      : { fetch, port, hostname: config.HOST, serverOptions };
+    // An https.Server has the http.Server members used below (Node shares them between the two).
+    const s = serve(options, () => resolve(s as Server)) as Server;
+    s.once('error', reject);
   });
   // The headers are part of the request, so their timeout cannot usefully be the longer one.
   server.headersTimeout = Math.min(config.HEADERS_TIMEOUT_MS, config.REQUEST_TIMEOUT_MS);
@@ -62,9 +123,8 @@ export async function startHttpServer(
   closeIdleSockets(server, responses, config.REQUEST_TIMEOUT_MS);
   answerClientErrors(server, responses);
   const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : config.PORT;
   return {
-    port,
+    port: typeof address === 'object' && address ? address.port : port,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -1,0 +1,31 @@
+import type { Context, MiddlewareHandler } from 'hono';
+import type { AppEnv } from '../env.ts';
+import { ApiError } from '../errors.ts';
+
+/** The listener a request came in on, set by the server only when ADMIN_PORT splits them. */
+export type Listener = 'public' | 'admin';
+
+/** Served only on the admin listener when there is one. */
+const ADMIN_ONLY = /^\/(?:metrics|v1\/admin)(?:\/|$)/;
+/** Served on both, so a probe can check the admin listener too. */
+const BOTH = new Set(['/health/live']);
+
+export function listenerOf(c: Context<AppEnv>): Listener | undefined {
+  return (c.env as { listener?: Listener } | undefined)?.listener;
+}
+
+/**
+ * With ADMIN_PORT set: `/metrics` and `/v1/admin/*` answer only on the admin listener,
+ * everything else only on the public one; the other gets the usual 404, so the public
+ * port does not even tell that admin routes exist. Without it, this does nothing.
+ */
+export function splitListeners(): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const listener = listenerOf(c);
+    const path = c.req.path;
+    if (listener === undefined || BOTH.has(path) || ADMIN_ONLY.test(path) === (listener === 'admin')) {
+      return next();
+    }
+    throw new ApiError('not_found', 404, `no route for ${c.req.method} ${path}`);
+  };
+}
