@@ -45,6 +45,12 @@ const ROUTES: Route[] = [
   { method: 'GET', path: '/v1/admin/retention/runs', scope: 'admin', ok: [200] },
   { method: 'GET', path: `/v1/admin/retention/runs/${randomUUID()}`, scope: 'admin', ok: [404] },
   { method: 'GET', path: '/v1/admin/archives', scope: 'admin', ok: [200] },
+  { method: 'GET', path: '/v1/admin/audit', scope: 'admin', ok: [200] },
+  { method: 'PUT', path: '/v1/users/matrix-user/opt-out', scope: 'dsar', ok: [200] },
+  { method: 'DELETE', path: '/v1/users/matrix-user/opt-out', scope: 'dsar', ok: [200] },
+  { method: 'DELETE', path: '/v1/users/matrix-user/events', scope: 'dsar', ok: [202] },
+  { method: 'GET', path: `/v1/dsar/${randomUUID()}`, scope: 'dsar', ok: [404] },
+  { method: 'GET', path: '/v1/users/matrix-user/events/export', scope: 'dsar', ok: [200] },
   // Not a route, but under /v1: a key is needed even to learn that.
   { method: 'GET', path: '/v1/no-such-route', scope: 'any key', ok: [404] },
   { method: 'GET', path: '/health/live', scope: 'open', ok: [200] },
