@@ -40,7 +40,8 @@ export const events = pgTable(
     // serves newest-first pagination with no extra index.
     primaryKey({ columns: [t.occurredAt, t.id] }),
     index('events_service_occurred_at_idx').on(t.service, t.occurredAt.desc()),
-    index('events_user_id_idx').on(t.userId),
+    // A subject's events in time order: erasure finds them, export pages through them by key.
+    index('events_user_id_occurred_at_idx').on(t.userId, t.occurredAt, t.id),
     index('events_received_at_brin').using('brin', t.receivedAt),
     // Rows still to anonymise: small once a pass has caught up, so no pass scans old months.
     index('events_not_anonymized_idx').on(t.occurredAt).where(sql`NOT ${t.anonymized}`),

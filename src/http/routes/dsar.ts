@@ -101,13 +101,13 @@ export function dsarRoutes(deps: DsarRoutesDeps): Hono<AppEnv> {
     return stream(
       c,
       async (s) => {
-        let n = 0;
-        for await (const line of exportSubject(deps.exports, userId)) {
+        let bytes = 0;
+        for await (const text of exportSubject(deps.exports, userId)) {
           if (s.aborted) break;
-          await s.write(line);
-          n++;
+          await s.write(text);
+          bytes += text.length;
         }
-        log.info({ rows: n }, 'subject export streamed');
+        log.info({ chars: bytes }, 'subject export streamed');
       },
       async (err) => {
         log.error({ err: String(err) }, 'subject export failed midway');
