@@ -10,6 +10,11 @@ import { EventProducer } from './buffer/producer.ts';
 import { WorkerStatusBoard } from './buffer/worker-status.ts';
 import { ErasureService } from './compliance/erasure.ts';
 import type { ExportOptions } from './compliance/export.ts';
+import {
+  MetadataCipher,
+  type MetadataEncryption,
+  parseMetadataEncryption,
+} from './compliance/metadata-cipher.ts';
 import { SubjectRegistry } from './compliance/subjects.ts';
 import { type Config, ConfigError, loadConfig, maxRetentionDays } from './config.ts';
 import { createDeps, type Deps } from './deps.ts';
@@ -140,9 +145,11 @@ function complianceOf(deps: Deps): Promise<Compliance> {
   return found;
 }
 
-async function startServe(deps: Deps): Promise<Stop> {
+async function startServe(deps: Deps, encryption: MetadataEncryption | undefined): Promise<Stop> {
   const { config, logger, metrics, redis, keys, pool, db } = deps;
   await redisReady(deps, 5_000);
+  const cipher = encryption && new MetadataCipher({ ...encryption, metrics });
+  const compliance = await complianceOf(deps);
   const monitor = new BufferMonitor({
     redis,
     keys,
@@ -171,7 +178,9 @@ async function startServe(deps: Deps): Promise<Stop> {
     deadLetters: new DeadLetterStream({ redis, keys }),
     workers: new WorkerStatusBoard({ redis, keys }),
     retention: retentionOf(deps),
-    ...(await complianceOf(deps)),
+    ...compliance,
+    exports: { ...compliance.exports, cipher },
+    cipher,
     keys: new KeyResolver({
       findByHash: (hash) => findActiveKeyByHash(db, hash),
       adminApiKey: config.ADMIN_API_KEY,
@@ -292,6 +301,9 @@ async function runKeys(config: Config, args: string[]): Promise<void> {
       for (const k of await listApiKeys(deps.db)) process.stdout.write(`${JSON.stringify(k)}\n`);
     } else if (sub === 'revoke' && rest[0]) {
       if (!(await revokeApiKey(deps.db, rest[0]))) throw new UsageError(`no active key ${rest[0]}`);
+      // Every API process drops the key from its cache now rather than within 5 s.
+      await redisReady(deps, 2_000);
+      await deps.redis.publish(deps.keys.keyInvalidations, rest[0]).catch(() => {});
       process.stdout.write(`revoked ${rest[0]}\n`);
     } else {
       throw new UsageError(USAGE);
@@ -359,7 +371,11 @@ async function runRestore(config: Config, args: string[]): Promise<void> {
   }
 }
 
-async function runRoles(config: Config, role: 'serve' | 'work' | 'all'): Promise<void> {
+async function runRoles(
+  config: Config,
+  role: 'serve' | 'work' | 'all',
+  encryption: MetadataEncryption | undefined,
+): Promise<void> {
   if (role === 'serve' && config.API_PROCESSES > 1 && cluster.isPrimary) {
     runApiPrimary(config.API_PROCESSES, createLogger(config.LOG_LEVEL, { role: 'serve-primary' }));
     return;
@@ -372,7 +388,7 @@ async function runRoles(config: Config, role: 'serve' | 'work' | 'all'): Promise
     logger.info(result, 'database ready');
   }
   const stops: Stop[] = [];
-  if (role === 'serve' || role === 'all') stops.push(await startServe(deps));
+  if (role === 'serve' || role === 'all') stops.push(await startServe(deps, encryption));
   if (role === 'work' || role === 'all') stops.push(await startWork(deps));
 
   let shuttingDown = false;
@@ -406,11 +422,13 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   const config = loadConfig();
+  // Checked for every role, so a bad key stops `migrate` in a deploy before `serve` starts.
+  const encryption = parseMetadataEncryption(config);
   switch (role) {
     case 'serve':
     case 'work':
     case 'all':
-      return runRoles(config, role);
+      return runRoles(config, role, encryption);
     case 'migrate': {
       const result = await migrateDatabase(config.DATABASE_URL, maxRetentionDays(config));
       process.stdout.write(`${JSON.stringify({ status: 'ok', ...result })}\n`);

@@ -8,6 +8,7 @@ import type { EventProducer } from '../buffer/producer.ts';
 import type { WorkerStatusBoard } from '../buffer/worker-status.ts';
 import type { ErasureService } from '../compliance/erasure.ts';
 import type { ExportOptions } from '../compliance/export.ts';
+import type { MetadataCipher } from '../compliance/metadata-cipher.ts';
 import type { SubjectRegistry } from '../compliance/subjects.ts';
 import type { Config } from '../config.ts';
 import type { RetentionService } from '../retention/service.ts';
@@ -57,6 +58,8 @@ export interface AppDeps {
   subjects: SubjectRegistry;
   erasure: ErasureService;
   exports: ExportOptions;
+  /** Encryption of configured metadata keys; absent, metadata is stored as sent. */
+  cipher?: MetadataCipher | undefined;
 }
 
 /** The whole HTTP API as a Hono app (no server attached). */

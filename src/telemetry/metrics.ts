@@ -37,6 +37,7 @@ export class Metrics {
   readonly dsarRequests: Counter<'kind'>;
   readonly dsarRowsErased: Counter<'place'>;
   readonly exportRows: Counter<'source'>;
+  readonly metadataDecryptFailures: Counter<'reason'>;
 
   constructor(registry = new Registry(), opts: { processMetrics?: boolean } = {}) {
     this.registry = registry;
@@ -214,6 +215,12 @@ export class Metrics {
       name: 'tributary_dsar_export_rows_total',
       help: 'Events streamed by subject exports, by source (database, archive)',
       labelNames: ['source'],
+      registers,
+    });
+    this.metadataDecryptFailures = new Counter({
+      name: 'tributary_metadata_decrypt_failures_total',
+      help: 'Encrypted metadata values read back unopened, by reason (unknown_key, bad_tag, malformed)',
+      labelNames: ['reason'],
       registers,
     });
     // Both outcomes exist from the start, so increase() over them works from the first failure.

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { BufferFullError } from '../../buffer/errors.ts';
 import type { BufferMonitor } from '../../buffer/monitor.ts';
 import type { BufferedEvent, EnqueueOutcome, EventProducer } from '../../buffer/producer.ts';
+import type { MetadataCipher } from '../../compliance/metadata-cipher.ts';
 import type { SubjectRegistry } from '../../compliance/subjects.ts';
 import type { Config } from '../../config.ts';
 import { maxRetentionDays } from '../../config.ts';
@@ -23,6 +24,8 @@ export interface EventRoutesDeps {
   config: Pick<Config, 'MAX_BODY_BYTES' | 'RETENTION_DAYS' | 'RETENTION_BY_SERVICE'>;
   /** Opted-out subjects: their events are answered `skipped` and never buffered. */
   subjects?: SubjectRegistry;
+  /** Encrypts the configured metadata keys before buffering; opens them for `read`. */
+  cipher?: MetadataCipher | undefined;
   producer: EventProducer;
   monitor: BufferMonitor;
   db: Db;
@@ -58,6 +61,8 @@ export function eventRoutes(deps: EventRoutesDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const maxAgeMs = maxRetentionDays(config) * 86_400_000;
   const context = (): ValidationContext => ({ now: Date.now(), maxAgeMs });
+  // Undefined unless some metadata key is configured, so ingest pays nothing otherwise.
+  const sealer = deps.cipher?.encrypting ? deps.cipher : undefined;
 
   /**
    * Buffers the events `build` returns, inside a producer span: the traceparent each entry
@@ -106,9 +111,8 @@ export function eventRoutes(deps: EventRoutesDeps): Hono<AppEnv> {
       return c.json({ id: result.event.id, status: 'skipped', reason: 'user_opt_out' }, 202);
     }
     refuseWhenFull(1);
-    const [outcome] = await enqueue(() => [
-      { event: result.event, json: result.json, traceparent: currentTraceparent() },
-    ]);
+    const { event, json } = sealer ? sealer.sealEvent(result) : result;
+    const [outcome] = await enqueue(() => [{ event, json, traceparent: currentTraceparent() }]);
     return c.json({ id: result.event.id, status: outcome ?? 'accepted' }, 202);
   });
 
@@ -126,15 +130,19 @@ export function eventRoutes(deps: EventRoutesDeps): Hono<AppEnv> {
     const validation = getTracer().startSpan('tributary.validate', { attributes: { events: inputs.length } });
     for (const { index, value } of inputs) {
       const result = parseEvent(value, ctx);
-      if (result.ok && deps.subjects?.isOptedOut(result.event.userId)) skipped++;
-      else if (result.ok) valid.push({ index, event: result.event, json: result.json });
-      else
+      if (!result.ok) {
         rejected.push({
           index,
           code: 'invalid_event',
           message: 'the event is invalid',
           details: result.issues,
         });
+      } else if (deps.subjects?.isOptedOut(result.event.userId)) {
+        skipped++;
+      } else {
+        const { event, json } = sealer ? sealer.sealEvent(result) : result;
+        valid.push({ index, event, json });
+      }
     }
     validation.end();
     if (rejected.length > 0) metrics.eventsRejected.inc({ reason: 'invalid_event' }, rejected.length);
@@ -180,7 +188,9 @@ export function eventRoutes(deps: EventRoutesDeps): Hono<AppEnv> {
     }
     try {
       const page = await queryEvents(deps.db, after ? { ...q, after } : q);
-      return c.json({ events: page.rows, nextCursor: page.cursor ?? null });
+      const cipher = deps.cipher;
+      const rows = cipher ? page.rows.map((r) => ({ ...r, metadata: cipher.open(r.metadata) })) : page.rows;
+      return c.json({ events: rows, nextCursor: page.cursor ?? null });
     } catch (err) {
       if (classifyDbError(err) === 'unavailable') throw errors.databaseUnavailable();
       throw err;
