@@ -33,8 +33,9 @@ export async function eraseFromArchives(
     object_key: string;
     manifest_key: string;
     sha256: string | null;
+    row_count: number | null;
   }>(
-    `SELECT a.id, a.object_key, a.manifest_key, a.sha256 FROM archives a, dsar_requests d
+    `SELECT a.id, a.object_key, a.manifest_key, a.sha256, a.row_count::float8 AS row_count FROM archives a, dsar_requests d
       WHERE d.id = $1 AND a.status IN ('complete', 'restored')
         AND NOT coalesce(d.progress->'archivesDone' ? a.id::text, false)
       ORDER BY a.created_at`,
@@ -50,12 +51,14 @@ export async function eraseFromArchives(
       const original = join(dir, 'original.parquet');
       const cleaned = join(dir, 'cleaned.parquet');
       const got = await store.getFile(a.object_key, original);
-      const found = await parquet.countSubject(original, o.subjectIds);
-      if (found === 0 && a.sha256 && got.sha256 !== a.sha256) {
-        // Replaced by an earlier attempt that died before recording it: record it now.
-        await recordRewrite(o, a, original, got, parquet);
+      const present = await parquet.countSubject(original, o.subjectIds);
+      let found = present;
+      if (present === 0 && a.sha256 && got.sha256 !== a.sha256) {
+        // Replaced by an earlier attempt that died before recording it: record it now,
+        // counting the rows it removed.
+        found = await recordRewrite(o, a, original, got, parquet);
       }
-      if (found > 0) {
+      if (present > 0) {
         await parquet.withoutSubject(original, cleaned, o.subjectIds);
         const stats = await parquet.stats(cleaned);
         const manifest = JSON.parse(
@@ -141,15 +144,18 @@ async function writeRecord(
   );
 }
 
+/** Returns how many rows the earlier attempt removed (the recorded count minus the object's). */
 async function recordRewrite(
   o: ArchiveErasureOptions,
-  a: ArchiveRef,
+  a: ArchiveRef & { row_count: number | null },
   file: string,
   got: { size: number; sha256: string },
   parquet: ParquetFiles,
-): Promise<void> {
+): Promise<number> {
   const manifest = JSON.parse(
     Buffer.from(await o.store.getBytes(a.manifest_key)).toString('utf8'),
   ) as ArchiveManifest;
-  await writeRecord(o, a, manifest, await parquet.stats(file), got);
+  const stats = await parquet.stats(file);
+  await writeRecord(o, a, manifest, stats, got);
+  return Math.max(0, (a.row_count ?? stats.rows) - stats.rows);
 }

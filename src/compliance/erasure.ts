@@ -202,17 +202,19 @@ export class ErasureService {
   async #deleteRows(id: string, ids: string[]): Promise<void> {
     const { pool, batchRows, metrics } = this.#o;
     for (;;) {
-      const res = await pool.query(
-        `DELETE FROM events WHERE (occurred_at, id) IN (
-           SELECT occurred_at, id FROM events WHERE user_id = ANY($1::text[]) LIMIT $2)`,
-        [ids, batchRows],
+      // Rows and their count go in one statement, so a job killed between batches
+      // neither loses nor double-counts a batch.
+      const { rows } = await pool.query<{ n: number }>(
+        `WITH gone AS (
+           DELETE FROM events WHERE (occurred_at, id) IN (
+             SELECT occurred_at, id FROM events WHERE user_id = ANY($1::text[]) LIMIT $2)
+           RETURNING 1)
+         UPDATE dsar_requests SET deleted_database = deleted_database + (SELECT count(*) FROM gone)
+          WHERE id = $3 RETURNING (SELECT count(*) FROM gone)::int AS n`,
+        [ids, batchRows, id],
       );
-      const n = res.rowCount ?? 0;
+      const n = rows[0]?.n ?? 0;
       if (n === 0) return;
-      await pool.query(`UPDATE dsar_requests SET deleted_database = deleted_database + $2 WHERE id = $1`, [
-        id,
-        n,
-      ]);
       metrics.dsarRowsErased.inc({ place: 'database' }, n);
     }
   }
