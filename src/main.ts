@@ -315,6 +315,12 @@ async function runKeys(config: Config, args: string[]): Promise<void> {
 
 class UsageError extends Error {}
 
+/** A command's result as the last line of stdout, after every log line written before it. */
+async function printResult(deps: Deps, result: object): Promise<void> {
+  await new Promise<void>((resolve) => deps.logger.flush(() => resolve()));
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
 /** `tributary retention`: one pass in the foreground; prints the run; exit 1 when it failed. */
 async function runRetention(config: Config): Promise<void> {
   const deps = createDeps(config, 'retention');
@@ -334,7 +340,7 @@ async function runRetention(config: Config): Promise<void> {
     const outcome = await started.done;
     const run = await getRun(deps.pool, started.runId);
     const { steps: _steps, ...summary } = run ?? { steps: [] };
-    process.stdout.write(`${JSON.stringify(summary)}\n`);
+    await printResult(deps, summary);
     if (outcome !== 'completed') process.exitCode = 1;
   } finally {
     await retentionOf(deps).close();
@@ -364,7 +370,7 @@ async function runRestore(config: Config, args: string[]): Promise<void> {
   const deps = createDeps(config, 'restore');
   try {
     const result = await retentionOf(deps).restore(from, to, values.service);
-    process.stdout.write(`${JSON.stringify({ status: 'ok', ...result })}\n`);
+    await printResult(deps, { status: 'ok', ...result });
   } finally {
     await retentionOf(deps).close();
     await deps.close();

@@ -132,3 +132,15 @@ export async function runTributary(
   const [code] = await once(child, 'exit');
   return { code: code as number | null, stdout, stderr };
 }
+
+/** A CLI command's result: the last stdout line that is not a log line. */
+export function cliResult(stdout: string): Record<string, unknown> {
+  const lines = stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => !('level' in l));
+  const last = lines.at(-1);
+  if (!last) throw new Error(`no result line in: ${stdout.slice(-500)}`);
+  return last;
+}

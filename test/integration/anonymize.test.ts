@@ -5,13 +5,13 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agedEvents, ingestAll, PASS_RETENTION, type SentEvent } from '../helpers/aged-events.ts';
 import { archiveEnv, readArchive } from '../helpers/archive-reader.ts';
-import { runTributary } from '../helpers/processes.ts';
+import { cliResult, runTributary } from '../helpers/processes.ts';
 import { call, type Stack, startStack } from '../helpers/stack.ts';
 
 const SECRET = 'anonymize-test-secret-0123456789';
 /** Computed here independently of the service's code. */
 const hmac = (userId: string) => createHmac('sha256', SECRET).update(userId).digest('hex');
-const lastLine = (stdout: string) => JSON.parse(stdout.trim().split('\n').at(-1) as string);
+const lastLine = (stdout: string): Record<string, unknown> => cliResult(stdout);
 
 describe('anonymisation', () => {
   let stack: Stack;

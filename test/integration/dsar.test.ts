@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { archiveEnv, readArchive } from '../helpers/archive-reader.ts';
-import { runTributary, startTributary } from '../helpers/processes.ts';
+import { cliResult, runTributary, startTributary } from '../helpers/processes.ts';
 import { type S3Server, startS3Server } from '../helpers/s3-server.ts';
 import { call, event, type Stack, startStack, waitFor } from '../helpers/stack.ts';
 
 const DAY_MS = 86_400_000;
-const lastLine = (stdout: string) => JSON.parse(stdout.trim().split('\n').at(-1) as string);
+const lastLine = (stdout: string): Record<string, unknown> => cliResult(stdout);
 
 describe('data-subject requests', () => {
   let s3: S3Server;

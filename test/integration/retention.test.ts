@@ -12,13 +12,12 @@ import {
   type SentEvent,
 } from '../helpers/aged-events.ts';
 import { archiveEnv, readArchive } from '../helpers/archive-reader.ts';
-import { runTributary } from '../helpers/processes.ts';
+import { cliResult, runTributary } from '../helpers/processes.ts';
 import { type S3Server, startS3Server } from '../helpers/s3-server.ts';
 import { call, type Stack, startStack } from '../helpers/stack.ts';
 
 /** The CLI prints its result as the last line of stdout, after its JSON log lines. */
-const lastLine = (stdout: string): Record<string, unknown> =>
-  JSON.parse(stdout.trim().split('\n').at(-1) as string);
+const lastLine = (stdout: string): Record<string, unknown> => cliResult(stdout);
 
 // Ingest accepts a year back; the passes below run with 60 days (audit: 150).
 const INGEST_ENV = { RETENTION_DAYS: '400', RETENTION_SCHEDULE: 'off' };
