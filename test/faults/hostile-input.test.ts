@@ -442,19 +442,24 @@ describe('memory under a burst of hostile bodies', () => {
       );
     }, 25);
     const rounds = 50;
+    // A request the server cuts off before its body is all sent (a 408 after
+    // REQUEST_TIMEOUT_MS while 250 hostile requests keep both cores busy, or a 413 on the
+    // declared length) reaches the client as a broken pipe: status 0, a refusal too.
+    const cutOff = (p: Promise<{ status: number }>) =>
+      p.catch((err: unknown) => {
+        const code = (err as { cause?: { code?: string } }).cause?.code;
+        if (code === 'EPIPE' || code === 'ECONNRESET') return { status: 0 };
+        throw err;
+      });
     const statuses = await Promise.all([
-      ...Array.from({ length: rounds }, () => single({ raw: bomb, headers: { 'content-encoding': 'gzip' } })),
-      ...Array.from({ length: rounds }, () => batch({ raw: bomb, headers: { 'content-encoding': 'gzip' } })),
-      // Refused on its declared length; when the server is slow to drain the rest of the
-      // upload it closes the connection, and the client sees that (status 0) before the 413.
       ...Array.from({ length: rounds }, () =>
-        single({ raw: oversized }).catch((err: unknown) => {
-          const code = (err as { cause?: { code?: string } }).cause?.code;
-          if (code === 'EPIPE' || code === 'ECONNRESET') return { status: 0 };
-          throw err;
-        }),
+        cutOff(single({ raw: bomb, headers: { 'content-encoding': 'gzip' } })),
       ),
-      ...Array.from({ length: rounds }, () => single({ raw: deep })),
+      ...Array.from({ length: rounds }, () =>
+        cutOff(batch({ raw: bomb, headers: { 'content-encoding': 'gzip' } })),
+      ),
+      ...Array.from({ length: rounds }, () => cutOff(single({ raw: oversized }))),
+      ...Array.from({ length: rounds }, () => cutOff(single({ raw: deep }))),
       ...Array.from({ length: rounds }, () =>
         rawExchange(requestHead('/v1/events', { 'content-length': String(1 << 30) }), { giveUpMs: 10_000 }),
       ),
@@ -474,7 +479,7 @@ describe('memory under a burst of hostile bodies', () => {
         .every((s) => [0, 400, 408, 413].includes(s)),
       JSON.stringify(tally),
     ).toBe(true);
-    expect(tally[0] ?? 0).toBeLessThanOrEqual(rounds);
+    expect(tally[0] ?? 0).toBeLessThanOrEqual(4 * rounds);
     expect((tally[413] ?? 0) + (tally[0] ?? 0)).toBeGreaterThanOrEqual(3 * rounds);
     expect(peak - before).toBeLessThan(RSS_GROWTH_LIMIT_BYTES);
     expect(after - before).toBeLessThan(RSS_GROWTH_LIMIT_BYTES);
