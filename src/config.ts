@@ -83,6 +83,14 @@ const schema = z.object({
 
   /** PostgreSQL; the database is created by `tributary migrate` when absent. */
   DATABASE_URL: url('postgres://postgres@127.0.0.1:5432/tributary', ['postgres:', 'postgresql:']),
+  /**
+   * Direct PostgreSQL connection for `migrate` (and the migration step of `all`) when
+   * DATABASE_URL goes through PgBouncer in transaction mode: migrations hold a session lock.
+   */
+  DATABASE_MIGRATION_URL: z
+    .string()
+    .refine((v) => /^postgres(ql)?:\/\//.test(v), 'must be a postgres: or postgresql: URL')
+    .optional(),
   /** Connections per process. */
   DATABASE_POOL_SIZE: int(10, 1, 1_000),
 
