@@ -71,6 +71,26 @@ const schema = z.object({
 
   /** Redis holding the buffer streams. */
   REDIS_URL: url('redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+  /**
+   * Redis Cluster seed nodes, `host:port,host:port`; when set, a cluster client is used
+   * instead of REDIS_URL (every stream key carries its partition's hash tag).
+   */
+  REDIS_CLUSTER_NODES: z
+    .string()
+    .transform((v, ctx) => {
+      const nodes = v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
+      for (const n of nodes) {
+        if (!/^[A-Za-z0-9.:[\]-]+:\d{1,5}$/.test(n)) {
+          ctx.addIssue({ code: 'custom', message: `"${n}" is not host:port` });
+          return z.NEVER;
+        }
+      }
+      return nodes;
+    })
+    .optional(),
   /** Every Redis key starts with this, so runs and tenants can share one server. */
   REDIS_PREFIX: z
     .string()
