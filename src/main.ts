@@ -63,6 +63,15 @@ Configuration comes from environment variables (see README).`;
 
 type Stop = () => Promise<void>;
 
+/**
+ * Migrations hold a session advisory lock across statements, which PgBouncer in transaction
+ * mode cannot keep: they take the direct connection when one is given. Everything else uses
+ * DATABASE_URL.
+ */
+function migrationUrl(config: Config): string {
+  return config.DATABASE_MIGRATION_URL ?? config.DATABASE_URL;
+}
+
 /** Resolves when the connection is ready, or after `ms` (the API then starts anyway and answers 503). */
 async function redisReady(deps: Deps, ms: number): Promise<void> {
   if (deps.redis.status === 'ready') return;
@@ -390,7 +399,7 @@ async function runRoles(
   const deps = createDeps(config, role);
   const { logger } = deps;
   if (role === 'all') {
-    const result = await migrateDatabase(config.DATABASE_URL, maxRetentionDays(config));
+    const result = await migrateDatabase(migrationUrl(config), maxRetentionDays(config));
     logger.info(result, 'database ready');
   }
   const stops: Stop[] = [];
@@ -436,7 +445,7 @@ async function main(argv: string[]): Promise<void> {
     case 'all':
       return runRoles(config, role, encryption);
     case 'migrate': {
-      const result = await migrateDatabase(config.DATABASE_URL, maxRetentionDays(config));
+      const result = await migrateDatabase(migrationUrl(config), maxRetentionDays(config));
       process.stdout.write(`${JSON.stringify({ status: 'ok', ...result })}\n`);
       return;
     }

@@ -6,7 +6,7 @@ import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import type { Logger } from 'pino';
 import type { ObjectStore } from '../archive/object-store.ts';
-import { connectForCopy } from '../store/db.ts';
+import { beginUntimed, connectForCopy } from '../store/db.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { inSpan } from '../telemetry/tracing.ts';
 import {
@@ -160,6 +160,7 @@ export class Archiver {
     const source = pg.escapeIdentifier(a.source);
     const client = await connectForCopy(this.#o.databaseUrl, 'tributary-retention');
     try {
+      await beginUntimed(client, { readOnly: true });
       // COPY cannot take parameters: the literals above are escaped, the table name quoted.
       const stream = client.query(
         copyTo(
@@ -168,6 +169,7 @@ export class Archiver {
         ),
       );
       await pipeline(stream, createWriteStream(csv));
+      await client.query('COMMIT');
     } finally {
       await client.end().catch(() => {});
     }

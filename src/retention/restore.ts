@@ -6,7 +6,7 @@ import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Logger } from 'pino';
 import type { ObjectStore } from '../archive/object-store.ts';
-import { connectForCopy } from '../store/db.ts';
+import { beginUntimed, connectForCopy } from '../store/db.ts';
 import { ensurePartitions } from '../store/partitions.ts';
 import { type ArchiveManifest, adoptArchive } from './archives.repo.ts';
 import { ParquetFiles } from './parquet.ts';
@@ -98,7 +98,7 @@ async function restoreOne(o: RestoreOptions, parquet: ParquetFiles, month: Month
     ]);
     const client = await connectForCopy(o.databaseUrl, 'tributary-restore');
     try {
-      await client.query('BEGIN');
+      await beginUntimed(client);
       await client.query(
         `CREATE TEMP TABLE restore_rows (id uuid, occurred_at timestamptz, received_at timestamptz, service text,
            type text, user_id text, message text, metadata jsonb, anonymized boolean) ON COMMIT DROP`,

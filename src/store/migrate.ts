@@ -48,6 +48,9 @@ export interface MigrateResult {
 /**
  * Creates the database when absent, applies pending migrations and creates the monthly
  * partitions of the accepted window. Idempotent and safe to run from several processes.
+ * `url` must reach PostgreSQL directly (DATABASE_MIGRATION_URL when DATABASE_URL goes through
+ * PgBouncer): the lock that serialises migrations is a session lock, held across the
+ * migrator's statements, and `ensureDatabase` connects to the `postgres` database.
  */
 export async function migrateDatabase(url: string, maxRetentionDays: number): Promise<MigrateResult> {
   const databaseCreated = await ensureDatabase(url);
