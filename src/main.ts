@@ -35,6 +35,7 @@ import {
   type Scope,
 } from './store/api-keys.repo.ts';
 import { migrateDatabase } from './store/migrate.ts';
+import { registerAutoscaleMetrics, WorkerDemand } from './telemetry/autoscale-metrics.ts';
 import { registerBufferMetrics } from './telemetry/buffer-metrics.ts';
 import { createLogger } from './telemetry/logger.ts';
 import { startMetricsServer } from './telemetry/metrics-server.ts';
@@ -168,6 +169,12 @@ async function startServe(deps: Deps, encryption: MetadataEncryption | undefined
   });
   monitor.start();
   registerBufferMetrics(metrics.registry, monitor);
+  const workers = new WorkerStatusBoard({ redis, keys });
+  // In the API rather than the workers: it sees the whole buffer and every worker, and
+  // reports even when no worker runs (KEDA scales the workers on it: ops/k8s).
+  const demand = new WorkerDemand({ redis, keys, workers, logger });
+  demand.start();
+  registerAutoscaleMetrics(metrics.registry, demand);
   const producer = new EventProducer({
     redis,
     keys,
@@ -185,7 +192,7 @@ async function startServe(deps: Deps, encryption: MetadataEncryption | undefined
     producer,
     monitor,
     deadLetters: new DeadLetterStream({ redis, keys }),
-    workers: new WorkerStatusBoard({ redis, keys }),
+    workers,
     retention: retentionOf(deps),
     ...compliance,
     exports: { ...compliance.exports, cipher },
@@ -207,6 +214,7 @@ async function startServe(deps: Deps, encryption: MetadataEncryption | undefined
   logger.info({ port: server.port, adminPort: server.adminPort, tls: server.tls }, 'listening');
   return async () => {
     monitor.stop();
+    demand.stop();
     await server.close();
   };
 }

@@ -78,6 +78,15 @@ describe('metrics, alert rules and dashboards agree', () => {
     expect(apiText).toMatch(/^tributary_events_duplicate_total 1$/m);
   });
 
+  it('the API reports the live workers and the count to scale them to', async () => {
+    // Sampled every 5 s: one worker runs and the buffer is drained, so one is enough.
+    const text = await waitFor(async () => {
+      const t = await (await fetch(`${api.url}/metrics`)).text();
+      return /^tributary_workers_live 1$/m.test(t) ? t : undefined;
+    }, 15_000);
+    expect(text).toMatch(/^tributary_workers_recommended 1$/m);
+  });
+
   it('promtool accepts the Prometheus config and rules, and the rule unit tests pass', () => {
     const run = (...args: string[]) =>
       execFileSync('promtool', args, { cwd: PROMETHEUS_DIR, encoding: 'utf8' });
