@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { type BufferKeys, CONSUMER_GROUP } from './keys.ts';
+import { isCluster, type RedisLike } from './redis-client.ts';
 import { type BufferRedis, registerScripts } from './scripts.ts';
 
 /** One entry read from a partition stream. */
@@ -20,7 +20,7 @@ export interface StreamEntry {
 
 export interface StreamConsumerOptions {
   /** A connection of its own: XREADGROUP blocks it. */
-  redis: Redis;
+  redis: RedisLike;
   keys: BufferKeys;
   /** Unique per process: host + pid. */
   consumerName: string;
@@ -28,6 +28,12 @@ export interface StreamConsumerOptions {
 }
 
 type RawEntry = [id: string, fields: string[] | null];
+
+/**
+ * On a Redis Cluster, how long one blocking read waits on one partition before all are
+ * read again: the longest an entry waits to be read by an otherwise idle worker.
+ */
+const CLUSTER_BLOCK_SLICE_MS = 100;
 
 /** How long creating the groups waits for the connection before failing (the caller retries). */
 const READY_WAIT_MS = 2_000;
@@ -39,6 +45,8 @@ export class StreamConsumer {
   readonly #name: string;
   readonly #logger: Logger;
   #claimCursor: string[];
+  /** On a cluster, the partition the next blocking read waits on (round robin). */
+  #blockOn = 0;
 
   constructor(opts: StreamConsumerOptions) {
     this.#redis = registerScripts(opts.redis);
@@ -76,41 +84,75 @@ export class StreamConsumer {
    */
   async read(count: number, blockMs: number): Promise<StreamEntry[]> {
     if (!(await this.#ready(blockMs))) return [];
+    const perStream = Math.max(1, Math.ceil(count / this.#keys.partitions));
+    try {
+      return isCluster(this.#redis)
+        ? await this.#readEach(perStream, blockMs)
+        : await this.#readGroup(this.#keys.streams, perStream, blockMs);
+    } catch (err) {
+      if (!isGroupLost(err)) throw err;
+      await this.#recreateGroups(err);
+      return [];
+    }
+  }
+
+  /**
+   * {@link read} on a Redis Cluster, where one XREADGROUP cannot name streams of different
+   * hash slots (CROSSSLOT): one non-blocking read per partition, in parallel, and while all
+   * are empty, a short blocking read on one partition at a time (a blocked read holds its
+   * node's connection, so blocking on every partition at once would queue them one behind
+   * the other). An entry arriving in another partition then waits at most one slice.
+   * Partitions that answer are returned even when others fail (a primary failing over).
+   */
+  async #readEach(perStream: number, blockMs: number): Promise<StreamEntry[]> {
     const streams = this.#keys.streams;
-    const perStream = Math.max(1, Math.ceil(count / streams.length));
+    const deadline = Date.now() + blockMs;
+    for (;;) {
+      const results = await Promise.allSettled(streams.map((key) => this.#readGroup([key], perStream, 0)));
+      const entries: StreamEntry[] = [];
+      let failure: unknown;
+      for (const r of results) {
+        if (r.status === 'fulfilled') entries.push(...r.value);
+        else failure ??= r.reason;
+      }
+      if (failure !== undefined) {
+        if (isGroupLost(failure)) await this.#recreateGroups(failure);
+        else if (entries.length === 0) throw failure;
+        else this.#logger.debug({ err: String(failure) }, 'some partitions could not be read');
+      }
+      const left = deadline - Date.now();
+      if (entries.length > 0 || failure !== undefined || left <= 0) return entries;
+      const key = streams[this.#blockOn++ % streams.length] as string;
+      const got = await this.#readGroup([key], perStream, Math.min(left, CLUSTER_BLOCK_SLICE_MS));
+      if (got.length > 0 || Date.now() >= deadline) return got;
+    }
+  }
+
+  /** One XREADGROUP over `streams` (all of one hash slot on a cluster). */
+  async #readGroup(streams: readonly string[], perStream: number, blockMs: number): Promise<StreamEntry[]> {
     // BLOCK 0 would block forever: leave the option out instead.
     const args: (string | number)[] = ['GROUP', CONSUMER_GROUP, this.#name, 'COUNT', perStream];
     if (blockMs > 0) args.push('BLOCK', blockMs);
     args.push('STREAMS', ...streams, ...streams.map(() => '>'));
-    let reply: unknown;
-    try {
-      // Through the typed command, whose reply ioredis shapes as [key, entries][] (call() would not under RESP3).
-      const xreadgroup = this.#redis.xreadgroup.bind(this.#redis) as (
-        ...a: (string | number)[]
-      ) => Promise<unknown>;
-      reply = await xreadgroup(...args);
-    } catch (err) {
-      // NOGROUP: the stream or the group is gone. UNBLOCKED: the stream was deleted while
-      // this read waited on it (FLUSHALL).
-      if (err instanceof Error && /^(NOGROUP|UNBLOCKED) /.test(err.message)) {
-        this.#logger.warn(
-          { err: err.message },
-          'consumer group missing (Redis lost its data?); recreating it',
-        );
-        await this.ensureGroups();
-        return [];
-      }
-      throw err;
-    }
+    // Through the typed command, whose reply ioredis shapes as [key, entries][] (call() would not under RESP3).
+    const xreadgroup = this.#redis.xreadgroup.bind(this.#redis) as (
+      ...a: (string | number)[]
+    ) => Promise<unknown>;
+    const reply = await xreadgroup(...args);
     const entries: StreamEntry[] = [];
     for (const [key, raw] of (reply ?? []) as [string, RawEntry[]][]) {
-      const partition = streams.indexOf(key);
+      const partition = this.#keys.streams.indexOf(key);
       for (const item of raw) {
         const entry = toEntry(partition, item, 1);
         if (entry) entries.push(entry);
       }
     }
     return entries;
+  }
+
+  async #recreateGroups(err: unknown): Promise<void> {
+    this.#logger.warn({ err: String(err) }, 'consumer group missing (Redis lost its data?); recreating it');
+    await this.ensureGroups();
   }
 
   /**
@@ -192,9 +234,11 @@ export class StreamConsumer {
    * instead of having them reclaimed, and counted toward MAX_DELIVERIES, by another.
    */
   async touch(entries: readonly Pick<StreamEntry, 'partition' | 'id'>[]): Promise<void> {
+    // TypeScript cannot pick an overload of a method of `Redis | Cluster`; both have this one.
+    const xclaim = this.#redis.xclaim.bind(this.#redis) as (...a: (string | number)[]) => Promise<unknown>;
     const calls: Promise<unknown>[] = [];
     for (const [p, ids] of groupByPartition(entries)) {
-      calls.push(this.#redis.xclaim(this.#keys.stream(p), CONSUMER_GROUP, this.#name, 0, ...ids, 'JUSTID'));
+      calls.push(xclaim(this.#keys.stream(p), CONSUMER_GROUP, this.#name, 0, ...ids, 'JUSTID'));
     }
     await Promise.all(calls);
   }
@@ -242,6 +286,14 @@ export class StreamConsumer {
       await this.#redis.xtrim(key, 'MINID', minId);
     }
   }
+}
+
+/**
+ * NOGROUP: the stream or the group is gone. UNBLOCKED: the stream was deleted while a
+ * read waited on it (FLUSHALL).
+ */
+function isGroupLost(err: unknown): boolean {
+  return err instanceof Error && /^(NOGROUP|UNBLOCKED) /.test(err.message);
 }
 
 function groupByPartition(entries: readonly Pick<StreamEntry, 'partition' | 'id'>[]): Map<number, string[]> {

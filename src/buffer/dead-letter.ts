@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import type { StreamConsumer, StreamEntry } from './consumer.ts';
 import { type BufferKeys, ENTRY_FORMAT_VERSION, partitionOfStream } from './keys.ts';
+import type { RedisLike } from './redis-client.ts';
 
 export interface DeadLetter {
   entry: StreamEntry;
@@ -9,13 +9,13 @@ export interface DeadLetter {
 }
 
 export interface DeadLetterOptions {
-  redis: Redis;
+  redis: RedisLike;
   keys: BufferKeys;
 }
 
 /** The dead-letter stream: entries that cannot be stored, kept with their error for an operator. */
 export class DeadLetterStream {
-  readonly #redis: Redis;
+  readonly #redis: RedisLike;
   readonly #keys: BufferKeys;
 
   constructor(opts: DeadLetterOptions) {

@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { type BufferKeys, CONSUMER_GROUP } from './keys.ts';
+import { primaries, type RedisLike } from './redis-client.ts';
 
 export interface PartitionStats {
   partition: number;
@@ -27,7 +27,7 @@ export interface BufferSnapshot {
 }
 
 export interface BufferMonitorOptions {
-  redis: Redis;
+  redis: RedisLike;
   keys: BufferKeys;
   maxEvents: number;
   maxMemoryRatio: number;
@@ -74,15 +74,27 @@ export class BufferMonitor {
   /** Reads stream lengths and memory once and updates the backpressure flag. */
   async refresh(): Promise<boolean> {
     const { redis, keys } = this.#opts;
-    const pipeline = redis.pipeline();
-    for (const key of keys.streams) pipeline.xlen(key);
-    pipeline.info('memory');
-    const replies = (await pipeline.exec()) ?? [];
-    let length = 0;
-    for (let p = 0; p < keys.partitions; p++) length += Number(replies[p]?.[1] ?? 0);
-    const memoryRatio = parseMemoryRatio(String(replies[keys.partitions]?.[1] ?? ''));
+    const [lengths, memoryRatio] = await Promise.all([
+      Promise.all(keys.streams.map((key) => settled(redis.xlen(key)))),
+      this.#memoryRatio(),
+    ]);
+    const length = lengths.reduce<number>((sum, n) => sum + Number(n ?? 0), 0);
     this.#overloaded = this.#isOver(length, memoryRatio);
     return this.#overloaded;
+  }
+
+  /**
+   * used_memory / maxmemory of the fullest server (every primary of a cluster: one that
+   * runs out of memory refuses the writes of its partitions), or null without maxmemory.
+   */
+  async #memoryRatio(): Promise<number | null> {
+    const infos = await Promise.all(primaries(this.#opts.redis).map((node) => settled(node.info('memory'))));
+    let ratio: number | null = null;
+    for (const info of infos) {
+      const r = parseMemoryRatio(String(info ?? ''));
+      if (r !== null && (ratio === null || r > ratio)) ratio = r;
+    }
+    return ratio;
   }
 
   #isOver(length: number, memoryRatio: number | null): boolean {
@@ -92,27 +104,28 @@ export class BufferMonitor {
   /** Full per-partition picture, for health endpoints. */
   async snapshot(): Promise<BufferSnapshot> {
     const { redis, keys, maxEvents } = this.#opts;
-    const pipeline = redis.pipeline();
-    for (const key of keys.streams) {
-      pipeline.xlen(key);
-      pipeline.xinfo('GROUPS', key);
-    }
-    pipeline.xlen(keys.deadLetter);
-    pipeline.info('memory');
-    const replies = (await pipeline.exec()) ?? [];
-    const partitions: PartitionStats[] = [];
-    for (let p = 0; p < keys.partitions; p++) {
-      const length = Number(replies[2 * p]?.[1] ?? 0);
-      const group = findGroup(replies[2 * p + 1]?.[1]);
-      partitions.push({
+    // One command per key (never a multi-key pipeline, which a cluster refuses across
+    // slots); the shared client pipelines them on its own. A failed command counts as
+    // empty, as in a pipeline's reply.
+    const [perStream, deadLetters, memoryRatio] = await Promise.all([
+      Promise.all(
+        keys.streams.map((key) =>
+          Promise.all([settled(redis.xlen(key)), settled(redis.xinfo('GROUPS', key))]),
+        ),
+      ),
+      settled(redis.xlen(keys.deadLetter)),
+      this.#memoryRatio(),
+    ]);
+    const partitions: PartitionStats[] = perStream.map(([rawLength, groups], p) => {
+      const length = Number(rawLength ?? 0);
+      const group = findGroup(groups);
+      return {
         partition: p,
         length,
         pending: group ? Number(group.pending ?? 0) : 0,
         lag: group ? (group.lag === null || group.lag === undefined ? null : Number(group.lag)) : length,
-      });
-    }
-    const deadLetters = Number(replies[2 * keys.partitions]?.[1] ?? 0);
-    const memoryRatio = parseMemoryRatio(String(replies[2 * keys.partitions + 1]?.[1] ?? ''));
+      };
+    });
     const length = partitions.reduce((s, p) => s + p.length, 0);
     const backpressure = this.#isOver(length, memoryRatio);
     this.#overloaded = backpressure;
@@ -123,7 +136,7 @@ export class BufferMonitor {
       maxEvents,
       utilisation: length / maxEvents,
       memoryRatio,
-      deadLetters,
+      deadLetters: Number(deadLetters ?? 0),
       backpressure,
       partitions,
     };
@@ -140,6 +153,11 @@ function findGroup(reply: unknown): Record<string, unknown> | undefined {
     if (fields.name === CONSUMER_GROUP) return fields;
   }
   return undefined;
+}
+
+/** The reply, or undefined when the command failed. */
+function settled<T>(reply: Promise<T>): Promise<T | undefined> {
+  return reply.catch(() => undefined);
 }
 
 function parseMemoryRatio(info: string): number | null {

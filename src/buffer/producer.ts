@@ -1,9 +1,9 @@
-import type { Redis } from 'ioredis';
 import type { NormalisedEvent } from '../events/event.schema.ts';
 import { BufferUnavailableError, toBufferError } from './errors.ts';
 import { type BufferKeys, ENTRY_FORMAT_VERSION } from './keys.ts';
 import { partitionFor } from './partition.ts';
-import { registerScripts } from './scripts.ts';
+import { isCluster, type RedisLike } from './redis-client.ts';
+import { type BufferPipeline, registerScripts } from './scripts.ts';
 
 /** Number of past buckets checked besides the current one; the window is split into this many. */
 const DEDUPE_BUCKETS = 8;
@@ -19,7 +19,7 @@ export interface BufferedEvent {
 export type EnqueueOutcome = 'accepted' | 'duplicate';
 
 export interface EventProducerOptions {
-  redis: Redis;
+  redis: RedisLike;
   keys: BufferKeys;
   /** 0 turns id memory off. */
   dedupeWindowS: number;
@@ -38,6 +38,8 @@ export class EventProducer {
   readonly #ttlS: number;
   readonly #waitReplicas: number;
   readonly #waitTimeoutMs: number;
+  /** On a cluster, WAIT goes with each script call, to the primary that ran it. */
+  readonly #waitPerCall: boolean;
   readonly #now: () => number;
   /** Events waiting for the next flush, by partition. */
   readonly #pending = new Map<number, PendingSlot[]>();
@@ -51,6 +53,7 @@ export class EventProducer {
     this.#ttlS = this.#bucketS * (DEDUPE_BUCKETS + 1);
     this.#waitReplicas = opts.waitReplicas ?? 0;
     this.#waitTimeoutMs = opts.waitTimeoutMs ?? 1000;
+    this.#waitPerCall = this.#waitReplicas > 0 && isCluster(opts.redis);
     this.#now = opts.now ?? Date.now;
   }
 
@@ -103,7 +106,7 @@ export class EventProducer {
       }
     }
     await Promise.all(calls);
-    if (this.#waitReplicas > 0) await this.#awaitReplicas(requests);
+    if (this.#waitReplicas > 0 && !this.#waitPerCall) await this.#awaitReplicas(requests);
     for (const r of requests) {
       if (r.error) r.reject(r.error);
       else r.resolve(r.outcomes);
@@ -119,7 +122,9 @@ export class EventProducer {
     const args: (string | Buffer | number)[] = [this.#ttlS, ENTRY_FORMAT_VERSION];
     for (const { item } of slots) args.push(uuidBytes(item.event.id), item.json, item.traceparent);
     try {
-      const result = await this.#redis.tributaryEnqueue(keys.length, ...keys, ...args);
+      const result = this.#waitPerCall
+        ? await this.#enqueueAndWait(keys, args)
+        : await this.#redis.tributaryEnqueue(keys.length, ...keys, ...args);
       slots.forEach(({ request, index }, k) => {
         request.outcomes[index] = result[k] === 0 ? 'duplicate' : 'accepted';
       });
@@ -127,6 +132,31 @@ export class EventProducer {
       const error = toBufferError(err);
       for (const { request } of slots) request.error ??= error;
     }
+  }
+
+  /**
+   * On a Redis Cluster: the script call and WAIT in one pipeline, which ioredis sends to
+   * the primary of the partition's slot, so WAIT runs on the connection that made the
+   * write (WAIT counts only its own connection's writes). A pipeline is not redirected
+   * when its WAIT succeeded: after a MOVED the call fails (503, the client retries) and the
+   * slot map is refreshed for the next one.
+   */
+  async #enqueueAndWait(keys: string[], args: (string | Buffer | number)[]): Promise<(string | number)[]> {
+    const pipeline = this.#redis.pipeline() as BufferPipeline;
+    pipeline.tributaryEnqueue(keys.length, ...keys, ...args);
+    pipeline.wait(this.#waitReplicas, this.#waitTimeoutMs);
+    const [write, wait] = (await pipeline.exec()) ?? [];
+    const failed = write?.[0] ?? wait?.[0];
+    if (failed) {
+      if (/^(MOVED|ASK) /.test(failed.message) && isCluster(this.#redis)) this.#redis.refreshSlotsCache();
+      throw failed;
+    }
+    if (!write || !wait) throw new BufferUnavailableError('no reply to the write or to WAIT');
+    const acked = Number(wait[1]);
+    if (acked < this.#waitReplicas) {
+      throw new BufferUnavailableError(`only ${acked} of ${this.#waitReplicas} replicas confirmed the write`);
+    }
+    return write[1] as (string | number)[];
   }
 
   async #awaitReplicas(requests: Set<PendingRequest>): Promise<void> {

@@ -1,5 +1,5 @@
-import type { Redis } from 'ioredis';
 import type { BufferKeys } from './keys.ts';
+import type { RedisLike } from './redis-client.ts';
 
 /** What a worker reports about itself, for health endpoints of any process. */
 export interface WorkerStatus {
@@ -23,10 +23,10 @@ const FORGET_AFTER_MS = 3_600_000;
  * can show every worker's breaker and checkpoint in `/health/database`.
  */
 export class WorkerStatusBoard {
-  readonly #redis: Redis;
+  readonly #redis: RedisLike;
   readonly #key: string;
 
-  constructor(opts: { redis: Redis; keys: BufferKeys }) {
+  constructor(opts: { redis: RedisLike; keys: BufferKeys }) {
     this.#redis = opts.redis;
     this.#key = opts.keys.workers;
   }

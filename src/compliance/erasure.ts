@@ -1,11 +1,11 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { ObjectStore } from '../archive/object-store.ts';
 import { type BufferKeys, CONSUMER_GROUP } from '../buffer/keys.ts';
 import { partitionFor } from '../buffer/partition.ts';
+import type { RedisLike } from '../buffer/redis-client.ts';
 import type { WorkerStatusBoard } from '../buffer/worker-status.ts';
 import { pseudonymize } from '../retention/policy.ts';
 import { RetentionBusyError, RunLease } from '../retention/runs.ts';
@@ -16,7 +16,7 @@ import { dropCountKey, type SubjectRegistry } from './subjects.ts';
 
 export interface ErasureOptions {
   pool: pg.Pool;
-  redis: Redis;
+  redis: RedisLike;
   keys: BufferKeys;
   store: ObjectStore;
   subjects: SubjectRegistry;

@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import type { RedisLike } from '../buffer/redis-client.ts';
 
 /** Hash of events a worker dropped for one erasure request: field `buffer` / `checkpoint` → count. */
 export const dropCountKey = (prefix: string, requestId: string) => `${prefix}:dsar:${requestId}:dropped`;
@@ -17,9 +17,9 @@ type Change =
 export interface SubjectRegistryOptions {
   pool: pg.Pool;
   /** For PUBLISH. */
-  redis: Redis;
+  redis: RedisLike;
   /** A connection of its own, put in subscriber mode. */
-  subscriber: Redis;
+  subscriber: RedisLike;
   prefix: string;
   logger: Logger;
   /** Full reload interval, in case a message was missed while Redis was away. */
@@ -171,11 +171,16 @@ export class SubjectRegistry {
         counts.set(id, (counts.get(id) ?? 0) + 1);
     }
     if (counts.size === 0) return;
-    const multi = this.#o.redis.multi();
-    for (const [id, n] of counts) {
-      multi.hincrby(dropCountKey(this.#o.prefix, id), where, n);
-      multi.expire(dropCountKey(this.#o.prefix, id), 30 * 86_400);
-    }
-    await multi.exec();
+    // One MULTI per request: each touches one key, as a Redis Cluster requires.
+    await Promise.all(
+      [...counts].map(([id, n]) => {
+        const key = dropCountKey(this.#o.prefix, id);
+        return this.#o.redis
+          .multi()
+          .hincrby(key, where, n)
+          .expire(key, 30 * 86_400)
+          .exec();
+      }),
+    );
   }
 }

@@ -1,10 +1,10 @@
 import { Hono } from 'hono';
-import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { DeadLetterStream } from '../buffer/dead-letter.ts';
 import type { BufferMonitor } from '../buffer/monitor.ts';
 import type { EventProducer } from '../buffer/producer.ts';
+import type { RedisLike } from '../buffer/redis-client.ts';
 import type { WorkerStatusBoard } from '../buffer/worker-status.ts';
 import type { ErasureService } from '../compliance/erasure.ts';
 import type { ExportOptions } from '../compliance/export.ts';
@@ -43,7 +43,7 @@ export interface AppDeps {
   >;
   logger: Logger;
   metrics: Metrics;
-  redis: Redis;
+  redis: RedisLike;
   pool: pg.Pool;
   db: Db;
   producer: EventProducer;

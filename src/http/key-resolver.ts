@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import type { RedisLike } from '../buffer/redis-client.ts';
 import type { ApiKeyInfo, Scope } from '../store/api-keys.repo.ts';
 import { hashKey, SCOPES } from '../store/api-keys.repo.ts';
 
@@ -131,9 +131,9 @@ function errorCode(err: unknown): string {
 
 export interface KeyInvalidationsOptions {
   /** Publishes (any connection). */
-  redis: Redis;
+  redis: RedisLike;
   /** A connection of its own: once subscribed it can run nothing else. */
-  subscriber: Redis;
+  subscriber: RedisLike;
   /** `keys.keyInvalidations`, under REDIS_PREFIX. */
   channel: string;
   logger: Logger;

@@ -1,7 +1,8 @@
 import { call, event } from './stack.ts';
 
 export interface IngestLoadOptions {
-  url: string;
+  /** Base URL of the API, or a function naming one per request (several API processes). */
+  url: string | (() => string);
   /** Requests in flight at once. */
   senders?: number;
   /** Events per batch request; every fourth request is a single event instead. */
@@ -105,9 +106,10 @@ export class IngestLoad {
     let exchange: Exchange;
     let ids: string[] | undefined;
     try {
+      const url = typeof this.#o.url === 'string' ? this.#o.url : this.#o.url();
       const res = single
-        ? await call(this.#o.url, '/v1/events', { body: events[0] })
-        : await call(this.#o.url, '/v1/events/batch', { body: { events } });
+        ? await call(url, '/v1/events', { body: events[0] })
+        : await call(url, '/v1/events/batch', { body: { events } });
       exchange = {
         sentAt,
         doneAt: Date.now(),

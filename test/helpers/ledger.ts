@@ -1,6 +1,6 @@
-import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import { expect } from 'vitest';
+import type { RedisLike } from '../../src/buffer/redis-client.ts';
 import { call, event, waitFor } from './stack.ts';
 
 /**
@@ -76,7 +76,7 @@ export async function expectStoredExactlyOnce(pool: pg.Pool, expected: Set<strin
 }
 
 /** Every partition's pending list is empty, the streams are drained, nothing is dead-lettered. */
-export async function expectBufferDrained(redis: Redis, prefix: string, partitions = 8): Promise<void> {
+export async function expectBufferDrained(redis: RedisLike, prefix: string, partitions = 8): Promise<void> {
   const state = await waitFor(
     async () => {
       let pending = 0;

@@ -25,6 +25,8 @@ export interface PrivateRedisOptions {
   appendonly?: boolean;
   /** AOF fsync policy; `everysec` is Redis's default and what docker-compose.yml uses. */
   appendfsync?: 'always' | 'everysec' | 'no';
+  /** More `redis-server` arguments, e.g. cluster mode. */
+  args?: string[];
 }
 
 /** A throwaway redis-server in a temp directory, for tests that stop, kill and restart it. */
@@ -35,7 +37,11 @@ export class PrivateRedis {
 
   constructor(port: number, opts: PrivateRedisOptions = {}) {
     this.port = port;
-    this.#opts = { appendonly: opts.appendonly ?? true, appendfsync: opts.appendfsync ?? 'everysec' };
+    this.#opts = {
+      appendonly: opts.appendonly ?? true,
+      appendfsync: opts.appendfsync ?? 'everysec',
+      args: opts.args ?? [],
+    };
   }
 
   get url(): string {
@@ -69,6 +75,7 @@ export class PrivateRedis {
         this.#pidfile,
         '--logfile',
         join(this.dir, 'redis.log'),
+        ...this.#opts.args,
       ],
       { stdio: ['ignore', 'ignore', 'inherit'] },
     );

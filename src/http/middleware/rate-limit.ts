@@ -1,7 +1,7 @@
 import type { MiddlewareHandler } from 'hono';
-import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { BufferKeys } from '../../buffer/keys.ts';
+import type { RedisLike } from '../../buffer/redis-client.ts';
 import { registerScripts } from '../../buffer/scripts.ts';
 import type { AppEnv } from '../env.ts';
 import { ApiError, errorResponse } from '../errors.ts';
@@ -28,7 +28,7 @@ export interface RateLimiter {
 
 export interface RedisRateLimiterOptions {
   /** The shared client (auto-pipelined): one EVALSHA per request, no lock. */
-  redis: Redis;
+  redis: RedisLike;
   keys: Pick<BufferKeys, 'rateLimit'>;
   logger: Logger;
   /** Longest wait for Redis before a request goes through uncounted. */

@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
-import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import type { BufferMonitor } from '../../buffer/monitor.ts';
+import type { RedisLike } from '../../buffer/redis-client.ts';
 import type { WorkerStatus, WorkerStatusBoard } from '../../buffer/worker-status.ts';
 import { type BusinessSummary, businessSummary } from '../../store/business.repo.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
@@ -9,7 +9,7 @@ import { metricsSource } from '../api-cluster.ts';
 import type { AppEnv } from '../env.ts';
 
 export interface HealthRoutesDeps {
-  redis: Redis;
+  redis: RedisLike;
   pool: pg.Pool;
   monitor: BufferMonitor;
   metrics: Metrics;

@@ -1,0 +1,111 @@
+/**
+ * A Redis Cluster primary dies under load (kill -9) and its replica takes over. With
+ * REDIS_WAIT_REPLICAS=1 a 202 means the replica had the write, so the failover loses no
+ * acknowledged event: the API answers 503 for the partitions of the lost primary until
+ * the cluster has moved their slots (ioredis follows MOVED and refreshes its slot map),
+ * the worker keeps reading the other partitions, nobody restarts a process, and every
+ * acknowledged event is stored exactly once.
+ */
+import type { Cluster } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bufferKeys } from '../../src/buffer/keys.ts';
+import { createTestEnv, type TestEnv } from '../helpers/env.ts';
+import { IngestLoad } from '../helpers/ingest-load.ts';
+import { expectBufferDrained, expectStoredExactlyOnce } from '../helpers/ledger.ts';
+import { runTributary, startTributary, type TributaryProcess } from '../helpers/processes.ts';
+import { PrivateRedisCluster } from '../helpers/redis-cluster.ts';
+import { waitFor } from '../helpers/stack.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+let cluster: PrivateRedisCluster;
+let env: TestEnv;
+let client: Cluster;
+let api: TributaryProcess;
+let worker: TributaryProcess;
+
+beforeAll(async () => {
+  // A replica per primary, promoted 1 s after its primary stops answering.
+  cluster = await PrivateRedisCluster.start({ primaries: 3, replicasPerPrimary: 1, nodeTimeoutMs: 1_000 });
+  env = createTestEnv();
+  const processEnv = env.env({
+    REDIS_CLUSTER_NODES: cluster.seeds,
+    REDIS_WAIT_REPLICAS: '1',
+    CLAIM_IDLE_MS: '2000',
+  });
+  const migrated = await runTributary(['migrate'], processEnv);
+  expect(migrated.code, migrated.stderr).toBe(0);
+  [api, worker] = await Promise.all([
+    startTributary('serve', processEnv),
+    startTributary('work', processEnv),
+  ]);
+  client = cluster.client();
+}, 60_000);
+
+afterAll(async () => {
+  await Promise.all([api, worker].map((p) => p?.kill9()));
+  client?.disconnect();
+  cluster?.destroy();
+  await env?.cleanup();
+});
+
+describe('Redis Cluster failover', () => {
+  it('kill -9 of a primary under load: its replica takes over and no acknowledged event is lost', async () => {
+    const keys = bufferKeys(env.prefix, 8);
+    const load = new IngestLoad({ url: api.url, batchSize: 100 });
+    load.start();
+    await waitFor(async () => load.acknowledged.size >= 5_000, 30_000, 'load under way');
+
+    const victimPort = await cluster.ownerOf(keys.stream(0));
+    cluster.node(victimPort).kill9();
+    const killedAt = Date.now();
+    // The replica is promoted once the others agree the primary is gone.
+    await waitFor(
+      async () => (await cluster.ownerOf(keys.stream(0)).catch(() => victimPort)) !== victimPort,
+      30_000,
+      'failover',
+    );
+    const failedOverAt = Date.now();
+    // The old primary comes back as a replica of the new one: WAIT 1 is satisfiable again.
+    cluster.node(victimPort).start();
+    await waitFor(async () => (await cluster.role(victimPort)) === 'slave', 30_000, 'old primary rejoined');
+    await cluster.waitUntilOk(30_000, 1);
+    const rejoinedAt = Date.now();
+    const firstAck = await waitFor(
+      async () => load.exchanges.find((x) => x.sentAt >= rejoinedAt && x.status === 202),
+      30_000,
+      'a 202 after the old primary rejoined',
+    );
+    await sleep(2_000);
+    await load.stop();
+    await load.drain(60_000);
+
+    expect(load.anomalies).toEqual([]);
+    const refused = load.exchanges.filter((x) => x.status !== 202);
+    for (const x of refused) {
+      expect({ status: x.status, code: x.code }).toEqual({ status: 503, code: 'buffer_unavailable' });
+    }
+    // WAIT went to the new primary too: until the old one rejoined as its replica, writes
+    // to its slots had no replica to confirm them and were refused.
+    expect(refused.some((x) => x.sentAt > failedOverAt && x.doneAt < rejoinedAt)).toBe(true);
+    expect(api.child.exitCode).toBeNull();
+    expect(worker.child.exitCode).toBeNull();
+    expect(load.acknowledged.size).toBe(load.sent.size);
+    const counts = await expectStoredExactlyOnce(env.pool, new Set(load.acknowledged.keys()), 90_000);
+    await expectBufferDrained(client, env.prefix);
+
+    const statuses: Record<string, number> = {};
+    for (const x of load.exchanges) statuses[x.status] = (statuses[x.status] ?? 0) + 1;
+    console.info(
+      `[redis-cluster failover] ${JSON.stringify({
+        sent: load.sent.size,
+        stored: counts.rows,
+        duplicates: counts.rows - counts.distinct,
+        statuses,
+        failoverMs: failedOverAt - killedAt,
+        rejoinMs: rejoinedAt - failedOverAt,
+        firstAckAfterRejoinMs: firstAck.doneAt - rejoinedAt,
+      })}`,
+    );
+  });
+});
