@@ -159,7 +159,7 @@ export function recommendWorkers(
     last.backlog === 0 ? 0 : drainRate > 0 ? last.backlog / drainRate : Number.POSITIVE_INFINITY;
   const behind = drainSeconds > policy.targetDrainSeconds && !nearEmpty(last.backlog, ingest, policy);
   if (!grew && !behind) return { workers: current, reason: 'keeping up', ...measured, drainSeconds };
-  if (drain !== undefined && drain === 0) {
+  if (drain === 0) {
     return { workers: current, reason: 'not draining', ...measured, drainSeconds };
   }
 
