@@ -1,5 +1,6 @@
 import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { classifyDbError } from '../store/errors.ts';
 
 export interface ErrorDetail {
   path?: string;
@@ -56,3 +57,13 @@ export const errors = {
   databaseUnavailable: () =>
     new ApiError('database_unavailable', 503, 'the database is unavailable; retry later', { retryAfter: 5 }),
 };
+
+/** Runs a database call for a route: an unreachable database becomes `503 database_unavailable`. */
+export async function withDb<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (classifyDbError(err) === 'unavailable') throw errors.databaseUnavailable();
+    throw err;
+  }
+}

@@ -16,10 +16,9 @@ import {
   SCOPES,
 } from '../../store/api-keys.repo.ts';
 import type { Db } from '../../store/db.ts';
-import { classifyDbError } from '../../store/errors.ts';
 import { bodyKind, parseJson, readBody } from '../body.ts';
 import type { AppEnv } from '../env.ts';
-import { ApiError, errors } from '../errors.ts';
+import { ApiError, errors, withDb } from '../errors.ts';
 import type { KeyResolver } from '../key-resolver.ts';
 import { requireScope } from '../middleware/auth.ts';
 import { requestLogger } from '../middleware/request-context.ts';
@@ -64,15 +63,6 @@ const shownOnce = (key: string, info: ApiKeyInfo) => ({
 });
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-async function withDb<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (classifyDbError(err) === 'unavailable') throw errors.databaseUnavailable();
-    throw err;
-  }
-}
 
 const archiveQuery = z.strictObject({
   month: z

@@ -6,9 +6,8 @@ import type { ErasureService } from '../../compliance/erasure.ts';
 import { type ExportOptions, exportSubject } from '../../compliance/export.ts';
 import type { SubjectRegistry } from '../../compliance/subjects.ts';
 import { EVENT_LIMITS } from '../../events/limits.ts';
-import { classifyDbError } from '../../store/errors.ts';
 import type { AppEnv } from '../env.ts';
-import { ApiError, errors } from '../errors.ts';
+import { ApiError, errors, withDb } from '../errors.ts';
 import type { KeyResolver } from '../key-resolver.ts';
 import { requireScope } from '../middleware/auth.ts';
 import { requestLogger } from '../middleware/request-context.ts';
@@ -29,15 +28,6 @@ function subject(raw: string): string {
     throw new ApiError('invalid_user_id', 400, `userId must be 1–${EVENT_LIMITS.maxUserIdLength} characters`);
   }
   return raw;
-}
-
-async function withDb<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (classifyDbError(err) === 'unavailable') throw errors.databaseUnavailable();
-    throw err;
-  }
 }
 
 /** `/v1/users/:userId/*` and `/v1/dsar/*`: erasure, export and opt-out. Every route needs the `dsar` scope. */
