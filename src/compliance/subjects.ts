@@ -5,6 +5,9 @@ import type { RedisLike } from '../buffer/redis-client.ts';
 /** Hash of events a worker dropped for one erasure request: field `buffer` / `checkpoint` → count. */
 export const dropCountKey = (prefix: string, requestId: string) => `${prefix}:dsar:${requestId}:dropped`;
 
+/** A `"userId":"…"` member in event JSON; the value as written (escapes undecoded). */
+const USER_ID_FIELD = /"userId":"((?:[^"\\]|\\.)*)"/g;
+
 export type DropReason = 'user_opt_out' | 'erased';
 
 /** A change every process applies at once (pub/sub); full reloads catch up on anything missed. */
@@ -139,7 +142,7 @@ export class SubjectRegistry {
    * subject, so erasure counts can be attributed.
    */
   dropReason(eventJson: string): { reason: DropReason; userId: string } | undefined {
-    if (this.empty) return undefined;
+    if (this.empty || !this.#mentionsListedSubject(eventJson)) return undefined;
     let event: { userId?: unknown; receivedAt?: unknown };
     try {
       event = JSON.parse(eventJson) as typeof event;
@@ -154,6 +157,27 @@ export class SubjectRegistry {
     if (optedOutAt !== undefined && !(received < optedOutAt))
       return { reason: 'user_opt_out', userId: event.userId };
     return undefined;
+  }
+
+  /**
+   * A cheap screen before a full parse, so a worker parses only the events of listed
+   * subjects (erasure markers stay for good, so the lists are rarely empty): does any
+   * `"userId":"…"` in the text name a listed subject? Every occurrence is tried, so a
+   * `userId` key inside metadata cannot hide the event's own; an escaped value is decoded.
+   */
+  #mentionsListedSubject(json: string): boolean {
+    for (const match of json.matchAll(USER_ID_FIELD)) {
+      let id = match[1] as string;
+      if (id.includes('\\')) {
+        try {
+          id = JSON.parse(`"${id}"`) as string;
+        } catch {
+          return true;
+        }
+      }
+      if (this.#erasures.has(id) || this.#optOuts.has(id)) return true;
+    }
+    return false;
   }
 
   /**

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { ARCHIVE_SCHEMA_VERSION } from './parquet.ts';
 import { archiveKeys, type Month } from './policy.ts';
@@ -39,8 +40,8 @@ export async function createArchive(
   pool: pg.Pool,
   a: { runId: string; month: Month; service: string; source: string; rangeFrom: Date; rangeTo: Date },
 ): Promise<ArchiveRecord> {
-  const { rows: ids } = await pool.query<{ id: string; now: Date }>('SELECT gen_random_uuid() AS id, now()');
-  const { id, now } = ids[0] as { id: string; now: Date };
+  const id = randomUUID();
+  const now = new Date();
   const keys = archiveKeys(a.month, a.service, now, id);
   const { rows } = await pool.query<ArchiveRecord>(
     `INSERT INTO archives (id, run_id, month, service, source, range_from, range_to, object_key, manifest_key,
