@@ -1,4 +1,4 @@
-// Preloaded (node --import) into the "without metrics" API of the metrics-overhead bench:
+// Preloaded (node --import) into the "without metrics" API of `ab-serve.ts --compare metrics`:
 // every prom-client recording call becomes a no-op, so the run measures what recording
 // metrics on the hot path costs. Registration and /metrics rendering are left alone.
 import promClient from 'prom-client';
