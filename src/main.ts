@@ -122,7 +122,7 @@ function complianceOf(deps: Deps): Promise<Compliance> {
         pool,
         redis,
         subscriber: deps.blockingRedis(60_000),
-        prefix: config.REDIS_PREFIX,
+        keys,
         logger,
       });
       await subjects.start();
