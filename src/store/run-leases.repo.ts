@@ -1,5 +1,11 @@
 import type pg from 'pg';
 
+/*
+ * The single-runner lease that retention passes and erasures' archive rewrites share, kept
+ * as rows of `retention_runs`. Hand-written SQL: the counter column is chosen per call and
+ * the step log is a jsonb append (`steps || $2::jsonb`).
+ */
+
 /** `erasure`: an erasure job holding the lease while it rewrites archive objects. */
 export type RunTrigger = 'schedule' | 'manual' | 'cli' | 'erasure';
 
@@ -18,27 +24,11 @@ export class LeaseLostError extends Error {
   override readonly name = 'LeaseLostError';
 }
 
-export interface RunRecord {
-  id: string;
-  trigger: string;
-  status: string;
-  holder: string;
-  startedAt: string;
-  heartbeatAt: string;
-  finishedAt: string | null;
-  rowsArchived: number;
-  bytesArchived: number;
-  rowsDeleted: number;
-  rowsAnonymized: number;
-  partitionsDropped: string[];
-  steps: unknown[];
-  error: string | null;
-}
-
 export type RunCounter = 'rows_archived' | 'bytes_archived' | 'rows_deleted' | 'rows_anonymized';
 
 /**
- * The single-runner lease, kept in `retention_runs`: a partial unique index admits one
+ * The single-runner lease, kept in `retention_runs` (used by retention passes and by
+ * erasures while they rewrite archive objects): a partial unique index admits one
  * `running` row. The holder heartbeats; a row whose heartbeat is older than the TTL
  * belongs to a crashed or stalled runner and is marked `abandoned` by the next starter.
  * Nothing here holds a session (no advisory lock), so it works through PgBouncer.
@@ -123,32 +113,4 @@ export class RunLease {
       [this.id, outcome, error ?? null],
     );
   }
-}
-
-const RUN_COLUMNS = `id, trigger, status, holder, started_at AS "startedAt", heartbeat_at AS "heartbeatAt",
-  finished_at AS "finishedAt", rows_archived::float8 AS "rowsArchived", bytes_archived::float8 AS "bytesArchived",
-  rows_deleted::float8 AS "rowsDeleted", rows_anonymized::float8 AS "rowsAnonymized",
-  partitions_dropped AS "partitionsDropped", steps, error`;
-
-export async function getRun(pool: pg.Pool, id: string): Promise<RunRecord | undefined> {
-  const { rows } = await pool.query<RunRecord>(`SELECT ${RUN_COLUMNS} FROM retention_runs WHERE id = $1`, [
-    id,
-  ]);
-  return rows[0];
-}
-
-export async function listRuns(pool: pg.Pool, limit: number): Promise<Omit<RunRecord, 'steps'>[]> {
-  const { rows } = await pool.query<RunRecord>(
-    `SELECT ${RUN_COLUMNS} FROM retention_runs ORDER BY started_at DESC LIMIT $1`,
-    [limit],
-  );
-  return rows.map(({ steps: _steps, ...rest }) => rest);
-}
-
-/** Start of the newest completed pass, or undefined when none completed. */
-export async function lastCompletedRun(pool: pg.Pool): Promise<Date | undefined> {
-  const { rows } = await pool.query<{ at: Date | null }>(
-    `SELECT max(started_at) AS at FROM retention_runs WHERE status = 'completed' AND trigger <> 'erasure'`,
-  );
-  return rows[0]?.at ?? undefined;
 }
