@@ -2,8 +2,9 @@ import type pg from 'pg';
 
 /*
  * The single-runner lease that retention passes and erasures' archive rewrites share, kept
- * as rows of `retention_runs`. Hand-written SQL: the counter column is chosen per call and
- * the step log is a jsonb append (`steps || $2::jsonb`).
+ * as rows of `retention_runs`. Hand-written SQL, moved unchanged from retention/runs.ts:
+ * the takeover compares heartbeats with the database's clock (`now()`), the counter column
+ * is chosen per call, and the step log is a jsonb append (`steps || $2::jsonb`).
  */
 
 /** `erasure`: an erasure job holding the lease while it rewrites archive objects. */
@@ -46,6 +47,12 @@ export class RunLease {
     this.id = id;
   }
 
+  /**
+   * Takes the lease: first marks `abandoned` any running row whose heartbeat is older than
+   * `ttlMs` (its runner crashed or stalled), then inserts this runner's row, which heartbeats
+   * every `ttlMs / 4` (at least 200 ms) until {@link finish}.
+   * @throws RetentionBusyError when a live runner holds it.
+   */
   static async acquire(pool: pg.Pool, trigger: RunTrigger, holder: string, ttlMs: number): Promise<RunLease> {
     await pool.query(
       `UPDATE retention_runs
@@ -90,6 +97,7 @@ export class RunLease {
     if (this.#lost) throw new LeaseLostError(`retention pass ${this.id} lost its lease`);
   }
 
+  /** Appends a step to the run's log (which also counts as a heartbeat); throws when the lease is lost. */
   async step(step: Record<string, unknown>): Promise<void> {
     this.check();
     await this.#pool.query(
@@ -98,6 +106,7 @@ export class RunLease {
     );
   }
 
+  /** Adds `n` to one of the run's counters. */
   async add(counter: RunCounter, n: number): Promise<void> {
     if (n === 0) return;
     await this.#pool.query(`UPDATE retention_runs SET ${counter} = ${counter} + $2 WHERE id = $1`, [
@@ -106,6 +115,7 @@ export class RunLease {
     ]);
   }
 
+  /** Stops heartbeating and records the outcome, unless another runner took the lease over meanwhile. */
   async finish(outcome: 'completed' | 'failed', error?: string): Promise<void> {
     clearInterval(this.#timer);
     await this.#pool.query(
