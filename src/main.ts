@@ -24,7 +24,6 @@ import { KeyInvalidations, KeyResolver } from './http/key-resolver.ts';
 import { RedisRateLimiter } from './http/middleware/rate-limit.ts';
 import { startHttpServers } from './http/server.ts';
 import { parseMonth } from './retention/policy.ts';
-import { getRun, RetentionBusyError } from './retention/runs.ts';
 import { RetentionService } from './retention/service.ts';
 import {
   createApiKey,
@@ -35,6 +34,8 @@ import {
   type Scope,
 } from './store/api-keys.repo.ts';
 import { migrateDatabase } from './store/migrate.ts';
+import { getRun } from './store/retention-runs.repo.ts';
+import { RetentionBusyError } from './store/run-leases.repo.ts';
 import { registerAutoscaleMetrics, WorkerDemand } from './telemetry/autoscale-metrics.ts';
 import { registerBufferMetrics } from './telemetry/buffer-metrics.ts';
 import { createLogger } from './telemetry/logger.ts';

@@ -8,8 +8,19 @@ import { partitionFor } from '../buffer/partition.ts';
 import type { RedisLike } from '../buffer/redis-client.ts';
 import { findNamed } from '../buffer/redis-reply.ts';
 import type { WorkerStatusBoard } from '../buffer/worker-status.ts';
-import { pseudonymize } from '../retention/policy.ts';
-import { RetentionBusyError, RunLease } from '../retention/runs.ts';
+import { pseudonymize } from '../events/pseudonym.ts';
+import {
+  claimRequest,
+  completeRequest,
+  createErasureRequest,
+  type DsarStatus,
+  eraseEventsBatch,
+  erasureStatus,
+  heartbeatRequest,
+  recordRequestError,
+  requestsToRun,
+} from '../store/dsar.repo.ts';
+import { RetentionBusyError, RunLease } from '../store/run-leases.repo.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { inSpan } from '../telemetry/tracing.ts';
 import { eraseFromArchives } from './archive-erasure.ts';
@@ -28,23 +39,17 @@ export interface ErasureOptions {
   batchRows: number;
   /** ANONYMIZE_SECRET: pseudonymised rows are found through the same HMAC. */
   anonymizeSecret?: string | undefined;
-  /** A request whose runner stopped reporting progress this long ago is taken over. */
+  /**
+   * DSAR_LOCK_TTL_MS: a request, or the retention lease an erasure holds while it rewrites
+   * archives, whose holder stopped reporting progress this long ago is taken over.
+   */
   staleMs?: number;
 }
 
-export interface DsarStatus {
-  requestId: string;
-  userId: string;
-  status: 'pending' | 'running' | 'completed' | 'failed';
-  requestedAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-  deleted: { database: number; buffer: number; checkpoint: number; archive: number };
-  archivesRewritten: number;
-  error: string | null;
-}
+export type { DsarStatus };
 
-const STALE_MS = 60_000;
+/** DSAR_LOCK_TTL_MS's default, for callers that give no `staleMs`. */
+const DEFAULT_STALE_MS = 60_000;
 
 /**
  * Erasure of a data subject, as a resumable background job. The request is recorded and
@@ -57,26 +62,23 @@ const STALE_MS = 60_000;
  */
 export class ErasureService {
   readonly #o: ErasureOptions;
+  /** One TTL for every lease this service takes: the request's row and the retention lease. */
+  readonly #staleMs: number;
   readonly #holder = `${hostname()}-${process.pid}`;
   readonly #running = new Set<string>();
   #timer: NodeJS.Timeout | undefined;
 
   constructor(opts: ErasureOptions) {
     this.#o = opts;
+    this.#staleMs = opts.staleMs ?? DEFAULT_STALE_MS;
   }
 
   async request(userId: string, keyId: string | null): Promise<string> {
     const { pool, redis, keys, subjects } = this.#o;
     const stream = keys.stream(partitionFor(userId, keys.partitions));
     const last = (await redis.xrevrange(stream, '+', '-', 'COUNT', 1))[0]?.[0] ?? '0-0';
-    const { rows } = await pool.query<{ id: string; at: number }>(
-      `INSERT INTO dsar_requests (kind, user_id, status, key_id, progress)
-       VALUES ('erasure', $1, 'pending', $2, jsonb_build_object('bufferHorizon', $3::text))
-       RETURNING id, (extract(epoch FROM requested_at) * 1000)::float8 AS at`,
-      [userId, keyId, last],
-    );
-    const { id, at } = rows[0] as { id: string; at: number };
-    await subjects.publish({ op: 'erasure', userId, requestId: id, at: Number(at) });
+    const { id, at } = await createErasureRequest(pool, userId, keyId, last);
+    await subjects.publish({ op: 'erasure', userId, requestId: id, at });
     this.#o.metrics.dsarRequests.inc({ kind: 'erasure' });
     void this.run(id);
     return id;
@@ -84,15 +86,7 @@ export class ErasureService {
 
   /** The request as recorded, with the drops workers counted so far (they go on after completion). */
   async status(id: string): Promise<DsarStatus | undefined> {
-    const { rows } = await this.#o.pool.query<DsarStatus>(
-      `SELECT id AS "requestId", user_id AS "userId", status, requested_at AS "requestedAt", started_at AS "startedAt",
-              finished_at AS "finishedAt", archives_rewritten AS "archivesRewritten", error,
-              json_build_object('database', deleted_database, 'buffer', deleted_buffer,
-                                'checkpoint', deleted_checkpoint, 'archive', deleted_archive) AS deleted
-         FROM dsar_requests WHERE id = $1 AND kind = 'erasure'`,
-      [id],
-    );
-    const found = rows[0];
+    const found = await erasureStatus(this.#o.pool, id);
     if (!found) return undefined;
     const dropped = await this.#o.redis.hgetall(this.#o.keys.dsarDropped(id)).catch(() => ({}));
     const counted = dropped as Record<string, string | undefined>;
@@ -104,13 +98,7 @@ export class ErasureService {
   /** Picks up pending requests and those whose runner died, every few seconds. */
   startPolling(everyMs = 5_000): void {
     const tick = async () => {
-      const { rows } = await this.#o.pool.query<{ id: string }>(
-        `SELECT id FROM dsar_requests
-          WHERE status = 'pending' OR (status = 'running' AND heartbeat_at < now() - $1::int * interval '1 ms')
-          ORDER BY requested_at LIMIT 10`,
-        [this.#o.staleMs ?? STALE_MS],
-      );
-      for (const r of rows) await this.run(r.id);
+      for (const id of await requestsToRun(this.#o.pool, this.#staleMs)) await this.run(id);
     };
     this.#timer = setInterval(() => void tick().catch(() => {}), everyMs);
     this.#timer.unref();
@@ -127,35 +115,23 @@ export class ErasureService {
     const { pool, logger } = this.#o;
     let heartbeat: NodeJS.Timeout | undefined;
     try {
-      const { rows } = await pool.query<{ user_id: string; progress: Record<string, unknown>; at: number }>(
-        `UPDATE dsar_requests SET status = 'running', started_at = coalesce(started_at, now()), heartbeat_at = now()
-          WHERE id = $1 AND (status = 'pending'
-                OR (status = 'running' AND heartbeat_at < now() - $2::int * interval '1 ms'))
-        RETURNING user_id, progress, (extract(epoch FROM requested_at) * 1000)::float8 AS at`,
-        [id, this.#o.staleMs ?? STALE_MS],
-      );
-      const claimed = rows[0];
+      const claimed = await claimRequest(pool, id, this.#staleMs);
       if (!claimed) return;
       heartbeat = setInterval(
-        () =>
-          void pool
-            .query(`UPDATE dsar_requests SET heartbeat_at = now() WHERE id = $1`, [id])
-            .catch(() => {}),
-        Math.min(5_000, (this.#o.staleMs ?? STALE_MS) / 3),
+        () => void heartbeatRequest(pool, id).catch(() => {}),
+        Math.min(5_000, this.#staleMs / 3),
       );
       heartbeat.unref();
       logger.info({ requestId: id }, 'erasure started');
       await inSpan('dsar.erasure', { attributes: { 'tributary.dsar_request': id } }, () =>
-        this.#erase(id, claimed.user_id, claimed.progress),
+        this.#erase(id, claimed.userId, claimed.progress),
       );
       logger.info({ requestId: id }, 'erasure completed');
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       logger.warn({ requestId: id, err: message }, 'erasure paused; it will be resumed');
-      // Left `running`: the heartbeat stops, and a poller takes it over after STALE_MS.
-      await pool
-        .query(`UPDATE dsar_requests SET error = $2 WHERE id = $1 AND status = 'running'`, [id, message])
-        .catch(() => {});
+      // Left `running`: the heartbeat stops, and a poller takes it over after DSAR_LOCK_TTL_MS.
+      await recordRequestError(pool, id, message).catch(() => {});
     } finally {
       clearInterval(heartbeat);
       this.#running.delete(id);
@@ -188,12 +164,7 @@ export class ErasureService {
     const dropped = await this.#o.redis.hgetall(this.#o.keys.dsarDropped(id));
     const buffer = Number(dropped.buffer ?? 0);
     const checkpoint = Number(dropped.checkpoint ?? 0);
-    await pool.query(
-      `UPDATE dsar_requests SET status = 'completed', finished_at = now(), error = NULL,
-              deleted_buffer = $2, deleted_checkpoint = $3
-        WHERE id = $1`,
-      [id, buffer, checkpoint],
-    );
+    await completeRequest(pool, id, { buffer, checkpoint });
     metrics.dsarRowsErased.inc({ place: 'buffer' }, buffer);
     metrics.dsarRowsErased.inc({ place: 'checkpoint' }, checkpoint);
     metrics.dsarRowsErased.inc({ place: 'archive' }, archive.rows);
@@ -205,16 +176,7 @@ export class ErasureService {
     for (;;) {
       // Rows and their count go in one statement, so a job killed between batches
       // neither loses nor double-counts a batch.
-      const { rows } = await pool.query<{ n: number }>(
-        `WITH gone AS (
-           DELETE FROM events WHERE (occurred_at, id) IN (
-             SELECT occurred_at, id FROM events WHERE user_id = ANY($1::text[]) LIMIT $2)
-           RETURNING 1)
-         UPDATE dsar_requests SET deleted_database = deleted_database + (SELECT count(*) FROM gone)
-          WHERE id = $3 RETURNING (SELECT count(*) FROM gone)::int AS n`,
-        [ids, batchRows, id],
-      );
-      const n = rows[0]?.n ?? 0;
+      const n = await eraseEventsBatch(pool, id, ids, batchRows);
       if (n === 0) return;
       metrics.dsarRowsErased.inc({ place: 'database' }, n);
     }
@@ -258,7 +220,7 @@ export class ErasureService {
     for (;;) {
       let lease: RunLease;
       try {
-        lease = await RunLease.acquire(this.#o.pool, 'erasure', this.#holder, STALE_MS);
+        lease = await RunLease.acquire(this.#o.pool, 'erasure', this.#holder, this.#staleMs);
       } catch (err) {
         if (!(err instanceof RetentionBusyError)) throw err;
         await new Promise((r) => setTimeout(r, 1_000));

@@ -2,8 +2,10 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type pg from 'pg';
 import type { ObjectStore } from '../archive/object-store.ts';
-import { ParquetFiles } from '../retention/parquet.ts';
-import { pseudonymize } from '../retention/policy.ts';
+import { ParquetFiles } from '../archive/parquet.ts';
+import { pseudonymize } from '../events/pseudonym.ts';
+import { archivesWithRows } from '../store/archives.repo.ts';
+import { subjectEventsPage } from '../store/events.repo.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { type MetadataCipher, mayHoldSealedValue } from './metadata-cipher.ts';
 
@@ -26,16 +28,8 @@ export interface ExportOptions {
  * Archives whose rows are restored into PostgreSQL are skipped (they were read there).
  * Encrypted metadata values are decrypted (with `cipher`) on the way out.
  * The consumer pulls lines one at a time, so a slow client slows the reading down.
+ * Yields NDJSON text, a page (up to `pageRows` lines) at a time.
  */
-/**
- * Rows after the cursor, written so the planner estimates it as the range it is and walks
- * the index in order (a row comparison is estimated at a handful of rows, which made it
- * fetch and sort everything after the cursor for every page).
- */
-const AFTER_CURSOR =
-  'AND occurred_at >= $3::timestamptz AND (occurred_at > $3::timestamptz OR id > $4::uuid)';
-
-/** Yields NDJSON text, a page (up to `pageRows` lines) at a time. */
 export async function* exportSubject(o: ExportOptions, userId: string): AsyncGenerator<string> {
   const ids = o.anonymizeSecret ? [userId, pseudonymize(o.anonymizeSecret, userId)] : [userId];
   const page = o.pageRows ?? 1_000;
@@ -43,17 +37,7 @@ export async function* exportSubject(o: ExportOptions, userId: string): AsyncGen
   for (const subjectId of ids) {
     let after: { ts: string; id: string } | undefined;
     for (;;) {
-      const { rows } = await o.pool.query<{ line: string; ts: string; id: string }>(
-        `SELECT json_build_object('id', id, 'service', service, 'type', type,
-                  'timestamp', to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-                  'receivedAt', to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-                  'userId', user_id, 'message', message, 'metadata', metadata, 'source', 'database')::text AS line,
-                occurred_at::text AS ts, id
-           FROM events
-          WHERE user_id = $1 ${after ? AFTER_CURSOR : ''}
-          ORDER BY occurred_at, id LIMIT $2`,
-        after ? [subjectId, page, after.ts, after.id] : [subjectId, page],
-      );
+      const rows = await subjectEventsPage(o.pool, subjectId, page, after);
       // One write per page: per-line writes would cost more than the query.
       if (rows.length > 0) yield `${rows.map((r) => openLine(o.cipher, r.line)).join('\n')}\n`;
       o.metrics.exportRows.inc({ source: 'database' }, rows.length);
@@ -63,9 +47,7 @@ export async function* exportSubject(o: ExportOptions, userId: string): AsyncGen
     }
   }
 
-  const { rows: archives } = await o.pool.query<{ id: string; object_key: string }>(
-    `SELECT id, object_key FROM archives WHERE status = 'complete' AND row_count > 0 ORDER BY min_occurred_at, id`,
-  );
+  const archives = await archivesWithRows(o.pool);
   if (archives.length === 0) return;
   const dir = join(
     o.workDir,
@@ -76,7 +58,7 @@ export async function* exportSubject(o: ExportOptions, userId: string): AsyncGen
   try {
     for (const a of archives) {
       const file = join(dir, `${a.id}.parquet`);
-      await o.store.getFile(a.object_key, file);
+      await o.store.getFile(a.objectKey, file);
       for await (const chunk of parquet.subjectRows(file, ids)) {
         for (const row of chunk) {
           const metadata = o.cipher ? o.cipher.open(row.metadata) : row.metadata;

@@ -2,6 +2,8 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { BufferKeys } from '../buffer/keys.ts';
 import type { RedisLike } from '../buffer/redis-client.ts';
+import { openErasureRequests } from '../store/dsar.repo.ts';
+import { listOptOuts } from '../store/opt-outs.repo.ts';
 
 /** A `"userId":"…"` member in event JSON; the value as written (escapes undecoded). */
 const USER_ID_FIELD = /"userId":"((?:[^"\\]|\\.)*)"/g;
@@ -83,20 +85,11 @@ export class SubjectRegistry {
 
   /** Reads every opt-out and open erasure from PostgreSQL. */
   async reload(): Promise<void> {
-    const [opt, era] = await Promise.all([
-      this.#o.pool.query<{ user_id: string; at: string }>(
-        `SELECT user_id, (extract(epoch FROM created_at) * 1000)::float8 AS at FROM opt_outs`,
-      ),
-      this.#o.pool.query<{ id: string; user_id: string; at: string }>(
-        `SELECT id, user_id, (extract(epoch FROM requested_at) * 1000)::float8 AS at
-           FROM dsar_requests WHERE kind = 'erasure' AND status <> 'failed'`,
-      ),
-    ]);
+    const [opt, era] = await Promise.all([listOptOuts(this.#o.pool), openErasureRequests(this.#o.pool)]);
     this.#optOuts.clear();
-    for (const r of opt.rows) this.#optOuts.set(r.user_id, Number(r.at));
+    for (const r of opt) this.#optOuts.set(r.userId, r.at);
     this.#erasures.clear();
-    for (const r of era.rows)
-      this.#apply({ op: 'erasure', userId: r.user_id, requestId: r.id, at: Number(r.at) });
+    for (const r of era) this.#apply({ op: 'erasure', userId: r.userId, requestId: r.id, at: r.at });
   }
 
   #apply(change: Change): void {

@@ -1,29 +1,21 @@
-import { createWriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import pg from 'pg';
-import { to as copyTo } from 'pg-copy-streams';
+import type pg from 'pg';
 import type { Logger } from 'pino';
+import { buildManifest, putManifest } from '../archive/manifest.ts';
 import type { ObjectStore } from '../archive/object-store.ts';
-import { beginUntimed, connectForCopy } from '../store/db.ts';
-import type { Metrics } from '../telemetry/metrics.ts';
-import { inSpan } from '../telemetry/tracing.ts';
+import type { ParquetFiles } from '../archive/parquet.ts';
 import {
-  type ArchiveManifest,
   type ArchiveRecord,
   deleteArchiveRecord,
   markComplete,
   markVerified,
-} from './archives.repo.ts';
-import {
-  ARCHIVE_COLUMNS,
-  ARCHIVE_SCHEMA_VERSION,
-  type ParquetFiles,
-  PG_CSV_OPTIONS,
-  PG_EXPORT_COLUMNS,
-} from './parquet.ts';
-import type { RunLease } from './runs.ts';
+} from '../store/archives.repo.ts';
+import { deleteArchivedEvents } from '../store/events.repo.ts';
+import { copyEventsToCsv } from '../store/events-copy.repo.ts';
+import type { RunLease } from '../store/run-leases.repo.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
+import { inSpan } from '../telemetry/tracing.ts';
 
 /** The object read back does not match what was written; nothing was deleted. */
 export class ArchiveVerifyError extends Error {
@@ -113,31 +105,7 @@ export class Archiver {
     });
     await rm(file, { force: true });
 
-    const manifest: ArchiveManifest = {
-      schemaVersion: ARCHIVE_SCHEMA_VERSION,
-      archiveId: a.id,
-      runId: a.runId,
-      objectKey: a.objectKey,
-      manifestKey: a.manifestKey,
-      month: a.month,
-      service: a.service,
-      rangeFrom: a.rangeFrom.toISOString(),
-      rangeTo: a.rangeTo.toISOString(),
-      rows: stats.rows,
-      bytes: back.size,
-      sha256: back.sha256,
-      ...(stats.minOccurredAt ? { minOccurredAt: stats.minOccurredAt } : {}),
-      ...(stats.maxOccurredAt ? { maxOccurredAt: stats.maxOccurredAt } : {}),
-      format: 'parquet',
-      compression: 'zstd',
-      columns: ARCHIVE_COLUMNS.map((c) => ({ name: c.name, type: c.type })),
-      createdAt: a.createdAt.toISOString(),
-    };
-    await store.putBytes(
-      a.manifestKey,
-      Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`),
-      'application/json',
-    );
+    await putManifest(store, buildManifest(a, stats, back));
     await markVerified(this.#o.pool, a.id, { ...stats, bytes: back.size, sha256: back.sha256 });
     await lease.add('rows_archived', stats.rows);
     await lease.add('bytes_archived', back.size);
@@ -153,26 +121,9 @@ export class Archiver {
   }
 
   /** Streams the unit's rows out of PostgreSQL as CSV, oldest first. */
-  async #export(a: ArchiveRecord, csv: string): Promise<void> {
-    const lit = pg.escapeLiteral;
-    const where = `service = ${lit(a.service)} AND occurred_at >= ${lit(a.rangeFrom.toISOString())}
-      AND occurred_at < ${lit(a.rangeTo.toISOString())}`;
-    const source = pg.escapeIdentifier(a.source);
-    const client = await connectForCopy(this.#o.databaseUrl, 'tributary-retention');
-    try {
-      await beginUntimed(client, { readOnly: true });
-      // COPY cannot take parameters: the literals above are escaped, the table name quoted.
-      const stream = client.query(
-        copyTo(
-          `COPY (SELECT ${PG_EXPORT_COLUMNS} FROM ${source} WHERE ${where} ORDER BY occurred_at, id)
-           TO STDOUT WITH (${PG_CSV_OPTIONS})`,
-        ),
-      );
-      await pipeline(stream, createWriteStream(csv));
-      await client.query('COMMIT');
-    } finally {
-      await client.end().catch(() => {});
-    }
+  #export(a: ArchiveRecord, csv: string): Promise<void> {
+    const scope = { source: a.source, service: a.service, from: a.rangeFrom, to: a.rangeTo };
+    return copyEventsToCsv(this.#o.databaseUrl, scope, csv);
   }
 
   /**
@@ -197,14 +148,11 @@ export class Archiver {
     await inSpan('retention.delete', { attributes: { 'tributary.archive': a.id } }, async () => {
       for await (const keys of this.#o.parquet.keys(local, this.#o.batchRows)) {
         lease.check();
-        const res = await this.#o.pool.query(
-          `DELETE FROM events e
-             USING unnest($1::bigint[], $2::uuid[]) AS k(us, id)
-            WHERE e.occurred_at = 'epoch'::timestamptz + k.us * interval '1 microsecond'
-              AND e.id = k.id AND e.service = $3 AND e.occurred_at >= $4 AND e.occurred_at < $5`,
-          [keys.map((k) => k.occurredAtUs), keys.map((k) => k.id), a.service, a.rangeFrom, a.rangeTo],
-        );
-        const n = res.rowCount ?? 0;
+        const n = await deleteArchivedEvents(this.#o.pool, keys, {
+          service: a.service,
+          from: a.rangeFrom,
+          to: a.rangeTo,
+        });
         deleted += n;
         await lease.add('rows_deleted', n);
         this.#o.metrics.retentionRowsDeleted.inc(n);

@@ -1,22 +1,39 @@
+import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
-import pg from 'pg';
+import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { ObjectStore } from '../archive/object-store.ts';
-import { inTransaction } from '../store/db.ts';
-import type { Metrics } from '../telemetry/metrics.ts';
-import { inSpan } from '../telemetry/tracing.ts';
-import { anonymizeRows } from './anonymize.ts';
-import { Archiver } from './archiver.ts';
+import { ARCHIVE_SCHEMA_VERSION, ParquetFiles } from '../archive/parquet.ts';
 import {
+  type ArchiveRecord,
   activeHolds,
+  completeArchivesOf,
   createArchive,
   holdKey,
   markComplete,
   releaseExpiredHolds,
   unfinishedArchives,
-} from './archives.repo.ts';
-import { ParquetFiles } from './parquet.ts';
+} from '../store/archives.repo.ts';
+import { inTransaction } from '../store/db.ts';
 import {
+  attachedPartitionNames,
+  defaultPartitionMonths,
+  detachedPartitionNames,
+  detachPartition,
+  dropDetachedPartition,
+  hasRowsBefore,
+  servicesInPartition,
+  servicesInTable,
+  tableExists,
+} from '../store/partitions.ts';
+import { recordPartitionDropped } from '../store/retention-runs.repo.ts';
+import type { RunLease } from '../store/run-leases.repo.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
+import { inSpan } from '../telemetry/tracing.ts';
+import { anonymizeRows } from './anonymize.ts';
+import { Archiver } from './archiver.ts';
+import {
+  archiveKeys,
   longestRetentionDays,
   type Month,
   monthOf,
@@ -25,7 +42,6 @@ import {
   retentionCutoff,
   shortestRetentionDays,
 } from './policy.ts';
-import type { RunLease } from './runs.ts';
 
 const DAY_MS = 86_400_000;
 
@@ -94,7 +110,7 @@ export async function runPass(o: PassOptions, lease: RunLease): Promise<void> {
 
     const holds = await activeHolds(o.pool);
     await inSpan('retention.detach', {}, () => detachExpired(o, lease, holds, step));
-    for (const table of await detachedPartitions(o.pool)) {
+    for (const table of await detachedPartitionNames(o.pool)) {
       lease.check();
       await inSpan('retention.partition', { attributes: { 'tributary.partition': table } }, () =>
         archiveAndDrop(o, lease, archiver, table, step),
@@ -107,7 +123,7 @@ export async function runPass(o: PassOptions, lease: RunLease): Promise<void> {
         await step({ step: 'unit.held', month: unit.month.label, service: unit.service });
         continue;
       }
-      const a = await createArchive(o.pool, {
+      const a = await newArchive(o.pool, {
         runId: lease.id,
         month: unit.month,
         service: unit.service,
@@ -126,35 +142,32 @@ export async function runPass(o: PassOptions, lease: RunLease): Promise<void> {
   }
 }
 
-async function tableExists(pool: pg.Pool, name: string): Promise<boolean> {
-  const { rowCount } = await pool.query(`SELECT 1 FROM pg_class WHERE relname = $1 AND relkind = 'r'`, [
-    name,
-  ]);
-  return (rowCount ?? 0) > 0;
-}
-
 /** Monthly partitions attached to `events`, by name. */
 async function attachedPartitions(pool: pg.Pool): Promise<{ table: string; month: Month }[]> {
-  const { rows } = await pool.query<{ name: string }>(
-    `SELECT c.relname AS name FROM pg_inherits i
-       JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
-      WHERE p.relname = 'events'`,
-  );
-  return rows.flatMap((r) => {
-    const month = monthOfPartition(r.name);
-    return month ? [{ table: r.name, month }] : [];
+  return (await attachedPartitionNames(pool)).flatMap((table) => {
+    const month = monthOfPartition(table);
+    return month ? [{ table, month }] : [];
   });
 }
 
-/** Tables named like a monthly partition that are not attached: detached by a pass, not yet dropped. */
-async function detachedPartitions(pool: pg.Pool): Promise<string[]> {
-  const { rows } = await pool.query<{ name: string }>(
-    `SELECT c.relname AS name FROM pg_class c
-       JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema()
-      WHERE c.relkind = 'r' AND c.relname ~ '^events_[0-9]{4}_[0-9]{2}$' AND NOT c.relispartition
-      ORDER BY c.relname`,
-  );
-  return rows.map((r) => r.name);
+/**
+ * Records a new archive of one month of one service, in state `writing`. Its id, stamp and
+ * keys are chosen here, in the process (one query fewer than asking the database).
+ */
+function newArchive(
+  pool: pg.Pool,
+  a: { runId: string; month: Month; service: string; source: string; rangeFrom: Date; rangeTo: Date },
+): Promise<ArchiveRecord> {
+  const id = randomUUID();
+  const createdAt = new Date();
+  return createArchive(pool, {
+    ...a,
+    id,
+    month: a.month.label,
+    ...archiveKeys(a.month, a.service, createdAt, id),
+    schemaVersion: ARCHIVE_SCHEMA_VERSION,
+    createdAt,
+  });
 }
 
 type Step = (s: Record<string, unknown>) => Promise<void>;
@@ -169,11 +182,7 @@ async function detachExpired(o: PassOptions, lease: RunLease, holds: Set<string>
       continue;
     }
     lease.check();
-    await inTransaction(o.pool, async (client) => {
-      // DETACH briefly locks `events` against inserts; never queue behind a long query for it.
-      await client.query(`SET LOCAL lock_timeout = '10s'`);
-      await client.query(`ALTER TABLE events DETACH PARTITION ${pg.escapeIdentifier(table)}`);
-    });
+    await detachPartition(o.pool, table);
     await step({ step: 'partition.detached', partition: table });
   }
 }
@@ -187,19 +196,16 @@ async function archiveAndDrop(
   step: Step,
 ) {
   const month = monthOfPartition(table) as Month;
-  const ident = pg.escapeIdentifier(table);
-  const { rows: services } = await o.pool.query<{ service: string }>(
-    `SELECT DISTINCT service FROM ${ident} ORDER BY service`,
-  );
+  const services = await servicesInTable(o.pool, table);
   const existing = (await unfinishedArchives(o.pool)).filter((a) => a.source === table);
-  for (const { service } of services) {
+  for (const service of services) {
     lease.check();
     const mine = existing.filter((e) => e.service === service);
     if (mine.some((e) => e.status === 'verified')) continue;
     // An interrupted attempt is written again under its own key, so it leaves no stray object.
     const a =
       mine[0] ??
-      (await createArchive(o.pool, {
+      (await newArchive(o.pool, {
         runId: lease.id,
         month,
         service,
@@ -212,15 +218,9 @@ async function archiveAndDrop(
   }
   lease.check();
   await inTransaction(o.pool, async (client) => {
-    await client.query(`DROP TABLE ${ident}`);
-    await client.query(
-      `UPDATE archives SET status = 'complete', completed_at = now() WHERE source = $1 AND status = 'verified'`,
-      [table],
-    );
-    await client.query(
-      `UPDATE retention_runs SET partitions_dropped = array_append(partitions_dropped, $2) WHERE id = $1`,
-      [lease.id, table],
-    );
+    await dropDetachedPartition(client, table);
+    await completeArchivesOf(client, table);
+    await recordPartitionDropped(client, lease.id, table);
   });
   o.metrics.retentionPartitionsDropped.inc();
   await step({ step: 'partition.dropped', partition: table, services: services.length });
@@ -238,30 +238,13 @@ async function expiredUnits(o: PassOptions): Promise<Unit[]> {
   };
   for (const { table, month } of await attachedPartitions(o.pool)) {
     if (month.from.getTime() >= horizon.getTime()) continue;
-    const ident = pg.escapeIdentifier(table);
-    // Distinct services by walking the (service, occurred_at) index: one probe per service.
-    const { rows } = await o.pool.query<{ service: string }>(
-      `WITH RECURSIVE s AS (
-         (SELECT service FROM ${ident} ORDER BY service LIMIT 1)
-         UNION ALL
-         SELECT (SELECT service FROM ${ident} WHERE service > s.service ORDER BY service LIMIT 1)
-           FROM s WHERE s.service IS NOT NULL)
-       SELECT service FROM s WHERE service IS NOT NULL`,
-    );
-    for (const { service } of rows) {
-      const cutoff = retentionCutoff(o.policy, service, o.now);
-      const any = await o.pool.query(
-        `SELECT 1 FROM ${ident} WHERE service = $1 AND occurred_at < $2 LIMIT 1`,
-        [service, cutoff],
-      );
-      if (any.rowCount) add(month, service);
+    for (const service of await servicesInPartition(o.pool, table)) {
+      if (await hasRowsBefore(o.pool, table, service, retentionCutoff(o.policy, service, o.now))) {
+        add(month, service);
+      }
     }
   }
-  const { rows: strays } = await o.pool.query<{ service: string; first: Date }>(
-    `SELECT service, min(occurred_at) AS first FROM events_default WHERE occurred_at < $1
-      GROUP BY service, date_trunc('month', occurred_at AT TIME ZONE 'UTC')`,
-    [horizon],
-  );
+  const strays = await defaultPartitionMonths(o.pool, horizon);
   for (const s of strays) add(monthOf(s.first), s.service);
   return [...units.values()].sort(
     (a, b) => a.month.from.getTime() - b.month.from.getTime() || a.service.localeCompare(b.service),

@@ -1,5 +1,3 @@
-import { createHmac } from 'node:crypto';
-
 const DAY_MS = 86_400_000;
 
 /** How long each service's events stay in PostgreSQL. */
@@ -86,12 +84,4 @@ export function archiveKeys(
     .replace(/\.\d+Z$/, 'Z');
   const base = `${archivePrefix(month, service)}part-${stamp}-${archiveId.slice(0, 8)}`;
   return { objectKey: `${base}.parquet`, manifestKey: `${base}.manifest.json` };
-}
-
-/**
- * The pseudonym that anonymisation writes in place of a user id: HMAC-SHA256 under
- * ANONYMIZE_SECRET, hex. Erasure looks a subject up under both their id and this.
- */
-export function pseudonymize(secret: string, userId: string): string {
-  return createHmac('sha256', secret).update(userId, 'utf8').digest('hex');
 }

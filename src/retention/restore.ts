@@ -1,15 +1,13 @@
-import { createReadStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
 import type { Logger } from 'pino';
+import { type ArchiveManifest, getManifest, matchesManifest } from '../archive/manifest.ts';
 import type { ObjectStore } from '../archive/object-store.ts';
-import { beginUntimed, connectForCopy } from '../store/db.ts';
+import { ParquetFiles } from '../archive/parquet.ts';
+import { adoptArchive } from '../store/archives.repo.ts';
+import { loadEventsFromCsv } from '../store/events-copy.repo.ts';
 import { ensurePartitions } from '../store/partitions.ts';
-import { type ArchiveManifest, adoptArchive } from './archives.repo.ts';
-import { ParquetFiles } from './parquet.ts';
 import { archivePrefix, type Month, monthRange } from './policy.ts';
 
 export interface RestoreOptions {
@@ -55,9 +53,7 @@ export async function restoreArchives(o: RestoreOptions): Promise<RestoreResult>
     for (const month of monthRange(o.from, o.to)) {
       const keys = await o.store.list(archivePrefix(month, o.service));
       for (const key of keys.filter((k) => k.endsWith('.manifest.json'))) {
-        const manifest = JSON.parse(
-          Buffer.from(await o.store.getBytes(key)).toString('utf8'),
-        ) as ArchiveManifest;
+        const manifest = await getManifest(o.store, key);
         if (o.service !== undefined && manifest.service !== o.service) continue;
         const inserted = await restoreOne(o, parquet, month, manifest);
         result.objects += 1;
@@ -83,7 +79,7 @@ async function restoreOne(o: RestoreOptions, parquet: ParquetFiles, month: Month
   const csv = join(dir, 'rows.csv');
   try {
     const got = await o.store.getFile(m.objectKey, file);
-    if (got.sha256 !== m.sha256 || got.size !== m.bytes) {
+    if (!matchesManifest(m, got)) {
       throw new RestoreVerifyError(
         `${m.objectKey}: ${got.size} bytes, sha256 ${got.sha256}; its manifest says ${m.bytes} bytes, sha256 ${m.sha256}`,
       );
@@ -96,32 +92,10 @@ async function restoreOne(o: RestoreOptions, parquet: ParquetFiles, month: Month
         to: month.to.toISOString().slice(0, 10),
       },
     ]);
-    const client = await connectForCopy(o.databaseUrl, 'tributary-restore');
-    try {
-      await beginUntimed(client);
-      await client.query(
-        `CREATE TEMP TABLE restore_rows (id uuid, occurred_at timestamptz, received_at timestamptz, service text,
-           type text, user_id text, message text, metadata jsonb, anonymized boolean) ON COMMIT DROP`,
-      );
-      await pipeline(
-        createReadStream(csv),
-        client.query(copyFrom('COPY restore_rows FROM STDIN WITH (FORMAT csv)')),
-      );
-      const res = await client.query(
-        `INSERT INTO events (id, occurred_at, received_at, service, type, user_id, message, metadata, anonymized)
-         SELECT id, occurred_at, received_at, service, type, user_id, message, metadata, anonymized FROM restore_rows
-         ON CONFLICT DO NOTHING`,
-      );
+    return await loadEventsFromCsv(o.databaseUrl, csv, (client) => {
       const holdUntil = new Date(Date.now() + o.holdDays * 86_400_000);
-      await adoptArchive(client, m, 'restored', holdUntil);
-      await client.query('COMMIT');
-      return res.rowCount ?? 0;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw err;
-    } finally {
-      await client.end().catch(() => {});
-    }
+      return adoptArchive(client, m, 'restored', holdUntil);
+    });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

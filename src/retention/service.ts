@@ -6,12 +6,13 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { ObjectStore } from '../archive/object-store.ts';
 import type { Config } from '../config.ts';
+import { lastCompletedRun } from '../store/retention-runs.repo.ts';
+import { RetentionBusyError, RunLease, type RunTrigger } from '../store/run-leases.repo.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { inSpan } from '../telemetry/tracing.ts';
 import { runPass } from './pass.ts';
 import type { Month } from './policy.ts';
 import { type RestoreResult, restoreArchives } from './restore.ts';
-import { lastCompletedRun, RetentionBusyError, RunLease, type RunTrigger } from './runs.ts';
 
 const RUN_DIR = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 

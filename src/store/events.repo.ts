@@ -109,3 +109,111 @@ export function decodeCursor(cursor: string): { occurredAt: string; id: string }
   if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)) return undefined;
   return { occurredAt, id };
 }
+
+/** A row still to anonymise: occurred_at as text (a JS Date would round its microseconds away). */
+export interface RowToAnonymize {
+  ts: string;
+  id: string;
+  userId: string | null;
+}
+
+/** The oldest `limit` rows not yet anonymised that occurred before `cutoff`. */
+export async function rowsToAnonymize(pool: pg.Pool, cutoff: Date, limit: number): Promise<RowToAnonymize[]> {
+  const { rows } = await pool.query<{ ts: string; id: string; user_id: string | null }>(
+    `SELECT occurred_at::text AS ts, id, user_id FROM events
+      WHERE NOT anonymized AND occurred_at < $1 ORDER BY occurred_at LIMIT $2`,
+    [cutoff, limit],
+  );
+  return rows.map((r) => ({ ts: r.ts, id: r.id, userId: r.user_id }));
+}
+
+/**
+ * Writes each row's pseudonym in place of its user id, removes `piiKeys` from its metadata
+ * and marks it anonymised, in one statement (unnest of the keys: drizzle cannot express
+ * it). Rows anonymised meanwhile are left alone. `rows` must be in occurred_at order: its
+ * first and last bound the statement to the partitions the batch touches.
+ * @returns the rows changed.
+ */
+export async function anonymizeEvents(
+  pool: pg.Pool,
+  rows: readonly { ts: string; id: string; pseudonym: string | null }[],
+  piiKeys: readonly string[],
+): Promise<number> {
+  const res = await pool.query(
+    `UPDATE events e SET user_id = u.pseudonym, metadata = e.metadata - $4::text[], anonymized = true
+       FROM unnest($1::timestamptz[], $2::uuid[], $3::text[]) AS u(ts, id, pseudonym)
+      WHERE e.occurred_at = u.ts AND e.id = u.id AND NOT e.anonymized
+        AND e.occurred_at BETWEEN $5::timestamptz AND $6::timestamptz`,
+    [
+      rows.map((r) => r.ts),
+      rows.map((r) => r.id),
+      rows.map((r) => r.pseudonym),
+      piiKeys,
+      rows[0]?.ts,
+      rows[rows.length - 1]?.ts,
+    ],
+  );
+  return res.rowCount ?? 0;
+}
+
+/**
+ * Deletes archived rows by primary key (occurred_at in epoch microseconds, exact), and only
+ * those of the archive's service and range: a key that names another row deletes nothing.
+ * unnest of the keys, which drizzle cannot express.
+ * @returns the rows deleted.
+ */
+export async function deleteArchivedEvents(
+  pool: pg.Pool,
+  keys: readonly { occurredAtUs: string; id: string }[],
+  scope: { service: string; from: Date; to: Date },
+): Promise<number> {
+  const res = await pool.query(
+    `DELETE FROM events e
+       USING unnest($1::bigint[], $2::uuid[]) AS k(us, id)
+      WHERE e.occurred_at = 'epoch'::timestamptz + k.us * interval '1 microsecond'
+        AND e.id = k.id AND e.service = $3 AND e.occurred_at >= $4 AND e.occurred_at < $5`,
+    [keys.map((k) => k.occurredAtUs), keys.map((k) => k.id), scope.service, scope.from, scope.to],
+  );
+  return res.rowCount ?? 0;
+}
+
+/**
+ * Rows after the cursor, written so the planner estimates it as the range it is and walks
+ * the index in order (a row comparison is estimated at a handful of rows, which made it
+ * fetch and sort everything after the cursor for every page).
+ */
+const AFTER_CURSOR =
+  'AND occurred_at >= $3::timestamptz AND (occurred_at > $3::timestamptz OR id > $4::uuid)';
+
+/** One exported event: its NDJSON line and its key, for the next page's cursor. */
+export interface ExportLine {
+  line: string;
+  /** occurred_at as PostgreSQL text (exact). */
+  ts: string;
+  id: string;
+}
+
+/**
+ * A page of one subject id's events, oldest first, after the cursor: a range of the
+ * (user_id, occurred_at, id) index, one short query. Each line is built by PostgreSQL
+ * (`json_build_object`), so stored metadata is passed on without being parsed here.
+ */
+export async function subjectEventsPage(
+  pool: pg.Pool,
+  subjectId: string,
+  limit: number,
+  after?: { ts: string; id: string },
+): Promise<ExportLine[]> {
+  const { rows } = await pool.query<ExportLine>(
+    `SELECT json_build_object('id', id, 'service', service, 'type', type,
+              'timestamp', to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+              'receivedAt', to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+              'userId', user_id, 'message', message, 'metadata', metadata, 'source', 'database')::text AS line,
+            occurred_at::text AS ts, id
+       FROM events
+      WHERE user_id = $1 ${after ? AFTER_CURSOR : ''}
+      ORDER BY occurred_at, id LIMIT $2`,
+    after ? [subjectId, limit, after.ts, after.id] : [subjectId, limit],
+  );
+  return rows;
+}

@@ -1,5 +1,12 @@
-import type pg from 'pg';
+import pg from 'pg';
 import { inTransaction } from './db.ts';
+
+/*
+ * The partitions of `events`: creating, listing, detaching and dropping them, and the
+ * per-partition reads a retention pass plans with. Hand-written SQL: drizzle has no
+ * partition DDL or catalog queries, and table names vary per call (quoted with
+ * pg.escapeIdentifier or built by monthsBetween()).
+ */
 
 /** Serialises partition maintenance across processes (pg_advisory_xact_lock key). */
 const MAINTENANCE_LOCK = 0x7472_6962; // "trib"
@@ -37,19 +44,24 @@ export function requiredPartitions(now: Date, maxRetentionDays: number): MonthPa
   return monthsBetween(from, to);
 }
 
+/** Names of the tables attached to `events` as partitions (events_default among them). */
+export async function attachedPartitionNames(pool: pg.Pool): Promise<string[]> {
+  const { rows } = await pool.query<{ name: string }>(
+    `SELECT c.relname AS name FROM pg_inherits i
+       JOIN pg_class c ON c.oid = i.inhrelid
+       JOIN pg_class p ON p.oid = i.inhparent
+      WHERE p.relname = 'events'`,
+  );
+  return rows.map((r) => r.name);
+}
+
 /**
  * Creates the missing monthly partitions. A month whose rows already sit in
  * `events_default` (it should stay empty; an alert fires when it is not) has them moved
  * into the new partition in the same transaction. Returns the partitions created.
  */
 export async function ensurePartitions(pool: pg.Pool, wanted: readonly MonthPartition[]): Promise<string[]> {
-  const existing = await pool.query<{ name: string }>(
-    `SELECT c.relname AS name FROM pg_inherits i
-       JOIN pg_class c ON c.oid = i.inhrelid
-       JOIN pg_class p ON p.oid = i.inhparent
-      WHERE p.relname = 'events'`,
-  );
-  const have = new Set(existing.rows.map((r) => r.name));
+  const have = new Set(await attachedPartitionNames(pool));
   const missing = wanted.filter((p) => !have.has(p.name));
   const created: string[] = [];
   for (const part of missing) {
@@ -83,4 +95,98 @@ async function createPartition(client: pg.PoolClient, part: MonthPartition): Pro
     [`${part.from}T00:00:00Z`, `${part.to}T00:00:00Z`],
   );
   await client.query(`ALTER TABLE events ATTACH PARTITION "${part.name}" ${range}`);
+}
+
+/** Tables named like a monthly partition that are not attached: detached by a pass, not yet dropped. */
+export async function detachedPartitionNames(pool: pg.Pool): Promise<string[]> {
+  const { rows } = await pool.query<{ name: string }>(
+    `SELECT c.relname AS name FROM pg_class c
+       JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema()
+      WHERE c.relkind = 'r' AND c.relname ~ '^events_[0-9]{4}_[0-9]{2}$' AND NOT c.relispartition
+      ORDER BY c.relname`,
+  );
+  return rows.map((r) => r.name);
+}
+
+/** Whether an ordinary table of this name exists. */
+export async function tableExists(pool: pg.Pool, name: string): Promise<boolean> {
+  const { rowCount } = await pool.query(`SELECT 1 FROM pg_class WHERE relname = $1 AND relkind = 'r'`, [
+    name,
+  ]);
+  return (rowCount ?? 0) > 0;
+}
+
+/** Detaches a partition from `events`: no row can enter it afterwards. */
+export async function detachPartition(pool: pg.Pool, table: string): Promise<void> {
+  await inTransaction(pool, async (client) => {
+    // DETACH briefly locks `events` against inserts; never queue behind a long query for it.
+    await client.query(`SET LOCAL lock_timeout = '10s'`);
+    await client.query(`ALTER TABLE events DETACH PARTITION ${pg.escapeIdentifier(table)}`);
+  });
+}
+
+/** Drops a detached partition, inside the caller's transaction (which records what it held). */
+export async function dropDetachedPartition(client: pg.ClientBase, table: string): Promise<void> {
+  await client.query(`DROP TABLE ${pg.escapeIdentifier(table)}`);
+}
+
+/** Distinct services in a (detached) partition, sorted. */
+export async function servicesInTable(pool: pg.Pool, table: string): Promise<string[]> {
+  const { rows } = await pool.query<{ service: string }>(
+    `SELECT DISTINCT service FROM ${pg.escapeIdentifier(table)} ORDER BY service`,
+  );
+  return rows.map((r) => r.service);
+}
+
+/**
+ * Distinct services in an attached partition, by walking its (service, occurred_at) index
+ * with a recursive query: one probe per service instead of a scan of the month.
+ */
+export async function servicesInPartition(pool: pg.Pool, table: string): Promise<string[]> {
+  const ident = pg.escapeIdentifier(table);
+  const { rows } = await pool.query<{ service: string }>(
+    `WITH RECURSIVE s AS (
+       (SELECT service FROM ${ident} ORDER BY service LIMIT 1)
+       UNION ALL
+       SELECT (SELECT service FROM ${ident} WHERE service > s.service ORDER BY service LIMIT 1)
+         FROM s WHERE s.service IS NOT NULL)
+     SELECT service FROM s WHERE service IS NOT NULL`,
+  );
+  return rows.map((r) => r.service);
+}
+
+/** Whether a partition holds any row of `service` that occurred before `cutoff`. */
+export async function hasRowsBefore(
+  pool: pg.Pool,
+  table: string,
+  service: string,
+  cutoff: Date,
+): Promise<boolean> {
+  const any = await pool.query(
+    `SELECT 1 FROM ${pg.escapeIdentifier(table)} WHERE service = $1 AND occurred_at < $2 LIMIT 1`,
+    [service, cutoff],
+  );
+  return Boolean(any.rowCount);
+}
+
+/** Rows in events_default older than `before`: each service's first row of each UTC month. */
+export async function defaultPartitionMonths(
+  pool: pg.Pool,
+  before: Date,
+): Promise<{ service: string; first: Date }[]> {
+  const { rows } = await pool.query<{ service: string; first: Date }>(
+    `SELECT service, min(occurred_at) AS first FROM events_default WHERE occurred_at < $1
+      GROUP BY service, date_trunc('month', occurred_at AT TIME ZONE 'UTC')`,
+    [before],
+  );
+  return rows;
+}
+
+/** Rows in events_default, counted up to `cap` so the count stays cheap however many there are. */
+export async function countDefaultPartitionRows(pool: pg.Pool, cap: number): Promise<number> {
+  const { rows } = await pool.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM (SELECT 1 FROM events_default LIMIT $1) AS s`,
+    [cap],
+  );
+  return rows[0]?.n ?? 0;
 }

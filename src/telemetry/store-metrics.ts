@@ -1,5 +1,7 @@
 import type pg from 'pg';
 import { Gauge, type Registry } from 'prom-client';
+import { countDefaultPartitionRows } from '../store/partitions.ts';
+import { lastRetentionSuccess } from '../store/retention-runs.repo.ts';
 
 /** Rows counted at most, so a scrape stays cheap however full the default partition gets. */
 const COUNT_CAP = 10_000;
@@ -20,10 +22,7 @@ export function registerStoreMetrics(registry: Registry, pool: pg.Pool): void {
     async collect() {
       this.reset();
       try {
-        const { rows } = await pool.query<{ n: number }>(
-          `SELECT count(*)::int AS n FROM (SELECT 1 FROM events_default LIMIT ${COUNT_CAP}) AS s`,
-        );
-        this.set(rows[0]?.n ?? 0);
+        this.set(await countDefaultPartitionRows(pool, COUNT_CAP));
       } catch {
         // Database unavailable: no sample rather than a wrong one.
       }
@@ -37,10 +36,7 @@ export function registerStoreMetrics(registry: Registry, pool: pg.Pool): void {
     async collect() {
       this.reset();
       try {
-        const { rows } = await pool.query<{ t: number | null }>(
-          `SELECT extract(epoch FROM max(finished_at))::float8 AS t FROM retention_runs WHERE status = 'completed' AND trigger <> 'erasure'`,
-        );
-        this.set(rows[0]?.t ?? 0);
+        this.set(await lastRetentionSuccess(pool));
       } catch {
         // Database unavailable: no sample rather than a wrong one.
       }

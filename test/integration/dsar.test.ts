@@ -228,4 +228,34 @@ describe('data-subject requests', () => {
     expect(done.deleted.database).toBe(50);
     expect(await rowsOf(subject)).toEqual([]);
   });
+
+  it('an erasure takes over a retention lease left by a runner silent for longer than DSAR_LOCK_TTL_MS', async () => {
+    const subject = 'lease-me';
+    const sent = await send(Array.from({ length: 5 }, () => event({ userId: subject })));
+    await waitStored(sent.ids);
+    // A runner that died holding the lease 10 s ago: past DSAR_LOCK_TTL_MS (3 s), though well
+    // within the 60 s the erasure once used for this lease whatever DSAR_LOCK_TTL_MS said.
+    const { rows } = await stack.env.pool.query<{ id: string }>(
+      `INSERT INTO retention_runs (trigger, status, holder, heartbeat_at)
+       VALUES ('schedule', 'running', 'dead-runner', now() - interval '10 seconds') RETURNING id`,
+    );
+    const stale = (rows[0] as { id: string }).id;
+    const erase = await call(stack.url, `/v1/users/${subject}/events`, { method: 'DELETE' });
+    expect(erase.status).toBe(202);
+    const done = await waitFor(
+      async () => {
+        const s = await call(stack.url, `/v1/dsar/${erase.body.requestId}`);
+        return s.body.status === 'completed' ? s.body : undefined;
+      },
+      20_000,
+      'erasure completed past the stale lease',
+    );
+    expect(done.deleted.database).toBe(5);
+    const runs = await stack.env.pool.query<{ id: string; status: string; trigger: string }>(
+      `SELECT id, status, trigger FROM retention_runs WHERE id = $1 OR (trigger = 'erasure' AND started_at > now() - interval '1 minute')`,
+      [stale],
+    );
+    expect(runs.rows.find((r) => r.id === stale)?.status).toBe('abandoned');
+    expect(runs.rows.some((r) => r.trigger === 'erasure' && r.status === 'completed')).toBe(true);
+  });
 });

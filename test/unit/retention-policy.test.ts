@@ -1,6 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.ts';
+import { pseudonymize } from '../../src/events/pseudonym.ts';
 import {
   archiveKeys,
   longestRetentionDays,
@@ -8,7 +9,6 @@ import {
   monthOfPartition,
   monthRange,
   parseMonth,
-  pseudonymize,
   retentionCutoff,
   shortestRetentionDays,
 } from '../../src/retention/policy.ts';

@@ -4,8 +4,6 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { DeadLetterStream } from '../../buffer/dead-letter.ts';
 import type { Config } from '../../config.ts';
-import { type ArchiveStatus, listArchives } from '../../retention/archives.repo.ts';
-import { getRun, listRuns, RetentionBusyError } from '../../retention/runs.ts';
 import type { RetentionService } from '../../retention/service.ts';
 import {
   type ApiKeyInfo,
@@ -15,7 +13,10 @@ import {
   rotateApiKey,
   SCOPES,
 } from '../../store/api-keys.repo.ts';
+import { type ArchiveStatus, listArchives } from '../../store/archives.repo.ts';
 import type { Db } from '../../store/db.ts';
+import { getRun, listRuns } from '../../store/retention-runs.repo.ts';
+import { RetentionBusyError } from '../../store/run-leases.repo.ts';
 import { bodyKind, parseJson, readBody } from '../body.ts';
 import type { AppEnv } from '../env.ts';
 import { ApiError, errors, withDb } from '../errors.ts';

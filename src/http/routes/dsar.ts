@@ -6,6 +6,8 @@ import type { ErasureService } from '../../compliance/erasure.ts';
 import { type ExportOptions, exportSubject } from '../../compliance/export.ts';
 import type { SubjectRegistry } from '../../compliance/subjects.ts';
 import { EVENT_LIMITS } from '../../events/limits.ts';
+import { ping } from '../../store/health.repo.ts';
+import { optIn, optOut } from '../../store/opt-outs.repo.ts';
 import type { AppEnv } from '../env.ts';
 import { ApiError, errors, withDb } from '../errors.ts';
 import type { KeyResolver } from '../key-resolver.ts';
@@ -40,14 +42,7 @@ export function dsarRoutes(deps: DsarRoutesDeps): Hono<AppEnv> {
 
   app.put('/v1/users/:userId/opt-out', async (c) => {
     const userId = subject(c.req.param('userId'));
-    const { rows } = await withDb(() =>
-      deps.pool.query<{ at: Date }>(
-        `INSERT INTO opt_outs (user_id, key_id) VALUES ($1, $2)
-         ON CONFLICT (user_id) DO UPDATE SET user_id = EXCLUDED.user_id RETURNING created_at AS at`,
-        [userId, keyId(c)],
-      ),
-    );
-    const since = (rows[0] as { at: Date }).at;
+    const since = await withDb(() => optOut(deps.pool, userId, keyId(c)));
     await deps.subjects.publish({ op: 'opt_out', userId, at: since.getTime() }).catch(() => {});
     requestLogger(c, deps.logger).info('subject opted out');
     return c.json({ userId, optedOut: true, since: since.toISOString() });
@@ -55,7 +50,7 @@ export function dsarRoutes(deps: DsarRoutesDeps): Hono<AppEnv> {
 
   app.delete('/v1/users/:userId/opt-out', async (c) => {
     const userId = subject(c.req.param('userId'));
-    await withDb(() => deps.pool.query('DELETE FROM opt_outs WHERE user_id = $1', [userId]));
+    await withDb(() => optIn(deps.pool, userId));
     await deps.subjects.publish({ op: 'opt_in', userId }).catch(() => {});
     return c.json({ userId, optedOut: false });
   });
@@ -83,7 +78,7 @@ export function dsarRoutes(deps: DsarRoutesDeps): Hono<AppEnv> {
   app.get('/v1/users/:userId/events/export', async (c) => {
     const userId = subject(c.req.param('userId'));
     // Fail before the 200 when the database is down; later failures end the stream early.
-    await withDb(() => deps.pool.query('SELECT 1'));
+    await withDb(() => ping(deps.pool));
     deps.exports.metrics.dsarRequests.inc({ kind: 'export' });
     c.header('content-type', 'application/x-ndjson; charset=utf-8');
     c.header('cache-control', 'no-store');

@@ -4,6 +4,7 @@ import type { BufferMonitor } from '../../buffer/monitor.ts';
 import type { RedisLike } from '../../buffer/redis-client.ts';
 import { BREAKER_SEVERITY, type WorkerStatus, type WorkerStatusBoard } from '../../buffer/worker-status.ts';
 import { type BusinessSummary, businessSummary } from '../../store/business.repo.ts';
+import { ping } from '../../store/health.repo.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
 import { metricsSource } from '../api-cluster.ts';
 import type { AppEnv } from '../env.ts';
@@ -67,7 +68,7 @@ function workersSummary(workers: WorkerStatus[] | null) {
 export function healthRoutes(deps: HealthRoutesDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   const redisCheck = () => timed(() => deps.redis.ping());
-  const databaseCheck = () => timed(() => deps.pool.query('SELECT 1'));
+  const databaseCheck = () => timed(() => ping(deps.pool));
 
   app.get('/health/live', (c) => c.json({ status: 'ok' }));
 

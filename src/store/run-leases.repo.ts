@@ -1,5 +1,12 @@
 import type pg from 'pg';
 
+/*
+ * The single-runner lease that retention passes and erasures' archive rewrites share, kept
+ * as rows of `retention_runs`. Hand-written SQL, moved unchanged from retention/runs.ts:
+ * the takeover compares heartbeats with the database's clock (`now()`), the counter column
+ * is chosen per call, and the step log is a jsonb append (`steps || $2::jsonb`).
+ */
+
 /** `erasure`: an erasure job holding the lease while it rewrites archive objects. */
 export type RunTrigger = 'schedule' | 'manual' | 'cli' | 'erasure';
 
@@ -18,27 +25,11 @@ export class LeaseLostError extends Error {
   override readonly name = 'LeaseLostError';
 }
 
-export interface RunRecord {
-  id: string;
-  trigger: string;
-  status: string;
-  holder: string;
-  startedAt: string;
-  heartbeatAt: string;
-  finishedAt: string | null;
-  rowsArchived: number;
-  bytesArchived: number;
-  rowsDeleted: number;
-  rowsAnonymized: number;
-  partitionsDropped: string[];
-  steps: unknown[];
-  error: string | null;
-}
-
 export type RunCounter = 'rows_archived' | 'bytes_archived' | 'rows_deleted' | 'rows_anonymized';
 
 /**
- * The single-runner lease, kept in `retention_runs`: a partial unique index admits one
+ * The single-runner lease, kept in `retention_runs` (used by retention passes and by
+ * erasures while they rewrite archive objects): a partial unique index admits one
  * `running` row. The holder heartbeats; a row whose heartbeat is older than the TTL
  * belongs to a crashed or stalled runner and is marked `abandoned` by the next starter.
  * Nothing here holds a session (no advisory lock), so it works through PgBouncer.
@@ -56,6 +47,12 @@ export class RunLease {
     this.id = id;
   }
 
+  /**
+   * Takes the lease: first marks `abandoned` any running row whose heartbeat is older than
+   * `ttlMs` (its runner crashed or stalled), then inserts this runner's row, which heartbeats
+   * every `ttlMs / 4` (at least 200 ms) until {@link finish}.
+   * @throws RetentionBusyError when a live runner holds it.
+   */
   static async acquire(pool: pg.Pool, trigger: RunTrigger, holder: string, ttlMs: number): Promise<RunLease> {
     await pool.query(
       `UPDATE retention_runs
@@ -100,6 +97,7 @@ export class RunLease {
     if (this.#lost) throw new LeaseLostError(`retention pass ${this.id} lost its lease`);
   }
 
+  /** Appends a step to the run's log (which also counts as a heartbeat); throws when the lease is lost. */
   async step(step: Record<string, unknown>): Promise<void> {
     this.check();
     await this.#pool.query(
@@ -108,6 +106,7 @@ export class RunLease {
     );
   }
 
+  /** Adds `n` to one of the run's counters. */
   async add(counter: RunCounter, n: number): Promise<void> {
     if (n === 0) return;
     await this.#pool.query(`UPDATE retention_runs SET ${counter} = ${counter} + $2 WHERE id = $1`, [
@@ -116,6 +115,7 @@ export class RunLease {
     ]);
   }
 
+  /** Stops heartbeating and records the outcome, unless another runner took the lease over meanwhile. */
   async finish(outcome: 'completed' | 'failed', error?: string): Promise<void> {
     clearInterval(this.#timer);
     await this.#pool.query(
@@ -123,32 +123,4 @@ export class RunLease {
       [this.id, outcome, error ?? null],
     );
   }
-}
-
-const RUN_COLUMNS = `id, trigger, status, holder, started_at AS "startedAt", heartbeat_at AS "heartbeatAt",
-  finished_at AS "finishedAt", rows_archived::float8 AS "rowsArchived", bytes_archived::float8 AS "bytesArchived",
-  rows_deleted::float8 AS "rowsDeleted", rows_anonymized::float8 AS "rowsAnonymized",
-  partitions_dropped AS "partitionsDropped", steps, error`;
-
-export async function getRun(pool: pg.Pool, id: string): Promise<RunRecord | undefined> {
-  const { rows } = await pool.query<RunRecord>(`SELECT ${RUN_COLUMNS} FROM retention_runs WHERE id = $1`, [
-    id,
-  ]);
-  return rows[0];
-}
-
-export async function listRuns(pool: pg.Pool, limit: number): Promise<Omit<RunRecord, 'steps'>[]> {
-  const { rows } = await pool.query<RunRecord>(
-    `SELECT ${RUN_COLUMNS} FROM retention_runs ORDER BY started_at DESC LIMIT $1`,
-    [limit],
-  );
-  return rows.map(({ steps: _steps, ...rest }) => rest);
-}
-
-/** Start of the newest completed pass, or undefined when none completed. */
-export async function lastCompletedRun(pool: pg.Pool): Promise<Date | undefined> {
-  const { rows } = await pool.query<{ at: Date | null }>(
-    `SELECT max(started_at) AS at FROM retention_runs WHERE status = 'completed' AND trigger <> 'erasure'`,
-  );
-  return rows[0]?.at ?? undefined;
 }

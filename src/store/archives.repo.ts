@@ -1,7 +1,12 @@
-import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
-import { ARCHIVE_SCHEMA_VERSION } from './parquet.ts';
-import { archiveKeys, type Month } from './policy.ts';
+
+/*
+ * The `archives` table. Hand-written SQL, moved unchanged from retention/: some statements
+ * run inside another step's transaction on a bare pg client (the restore's COPY connection,
+ * the partition drop), so they take a pool or a client rather than a drizzle instance, and
+ * the row shapes (bigint counts read as float8 numbers, camel-cased aliases) are the ones
+ * the admin API has always returned.
+ */
 
 export type ArchiveStatus = 'writing' | 'verified' | 'complete' | 'restored';
 
@@ -30,35 +35,49 @@ export interface ArchiveRecord {
   holdUntil: Date | null;
 }
 
+/** A pool or a client inside a transaction. */
+type Queryable = pg.Pool | pg.ClientBase;
+
 const COLUMNS = `id, run_id AS "runId", month, service, source, range_from AS "rangeFrom", range_to AS "rangeTo",
   object_key AS "objectKey", manifest_key AS "manifestKey", status, row_count::float8 AS "rowCount",
   bytes::float8 AS bytes, sha256, min_occurred_at AS "minOccurredAt", max_occurred_at AS "maxOccurredAt",
   schema_version AS "schemaVersion", created_at AS "createdAt", verified_at AS "verifiedAt",
   completed_at AS "completedAt", restored_at AS "restoredAt", hold_until AS "holdUntil"`;
 
-export async function createArchive(
-  pool: pg.Pool,
-  a: { runId: string; month: Month; service: string; source: string; rangeFrom: Date; rangeTo: Date },
-): Promise<ArchiveRecord> {
-  const id = randomUUID();
-  const now = new Date();
-  const keys = archiveKeys(a.month, a.service, now, id);
+/** A new archive about to be written: its id, keys and stamp are chosen by the caller. */
+export interface NewArchive {
+  id: string;
+  runId: string;
+  /** `YYYY-MM`. */
+  month: string;
+  service: string;
+  source: string;
+  rangeFrom: Date;
+  rangeTo: Date;
+  objectKey: string;
+  manifestKey: string;
+  schemaVersion: number;
+  createdAt: Date;
+}
+
+/** Records an archive in state `writing`. */
+export async function createArchive(pool: pg.Pool, a: NewArchive): Promise<ArchiveRecord> {
   const { rows } = await pool.query<ArchiveRecord>(
     `INSERT INTO archives (id, run_id, month, service, source, range_from, range_to, object_key, manifest_key,
                            status, schema_version, created_at)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'writing', $10, $11) RETURNING ${COLUMNS}`,
     [
-      id,
+      a.id,
       a.runId,
-      a.month.label,
+      a.month,
       a.service,
       a.source,
       a.rangeFrom,
       a.rangeTo,
-      keys.objectKey,
-      keys.manifestKey,
-      ARCHIVE_SCHEMA_VERSION,
-      now,
+      a.objectKey,
+      a.manifestKey,
+      a.schemaVersion,
+      a.createdAt,
     ],
   );
   return rows[0] as ArchiveRecord;
@@ -89,8 +108,10 @@ export async function activeHolds(pool: pg.Pool): Promise<Set<string>> {
   return new Set(rows.map((r) => holdKey(r.month, r.service)));
 }
 
+/** The key of a (month, service) pair in the set {@link activeHolds} returns. */
 export const holdKey = (month: string, service: string) => `${month}\u0000${service}`;
 
+/** The object was read back intact: its size, digest, row count and time range are recorded. */
 export async function markVerified(
   pool: pg.Pool,
   id: string,
@@ -104,10 +125,20 @@ export async function markVerified(
   );
 }
 
-export async function markComplete(pool: pg.Pool | pg.ClientBase, id: string): Promise<void> {
+/** Its rows are gone from PostgreSQL (deleted, or their partition dropped). */
+export async function markComplete(pool: Queryable, id: string): Promise<void> {
   await pool.query(`UPDATE archives SET status = 'complete', completed_at = now() WHERE id = $1`, [id]);
 }
 
+/** Completes every verified archive of a detached partition, in the transaction that drops it. */
+export async function completeArchivesOf(client: pg.ClientBase, source: string): Promise<void> {
+  await client.query(
+    `UPDATE archives SET status = 'complete', completed_at = now() WHERE source = $1 AND status = 'verified'`,
+    [source],
+  );
+}
+
+/** Forgets an archive that turned out to have no rows. */
 export async function deleteArchiveRecord(pool: pg.Pool, id: string): Promise<void> {
   await pool.query('DELETE FROM archives WHERE id = $1', [id]);
 }
@@ -145,10 +176,29 @@ export async function listArchives(pool: pg.Pool, f: ArchiveFilter): Promise<Arc
   return rows;
 }
 
+/** What a manifest says of its archive (an archive/manifest.ts ArchiveManifest fits). */
+export interface ArchiveFacts {
+  archiveId: string;
+  runId: string | null;
+  month: string;
+  service: string;
+  rangeFrom: string;
+  rangeTo: string;
+  objectKey: string;
+  manifestKey: string;
+  rows: number;
+  bytes: number;
+  sha256: string;
+  minOccurredAt?: string;
+  maxOccurredAt?: string;
+  schemaVersion: number;
+  createdAt: string;
+}
+
 /** Records an archive found in object storage (by its manifest) that this database does not know. */
 export async function adoptArchive(
-  pool: pg.Pool | pg.ClientBase,
-  m: ArchiveManifest,
+  pool: Queryable,
+  m: ArchiveFacts,
   status: ArchiveStatus,
   holdUntil: Date | null,
 ): Promise<void> {
@@ -183,24 +233,59 @@ export async function adoptArchive(
   );
 }
 
-/** The JSON object stored beside each Parquet file. */
-export interface ArchiveManifest {
-  schemaVersion: number;
-  archiveId: string;
-  runId: string | null;
+/** Archives an export reads: complete, with rows, oldest first. */
+export async function archivesWithRows(pool: pg.Pool): Promise<{ id: string; objectKey: string }[]> {
+  const { rows } = await pool.query<{ id: string; objectKey: string }>(
+    `SELECT id, object_key AS "objectKey" FROM archives WHERE status = 'complete' AND row_count > 0
+      ORDER BY min_occurred_at, id`,
+  );
+  return rows;
+}
+
+/** An archive an erasure may have to rewrite. */
+export interface ErasableArchive {
+  id: string;
   objectKey: string;
   manifestKey: string;
-  month: string;
-  service: string;
-  rangeFrom: string;
-  rangeTo: string;
-  rows: number;
-  bytes: number;
-  sha256: string;
-  minOccurredAt?: string;
-  maxOccurredAt?: string;
-  format: 'parquet';
-  compression: 'zstd';
-  columns: { name: string; type: string }[];
-  createdAt: string;
+  sha256: string | null;
+  rowCount: number | null;
+}
+
+/**
+ * Archives an erasure request has still to look through: complete or restored, and not in
+ * the request's `progress.archivesDone`, oldest first.
+ */
+export async function archivesToErase(pool: pg.Pool, requestId: string): Promise<ErasableArchive[]> {
+  const { rows } = await pool.query<ErasableArchive>(
+    `SELECT a.id, a.object_key AS "objectKey", a.manifest_key AS "manifestKey", a.sha256,
+            a.row_count::float8 AS "rowCount"
+       FROM archives a, dsar_requests d
+      WHERE d.id = $1 AND a.status IN ('complete', 'restored')
+        AND NOT coalesce(d.progress->'archivesDone' ? a.id::text, false)
+      ORDER BY a.created_at`,
+    [requestId],
+  );
+  return rows;
+}
+
+/** Brings the row in line with an object rewritten in place (size, digest, count, time range). */
+export async function recordArchiveContents(
+  pool: pg.Pool,
+  id: string,
+  v: { rows: number; bytes: number; sha256: string; minOccurredAt?: string; maxOccurredAt?: string },
+): Promise<void> {
+  await pool.query(
+    `UPDATE archives SET row_count = $2, bytes = $3, sha256 = $4, min_occurred_at = $5, max_occurred_at = $6
+      WHERE id = $1`,
+    [id, v.rows, v.bytes, v.sha256, v.minOccurredAt ?? null, v.maxOccurredAt ?? null],
+  );
+}
+
+/** The object held nothing but erased rows and is gone: the row stays, empty, for the record. */
+export async function recordArchiveEmptied(pool: pg.Pool, id: string): Promise<void> {
+  await pool.query(
+    `UPDATE archives SET row_count = 0, bytes = 0, sha256 = NULL, min_occurred_at = NULL, max_occurred_at = NULL
+      WHERE id = $1`,
+    [id],
+  );
 }

@@ -4,8 +4,11 @@ import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 /**
  * Parquet files of archived events, written and read with DuckDB (in process, streaming,
  * memory-capped; spills to `workDir` beyond the cap). Rows move between PostgreSQL and
- * DuckDB as CSV files: PostgreSQL's COPY streams them out and in at full speed, and the
- * CSV conventions below keep NULL apart from '' and every value exact.
+ * DuckDB as CSV files: PostgreSQL's COPY streams them out and in at full speed
+ * (store/events-copy.repo.ts), and the CSV conventions both sides keep (columns in the
+ * order of {@link ARCHIVE_COLUMNS}, every non-NULL text quoted, an unquoted empty field
+ * meaning NULL, timestamps as UTC RFC 3339 with microseconds) keep NULL apart from '' and
+ * every value exact. The SQL here is DuckDB's, run in process on files, not PostgreSQL's.
  */
 
 /** Bumped when the columns of an archive file change; recorded in every manifest. */
@@ -23,17 +26,6 @@ export const ARCHIVE_COLUMNS = [
   { name: 'metadata', type: 'JSON' },
   { name: 'anonymized', type: 'BOOLEAN' },
 ] as const;
-
-const PG_UTC = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
-
-/**
- * The SELECT list PostgreSQL writes as CSV for {@link ParquetFiles.csvToParquet}: timestamps as
- * UTC RFC 3339 with microseconds, metadata as its JSON text. Used with
- * `FORMAT csv, FORCE_QUOTE (service, type, user_id, message, metadata)` so that every
- * non-NULL text is quoted and an unquoted empty field means NULL.
- */
-export const PG_EXPORT_COLUMNS = `id, to_char(occurred_at AT TIME ZONE 'UTC', ${PG_UTC}), to_char(received_at AT TIME ZONE 'UTC', ${PG_UTC}), service, type, user_id, message, metadata::text, anonymized`;
-export const PG_CSV_OPTIONS = 'FORMAT csv, FORCE_QUOTE (service, type, user_id, message, metadata)';
 
 const lit = (path: string) => `'${path.replaceAll("'", "''")}'`;
 
@@ -73,7 +65,7 @@ export class ParquetFiles {
     return new ParquetFiles(db, conn);
   }
 
-  /** CSV from PostgreSQL (see {@link PG_EXPORT_COLUMNS}) → zstd Parquet with typed columns. */
+  /** CSV from PostgreSQL (`copyEventsToCsv` in store/events-copy.repo.ts) → zstd Parquet with typed columns. */
   async csvToParquet(csvPath: string, parquetPath: string): Promise<void> {
     const select = ARCHIVE_COLUMNS.map((c) => (c.type === 'JSON' ? `${c.name}::JSON AS ${c.name}` : c.name));
     await this.#conn.run(

@@ -1,0 +1,171 @@
+import type pg from 'pg';
+
+/*
+ * The `dsar_requests` table, and the erasure's deletes from `events` (counted into the
+ * request in the same statement). Hand-written SQL, moved unchanged from compliance/:
+ * a data-modifying CTE (DELETE … RETURNING feeding an UPDATE), jsonb progress updates,
+ * and request times read as epoch milliseconds, the unit of the subject registry's messages.
+ */
+
+/** An erasure request as `GET /v1/dsar/:requestId` answers it (before Redis drop counts). */
+export interface DsarStatus {
+  requestId: string;
+  userId: string;
+  status: 'pending' | 'running' | 'completed' | 'failed';
+  requestedAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  deleted: { database: number; buffer: number; checkpoint: number; archive: number };
+  archivesRewritten: number;
+  error: string | null;
+}
+
+/**
+ * Records a pending erasure request. `bufferHorizon` is the newest stream entry id of the
+ * subject's partition at the time: the job waits until workers are past it.
+ * @returns its id and request time (epoch ms).
+ */
+export async function createErasureRequest(
+  pool: pg.Pool,
+  userId: string,
+  keyId: string | null,
+  bufferHorizon: string,
+): Promise<{ id: string; at: number }> {
+  const { rows } = await pool.query<{ id: string; at: number }>(
+    `INSERT INTO dsar_requests (kind, user_id, status, key_id, progress)
+     VALUES ('erasure', $1, 'pending', $2, jsonb_build_object('bufferHorizon', $3::text))
+     RETURNING id, (extract(epoch FROM requested_at) * 1000)::float8 AS at`,
+    [userId, keyId, bufferHorizon],
+  );
+  const { id, at } = rows[0] as { id: string; at: number };
+  return { id, at: Number(at) };
+}
+
+/** The erasure request as recorded; undefined when no erasure has this id. */
+export async function erasureStatus(pool: pg.Pool, id: string): Promise<DsarStatus | undefined> {
+  const { rows } = await pool.query<DsarStatus>(
+    `SELECT id AS "requestId", user_id AS "userId", status, requested_at AS "requestedAt", started_at AS "startedAt",
+            finished_at AS "finishedAt", archives_rewritten AS "archivesRewritten", error,
+            json_build_object('database', deleted_database, 'buffer', deleted_buffer,
+                              'checkpoint', deleted_checkpoint, 'archive', deleted_archive) AS deleted
+       FROM dsar_requests WHERE id = $1 AND kind = 'erasure'`,
+    [id],
+  );
+  return rows[0];
+}
+
+/** Erasure requests not finished and not failed, with their request time (epoch ms). */
+export async function openErasureRequests(
+  pool: pg.Pool,
+): Promise<{ id: string; userId: string; at: number }[]> {
+  const { rows } = await pool.query<{ id: string; user_id: string; at: string }>(
+    `SELECT id, user_id, (extract(epoch FROM requested_at) * 1000)::float8 AS at
+       FROM dsar_requests WHERE kind = 'erasure' AND status <> 'failed'`,
+  );
+  return rows.map((r) => ({ id: r.id, userId: r.user_id, at: Number(r.at) }));
+}
+
+/** Up to ten requests to run: pending, or running with no heartbeat for `staleMs`; oldest first. */
+export async function requestsToRun(pool: pg.Pool, staleMs: number): Promise<string[]> {
+  const { rows } = await pool.query<{ id: string }>(
+    `SELECT id FROM dsar_requests
+      WHERE status = 'pending' OR (status = 'running' AND heartbeat_at < now() - $1::int * interval '1 ms')
+      ORDER BY requested_at LIMIT 10`,
+    [staleMs],
+  );
+  return rows.map((r) => r.id);
+}
+
+/** A request claimed by this process: its subject, progress and request time (epoch ms). */
+export interface ClaimedRequest {
+  userId: string;
+  progress: Record<string, unknown>;
+  at: number;
+}
+
+/**
+ * Claims a request (the row is the lease): pending, or running with no heartbeat for
+ * `staleMs` (its runner died). Undefined when a live runner has it or it is finished.
+ */
+export async function claimRequest(
+  pool: pg.Pool,
+  id: string,
+  staleMs: number,
+): Promise<ClaimedRequest | undefined> {
+  const { rows } = await pool.query<{ user_id: string; progress: Record<string, unknown>; at: number }>(
+    `UPDATE dsar_requests SET status = 'running', started_at = coalesce(started_at, now()), heartbeat_at = now()
+      WHERE id = $1 AND (status = 'pending'
+            OR (status = 'running' AND heartbeat_at < now() - $2::int * interval '1 ms'))
+    RETURNING user_id, progress, (extract(epoch FROM requested_at) * 1000)::float8 AS at`,
+    [id, staleMs],
+  );
+  const row = rows[0];
+  return row ? { userId: row.user_id, progress: row.progress, at: row.at } : undefined;
+}
+
+/** Extends a claimed request's lease. */
+export async function heartbeatRequest(pool: pg.Pool, id: string): Promise<void> {
+  await pool.query(`UPDATE dsar_requests SET heartbeat_at = now() WHERE id = $1`, [id]);
+}
+
+/** Notes why a running request paused; it stays `running` until a poller takes it over. */
+export async function recordRequestError(pool: pg.Pool, id: string, message: string): Promise<void> {
+  await pool.query(`UPDATE dsar_requests SET error = $2 WHERE id = $1 AND status = 'running'`, [id, message]);
+}
+
+/** Marks a request completed with the buffer and checkpoint drops workers counted. */
+export async function completeRequest(
+  pool: pg.Pool,
+  id: string,
+  dropped: { buffer: number; checkpoint: number },
+): Promise<void> {
+  await pool.query(
+    `UPDATE dsar_requests SET status = 'completed', finished_at = now(), error = NULL,
+            deleted_buffer = $2, deleted_checkpoint = $3
+      WHERE id = $1`,
+    [id, dropped.buffer, dropped.checkpoint],
+  );
+}
+
+/**
+ * Deletes up to `batchRows` events whose user_id is one of `subjectIds` and adds the
+ * count to the request, in one statement: a job killed between batches neither loses nor
+ * double-counts a batch.
+ * @returns the rows deleted (0 when none are left).
+ */
+export async function eraseEventsBatch(
+  pool: pg.Pool,
+  requestId: string,
+  subjectIds: readonly string[],
+  batchRows: number,
+): Promise<number> {
+  const { rows } = await pool.query<{ n: number }>(
+    `WITH gone AS (
+       DELETE FROM events WHERE (occurred_at, id) IN (
+         SELECT occurred_at, id FROM events WHERE user_id = ANY($1::text[]) LIMIT $2)
+       RETURNING 1)
+     UPDATE dsar_requests SET deleted_database = deleted_database + (SELECT count(*) FROM gone)
+      WHERE id = $3 RETURNING (SELECT count(*) FROM gone)::int AS n`,
+    [subjectIds, batchRows, requestId],
+  );
+  return rows[0]?.n ?? 0;
+}
+
+/**
+ * Records one archive object as done for the request (added to `progress.archivesDone`),
+ * with the rows removed from it; an object that lost rows counts as rewritten.
+ */
+export async function recordArchiveErased(
+  pool: pg.Pool,
+  requestId: string,
+  archiveId: string,
+  rows: number,
+): Promise<void> {
+  await pool.query(
+    `UPDATE dsar_requests
+        SET progress = jsonb_set(progress, '{archivesDone}', coalesce(progress->'archivesDone', '[]'::jsonb) || to_jsonb($2::text)),
+            deleted_archive = deleted_archive + $3, archives_rewritten = archives_rewritten + $4
+      WHERE id = $1`,
+    [requestId, archiveId, rows, rows > 0 ? 1 : 0],
+  );
+}
