@@ -1,32 +1,26 @@
-import { hostname } from 'node:os';
-import { createObjectStore } from '../archive/object-store.ts';
-import { StreamConsumer } from '../buffer/consumer.ts';
+import type { StreamConsumer } from '../buffer/consumer.ts';
 import { DeadLetterStream } from '../buffer/dead-letter.ts';
-import { BufferMonitor } from '../buffer/monitor.ts';
-import { EventProducer } from '../buffer/producer.ts';
+import type { BufferMonitor } from '../buffer/monitor.ts';
+import type { EventProducer } from '../buffer/producer.ts';
 import { WorkerStatusBoard } from '../buffer/worker-status.ts';
-import { ErasureService } from '../compliance/erasure.ts';
+import type { ErasureService } from '../compliance/erasure.ts';
 import type { ExportOptions } from '../compliance/export.ts';
 import { MetadataCipher, type MetadataEncryption } from '../compliance/metadata-cipher.ts';
-import { SubjectRegistry } from '../compliance/subjects.ts';
-import { type Config, maxRetentionDays } from '../config.ts';
+import type { SubjectRegistry } from '../compliance/subjects.ts';
+import type { Config } from '../config.ts';
 import { createDeps, type Deps } from '../deps.ts';
-import { KeyInvalidations, KeyResolver } from '../http/key-resolver.ts';
+import type { KeyResolver } from '../http/key-resolver.ts';
 import { RedisRateLimiter } from '../http/middleware/rate-limit.ts';
-import { RetentionService } from '../retention/service.ts';
-import { findActiveKeyByHash } from '../store/api-keys.repo.ts';
-import { registerAutoscaleMetrics, WorkerDemand } from '../telemetry/autoscale-metrics.ts';
-import { registerBufferMetrics } from '../telemetry/buffer-metrics.ts';
-import { DatabaseBreaker } from '../worker/breaker.ts';
+import type { RetentionService } from '../retention/service.ts';
+import type { WorkerDemand } from '../telemetry/autoscale-metrics.ts';
 import type { Checkpoint } from '../worker/checkpoint/checkpoint.ts';
-import {
-  openOwnCheckpoint,
-  replayOrphanedCheckpoints,
-  type SlotOptions,
-} from '../worker/checkpoint/slots.ts';
-import { Maintenance } from '../worker/maintenance.ts';
-import { Worker } from '../worker/worker.ts';
+import { openOwnCheckpoint } from '../worker/checkpoint/slots.ts';
+import type { Maintenance } from '../worker/maintenance.ts';
+import type { Worker } from '../worker/worker.ts';
+import { createKeyResolver, createProducer, startDemand, startMonitor } from './api-services.ts';
+import { createErasure, createRetention, exportOptions, startSubjects } from './compliance-services.ts';
 import { Lifetimes } from './lifetimes.ts';
+import { createConsumer, createWorker, slotOptions, startMaintenance } from './worker-services.ts';
 
 export interface ServicesOptions {
   /** The process's role: its logger's `role` and its PostgreSQL application name. */
@@ -83,30 +77,18 @@ export class Services {
 
   /** Retention passes and the archive's object store: the admin routes, the schedule and the CLI use it. */
   retention(): Promise<RetentionService> {
-    const { pool, logger, metrics, config } = this.deps;
     return this.#lifetimes.once(
       'retention',
-      () => new RetentionService({ pool, store: createObjectStore(config), logger, metrics, config }),
-      (service) => service.close(),
+      () => createRetention(this.deps),
+      (retention) => retention.close(),
     );
   }
 
   /** Opted-out subjects and erasures in progress, kept current over Redis pub/sub. */
   subjects(): Promise<SubjectRegistry> {
-    const { config, pool, redis, logger } = this.deps;
     return this.#lifetimes.once(
       'subjects',
-      async () => {
-        const subjects = new SubjectRegistry({
-          pool,
-          redis,
-          subscriber: this.deps.blockingRedis(60_000),
-          prefix: config.REDIS_PREFIX,
-          logger,
-        });
-        await subjects.start();
-        return subjects;
-      },
+      () => startSubjects(this.deps),
       (subjects) => subjects.stop(),
     );
   }
@@ -116,44 +98,23 @@ export class Services {
     return this.#lifetimes.once('erasure', async () => {
       const subjects = await this.subjects();
       const { store } = await this.retention();
-      const { config, pool, redis, redisKeys, logger, metrics } = this.deps;
-      return new ErasureService({
-        pool,
-        redis,
-        keys: redisKeys,
-        store,
-        subjects,
-        workers: await this.workerStatus(),
-        logger,
-        metrics,
-        workDir: config.ARCHIVE_WORK_DIR,
-        batchRows: config.RETENTION_BATCH_ROWS,
-        anonymizeSecret: config.ANONYMIZE_SECRET,
-        staleMs: config.DSAR_LOCK_TTL_MS,
-      });
+      return createErasure(this.deps, { store, subjects, workers: await this.workerStatus() });
     });
   }
 
-  /** What a subject's export reads: the database, the archive, and the cipher for their metadata. */
   exportOptions(): Promise<ExportOptions> {
-    return this.#lifetimes.once('exports', async () => {
-      const { config, pool, metrics } = this.deps;
-      return {
-        pool,
-        store: (await this.retention()).store,
-        metrics,
-        workDir: config.ARCHIVE_WORK_DIR,
-        anonymizeSecret: config.ANONYMIZE_SECRET,
-        cipher: await this.cipher(),
-      };
-    });
+    return this.#lifetimes.once('exports', async () =>
+      exportOptions(this.deps, (await this.retention()).store, await this.cipher()),
+    );
   }
 
   /** Encryption of the configured metadata keys; undefined when none is configured. */
   cipher(): Promise<MetadataCipher | undefined> {
     const { encryption } = this.#opts;
-    const { metrics } = this.deps;
-    return this.#lifetimes.once('cipher', () => encryption && new MetadataCipher({ ...encryption, metrics }));
+    return this.#lifetimes.once(
+      'cipher',
+      () => encryption && new MetadataCipher({ ...encryption, metrics: this.deps.metrics }),
+    );
   }
 
   /** Every worker's breaker and checkpoint state, in Redis. */
@@ -167,84 +128,28 @@ export class Services {
     return this.#lifetimes.once('dead-letters', () => new DeadLetterStream({ redis, keys: redisKeys }));
   }
 
-  /** Buffer length and memory against the high-water marks (backpressure), sampled and exported. */
   monitor(): Promise<BufferMonitor> {
-    const { config, redis, redisKeys, logger, metrics } = this.deps;
     return this.#lifetimes.once(
       'monitor',
-      () => {
-        const monitor = new BufferMonitor({
-          redis,
-          keys: redisKeys,
-          maxEvents: config.BUFFER_MAX_EVENTS,
-          maxMemoryRatio: config.BUFFER_MAX_MEMORY_RATIO,
-          logger,
-        });
-        monitor.start();
-        registerBufferMetrics(metrics.registry, monitor);
-        return monitor;
-      },
+      () => startMonitor(this.deps),
       (monitor) => monitor.stop(),
     );
   }
 
-  /**
-   * How many workers the buffer needs. In the API rather than the workers: it sees the whole
-   * buffer and every worker, and reports even when no worker runs (KEDA scales the workers
-   * on it: ops/k8s).
-   */
   demand(): Promise<WorkerDemand> {
-    const { redis, redisKeys, logger, metrics } = this.deps;
     return this.#lifetimes.once(
       'worker-demand',
-      async () => {
-        const demand = new WorkerDemand({
-          redis,
-          keys: redisKeys,
-          workers: await this.workerStatus(),
-          logger,
-        });
-        demand.start();
-        registerAutoscaleMetrics(metrics.registry, demand);
-        return demand;
-      },
+      async () => startDemand(this.deps, await this.workerStatus()),
       (demand) => demand.stop(),
     );
   }
 
   producer(): Promise<EventProducer> {
-    const { config, redis, redisKeys } = this.deps;
-    return this.#lifetimes.once(
-      'producer',
-      () =>
-        new EventProducer({
-          redis,
-          keys: redisKeys,
-          dedupeWindowS: config.DEDUPE_WINDOW_S,
-          waitReplicas: config.REDIS_WAIT_REPLICAS,
-          waitTimeoutMs: config.REDIS_WAIT_TIMEOUT_MS,
-        }),
-    );
+    return this.#lifetimes.once('producer', () => createProducer(this.deps));
   }
 
-  /** API keys by hash, cached; revocations reach every API process over pub/sub. */
   keyResolver(): Promise<KeyResolver> {
-    const { config, redis, redisKeys, logger, db } = this.deps;
-    return this.#lifetimes.once(
-      'key-resolver',
-      () =>
-        new KeyResolver({
-          findByHash: (hash) => findActiveKeyByHash(db, hash),
-          adminApiKey: config.ADMIN_API_KEY,
-          logger,
-          invalidations: new KeyInvalidations({
-            redis,
-            subscriber: this.deps.blockingRedis(1_000),
-            channel: redisKeys.keyInvalidations,
-            logger,
-          }),
-        }),
-    );
+    return this.#lifetimes.once('key-resolver', () => createKeyResolver(this.deps));
   }
 
   rateLimiter(): Promise<RedisRateLimiter> {
@@ -255,40 +160,14 @@ export class Services {
     );
   }
 
-  /** This process's member of the consumer group, on a blocking connection of its own. */
   consumer(): Promise<StreamConsumer> {
-    const { config, redisKeys, logger } = this.deps;
-    return this.#lifetimes.once(
-      'consumer',
-      () =>
-        new StreamConsumer({
-          redis: this.deps.blockingRedis(config.READ_BLOCK_MS),
-          keys: redisKeys,
-          consumerName: `${hostname()}-${process.pid}`,
-          logger,
-        }),
-    );
+    return this.#lifetimes.once('consumer', () => createConsumer(this.deps));
   }
 
-  /** Partitions ahead of time and stream trimming; a database down at start is retried hourly. */
   maintenance(): Promise<Maintenance> {
-    const { config, pool, logger } = this.deps;
     return this.#lifetimes.once(
       'maintenance',
-      async () => {
-        const consumer = await this.consumer();
-        const maintenance = new Maintenance({
-          pool,
-          consumer,
-          maxRetentionDays: maxRetentionDays(config),
-          logger,
-        });
-        await maintenance.ensurePartitions().catch((err: unknown) => {
-          logger.warn({ err: String(err) }, 'partition maintenance failed at start; retrying hourly');
-        });
-        maintenance.start();
-        return maintenance;
-      },
+      async () => startMaintenance(this.deps, await this.consumer()),
       (maintenance) => maintenance.stop(),
     );
   }
@@ -297,7 +176,7 @@ export class Services {
   checkpoint(): Promise<Checkpoint> {
     return this.#lifetimes.once(
       'checkpoint',
-      () => openOwnCheckpoint(this.#slotOptions()),
+      () => openOwnCheckpoint(slotOptions(this.deps)),
       (checkpoint) => checkpoint.close(),
     );
   }
@@ -306,39 +185,16 @@ export class Services {
   worker(): Promise<Worker> {
     return this.#lifetimes.once(
       'worker',
-      async () => {
-        const { config, pool, logger, metrics } = this.deps;
-        const checkpoint = await this.checkpoint();
-        let worker: Worker | undefined;
-        const breaker = new DatabaseBreaker({
-          config,
-          logger,
-          metrics,
-          onChange: () => void worker?.publishStatus(),
-        });
-        worker = new Worker({
+      async () =>
+        createWorker(this.deps, {
+          checkpoint: await this.checkpoint(),
           consumer: await this.consumer(),
           deadLetters: await this.deadLetters(),
-          pool,
-          breaker,
-          checkpoint,
-          replayOrphans: (persist, stop) =>
-            replayOrphanedCheckpoints({ ...this.#slotOptions(), own: checkpoint.dir }, persist, stop),
           statusBoard: await this.workerStatus(),
           subjects: await this.subjects(),
-          logger,
-          metrics,
-          config,
-        });
-        return worker;
-      },
+        }),
       (worker) => worker.stop(),
     );
-  }
-
-  #slotOptions(): SlotOptions {
-    const { config, logger, metrics } = this.deps;
-    return { root: config.CHECKPOINT_DIR, segmentBytes: config.CHECKPOINT_SEGMENT_BYTES, logger, metrics };
   }
 
   /**
