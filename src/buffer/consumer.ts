@@ -1,22 +1,11 @@
 import type { Logger } from 'pino';
 import { type BufferKeys, CONSUMER_GROUP } from './keys.ts';
 import { isCluster, type RedisLike } from './redis-client.ts';
+import { findNamed } from './redis-reply.ts';
 import { type BufferRedis, registerScripts } from './scripts.ts';
+import { groupByPartition, nextId, type RawEntry, type StreamEntry, toEntry } from './stream-entry.ts';
 
-/** One entry read from a partition stream. */
-export interface StreamEntry {
-  partition: number;
-  /** Stream entry id, e.g. `1700000000000-0`. */
-  id: string;
-  /** Format version (`v`). */
-  version: string | undefined;
-  /** Event JSON (`e`). */
-  event: string | undefined;
-  /** Traceparent of the ingest span (`tp`). */
-  traceparent: string | undefined;
-  /** Times this entry has been delivered, this delivery included. */
-  deliveries: number;
-}
+export type { StreamEntry } from './stream-entry.ts';
 
 export interface StreamConsumerOptions {
   /** A connection of its own: XREADGROUP blocks it. */
@@ -26,8 +15,6 @@ export interface StreamConsumerOptions {
   consumerName: string;
   logger: Logger;
 }
-
-type RawEntry = [id: string, fields: string[] | null];
 
 /**
  * On a Redis Cluster, how long one blocking read waits on one partition before all are
@@ -272,8 +259,8 @@ export class StreamConsumer {
    */
   async trimAcknowledged(): Promise<void> {
     for (const key of this.#keys.streams) {
-      const groups = (await this.#redis.xinfo('GROUPS', key).catch(() => [])) as unknown[][];
-      const group = groups.map((g) => Object.fromEntries(pairs(g))).find((g) => g.name === CONSUMER_GROUP);
+      const groups = await this.#redis.xinfo('GROUPS', key).catch(() => []);
+      const group = findNamed(groups, CONSUMER_GROUP);
       if (!group) continue;
       const summary = (await this.#redis.xpending(key, CONSUMER_GROUP)) as [
         number,
@@ -294,41 +281,4 @@ export class StreamConsumer {
  */
 function isGroupLost(err: unknown): boolean {
   return err instanceof Error && /^(NOGROUP|UNBLOCKED) /.test(err.message);
-}
-
-function groupByPartition(entries: readonly Pick<StreamEntry, 'partition' | 'id'>[]): Map<number, string[]> {
-  const byPartition = new Map<number, string[]>();
-  for (const e of entries) {
-    const ids = byPartition.get(e.partition);
-    if (ids) ids.push(e.id);
-    else byPartition.set(e.partition, [e.id]);
-  }
-  return byPartition;
-}
-
-function pairs(flat: unknown[]): [string, unknown][] {
-  const out: [string, unknown][] = [];
-  for (let i = 0; i + 1 < flat.length; i += 2) out.push([String(flat[i]), flat[i + 1]]);
-  return out;
-}
-
-/** The smallest id greater than `id`. */
-function nextId(id: string): string {
-  const [ms, seq] = id.split('-');
-  return `${ms}-${BigInt(seq ?? '0') + 1n}`;
-}
-
-function toEntry(partition: number, [id, fields]: RawEntry, deliveries: number): StreamEntry | null {
-  if (!fields) return null;
-  // Read the three known fields in place: no intermediate object per entry.
-  let version: string | undefined;
-  let event: string | undefined;
-  let traceparent: string | undefined;
-  for (let i = 0; i + 1 < fields.length; i += 2) {
-    const name = fields[i];
-    if (name === 'e') event = fields[i + 1];
-    else if (name === 'v') version = fields[i + 1];
-    else if (name === 'tp') traceparent = fields[i + 1];
-  }
-  return { partition, id, version, event, traceparent, deliveries };
 }

@@ -1,6 +1,9 @@
-import type { StreamConsumer, StreamEntry } from './consumer.ts';
+import type { StreamConsumer } from './consumer.ts';
 import { type BufferKeys, ENTRY_FORMAT_VERSION, partitionOfStream } from './keys.ts';
-import type { RedisLike } from './redis-client.ts';
+import { isCluster, type RedisLike } from './redis-client.ts';
+import { entryFields } from './redis-reply.ts';
+import { type BufferRedis, registerScripts } from './scripts.ts';
+import type { StreamEntry } from './stream-entry.ts';
 
 export interface DeadLetter {
   entry: StreamEntry;
@@ -15,11 +18,11 @@ export interface DeadLetterOptions {
 
 /** The dead-letter stream: entries that cannot be stored, kept with their error for an operator. */
 export class DeadLetterStream {
-  readonly #redis: RedisLike;
+  readonly #redis: BufferRedis;
   readonly #keys: BufferKeys;
 
   constructor(opts: DeadLetterOptions) {
-    this.#redis = opts.redis;
+    this.#redis = registerScripts(opts.redis);
     this.#keys = opts.keys;
   }
 
@@ -75,21 +78,52 @@ export class DeadLetterStream {
 
   /**
    * Moves up to `limit` dead-lettered entries back to the stream they came from (as new
-   * entries), oldest first, and returns how many moved.
+   * entries), oldest first, and returns how many moved. On one Redis server each batch
+   * moves in one script call (lua/replay-dead.lua): an entry is never both dead and
+   * buffered, and concurrent replays never re-add one twice. On a Redis Cluster it goes
+   * entry by entry (`#replayEach`).
    */
   async replay(limit: number): Promise<number> {
     const rows = (await this.#redis.xrange(this.#keys.deadLetter, '-', '+', 'COUNT', limit)) as [
       string,
-      string[],
+      unknown,
     ][];
+    const letters = rows.map(([id, flat]) => ({ id, fields: entryFields(flat) }));
+    if (isCluster(this.#redis)) return this.#replayEach(letters);
     let replayed = 0;
-    for (const [id, flat] of rows) {
-      const fields: Record<string, string> = {};
-      for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i] as string] = flat[i + 1] as string;
-      const partition = partitionOfStream(fields.stream ?? '');
-      // An entry from a stream this deployment no longer has goes to partition 0.
-      const target = this.#keys.stream(partition >= 0 && partition < this.#keys.partitions ? partition : 0);
-      await this.#redis.xadd(
+    for (let from = 0; from < letters.length; from += REPLAY_PER_CALL) {
+      replayed += await this.#replayBatch(letters.slice(from, from + REPLAY_PER_CALL));
+    }
+    return replayed;
+  }
+
+  /** One script call: these dead letters back to their partitions, if still there. */
+  async #replayBatch(letters: readonly ReadLetter[]): Promise<number> {
+    const targets: string[] = [];
+    const args: string[] = [];
+    for (const { id, fields } of letters) {
+      const target = this.#targetOf(fields);
+      let index = targets.indexOf(target);
+      if (index < 0) index = targets.push(target) - 1;
+      // KEYS[1] is the dead-letter stream: the targets start at KEYS[2].
+      args.push(id, String(index + 2));
+    }
+    const keys = [this.#keys.deadLetter, ...targets];
+    return Number(await this.#redis.tributaryReplayDead(keys.length, ...keys, ENTRY_FORMAT_VERSION, ...args));
+  }
+
+  /**
+   * Replay on a Redis Cluster, where the dead-letter stream and a partition stream are in
+   * different hash slots and no script or MULTI can span them: per entry, copy then
+   * delete, so a crash in between leaves a duplicate (stored once: rows are inserted by
+   * event id, ON CONFLICT DO NOTHING), never a loss. When the delete finds the entry gone,
+   * another replay moved it meanwhile, and this copy is taken back.
+   */
+  async #replayEach(letters: readonly ReadLetter[]): Promise<number> {
+    let replayed = 0;
+    for (const { id, fields } of letters) {
+      const target = this.#targetOf(fields);
+      const copy = await this.#redis.xadd(
         target,
         '*',
         'v',
@@ -99,9 +133,24 @@ export class DeadLetterStream {
         'tp',
         fields.tp ?? '',
       );
-      await this.#redis.xdel(this.#keys.deadLetter, id);
-      replayed++;
+      if ((await this.#redis.xdel(this.#keys.deadLetter, id)) > 0) replayed++;
+      else if (copy) await this.#redis.xdel(target, copy);
     }
     return replayed;
   }
+
+  /** The partition stream a dead letter goes back to: the one it came from, if this deployment still has it. */
+  #targetOf(fields: Record<string, string>): string {
+    const partition = partitionOfStream(fields.stream ?? '');
+    // An entry from a stream this deployment no longer has goes to partition 0.
+    return this.#keys.stream(partition >= 0 && partition < this.#keys.partitions ? partition : 0);
+  }
+}
+
+/** Dead letters moved per script call; bounds how long Redis runs one script. */
+const REPLAY_PER_CALL = 500;
+
+interface ReadLetter {
+  id: string;
+  fields: Record<string, string>;
 }

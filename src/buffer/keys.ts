@@ -4,8 +4,13 @@ export const CONSUMER_GROUP = 'writers';
 /** Version of the stream entry format (`v` field). */
 export const ENTRY_FORMAT_VERSION = '1';
 
-/** Every Redis key name Tributary uses. Partition keys carry `{p}` hash tags for Redis Cluster. */
+/**
+ * Every Redis key and pub/sub channel name Tributary uses: nothing else builds one from the
+ * prefix (test/unit/buffer.test.ts checks). Partition keys carry `{p}` hash tags for Redis
+ * Cluster; every other key is used alone in a command, script or MULTI.
+ */
 export interface BufferKeys {
+  /** REDIS_PREFIX, for logs and tests: never build a key from it outside this file. */
   readonly prefix: string;
   readonly partitions: number;
   /** `PREFIX:events:{p}` — the buffer stream of partition p. */
@@ -18,10 +23,17 @@ export interface BufferKeys {
   readonly deadLetter: string;
   /** `PREFIX:workers` — hash: consumer name → JSON status (breaker, checkpoint), refreshed by each worker. */
   readonly workers: string;
-  /** `PREFIX:ratelimit:{keyId}` — the rate-limit bucket of one API key (lua/rate-limit.lua). */
+  /** `PREFIX:ratelimit:{keyId}` — the rate-limit bucket of one API key (http/middleware/rate-limit.lua). */
   rateLimit(keyId: string): string;
   /** `PREFIX:api-keys:invalidate` — pub/sub channel: the id of a key revoked or rotated. */
   readonly keyInvalidations: string;
+  /** `PREFIX:subjects` — pub/sub channel: opt-outs, opt-ins and erasures, as JSON (compliance/subjects.ts). */
+  readonly subjects: string;
+  /**
+   * `PREFIX:dsar:REQUEST:dropped` — hash: events of one erasure request that workers dropped,
+   * field `buffer` / `checkpoint` → count. Used alone, so it needs no hash tag.
+   */
+  dsarDropped(requestId: string): string;
 }
 
 export function bufferKeys(prefix: string, partitions: number): BufferKeys {
@@ -36,6 +48,8 @@ export function bufferKeys(prefix: string, partitions: number): BufferKeys {
     workers: `${prefix}:workers`,
     rateLimit: (keyId) => `${prefix}:ratelimit:{${keyId}}`,
     keyInvalidations: `${prefix}:api-keys:invalidate`,
+    subjects: `${prefix}:subjects`,
+    dsarDropped: (requestId) => `${prefix}:dsar:${requestId}:dropped`,
   };
 }
 

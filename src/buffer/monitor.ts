@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { type BufferKeys, CONSUMER_GROUP } from './keys.ts';
 import { primaries, type RedisLike } from './redis-client.ts';
+import { findNamed } from './redis-reply.ts';
 
 export interface PartitionStats {
   partition: number;
@@ -118,7 +119,7 @@ export class BufferMonitor {
     ]);
     const partitions: PartitionStats[] = perStream.map(([rawLength, groups], p) => {
       const length = Number(rawLength ?? 0);
-      const group = findGroup(groups);
+      const group = findNamed(groups, CONSUMER_GROUP);
       return {
         partition: p,
         length,
@@ -141,18 +142,6 @@ export class BufferMonitor {
       partitions,
     };
   }
-}
-
-/** XINFO GROUPS reply → the `writers` group's fields, or undefined. */
-function findGroup(reply: unknown): Record<string, unknown> | undefined {
-  if (!Array.isArray(reply)) return undefined;
-  for (const raw of reply) {
-    if (!Array.isArray(raw)) continue;
-    const fields: Record<string, unknown> = {};
-    for (let i = 0; i + 1 < raw.length; i += 2) fields[String(raw[i])] = raw[i + 1];
-    if (fields.name === CONSUMER_GROUP) return fields;
-  }
-  return undefined;
 }
 
 /** The reply, or undefined when the command failed. */

@@ -1,11 +1,40 @@
 import type { BufferKeys } from './keys.ts';
 import type { RedisLike } from './redis-client.ts';
 
+/**
+ * A worker's database circuit breaker state (worker/breaker.ts). Defined here, with its two
+ * orderings, because the API reads it from {@link WorkerStatus} (and `http/` never imports
+ * `worker/`).
+ */
+export type BreakerState = 'closed' | 'open' | 'half-open';
+
+/**
+ * The value of `tributary_circuit_breaker_state` for each state: 0 closed, 1 open,
+ * 2 half-open. Codes, not a scale (half-open is not worse than open): dashboards and alert
+ * rules (grafana/, ops/prometheus/alerts.yml) read these numbers, so they never change.
+ * To compare states use {@link BREAKER_SEVERITY}.
+ */
+export const BREAKER_GAUGE_VALUE: Readonly<Record<BreakerState, number>> = {
+  closed: 0,
+  open: 1,
+  'half-open': 2,
+};
+
+/**
+ * How far from normal each state is, for the worst of several workers: closed < half-open
+ * (one probe call let through) < open (no call goes through).
+ */
+export const BREAKER_SEVERITY: Readonly<Record<BreakerState, number>> = {
+  closed: 0,
+  'half-open': 1,
+  open: 2,
+};
+
 /** What a worker reports about itself, for health endpoints of any process. */
 export interface WorkerStatus {
   /** Consumer name (host-pid). */
   name: string;
-  breaker: 'closed' | 'open' | 'half-open';
+  breaker: BreakerState;
   /** ISO time the breaker entered its state. */
   breakerSince: string;
   checkpoint: { segments: number; bytes: number; events: number; failed: string | undefined };

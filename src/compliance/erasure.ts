@@ -6,13 +6,14 @@ import type { ObjectStore } from '../archive/object-store.ts';
 import { type BufferKeys, CONSUMER_GROUP } from '../buffer/keys.ts';
 import { partitionFor } from '../buffer/partition.ts';
 import type { RedisLike } from '../buffer/redis-client.ts';
+import { findNamed } from '../buffer/redis-reply.ts';
 import type { WorkerStatusBoard } from '../buffer/worker-status.ts';
 import { pseudonymize } from '../retention/policy.ts';
 import { RetentionBusyError, RunLease } from '../retention/runs.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { inSpan } from '../telemetry/tracing.ts';
 import { eraseFromArchives } from './archive-erasure.ts';
-import { dropCountKey, type SubjectRegistry } from './subjects.ts';
+import type { SubjectRegistry } from './subjects.ts';
 
 export interface ErasureOptions {
   pool: pg.Pool;
@@ -93,7 +94,7 @@ export class ErasureService {
     );
     const found = rows[0];
     if (!found) return undefined;
-    const dropped = await this.#o.redis.hgetall(dropCountKey(this.#o.keys.prefix, id)).catch(() => ({}));
+    const dropped = await this.#o.redis.hgetall(this.#o.keys.dsarDropped(id)).catch(() => ({}));
     const counted = dropped as Record<string, string | undefined>;
     found.deleted.buffer = Math.max(found.deleted.buffer, Number(counted.buffer ?? 0));
     found.deleted.checkpoint = Math.max(found.deleted.checkpoint, Number(counted.checkpoint ?? 0));
@@ -184,7 +185,7 @@ export class ErasureService {
     );
     // Rows an in-flight batch wrote meanwhile.
     await this.#deleteRows(id, ids);
-    const dropped = await this.#o.redis.hgetall(dropCountKey(this.#o.keys.prefix, id));
+    const dropped = await this.#o.redis.hgetall(this.#o.keys.dsarDropped(id));
     const buffer = Number(dropped.buffer ?? 0);
     const checkpoint = Number(dropped.checkpoint ?? 0);
     await pool.query(
@@ -233,9 +234,7 @@ export class ErasureService {
     };
     for (;;) {
       const groups = (await redis.xinfo('GROUPS', stream).catch(() => [])) as unknown[][];
-      const group = groups
-        .map((g) => Object.fromEntries(chunk(g)) as Record<string, unknown>)
-        .find((g) => g.name === CONSUMER_GROUP);
+      const group = findNamed(groups, CONSUMER_GROUP);
       const delivered = String(group?.['last-delivered-id'] ?? '0-0');
       const pending = (await redis
         .xpending(stream, CONSUMER_GROUP, '-', horizon, 1)
@@ -275,10 +274,4 @@ export class ErasureService {
       }
     }
   }
-}
-
-function chunk(flat: unknown[]): [string, unknown][] {
-  const out: [string, unknown][] = [];
-  for (let i = 0; i + 1 < flat.length; i += 2) out.push([String(flat[i]), flat[i + 1]]);
-  return out;
 }

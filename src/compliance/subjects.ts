@@ -1,9 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import type { BufferKeys } from '../buffer/keys.ts';
 import type { RedisLike } from '../buffer/redis-client.ts';
-
-/** Hash of events a worker dropped for one erasure request: field `buffer` / `checkpoint` → count. */
-export const dropCountKey = (prefix: string, requestId: string) => `${prefix}:dsar:${requestId}:dropped`;
 
 /** A `"userId":"…"` member in event JSON; the value as written (escapes undecoded). */
 const USER_ID_FIELD = /"userId":"((?:[^"\\]|\\.)*)"/g;
@@ -23,7 +21,8 @@ export interface SubjectRegistryOptions {
   redis: RedisLike;
   /** A connection of its own, put in subscriber mode. */
   subscriber: RedisLike;
-  prefix: string;
+  /** The channel, and the drop counts of each erasure request. */
+  keys: Pick<BufferKeys, 'subjects' | 'dsarDropped'>;
   logger: Logger;
   /** Full reload interval, in case a message was missed while Redis was away. */
   reloadEveryMs?: number;
@@ -50,7 +49,7 @@ export class SubjectRegistry {
 
   constructor(opts: SubjectRegistryOptions) {
     this.#o = opts;
-    this.#channel = `${opts.prefix}:subjects`;
+    this.#channel = opts.keys.subjects;
   }
 
   async start(): Promise<void> {
@@ -198,7 +197,7 @@ export class SubjectRegistry {
     // One MULTI per request: each touches one key, as a Redis Cluster requires.
     await Promise.all(
       [...counts].map(([id, n]) => {
-        const key = dropCountKey(this.#o.prefix, id);
+        const key = this.#o.keys.dsarDropped(id);
         return this.#o.redis
           .multi()
           .hincrby(key, where, n)

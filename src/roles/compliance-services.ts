@@ -18,12 +18,12 @@ export function createRetention({ pool, logger, metrics, config }: Deps): Retent
 
 /** The opt-out and erasure lists, loaded and subscribed to changes (on a connection of its own). */
 export async function startSubjects(deps: Deps): Promise<SubjectRegistry> {
-  const { config, pool, redis, logger } = deps;
+  const { pool, redis, redisKeys, logger } = deps;
   const subjects = new SubjectRegistry({
     pool,
     redis,
     subscriber: deps.blockingRedis(60_000),
-    prefix: config.REDIS_PREFIX,
+    keys: redisKeys,
     logger,
   });
   await subjects.start();

@@ -1,3 +1,5 @@
+import { DrizzleQueryError } from 'drizzle-orm';
+
 /** How a failed database call should be handled. */
 export type DbFailure =
   /** The database is unreachable or refusing work: retry later; counts toward the circuit breaker. */
@@ -19,13 +21,36 @@ const NETWORK_CODES = new Set([
 ]);
 
 /**
- * Classifies an error from `pg`. Data errors are SQLSTATE classes 22 (data exception),
- * 23 (integrity constraint) and 54 (program limit, e.g. a row too large). Availability
- * failures are network errors, class 08, 57P01–57P03 (shutdown) and 53300 (too many
- * connections), and client-side timeouts.
+ * The errors `pg` and `pg-pool` throw without a code when the server cannot be reached or
+ * the connection is lost. Only these are read by message: a looser match (any "timeout" or
+ * "connect") also caught ioredis's "Connection is closed." and "Socket timeout", so a Redis
+ * failure inside a route's database call read as `database_unavailable`.
+ */
+const PG_UNAVAILABLE_MESSAGE = new RegExp(
+  `^(${[
+    'Connection terminated', // …unexpectedly, …due to connection timeout, or plain
+    'timeout exceeded when trying to connect', // pg-pool: connectionTimeoutMillis
+    'Query read timeout', // query_timeout
+    'timeout expired', // connectionTimeoutMillis of a lone client
+    'Client has encountered a connection error and is not queryable',
+    'There was an error establishing an SSL connection',
+    'The server does not support SSL connections',
+  ].join('|')})`,
+);
+
+/**
+ * Classifies an error from `pg` (also when drizzle wraps it in a DrizzleQueryError). Data
+ * errors are SQLSTATE classes 22 (data exception), 23 (integrity constraint) and 54
+ * (program limit, e.g. a row too large). Availability failures are network errors, class
+ * 08, 57P01–57P03 (shutdown) and 53300 (too many connections), and pg's own connection
+ * and timeout errors ({@link PG_UNAVAILABLE_MESSAGE}). Anything else, an ioredis error
+ * included, is `transient`: it never opens the breaker nor reads as the database being down.
  */
 export function classifyDbError(err: unknown): DbFailure {
-  const e = err as { code?: unknown; message?: unknown } | null;
+  const e = (err instanceof DrizzleQueryError && err.cause !== undefined ? err.cause : err) as {
+    code?: unknown;
+    message?: unknown;
+  } | null;
   const code = typeof e?.code === 'string' ? e.code : '';
   const message = typeof e?.message === 'string' ? e.message : '';
   if (NETWORK_CODES.has(code)) return 'unavailable';
@@ -37,6 +62,6 @@ export function classifyDbError(err: unknown): DbFailure {
     }
     return 'transient';
   }
-  if (/timeout|terminated|Connection|connect/i.test(message)) return 'unavailable';
+  if (PG_UNAVAILABLE_MESSAGE.test(message)) return 'unavailable';
   return 'transient';
 }

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { Gauge, type Registry } from 'prom-client';
 import type { BufferKeys } from '../buffer/keys.ts';
+import { record } from '../buffer/redis-reply.ts';
 import {
   type AutoscalePolicy,
   type BacklogSample,
@@ -30,12 +31,10 @@ export interface WorkerDemandOptions {
 
 /** `XINFO STREAM` reply (a flat field/value list) → length and entries-added. */
 export function parseStreamInfo(reply: unknown): { length: number; added: number | undefined } {
-  const fields = new Map<string, unknown>();
-  if (Array.isArray(reply))
-    for (let i = 0; i + 1 < reply.length; i += 2) fields.set(String(reply[i]), reply[i + 1]);
-  const added = fields.get('entries-added');
+  const fields = record(reply);
+  const added = fields['entries-added'];
   return {
-    length: Number(fields.get('length') ?? 0),
+    length: Number(fields.length ?? 0),
     added: added === undefined || added === null ? undefined : Number(added),
   };
 }

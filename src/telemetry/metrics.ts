@@ -1,6 +1,11 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { labelledCounter } from './metric-labels.ts';
 
-/** Every metric Tributary exports (prefix `tributary_`), on an injected registry. */
+/**
+ * Every metric Tributary exports (prefix `tributary_`), on an injected registry. Labelled
+ * counters come from {@link labelledCounter}: every series of their known label values
+ * (metric-labels.ts) exists at 0 from the start.
+ */
 export class Metrics {
   readonly registry: Registry;
   readonly httpDuration: Histogram<'route' | 'method' | 'status'>;
@@ -65,12 +70,11 @@ export class Metrics {
       help: 'Events answered "duplicate": their id was accepted within the dedupe window',
       registers,
     });
-    this.eventsRejected = new Counter({
-      name: 'tributary_events_rejected_total',
-      help: 'Events refused, by reason (error code)',
-      labelNames: ['reason'],
+    this.eventsRejected = labelledCounter(
+      'tributary_events_rejected_total',
+      'Events refused, by reason (error code)',
       registers,
-    });
+    );
     this.eventsPersisted = new Counter({
       name: 'tributary_events_persisted_total',
       help: 'Rows committed to PostgreSQL by workers',
@@ -81,12 +85,11 @@ export class Metrics {
       help: 'Buffer entries moved to the dead-letter stream',
       registers,
     });
-    this.eventsSkipped = new Counter({
-      name: 'tributary_events_skipped_total',
-      help: 'Events not stored on purpose: subject opted out (at ingest or by a worker) or being erased',
-      labelNames: ['reason'],
+    this.eventsSkipped = labelledCounter(
+      'tributary_events_skipped_total',
+      'Events not stored on purpose: subject opted out (at ingest or by a worker) or being erased',
       registers,
-    });
+    );
     this.batchSize = new Histogram({
       name: 'tributary_batch_size',
       help: 'Entries per worker batch',
@@ -105,24 +108,22 @@ export class Metrics {
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600],
       registers,
     });
-    this.insertFailures = new Counter({
-      name: 'tributary_insert_failures_total',
-      help: 'Batch inserts that failed, by kind (unavailable: connection or server trouble; data: a row refused)',
-      labelNames: ['kind'],
+    this.insertFailures = labelledCounter(
+      'tributary_insert_failures_total',
+      'Batch inserts that failed, by kind (unavailable: connection or server trouble; data: a row refused)',
       registers,
-    });
+    );
     this.breakerState = new Gauge({
       name: 'tributary_circuit_breaker_state',
       help: 'Circuit breaker state: 0 closed, 1 open, 2 half-open',
       labelNames: ['dependency'],
       registers,
     });
-    this.breakerTransitions = new Counter({
-      name: 'tributary_circuit_breaker_transitions_total',
-      help: 'Circuit breaker state changes, by new state',
-      labelNames: ['dependency', 'to'],
+    this.breakerTransitions = labelledCounter(
+      'tributary_circuit_breaker_transitions_total',
+      'Circuit breaker state changes, by new state',
       registers,
-    });
+    );
     this.checkpointEvents = new Gauge({
       name: 'tributary_checkpoint_backlog_events',
       help: 'Events in the disk checkpoint waiting to be replayed into PostgreSQL',
@@ -193,38 +194,31 @@ export class Metrics {
       help: 'Archived rows loaded back into PostgreSQL by restore',
       registers,
     });
-    this.retentionPasses = new Counter({
-      name: 'tributary_retention_passes_total',
-      help: 'Retention passes run by this process, by outcome (completed, failed)',
-      labelNames: ['outcome'],
+    this.retentionPasses = labelledCounter(
+      'tributary_retention_passes_total',
+      'Retention passes run by this process, by outcome (completed, failed)',
       registers,
-    });
-    this.dsarRequests = new Counter({
-      name: 'tributary_dsar_requests_total',
-      help: 'Data-subject requests received, by kind (erasure, export)',
-      labelNames: ['kind'],
+    );
+    this.dsarRequests = labelledCounter(
+      'tributary_dsar_requests_total',
+      'Data-subject requests received, by kind (erasure, export)',
       registers,
-    });
-    this.dsarRowsErased = new Counter({
-      name: 'tributary_dsar_rows_erased_total',
-      help: 'Events erased for data-subject requests, by place (database, buffer, checkpoint, archive)',
-      labelNames: ['place'],
+    );
+    this.dsarRowsErased = labelledCounter(
+      'tributary_dsar_rows_erased_total',
+      'Events erased for data-subject requests, by place (database, buffer, checkpoint, archive)',
       registers,
-    });
-    this.exportRows = new Counter({
-      name: 'tributary_dsar_export_rows_total',
-      help: 'Events streamed by subject exports, by source (database, archive)',
-      labelNames: ['source'],
+    );
+    this.exportRows = labelledCounter(
+      'tributary_dsar_export_rows_total',
+      'Events streamed by subject exports, by source (database, archive)',
       registers,
-    });
-    this.metadataDecryptFailures = new Counter({
-      name: 'tributary_metadata_decrypt_failures_total',
-      help: 'Encrypted metadata values read back unopened, by reason (unknown_key, bad_tag, malformed)',
-      labelNames: ['reason'],
+    );
+    this.metadataDecryptFailures = labelledCounter(
+      'tributary_metadata_decrypt_failures_total',
+      'Encrypted metadata values read back unopened, by reason (unknown_key, bad_tag, malformed)',
       registers,
-    });
-    // Both outcomes exist from the start, so increase() over them works from the first failure.
-    for (const outcome of ['completed', 'failed']) this.retentionPasses.inc({ outcome }, 0);
+    );
     this.retentionPassDuration = new Histogram({
       name: 'tributary_retention_pass_duration_seconds',
       help: 'Duration of retention passes run by this process',

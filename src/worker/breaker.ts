@@ -7,11 +7,12 @@ import {
   handleWhen,
 } from 'cockatiel';
 import type { Logger } from 'pino';
+import { BREAKER_GAUGE_VALUE, type BreakerState } from '../buffer/worker-status.ts';
 import type { Config } from '../config.ts';
 import { classifyDbError } from '../store/errors.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 
-export type BreakerState = 'closed' | 'open' | 'half-open';
+export type { BreakerState };
 
 const STATE_NAMES: Record<CircuitState, BreakerState> = {
   [CircuitState.Closed]: 'closed',
@@ -19,8 +20,6 @@ const STATE_NAMES: Record<CircuitState, BreakerState> = {
   [CircuitState.HalfOpen]: 'half-open',
   [CircuitState.Isolated]: 'open',
 };
-
-const STATE_VALUES: Record<BreakerState, number> = { closed: 0, open: 1, 'half-open': 2 };
 
 export interface DatabaseBreakerOptions {
   config: Pick<
@@ -63,11 +62,11 @@ export class DatabaseBreaker {
         }),
       },
     );
-    metrics.breakerState.set({ dependency: 'postgres' }, 0);
+    metrics.breakerState.set({ dependency: 'postgres' }, BREAKER_GAUGE_VALUE.closed);
     this.#policy.onStateChange((raw) => {
       const state = STATE_NAMES[raw];
       this.#since = Date.now();
-      metrics.breakerState.set({ dependency: 'postgres' }, STATE_VALUES[state]);
+      metrics.breakerState.set({ dependency: 'postgres' }, BREAKER_GAUGE_VALUE[state]);
       metrics.breakerTransitions.inc({ dependency: 'postgres', to: state });
       const failure = this.#policy.lastFailure;
       const reason = failure && 'error' in failure ? String(failure.error) : undefined;

@@ -6,6 +6,7 @@
  */
 import { type Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DeadLetterStream } from '../../src/buffer/dead-letter.ts';
 import { bufferKeys } from '../../src/buffer/keys.ts';
 import { createTestEnv, type TestEnv } from '../helpers/env.ts';
 import { IngestLoad } from '../helpers/ingest-load.ts';
@@ -150,6 +151,31 @@ describe('Redis Cluster', () => {
       'event skipped by the other API process',
     );
     expect(skipped.reason).toBe('user_opt_out');
+  });
+
+  it('replays dead letters across hash slots: two replays at once move each entry once', async () => {
+    // A prefix of its own: no worker reads these partitions, so what replay wrote stays countable.
+    const keys = bufferKeys(`${env.prefix}-replay`, PARTITIONS);
+    const letters = Array.from({ length: 24 }, (_, n) => ({
+      entry: {
+        partition: n % PARTITIONS,
+        id: `${n + 1}-0`,
+        version: '1',
+        event: `{"n":${n}}`,
+        traceparent: '',
+        deliveries: 5,
+      },
+      error: 'test',
+    }));
+    await new DeadLetterStream({ redis: client, keys }).record(letters);
+    const other = client.duplicate();
+    const replays = [client, other].map((redis) => new DeadLetterStream({ redis, keys }));
+    const moved = await Promise.all(replays.map((r) => r.replay(100)));
+    other.disconnect();
+    expect(moved.reduce((a, b) => a + b, 0)).toBe(24);
+    expect(await client.xlen(keys.deadLetter)).toBe(0);
+    const perPartition = await Promise.all(keys.streams.map((key) => client.xlen(key)));
+    expect(perPartition).toEqual(keys.streams.map(() => 24 / PARTITIONS));
   });
 
   it('kill -9 of a worker and of an API process mid-run: every acknowledged event is stored once', async () => {

@@ -1,20 +1,23 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bufferKeys } from '../../src/buffer/keys.ts';
-import { type BufferRedis, registerScripts } from '../../src/buffer/scripts.ts';
-import { RedisRateLimiter } from '../../src/http/middleware/rate-limit.ts';
+import {
+  type RateLimitRedis,
+  RedisRateLimiter,
+  registerRateLimitScript,
+} from '../../src/http/middleware/rate-limit.ts';
 import { silentLogger } from '../../src/telemetry/logger.ts';
 import { createTestEnv, type TestEnv } from '../helpers/env.ts';
 
-// The bucket arithmetic of lua/rate-limit.lua, run by real Redis with the clock passed in.
+// The bucket arithmetic of http/middleware/rate-limit.lua, run by real Redis with the clock passed in.
 let env: TestEnv;
-let redis: BufferRedis;
+let redis: RateLimitRedis;
 let now = 0;
 let limiter: RedisRateLimiter;
 const keys = () => bufferKeys(env.prefix, 1);
 beforeAll(async () => {
   env = createTestEnv();
   await env.redis.ping();
-  redis = registerScripts(env.redis);
+  redis = registerRateLimitScript(env.redis);
   limiter = new RedisRateLimiter({ redis: env.redis, keys: keys(), logger: silentLogger(), now: () => now });
 });
 afterAll(async () => {

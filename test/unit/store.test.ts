@@ -1,3 +1,6 @@
+import { DrizzleQueryError } from 'drizzle-orm';
+import { Redis } from 'ioredis';
+import { MaxRetriesPerRequestError } from 'ioredis/built/errors/index.js';
 import { describe, expect, it } from 'vitest';
 import { classifyDbError } from '../../src/store/errors.ts';
 import { decodeCursor, encodeCursor } from '../../src/store/events.repo.ts';
@@ -40,6 +43,55 @@ describe('classifyDbError', () => {
     expect(classifyDbError({ code: '54000', message: 'too large' })).toBe('data');
     expect(classifyDbError({ code: '40P01', message: 'deadlock' })).toBe('transient');
     expect(classifyDbError({ code: '42P01', message: 'relation does not exist' })).toBe('transient');
+  });
+
+  it('reads pg and pg-pool connection failures by message', () => {
+    for (const message of [
+      'Connection terminated',
+      'Connection terminated due to connection timeout',
+      'Query read timeout',
+      'timeout expired',
+      'Client has encountered a connection error and is not queryable',
+    ]) {
+      expect(classifyDbError(new Error(message)), message).toBe('unavailable');
+    }
+  });
+
+  it('never takes an ioredis error for the database being down', async () => {
+    const errors: unknown[] = [
+      new Error('Connection is closed.'),
+      new MaxRetriesPerRequestError(0),
+      new Error("Stream isn't writeable and enableOfflineQueue options is false"),
+      new Error("Cluster isn't ready and enableOfflineQueue options is false"),
+      new Error("Socket timeout. Expecting data, but didn't receive any in 1000ms."),
+      new Error('Command timed out'),
+      new Error('None of startup nodes is available'),
+      new Error('Connection in subscriber mode, only subscriber commands may be used'),
+      Object.assign(new Error('LOADING Redis is loading the dataset in memory'), { name: 'ReplyError' }),
+    ];
+    // What a real client gives without a connection (the API's fail-fast settings).
+    const redis = new Redis({ lazyConnect: true, enableOfflineQueue: false });
+    errors.push(await redis.get('k').catch((err: unknown) => err));
+    redis.disconnect();
+    expect(errors.map((e) => [String(e), classifyDbError(e)])).toEqual(
+      errors.map((e) => [String(e), 'transient']),
+    );
+  });
+
+  it("looks through drizzle's DrizzleQueryError to the pg error it wraps", () => {
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+    expect(classifyDbError(new DrizzleQueryError('select 1', [], refused))).toBe('unavailable');
+    expect(
+      classifyDbError(new DrizzleQueryError('select 1', [], new Error('Connection terminated unexpectedly'))),
+    ).toBe('unavailable');
+    expect(
+      classifyDbError(
+        new DrizzleQueryError('insert', [], Object.assign(new Error('dup'), { code: '23505' })),
+      ),
+    ).toBe('data');
+    expect(classifyDbError(new DrizzleQueryError('select 1', [], new Error('Connection is closed.')))).toBe(
+      'transient',
+    );
   });
 });
 

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
+import { bufferKeys } from '../../src/buffer/keys.ts';
 import { SubjectRegistry } from '../../src/compliance/subjects.ts';
 import { silentLogger } from '../../src/telemetry/logger.ts';
 
@@ -9,7 +10,7 @@ const registry = () =>
     pool: {} as pg.Pool,
     redis: { publish: async () => 1 } as unknown as Redis,
     subscriber: {} as Redis,
-    prefix: 't',
+    keys: bufferKeys('t', 1),
     logger: silentLogger(),
   });
 const event = (e: Record<string, unknown>) =>

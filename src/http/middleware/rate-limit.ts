@@ -1,12 +1,37 @@
+import { readFileSync } from 'node:fs';
 import type { MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
 import type { BufferKeys } from '../../buffer/keys.ts';
 import type { RedisLike } from '../../buffer/redis-client.ts';
-import { registerScripts } from '../../buffer/scripts.ts';
 import type { AppEnv } from '../env.ts';
 import { ApiError, errorResponse } from '../errors.ts';
 
 const MINUTE_MS = 60_000;
+
+/** A client with the rate-limit script registered: `[allowed, remaining, retryAfterMs, resetMs]` (rate-limit.lua). */
+export type RateLimitRedis = RedisLike & {
+  tributaryRateLimit(
+    bucket: string,
+    limit: number,
+    periodMs: number,
+    nowMs: number | '',
+    cost: number,
+  ): Promise<[number, number, number, number]>;
+};
+
+/**
+ * Registers rate-limit.lua on the client as `tributaryRateLimit` (EVALSHA with automatic
+ * fallback to EVAL). Idempotent. One key, so a cluster's automatic pipelining routes it
+ * by that key (unlike the buffer's variable-key scripts, see VARIABLE_KEY_SCRIPTS).
+ */
+export function registerRateLimitScript(redis: RedisLike): RateLimitRedis {
+  const r = redis as RateLimitRedis;
+  if (typeof r.tributaryRateLimit !== 'function') {
+    const lua = readFileSync(new URL('./rate-limit.lua', import.meta.url), 'utf8');
+    redis.defineCommand('tributaryRateLimit', { numberOfKeys: 1, lua });
+  }
+  return r;
+}
 
 /** The outcome of counting one request against a key's limit. */
 export interface RateLimitDecision {
@@ -63,7 +88,7 @@ function toDecision(
 }
 
 /**
- * A token bucket per key in Redis (lua/rate-limit.lua). Fails open: while Redis is
+ * A token bucket per key in Redis (rate-limit.lua). Fails open: while Redis is
  * unreachable or slow, requests go through uncounted, so reads keep working (ingest
  * fails on its own without Redis).
  *
@@ -73,13 +98,13 @@ function toDecision(
  */
 export class RedisRateLimiter implements RateLimiter {
   readonly #opts: RedisRateLimiterOptions;
-  readonly #redis: ReturnType<typeof registerScripts>;
+  readonly #redis: RateLimitRedis;
   readonly #refused = new Map<string, Refusal>();
   readonly #clock: () => number;
 
   constructor(opts: RedisRateLimiterOptions) {
     this.#opts = opts;
-    this.#redis = registerScripts(opts.redis);
+    this.#redis = registerRateLimitScript(opts.redis);
     this.#clock = opts.now ?? Date.now;
   }
 

@@ -2,7 +2,7 @@ import { Hono } from 'hono';
 import type pg from 'pg';
 import type { BufferMonitor } from '../../buffer/monitor.ts';
 import type { RedisLike } from '../../buffer/redis-client.ts';
-import type { WorkerStatus, WorkerStatusBoard } from '../../buffer/worker-status.ts';
+import { BREAKER_SEVERITY, type WorkerStatus, type WorkerStatusBoard } from '../../buffer/worker-status.ts';
 import { type BusinessSummary, businessSummary } from '../../store/business.repo.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
 import { metricsSource } from '../api-cluster.ts';
@@ -43,15 +43,14 @@ async function timed(fn: () => Promise<unknown>): Promise<Check> {
   }
 }
 
-const BREAKER_RANK = { closed: 0, 'half-open': 1, open: 2 } as const;
-
 /** Every live worker's breaker and checkpoint, and the worst of them. */
 function workersSummary(workers: WorkerStatus[] | null) {
   if (!workers) return { circuitBreaker: 'unknown', checkpoint: null, workers: null };
   let breaker: WorkerStatus['breaker'] | 'no workers' = 'no workers';
   const checkpoint = { events: 0, segments: 0, bytes: 0, failed: [] as string[] };
   for (const w of workers) {
-    if (breaker === 'no workers' || BREAKER_RANK[w.breaker] > BREAKER_RANK[breaker]) breaker = w.breaker;
+    if (breaker === 'no workers' || BREAKER_SEVERITY[w.breaker] > BREAKER_SEVERITY[breaker])
+      breaker = w.breaker;
     checkpoint.events += w.checkpoint.events;
     checkpoint.segments += w.checkpoint.segments;
     checkpoint.bytes += w.checkpoint.bytes;

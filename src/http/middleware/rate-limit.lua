@@ -2,7 +2,7 @@
 -- LIMIT per PERIOD, kept as GCRA (one number, the bucket's "theoretical arrival time":
 -- when it would be full again). One key, one GET and one SET: no lock, no log of requests.
 --
--- KEYS[1]  the bucket of one API key (PREFIX:ratelimit:{keyId})
+-- KEYS[1]  the bucket of one API key (keys.rateLimit: PREFIX:ratelimit:{keyId})
 -- ARGV[1]  LIMIT: requests per period, also the burst (a full bucket)
 -- ARGV[2]  PERIOD in milliseconds (60000 for a per-minute limit)
 -- ARGV[3]  now in milliseconds, or '' for Redis's own clock (TIME): every API node then

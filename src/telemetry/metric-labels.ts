@@ -1,0 +1,65 @@
+import { Counter, type Registry } from 'prom-client';
+
+/**
+ * Every value each label of each labelled counter takes, by metric name. Each combination
+ * is a series from the start, at 0: without it a counter has no series until its first
+ * increment, so dashboards show "No data" and rate()/increase() miss that first increment.
+ * test/unit/metrics.test.ts fails for a labelled counter missing here, and checks these
+ * lists against the types the code counts with (DbFailure, DropReason, …).
+ */
+export const COUNTER_LABEL_VALUES = {
+  tributary_events_rejected_total: { reason: ['invalid_event', 'backpressure', 'buffer_unavailable'] },
+  tributary_events_skipped_total: { reason: ['user_opt_out', 'erased'] },
+  tributary_insert_failures_total: { kind: ['unavailable', 'data', 'transient'] },
+  tributary_circuit_breaker_transitions_total: {
+    dependency: ['postgres'],
+    to: ['closed', 'open', 'half-open'],
+  },
+  tributary_retention_passes_total: { outcome: ['completed', 'failed'] },
+  tributary_dsar_requests_total: { kind: ['erasure', 'export'] },
+  tributary_dsar_rows_erased_total: { place: ['database', 'buffer', 'checkpoint', 'archive'] },
+  tributary_dsar_export_rows_total: { source: ['database', 'archive'] },
+  tributary_metadata_decrypt_failures_total: { reason: ['unknown_key', 'bad_tag', 'malformed'] },
+} as const satisfies Record<string, Record<string, readonly string[]>>;
+
+export type LabelledCounterName = keyof typeof COUNTER_LABEL_VALUES;
+
+/** The values label `L` of counter `N` takes, as a type. */
+export type CounterLabelValue<
+  N extends LabelledCounterName,
+  L extends keyof (typeof COUNTER_LABEL_VALUES)[N],
+> = (typeof COUNTER_LABEL_VALUES)[N][L] extends readonly (infer V)[] ? V : never;
+
+/** Every combination of the given label values (the cartesian product). */
+export function labelCombinations(values: Record<string, readonly string[]>): Record<string, string>[] {
+  let out: Record<string, string>[] = [{}];
+  for (const [name, options] of Object.entries(values)) {
+    out = out.flatMap((partial) => options.map((v) => ({ ...partial, [name]: v })));
+  }
+  return out;
+}
+
+/**
+ * A counter of {@link COUNTER_LABEL_VALUES} with every known series at 0 from the start.
+ * Its `collect` (run at every scrape) recreates any series a reset removed: `inc` by 0
+ * leaves an existing series as it is.
+ */
+export function labelledCounter<N extends LabelledCounterName>(
+  name: N,
+  help: string,
+  registers: Registry[],
+): Counter<Extract<keyof (typeof COUNTER_LABEL_VALUES)[N], string>> {
+  const values: Record<string, readonly string[]> = COUNTER_LABEL_VALUES[name];
+  const combinations = labelCombinations(values);
+  const counter = new Counter({
+    name,
+    help,
+    labelNames: Object.keys(values),
+    registers,
+    collect() {
+      for (const labels of combinations) this.inc(labels, 0);
+    },
+  });
+  for (const labels of combinations) counter.inc(labels, 0);
+  return counter;
+}
