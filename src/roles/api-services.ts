@@ -39,6 +39,7 @@ export function startDemand(
   return demand;
 }
 
+/** Writes events to their partition's stream, remembering ids for the dedupe window (one script per partition). */
 export function createProducer({ config, redis, redisKeys }: Deps): EventProducer {
   return new EventProducer({
     redis,
