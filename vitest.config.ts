@@ -7,6 +7,9 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/unit/**/*.test.ts'],
+          // The property tests (fast-check) run hundreds of cases: seconds on a shared, busy
+          // 2-core machine, where the 5 s default timed out with nothing wrong.
+          testTimeout: 30_000,
         },
       },
       {

@@ -1,61 +1,10 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Cron } from 'croner';
 import { z } from 'zod';
+import { crossFieldProblem } from './config/cross-checks.ts';
+import { bool, commaList, hostPortList, int, isCron, retentionOverrides, url } from './config/parsers.ts';
 
 const DAY_S = 86_400;
-
-/** `service=days,service=days` → map; every value a positive whole number of days. */
-const retentionOverrides = z
-  .string()
-  .default('')
-  .transform((raw, ctx) => {
-    const out: Record<string, number> = {};
-    for (const part of raw.split(',').map((s) => s.trim())) {
-      if (part === '') continue;
-      const match = /^([A-Za-z0-9._-]{1,64})=(\d{1,5})$/.exec(part);
-      if (!match?.[1] || !match[2] || Number(match[2]) < 1) {
-        ctx.addIssue({ code: 'custom', message: `"${part}" is not service=days` });
-        return z.NEVER;
-      }
-      out[match[1]] = Number(match[2]);
-    }
-    return out;
-  });
-
-const int = (def: number, min = 0, max = Number.MAX_SAFE_INTEGER) =>
-  z.coerce.number().int().min(min).max(max).default(def);
-
-const bool = (def: boolean) =>
-  z
-    .enum(['true', 'false', '1', '0', 'yes', 'no'])
-    .default(def ? 'true' : 'false')
-    .transform((v) => v === 'true' || v === '1' || v === 'yes');
-
-/** Five or six cron fields, or one of croner's nicknames (`@daily`, `@hourly`, …). */
-function isCron(v: string): boolean {
-  try {
-    new Cron(v, { paused: true, timezone: 'UTC' }).stop();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const url = (def: string, protocols: string[]) =>
-  z
-    .string()
-    .default(def)
-    .refine(
-      (v) => {
-        try {
-          return protocols.includes(new URL(v).protocol);
-        } catch {
-          return false;
-        }
-      },
-      `must be a ${protocols.join(' or ')} URL`,
-    );
 
 const schema = z.object({
   /** HTTP port of the API. */
@@ -75,22 +24,7 @@ const schema = z.object({
    * Redis Cluster seed nodes, `host:port,host:port`; when set, a cluster client is used
    * instead of REDIS_URL (every stream key carries its partition's hash tag).
    */
-  REDIS_CLUSTER_NODES: z
-    .string()
-    .transform((v, ctx) => {
-      const nodes = v
-        .split(',')
-        .map((s) => s.trim())
-        .filter(Boolean);
-      for (const n of nodes) {
-        if (!/^[A-Za-z0-9.:[\]-]+:\d{1,5}$/.test(n)) {
-          ctx.addIssue({ code: 'custom', message: `"${n}" is not host:port` });
-          return z.NEVER;
-        }
-      }
-      return nodes;
-    })
-    .optional(),
+  REDIS_CLUSTER_NODES: hostPortList().optional(),
   /** Every Redis key starts with this, so runs and tenants can share one server. */
   REDIS_PREFIX: z
     .string()
@@ -208,15 +142,7 @@ const schema = z.object({
   /** HMAC-SHA256 key for pseudonymised user ids; required with ANONYMIZE_AFTER_DAYS. Keep it: erasure needs it. */
   ANONYMIZE_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
   /** Top-level metadata keys removed by anonymisation. */
-  PII_METADATA_KEYS: z
-    .string()
-    .default('email,ip,phone,name')
-    .transform((v) =>
-      v
-        .split(',')
-        .map((s) => s.trim())
-        .filter(Boolean),
-    ),
+  PII_METADATA_KEYS: commaList('email,ip,phone,name'),
 
   /** An erasure job whose runner stopped reporting progress this long ago is taken over by another process. */
   DSAR_LOCK_TTL_MS: int(60_000, 1_000, 3_600_000),
@@ -232,15 +158,7 @@ const schema = z.object({
   /** Take the client address from X-Forwarded-For (behind a trusted load balancer). */
   TRUST_PROXY: bool(false),
   /** Top-level metadata keys stored encrypted (AES-256-GCM), e.g. `email,phone`. */
-  ENCRYPT_METADATA_KEYS: z
-    .string()
-    .default('')
-    .transform((v) =>
-      v
-        .split(',')
-        .map((s) => s.trim())
-        .filter(Boolean),
-    ),
+  ENCRYPT_METADATA_KEYS: commaList(''),
   /**
    * Encryption keys as `id:base64-of-32-bytes`, comma-separated; the first encrypts, all
    * decrypt (rotation). Required with ENCRYPT_METADATA_KEYS.
@@ -280,29 +198,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     CHECKPOINT_SPILL_THRESHOLD:
       parsed.data.CHECKPOINT_SPILL_THRESHOLD ?? Math.floor(parsed.data.BUFFER_MAX_EVENTS / 10),
   };
-  if (config.CHECKPOINT_SPILL_THRESHOLD >= config.BUFFER_MAX_EVENTS) {
-    throw new ConfigError(
-      'invalid configuration:\n  CHECKPOINT_SPILL_THRESHOLD: must be below BUFFER_MAX_EVENTS, or ingest answers 429 before workers start spilling to disk',
-    );
-  }
-  if (config.ANONYMIZE_AFTER_DAYS !== undefined && config.ANONYMIZE_SECRET === undefined) {
-    throw new ConfigError(
-      'invalid configuration:\n  ANONYMIZE_SECRET: required when ANONYMIZE_AFTER_DAYS is set (the HMAC key for user ids)',
-    );
-  }
-  if ((config.TLS_CERT_FILE === undefined) !== (config.TLS_KEY_FILE === undefined)) {
-    throw new ConfigError('invalid configuration:\n  TLS_CERT_FILE, TLS_KEY_FILE: set both or neither');
-  }
-  if (config.ENCRYPT_METADATA_KEYS.length > 0 && config.METADATA_ENCRYPTION_KEYS === undefined) {
-    throw new ConfigError(
-      'invalid configuration:\n  METADATA_ENCRYPTION_KEYS: required when ENCRYPT_METADATA_KEYS is set (id:base64 of 32 bytes)',
-    );
-  }
-  if (config.BREAKER_MAX_HALF_OPEN_AFTER_MS < config.BREAKER_HALF_OPEN_AFTER_MS) {
-    throw new ConfigError(
-      'invalid configuration:\n  BREAKER_MAX_HALF_OPEN_AFTER_MS: must not be below BREAKER_HALF_OPEN_AFTER_MS',
-    );
-  }
+  const problem = crossFieldProblem(config);
+  if (problem) throw new ConfigError(`invalid configuration:\n  ${problem}`);
   return config;
 }
 

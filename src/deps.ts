@@ -20,7 +20,8 @@ export interface Deps {
    * A Redis Cluster client when REDIS_CLUSTER_NODES is set.
    */
   redis: RedisLike;
-  keys: BufferKeys;
+  /** Every Redis key name of the buffer (streams, dedupe, workers, channels), under REDIS_PREFIX. */
+  redisKeys: BufferKeys;
   pool: pg.Pool;
   db: Db;
   /**
@@ -102,6 +103,11 @@ function clusterCredentials(redisUrl: string): Pick<RedisOptions, 'username' | '
   };
 }
 
+/**
+ * The clients of one process: pino logger, prom registry, the fail-fast Redis client (and
+ * blocking connections on demand), the PostgreSQL pool with drizzle. `close()` quits every
+ * Redis connection, then ends the pool.
+ */
 export function createDeps(config: Config, role: string): Deps {
   const logger = createLogger(config.LOG_LEVEL, { role });
   const metrics = new Metrics(undefined, { processMetrics: true });
@@ -131,7 +137,7 @@ export function createDeps(config: Config, role: string): Deps {
     logger,
     metrics,
     redis,
-    keys: bufferKeys(config.REDIS_PREFIX, config.STREAM_PARTITIONS),
+    redisKeys: bufferKeys(config.REDIS_PREFIX, config.STREAM_PARTITIONS),
     pool,
     db: createDb(pool),
     blockingRedis(blockMs) {

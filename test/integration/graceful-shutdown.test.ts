@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTributary, type TributaryProcess } from '../helpers/processes.ts';
 import { call, event, type Stack, startStack, waitFor } from '../helpers/stack.ts';
 
 let stack: Stack;
@@ -29,9 +30,53 @@ describe('SIGTERM', () => {
     expect(buffer.body.length + (await count())).toBe(10_000);
   });
 
+  it('a serve-only process stops the subject registry and closes the archive store, listener first, and exits 0', async () => {
+    const api = await startTributary('serve', stack.env.env({ LOG_LEVEL: 'debug' }));
+    const asked = Date.now();
+    expect(await api.stop()).toBe(0);
+    expect(Date.now() - asked).toBeLessThan(5_000);
+    const closed = closedServices(api);
+    expect(closed[0]).toBe('http');
+    expect(closed).toContain('subjects');
+    expect(closed).toContain('retention');
+    expect(closed.indexOf('retention')).toBeLessThan(closed.indexOf('subjects'));
+    expect(new Set(closed).size).toBe(closed.length);
+    expect(api.logs.some((l) => l.msg === 'stop failed')).toBe(false);
+    expect(api.logs.at(-1)?.msg).toBe('stopped');
+  });
+
+  it('`all` closes every service once: listeners, then the worker and its checkpoint, then the rest', async () => {
+    const all = await startTributary('all', stack.env.env({ LOG_LEVEL: 'debug' }));
+    // Signalled as soon as it listens, before its worker has started: it finishes starting first.
+    expect(await all.stop()).toBe(0);
+    const closed = closedServices(all);
+    expect(new Set(closed).size).toBe(closed.length);
+    for (const service of [
+      'http',
+      'worker',
+      'checkpoint',
+      'maintenance',
+      'monitor',
+      'subjects',
+      'retention',
+    ]) {
+      expect(closed).toContain(service);
+    }
+    expect(closed.indexOf('http')).toBeLessThan(closed.indexOf('worker'));
+    expect(closed.indexOf('worker')).toBeLessThan(closed.indexOf('checkpoint'));
+    expect(closed.indexOf('checkpoint')).toBeLessThan(closed.indexOf('subjects'));
+    expect(all.logs.some((l) => l.msg === 'worker stopped')).toBe(true);
+    expect(all.logs.some((l) => l.msg === 'stop failed')).toBe(false);
+  });
+
   it('the API stops accepting and exits 0', async () => {
     expect((await call(stack.url, '/v1/events', { body: event() })).status).toBe(202);
     expect(await stack.api.stop()).toBe(0);
     await expect(fetch(`${stack.url}/health/live`)).rejects.toThrow();
   });
 });
+
+/** The services a process logged as closed at shutdown, in the order it closed them. */
+function closedServices(proc: TributaryProcess): string[] {
+  return proc.logs.filter((l) => l.msg === 'closed').map((l) => String(l.service));
+}

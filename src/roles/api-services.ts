@@ -1,0 +1,67 @@
+import { BufferMonitor } from '../buffer/monitor.ts';
+import { EventProducer } from '../buffer/producer.ts';
+import type { WorkerStatusBoard } from '../buffer/worker-status.ts';
+import type { Deps } from '../deps.ts';
+import { KeyInvalidations, KeyResolver } from '../http/key-resolver.ts';
+import { findActiveKeyByHash } from '../store/api-keys.repo.ts';
+import { registerAutoscaleMetrics, WorkerDemand } from '../telemetry/autoscale-metrics.ts';
+import { registerBufferMetrics } from '../telemetry/buffer-metrics.ts';
+
+// How the API's own services are made from the clients; services.ts decides when (once, on
+// first use) and how they are closed.
+
+/** Buffer length and memory against the high-water marks (backpressure), sampled and exported. */
+export function startMonitor({ config, redis, redisKeys, logger, metrics }: Deps): BufferMonitor {
+  const monitor = new BufferMonitor({
+    redis,
+    keys: redisKeys,
+    maxEvents: config.BUFFER_MAX_EVENTS,
+    maxMemoryRatio: config.BUFFER_MAX_MEMORY_RATIO,
+    logger,
+  });
+  monitor.start();
+  registerBufferMetrics(metrics.registry, monitor);
+  return monitor;
+}
+
+/**
+ * How many workers the buffer needs, sampled and exported. In the API rather than the
+ * workers: it sees the whole buffer and every worker, and reports even when no worker runs
+ * (KEDA scales the workers on it: ops/k8s).
+ */
+export function startDemand(
+  { redis, redisKeys, logger, metrics }: Deps,
+  workers: WorkerStatusBoard,
+): WorkerDemand {
+  const demand = new WorkerDemand({ redis, keys: redisKeys, workers, logger });
+  demand.start();
+  registerAutoscaleMetrics(metrics.registry, demand);
+  return demand;
+}
+
+/** Writes events to their partition's stream, remembering ids for the dedupe window (one script per partition). */
+export function createProducer({ config, redis, redisKeys }: Deps): EventProducer {
+  return new EventProducer({
+    redis,
+    keys: redisKeys,
+    dedupeWindowS: config.DEDUPE_WINDOW_S,
+    waitReplicas: config.REDIS_WAIT_REPLICAS,
+    waitTimeoutMs: config.REDIS_WAIT_TIMEOUT_MS,
+  });
+}
+
+/** API keys by hash, cached; revocations reach every API process over pub/sub (a connection of its own). */
+export function createKeyResolver(deps: Deps): KeyResolver {
+  const { config, redis, redisKeys, logger, db } = deps;
+  return new KeyResolver({
+    findByHash: (hash) => findActiveKeyByHash(db, hash),
+    adminApiKey: config.ADMIN_API_KEY,
+    logger,
+    invalidations: new KeyInvalidations({
+      redis,
+      subscriber: deps.blockingRedis(1_000),
+      channel: redisKeys.keyInvalidations,
+      logger,
+    }),
+  });
+}
