@@ -39,7 +39,7 @@ EXPOSE 8080
 # Only meaningful for roles with an HTTP server (serve, all); disable it for `work`.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/health/live').then(r=>process.exit(r.ok?0:1)).catch(()=>process.exit(1))"]
-# main.ts handles SIGTERM itself: stop accepting, drain the worker, close clients.
+# The process handles SIGTERM itself (src/roles/lifecycle.ts): stop accepting, drain the worker, close clients.
 STOPSIGNAL SIGTERM
 # A 16 MiB young generation instead of V8's size-based default (64 MiB on big hosts) keeps
 # each process well under 300 MB at full rate, for a few per cent of throughput (README, Performance).
