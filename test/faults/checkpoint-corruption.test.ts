@@ -1,42 +1,33 @@
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { decodeSegment, encodeRecord } from '../../src/worker/checkpoint/record.ts';
-import { expectBufferDrained, expectStoredExactlyOnce, Ledger } from '../helpers/ledger.ts';
-import { FAST_BREAKER, type PrivateDatabaseEnv, privateDatabaseEnv } from '../helpers/private-database.ts';
+import { FAST_BREAKER, ingestWithDatabaseDown, privateDatabaseTest } from '../helpers/fixtures.ts';
 import { call, waitFor } from '../helpers/stack.ts';
+import { expectBufferDrained, expectStoredExactlyOnce } from '../helpers/stored-once.ts';
 
 const EVENTS = 2_000;
 
-let t: PrivateDatabaseEnv;
 // One worker at a time here: it takes the first directory under CHECKPOINT_DIR.
-const workerDir = () => join(t.checkpointDir, 'worker-0');
-const segments = () => readdirSync(workerDir()).filter((n) => n.startsWith('segment-'));
+const workerDir = (checkpointDir: string) => join(checkpointDir, 'worker-0');
+const segments = (checkpointDir: string) =>
+  readdirSync(workerDir(checkpointDir)).filter((n) => n.startsWith('segment-'));
 
-beforeAll(async () => {
-  t = await privateDatabaseEnv('corrupt', {
-    // Spill everything as soon as the breaker opens: the whole load ends up on disk.
-    CHECKPOINT_SPILL_THRESHOLD: '0',
-    BATCH_SIZE: '200',
-    ...FAST_BREAKER,
-  });
-});
-
-afterAll(async () => {
-  await t?.cleanup();
+const test = privateDatabaseTest({
+  // Spill everything as soon as the breaker opens: the whole load ends up on disk.
+  CHECKPOINT_SPILL_THRESHOLD: '0',
+  BATCH_SIZE: '200',
+  ...FAST_BREAKER,
 });
 
 describe('checkpoint corruption', () => {
-  it('truncates a torn last record, quarantines a flipped one, replays the rest, and keeps running', async () => {
-    const { postgres, db, redis, prefix } = t;
-    const api = await t.start('serve');
-    const worker = await t.start('work');
-
-    postgres.stop();
-    const ledger = new Ledger();
-    while (ledger.sent < EVENTS) await ledger.sendBatch(api.url, 100);
-    expect(ledger.acknowledged.size).toBe(EVENTS);
+  test('truncates a torn last record, quarantines a flipped one, replays the rest, and keeps running', async ({
+    testEnv: t,
+  }) => {
+    const { postgres, pool, redis, prefix, checkpointDir } = t;
+    const { api, worker, load } = await ingestWithDatabaseDown(t, { batchSize: 100, limit: EVENTS });
+    expect(load.acknowledged.size).toBe(EVENTS);
     await waitFor(
       async () => (await call(api.url, '/health/database', { key: null })).body.checkpoint?.events === EVENTS,
       30_000,
@@ -45,8 +36,8 @@ describe('checkpoint corruption', () => {
     expect(await worker.stop()).toBe(0);
 
     // The checkpoint is one segment of about ten records (batches of up to 200 events).
-    expect(segments()).toHaveLength(1);
-    const path = join(workerDir(), segments()[0] as string);
+    expect(segments(checkpointDir)).toHaveLength(1);
+    const path = join(workerDir(checkpointDir), segments(checkpointDir)[0] as string);
     const bytes = readFileSync(path);
     const { records } = decodeSegment(bytes);
     expect(records.length).toBeGreaterThanOrEqual(5);
@@ -75,18 +66,18 @@ describe('checkpoint corruption', () => {
     const quarantined = await successor.waitForLog((l) => String(l.msg).includes('corrupt records skipped'));
     expect(quarantined.corruptRecords).toBe(1);
 
-    const expected = new Set([...ledger.acknowledged].filter((id) => !lostIds.includes(id)));
-    const counts = await expectStoredExactlyOnce(db, expected);
+    const expected = new Set([...load.acknowledged.keys()].filter((id) => !lostIds.includes(id)));
+    const counts = await expectStoredExactlyOnce(pool, expected);
     await expectBufferDrained(redis, prefix);
-    expect(segments()).toEqual([]);
-    expect(readdirSync(join(workerDir(), 'quarantine'))).toHaveLength(1);
-    const torned = await db.query('SELECT count(*)::int AS n FROM events WHERE id = ANY($1::uuid[])', [
+    expect(segments(checkpointDir)).toEqual([]);
+    expect(readdirSync(join(workerDir(checkpointDir), 'quarantine'))).toHaveLength(1);
+    const torned = await pool.query('SELECT count(*)::int AS n FROM events WHERE id = ANY($1::uuid[])', [
       tornIds,
     ]);
     expect(torned.rows[0].n).toBe(0);
     expect(successor.child.exitCode).toBeNull();
     console.info(
-      `[checkpoint-corruption] acknowledged ${ledger.acknowledged.size}, checkpointed ${EVENTS} in ${records.length} records, ` +
+      `[checkpoint-corruption] acknowledged ${load.acknowledged.size}, checkpointed ${EVENTS} in ${records.length} records, ` +
         `torn tail of ${truncated.dropped} bytes truncated, 1 record (${lostIds.length} events) quarantined, ` +
         `stored ${counts.rows}, duplicates ${counts.rows - counts.distinct}`,
     );

@@ -1,27 +1,20 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FAST_BREAKER, type PrivateDatabaseEnv, privateDatabaseEnv } from '../helpers/private-database.ts';
+import { describe, expect } from 'vitest';
+import { FAST_BREAKER, privateDatabaseTest } from '../helpers/fixtures.ts';
 import { call, event, waitFor } from '../helpers/stack.ts';
 
+const test = privateDatabaseTest({
+  ...FAST_BREAKER,
+  CHECKPOINT_SPILL_THRESHOLD: '0',
+  RETENTION_SCHEDULE: 'off',
+  DSAR_LOCK_TTL_MS: '3000',
+});
+
 describe('erasure of events held in a disk checkpoint', () => {
-  let t: PrivateDatabaseEnv;
-
-  beforeAll(async () => {
-    t = await privateDatabaseEnv('erasecp', {
-      ...FAST_BREAKER,
-      CHECKPOINT_SPILL_THRESHOLD: '0',
-      RETENTION_SCHEDULE: 'off',
-      DSAR_LOCK_TTL_MS: '3000',
-    });
-  }, 60_000);
-
-  afterAll(async () => {
-    await t?.cleanup();
-  });
-
-  const count = async (sql: string, params: unknown[]) =>
-    (await t.db.query<{ n: number }>(sql, params)).rows[0]?.n ?? -1;
-
-  it('drops the subject’s checkpointed events when they are replayed after the request, and counts them', async () => {
+  test('drops the subject’s checkpointed events when they are replayed after the request, and counts them', async ({
+    testEnv: t,
+  }) => {
+    const count = async (sql: string, params: unknown[]) =>
+      (await t.pool.query<{ n: number }>(sql, params)).rows[0]?.n ?? -1;
     const api = await t.start('serve');
     let worker = await t.start('work');
     const send = async (events: Record<string, unknown>[]) => {

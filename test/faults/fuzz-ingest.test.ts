@@ -345,8 +345,16 @@ describe('fuzzing POST /v1/events and /v1/events/batch', () => {
       30_000,
       `${answered.size} rows`,
     ).catch(() => {});
-    // Let the worker finish anything still in flight before counting for good.
-    await new Promise((r) => setTimeout(r, 1_000));
+    // Let the worker finish anything still in flight before counting for good: nothing
+    // pending, nothing left in the streams (dead letters are checked below).
+    await waitFor(
+      async () => {
+        const b = await call(stack.url, '/health/buffer', { key: null });
+        return b.body.pending === 0 && b.body.length === 0;
+      },
+      30_000,
+      'the buffer drained',
+    ).catch(() => {});
     const stored = await rows();
     const expected = [...answered].map((id) => ({ id: id.toLowerCase(), n: 1 }));
     const byId = (a: { id: string }, b: { id: string }) => a.id.localeCompare(b.id);

@@ -6,51 +6,33 @@
  * the worker keeps reading the other partitions, nobody restarts a process, and every
  * acknowledged event is stored exactly once.
  */
-import type { Cluster } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { bufferKeys } from '../../src/buffer/keys.ts';
-import { createTestEnv, type TestEnv } from '../helpers/env.ts';
+import { redisClusterTest } from '../helpers/fixtures.ts';
 import { IngestLoad } from '../helpers/ingest-load.ts';
-import { expectBufferDrained, expectStoredExactlyOnce } from '../helpers/ledger.ts';
-import { runTributary, startTributary, type TributaryProcess } from '../helpers/processes.ts';
-import { PrivateRedisCluster } from '../helpers/redis-cluster.ts';
-import { waitFor } from '../helpers/stack.ts';
+import type { TributaryProcess } from '../helpers/processes.ts';
+import { expectBufferDrained, expectStoredExactlyOnce } from '../helpers/stored-once.ts';
+import { sleep, waitFor } from '../helpers/wait.ts';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+// A replica per primary, promoted 1 s after its primary stops answering.
+const test = redisClusterTest(
+  { primaries: 3, replicasPerPrimary: 1, nodeTimeoutMs: 1_000 },
+  { REDIS_WAIT_REPLICAS: '1', CLAIM_IDLE_MS: '2000' },
+);
 
-let cluster: PrivateRedisCluster;
-let env: TestEnv;
-let client: Cluster;
 let api: TributaryProcess;
 let worker: TributaryProcess;
 
-beforeAll(async () => {
-  // A replica per primary, promoted 1 s after its primary stops answering.
-  cluster = await PrivateRedisCluster.start({ primaries: 3, replicasPerPrimary: 1, nodeTimeoutMs: 1_000 });
-  env = createTestEnv();
-  const processEnv = env.env({
-    REDIS_CLUSTER_NODES: cluster.seeds,
-    REDIS_WAIT_REPLICAS: '1',
-    CLAIM_IDLE_MS: '2000',
-  });
-  const migrated = await runTributary(['migrate'], processEnv);
-  expect(migrated.code, migrated.stderr).toBe(0);
-  [api, worker] = await Promise.all([
-    startTributary('serve', processEnv),
-    startTributary('work', processEnv),
-  ]);
-  client = cluster.client();
+test.beforeAll(async ({ testEnv }) => {
+  [api, worker] = await Promise.all([testEnv.start('serve'), testEnv.start('work')]);
 }, 60_000);
 
-afterAll(async () => {
-  await Promise.all([api, worker].map((p) => p?.kill9()));
-  client?.disconnect();
-  cluster?.destroy();
-  await env?.cleanup();
-});
-
 describe('Redis Cluster failover', () => {
-  it('kill -9 of a primary under load: its replica takes over and no acknowledged event is lost', async () => {
+  test('kill -9 of a primary under load: its replica takes over and no acknowledged event is lost', async ({
+    testEnv: env,
+    client,
+    cluster,
+  }) => {
     const keys = bufferKeys(env.prefix, 8);
     const load = new IngestLoad({ url: api.url, batchSize: 100 });
     load.start();
@@ -76,6 +58,7 @@ describe('Redis Cluster failover', () => {
       30_000,
       'a 202 after the old primary rejoined',
     );
+    // A duration, not a wait: the load runs on for 2 s with the old primary back.
     await sleep(2_000);
     await load.stop();
     await load.drain(60_000);
@@ -94,17 +77,15 @@ describe('Redis Cluster failover', () => {
     expect(api.child.exitCode).toBeNull();
     expect(worker.child.exitCode).toBeNull();
     expect(load.acknowledged.size).toBe(load.sent.size);
-    const counts = await expectStoredExactlyOnce(env.pool, new Set(load.acknowledged.keys()), 90_000);
+    const counts = await expectStoredExactlyOnce(env.pool, load.acknowledged, 90_000);
     await expectBufferDrained(client, env.prefix);
 
-    const statuses: Record<string, number> = {};
-    for (const x of load.exchanges) statuses[x.status] = (statuses[x.status] ?? 0) + 1;
     console.info(
       `[redis-cluster failover] ${JSON.stringify({
         sent: load.sent.size,
         stored: counts.rows,
         duplicates: counts.rows - counts.distinct,
-        statuses,
+        statuses: load.statuses(),
         failoverMs: failedOverAt - killedAt,
         rejoinMs: rejoinedAt - failedOverAt,
         refusedBeforeRejoin,

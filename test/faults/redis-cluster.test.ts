@@ -5,52 +5,38 @@
  * worker and of an API process mid-run loses and doubles nothing.
  */
 import { type Cluster, Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { DeadLetterStream } from '../../src/buffer/dead-letter.ts';
 import { bufferKeys } from '../../src/buffer/keys.ts';
-import { createTestEnv, type TestEnv } from '../helpers/env.ts';
+import type { TestEnv } from '../helpers/env.ts';
+import { redisClusterTest } from '../helpers/fixtures.ts';
 import { IngestLoad } from '../helpers/ingest-load.ts';
-import { expectBufferDrained, expectStoredExactlyOnce } from '../helpers/ledger.ts';
-import { runTributary, startTributary, type TributaryProcess } from '../helpers/processes.ts';
-import { PrivateRedisCluster } from '../helpers/redis-cluster.ts';
-import { call, event, waitFor } from '../helpers/stack.ts';
+import type { TributaryProcess } from '../helpers/processes.ts';
+import { call, event } from '../helpers/stack.ts';
+import { expectBufferDrained, expectStoredExactlyOnce } from '../helpers/stored-once.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const EVENTS = 50_000;
 const EVENTS_WITH_KILLS = 25_000;
 const PARTITIONS = 8;
 
-let cluster: PrivateRedisCluster;
-let env: TestEnv;
-let client: Cluster;
+// A short claim time: the entries a killed worker held are taken over after 2 s.
+const test = redisClusterTest(
+  { primaries: 3 },
+  { STREAM_PARTITIONS: String(PARTITIONS), CLAIM_IDLE_MS: '2000' },
+);
+
 let apis: TributaryProcess[] = [];
 let workers: TributaryProcess[] = [];
 /** Every id acknowledged by either load, so the last check covers both. */
 const acknowledged = new Set<string>();
 
-beforeAll(async () => {
-  cluster = await PrivateRedisCluster.start({ primaries: 3 });
-  env = createTestEnv();
-  // A short claim time: the entries a killed worker held are taken over after 2 s.
-  const processEnv = env.env({
-    REDIS_CLUSTER_NODES: cluster.seeds,
-    STREAM_PARTITIONS: String(PARTITIONS),
-    CLAIM_IDLE_MS: '2000',
-  });
-  const migrated = await runTributary(['migrate'], processEnv);
-  expect(migrated.code, migrated.stderr).toBe(0);
+test.beforeAll(async ({ testEnv }) => {
   [apis, workers] = await Promise.all([
-    Promise.all([0, 1].map(() => startTributary('serve', processEnv))),
-    Promise.all([0, 1].map(() => startTributary('work', processEnv))),
+    Promise.all([0, 1].map(() => testEnv.start('serve'))),
+    Promise.all([0, 1].map(() => testEnv.start('work'))),
   ]);
-  client = cluster.client();
 }, 60_000);
-
-afterAll(async () => {
-  await Promise.all([...apis, ...workers].map((p) => p.kill9()));
-  client?.disconnect();
-  cluster?.destroy();
-  await env?.cleanup();
-});
 
 /** Round robin over the API processes still running. */
 function roundRobin(alive: () => TributaryProcess[]): () => string {
@@ -74,7 +60,7 @@ async function ingest(load: IngestLoad, events: number, during?: () => Promise<v
 }
 
 /** Entries a consumer had read and not acknowledged, over every partition. */
-async function pendingOf(consumer: string): Promise<number> {
+async function pendingOf(env: TestEnv, client: Cluster, consumer: string): Promise<number> {
   let held = 0;
   for (const key of bufferKeys(env.prefix, PARTITIONS).streams) {
     const summary = (await client.xpending(key, 'writers')) as [number, unknown, unknown, [string, string][]];
@@ -83,14 +69,12 @@ async function pendingOf(consumer: string): Promise<number> {
   return held;
 }
 
-function statuses(load: IngestLoad): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const x of load.exchanges) out[x.status] = (out[x.status] ?? 0) + 1;
-  return out;
-}
-
 describe('Redis Cluster', () => {
-  it(`stores ${EVENTS} events ingested through two APIs exactly once, partitions on all three primaries`, async () => {
+  test(`stores ${EVENTS} events ingested through two APIs exactly once, partitions on all three primaries`, async ({
+    testEnv: env,
+    client,
+    cluster,
+  }) => {
     const started = Date.now();
     const load = new IngestLoad({ url: roundRobin(() => apis), batchSize: 250 });
     await ingest(load, EVENTS);
@@ -125,7 +109,7 @@ describe('Redis Cluster', () => {
         sent: load.sent.size,
         stored: counts.rows,
         duplicates: counts.rows - counts.distinct,
-        statuses: statuses(load),
+        statuses: load.statuses(),
         owners,
         ingestedMs,
         storedMs,
@@ -133,7 +117,7 @@ describe('Redis Cluster', () => {
     );
   });
 
-  it('an opt-out on one API process reaches the other at once (pub/sub on the cluster)', async () => {
+  test('an opt-out on one API process reaches the other at once (pub/sub on the cluster)', async () => {
     const [a, b] = apis as [TributaryProcess, TributaryProcess];
     const userId = 'cluster-subject-1';
     const optOut = await call(a.url, `/v1/users/${userId}/opt-out`, { method: 'PUT' });
@@ -153,7 +137,10 @@ describe('Redis Cluster', () => {
     expect(skipped.reason).toBe('user_opt_out');
   });
 
-  it('replays dead letters across hash slots: two replays at once move each entry once', async () => {
+  test('replays dead letters across hash slots: two replays at once move each entry once', async ({
+    testEnv: env,
+    client,
+  }) => {
     // A prefix of its own: no worker reads these partitions, so what replay wrote stays countable.
     const keys = bufferKeys(`${env.prefix}-replay`, PARTITIONS);
     const letters = Array.from({ length: 24 }, (_, n) => ({
@@ -178,7 +165,10 @@ describe('Redis Cluster', () => {
     expect(perPartition).toEqual(keys.streams.map(() => 24 / PARTITIONS));
   });
 
-  it('kill -9 of a worker and of an API process mid-run: every acknowledged event is stored once', async () => {
+  test('kill -9 of a worker and of an API process mid-run: every acknowledged event is stored once', async ({
+    testEnv: env,
+    client,
+  }) => {
     const started = Date.now();
     const alive = [...apis];
     const load = new IngestLoad({ url: roundRobin(() => alive), batchSize: 250 });
@@ -188,7 +178,11 @@ describe('Redis Cluster', () => {
       await waitFor(async () => load.acknowledged.size >= 5_000, 30_000, 'load under way');
       alive.splice(alive.indexOf(victimApi), 1);
       await Promise.all([victimApi.kill9(), victimWorker.kill9()]);
-      heldByVictim = await pendingOf(String(victimWorker.logs.find((l) => l.consumer)?.consumer));
+      heldByVictim = await pendingOf(
+        env,
+        client,
+        String(victimWorker.logs.find((l) => l.consumer)?.consumer),
+      );
     });
     const counts = await expectStoredExactlyOnce(env.pool, acknowledged, 60_000);
     await expectBufferDrained(client, env.prefix, PARTITIONS);
@@ -197,7 +191,7 @@ describe('Redis Cluster', () => {
         sent: load.sent.size,
         storedInAll: counts.rows,
         duplicates: counts.rows - counts.distinct,
-        statuses: statuses(load),
+        statuses: load.statuses(),
         heldByVictim,
         ms: Date.now() - started,
       })}`,

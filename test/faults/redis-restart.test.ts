@@ -29,12 +29,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { type BufferKeys, bufferKeys, CONSUMER_GROUP } from '../../src/buffer/keys.ts';
 import { createTestEnv, type TestEnv } from '../helpers/env.ts';
 import { type Exchange, IngestLoad } from '../helpers/ingest-load.ts';
-import { expectBufferDrained, expectStoredExactlyOnce } from '../helpers/ledger.ts';
 import { freePort, PrivateRedis, type PrivateRedisOptions } from '../helpers/private-servers.ts';
-import { runTributary, startTributary, type TributaryProcess } from '../helpers/processes.ts';
-import { call, waitFor } from '../helpers/stack.ts';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import type { TributaryProcess } from '../helpers/processes.ts';
+import { call } from '../helpers/stack.ts';
+import { expectBufferDrained, expectStoredExactlyOnce } from '../helpers/stored-once.ts';
+import { sleep, waitFor } from '../helpers/wait.ts';
 
 interface Service {
   redis: PrivateRedis;
@@ -50,10 +49,9 @@ const services: Service[] = [];
 
 afterAll(async () => {
   for (const s of services) {
-    await Promise.all([s.api.kill9(), s.worker.kill9()]);
+    await s.env.cleanup();
     s.client.disconnect();
     s.redis.destroy();
-    await s.env.cleanup();
   }
 });
 
@@ -61,14 +59,12 @@ afterAll(async () => {
 async function startService(redisOpts: PrivateRedisOptions): Promise<Service> {
   const redis = new PrivateRedis(await freePort(), redisOpts);
   redis.start();
-  const env = createTestEnv();
   // A short claim time: entries the worker held when Redis died (read but not stored, or
   // stored but their XACK lost) are taken over after it, instead of the default 30 s.
-  const processEnv = env.env({ REDIS_URL: redis.url, CLAIM_IDLE_MS: '2000', BATCH_SIZE: '500' });
-  const migrated = await runTributary(['migrate'], processEnv);
-  expect(migrated.code, migrated.stderr).toBe(0);
-  const api = await startTributary('serve', processEnv);
-  const worker = await startTributary('work', processEnv);
+  const env = createTestEnv({ settings: { REDIS_URL: redis.url, CLAIM_IDLE_MS: '2000', BATCH_SIZE: '500' } });
+  await env.migrate();
+  const api = await env.start('serve');
+  const worker = await env.start('work');
   const client = new Redis(redis.url, { maxRetriesPerRequest: 1 });
   client.on('error', () => {});
   const service = { redis, env, keys: bufferKeys(env.prefix, 8), client, api, worker };
@@ -136,10 +132,13 @@ async function waitForRows(env: TestEnv, ids: string[], what: string): Promise<v
 }
 
 function summary(load: IngestLoad, extra: Record<string, unknown>): void {
-  const statuses: Record<string, number> = {};
-  for (const x of load.exchanges) statuses[x.status] = (statuses[x.status] ?? 0) + 1;
   console.log(
-    JSON.stringify({ sent: load.sent.size, acknowledged: load.acknowledged.size, statuses, ...extra }),
+    JSON.stringify({
+      sent: load.sent.size,
+      acknowledged: load.acknowledged.size,
+      statuses: load.statuses(),
+      ...extra,
+    }),
   );
 }
 
@@ -161,6 +160,7 @@ describe('Redis restart', () => {
     const restartedAt = Date.now();
     const apiBackAt = await firstAckAfter(load, restartedAt, 20_000);
     const workerBackAt = await firstBatchAfter(s.worker, restartedAt, 30_000);
+    // A duration, not a wait: the load runs on for 3 s with both processes back.
     await sleep(3_000);
     await load.stop();
     await load.drain(30_000);
@@ -178,7 +178,7 @@ describe('Redis restart', () => {
     // Every event was eventually acknowledged (refused ones were resent with their ids) …
     expect(load.acknowledged.size).toBe(load.sent.size);
     // … and every acknowledged id is stored exactly once.
-    const counts = await expectStoredExactlyOnce(s.env.pool, new Set(load.acknowledged.keys()), 90_000);
+    const counts = await expectStoredExactlyOnce(s.env.pool, load.acknowledged, 90_000);
     await expectAllDrained(s);
 
     summary(load, {
@@ -204,12 +204,12 @@ describe('Redis restart', () => {
 
     s.redis.kill9();
     const killedAt = Date.now();
-    await sleep(2_000);
+    await sleep(2_000); // the outage: a duration
     s.redis.start(); // empty: no streams, no consumer group, no id memory
     const restartedAt = Date.now();
     const apiBackAt = await firstAckAfter(load, restartedAt, 20_000);
     const workerBackAt = await firstBatchAfter(s.worker, restartedAt, 30_000);
-    await sleep(2_000);
+    await sleep(2_000); // more load on the empty Redis: a duration
     // Guaranteed: every event of a request sent after Redis died (so answered by the new,
     // empty instance) and acknowledged is stored. Events acknowledged earlier and not yet
     // in PostgreSQL went with Redis's memory.
@@ -221,7 +221,7 @@ describe('Redis restart', () => {
     await s.client.flushall();
     const flushedAt = Date.now();
     const workerAfterFlushAt = await firstBatchAfter(s.worker, flushedAt, 30_000);
-    await sleep(2_000);
+    await sleep(2_000); // more load after the flush: a duration
     await load.stop();
     await load.drain(30_000);
 

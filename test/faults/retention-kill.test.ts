@@ -1,12 +1,10 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { agedEvents, ingestAll, isExpired, PASS_RETENTION, type SentEvent } from '../helpers/aged-events.ts';
-import { archiveEnv, readArchive } from '../helpers/archive-reader.ts';
+import { readArchive } from '../helpers/archive-reader.ts';
+import { archiveStackTest } from '../helpers/fixtures.ts';
 import { runTributary, startTributary } from '../helpers/processes.ts';
-import { type S3Server, startS3Server } from '../helpers/s3-server.ts';
-import { type Stack, startStack } from '../helpers/stack.ts';
+import type { Stack } from '../helpers/stack.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 /**
  * Steps of a pass at which it is killed -9, in the order a pass reaches them; `unit` picks
@@ -29,51 +27,37 @@ const KILL_AFTER: { step: string; unit?: boolean }[] = [
 const label = (k: { step: string; unit?: boolean }) =>
   k.unit === undefined ? k.step : `${k.step} (${k.unit ? 'unit' : 'partition'})`;
 
+const test = archiveStackTest({ workers: 1 });
+
+/** A pass's environment: short retention, small batches, a lease that expires 1 s after a kill. */
+const passEnv = (stack: Stack) =>
+  stack.env.env({
+    ...PASS_RETENTION,
+    RETENTION_BATCH_ROWS: '100',
+    RETENTION_LOCK_TTL_MS: '1000',
+    ANONYMIZE_AFTER_DAYS: '30',
+    ANONYMIZE_SECRET: 'kill-test-secret-0123456789',
+  });
+
+/** Runs passes until one completes (a killed pass's lease expires after 1 s). */
+async function passToCompletion(stack: Stack): Promise<void> {
+  await waitFor(
+    async () => {
+      const pass = await runTributary(['retention'], passEnv(stack));
+      if (pass.code !== 0) expect(pass.code, pass.stderr).toBe(3); // busy: the killed holder's lease has not expired yet
+      return pass.code === 0;
+    },
+    60_000,
+    'a retention pass completed',
+    500,
+  );
+}
+
 describe('retention pass killed -9 at every step', () => {
-  let s3: S3Server;
-  let stack: Stack;
-  let workDir: string;
   const sent: SentEvent[] = [];
   const killedAt: string[] = [];
 
-  const passEnv = () =>
-    stack.env.env({
-      ...archiveEnv(s3.config),
-      ...PASS_RETENTION,
-      ARCHIVE_WORK_DIR: workDir,
-      RETENTION_BATCH_ROWS: '100',
-      RETENTION_LOCK_TTL_MS: '1000',
-      ANONYMIZE_AFTER_DAYS: '30',
-      ANONYMIZE_SECRET: 'kill-test-secret-0123456789',
-    });
-
-  /** Runs passes until one completes (a killed pass's lease expires after 1 s). */
-  async function passToCompletion(): Promise<void> {
-    for (let i = 0; i < 30; i++) {
-      const pass = await runTributary(['retention'], passEnv());
-      if (pass.code === 0) return;
-      expect(pass.code, pass.stderr).toBe(3); // busy: the killed holder's lease has not expired yet
-      await new Promise((r) => setTimeout(r, 500));
-    }
-    throw new Error('no retention pass completed');
-  }
-
-  beforeAll(async () => {
-    s3 = await startS3Server();
-    workDir = mkdtempSync(join(tmpdir(), 'tributary-retention-kill-'));
-    stack = await startStack({
-      workers: 1,
-      env: { RETENTION_DAYS: '400', RETENTION_SCHEDULE: 'off', ...archiveEnv(s3.config) },
-    });
-  }, 60_000);
-
-  afterAll(async () => {
-    await stack?.close();
-    await s3?.stop();
-    rmSync(workDir, { recursive: true, force: true });
-  });
-
-  it('loses nothing and duplicates nothing in the archive', async () => {
+  test('loses nothing and duplicates nothing in the archive', async ({ stack, s3 }) => {
     let round = 0;
     for (const kill of KILL_AFTER) {
       // Fresh rows each round, so every step has work to interrupt.
@@ -84,7 +68,7 @@ describe('retention pass killed -9 at every step', () => {
       const migrated = await runTributary(['migrate'], stack.env.env({ RETENTION_DAYS: '400' }));
       expect(migrated.code, migrated.stderr).toBe(0);
       await ingestAll(stack, batch);
-      const pass = await startTributary('retention', passEnv());
+      const pass = await startTributary('retention', passEnv(stack));
       const seen = await pass
         .waitForLog(
           (l) => l.step === kill.step && (kill.unit === undefined || (l.source === 'events') === kill.unit),
@@ -94,7 +78,7 @@ describe('retention pass killed -9 at every step', () => {
         .catch(() => false);
       await pass.kill9();
       if (seen) killedAt.push(label(kill));
-      await passToCompletion();
+      await passToCompletion(stack);
     }
     expect(killedAt).toEqual(KILL_AFTER.map(label));
 

@@ -1,6 +1,7 @@
 import { expect } from 'vitest';
 import type { ArchivedRow } from './archive-reader.ts';
-import { call, type Stack, waitFor } from './stack.ts';
+import { call, type Stack } from './stack.ts';
+import { waitUntilStored } from './stored-once.ts';
 
 const DAY_MS = 86_400_000;
 
@@ -75,15 +76,9 @@ export async function ingestAll(stack: Stack, events: SentEvent[]): Promise<void
     expect(res.status, JSON.stringify(res.body)).toBe(202);
     expect(res.body.accepted).toBe(Math.min(250, events.length - i));
   }
-  const ids = events.map((e) => e.id);
-  await waitFor(
-    async () => {
-      const { rows } = await stack.env.pool.query<{ n: number }>(
-        'SELECT count(*)::int AS n FROM events WHERE id = ANY($1::uuid[])',
-        [ids],
-      );
-      return rows[0]?.n === ids.length;
-    },
+  await waitUntilStored(
+    stack.env.pool,
+    events.map((e) => e.id),
     60_000,
     'every event stored',
   );

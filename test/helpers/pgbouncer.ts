@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import pg from 'pg';
 import { freePort } from './private-servers.ts';
+import { waitFor } from './wait.ts';
 
 export interface PgBouncerStats {
   /** Transactions PgBouncer ran for the database, on any server connection. */
@@ -63,20 +64,23 @@ function unprivilegedUser(): string {
 }
 
 async function waitForPort(port: number, child: ChildProcess, log: () => string): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    if (child.exitCode !== null) throw new Error(`pgbouncer exited with ${child.exitCode}: ${log()}`);
-    const open = await new Promise<boolean>((resolve) => {
-      const socket = connect(port, '127.0.0.1');
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
+  await waitFor(
+    async () => {
+      if (child.exitCode !== null) throw new Error(`pgbouncer exited with ${child.exitCode}: ${log()}`);
+      return new Promise<boolean>((resolve) => {
+        const socket = connect(port, '127.0.0.1');
+        socket.once('connect', () => {
+          socket.destroy();
+          resolve(true);
+        });
+        socket.once('error', () => resolve(false));
       });
-      socket.once('error', () => resolve(false));
-    });
-    if (open) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`pgbouncer did not listen on ${port}: ${log()}`);
+    },
+    10_000,
+    `pgbouncer listening on ${port}`,
+  ).catch((err: Error) => {
+    throw new Error(`${err.message}: ${log()}`);
+  });
 }
 
 /**

@@ -2,9 +2,9 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Cluster, Redis } from 'ioredis';
 import { freePort, PrivateRedis } from './private-servers.ts';
+import { sleep } from './wait.ts';
 
 const run = promisify(execFile);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export interface RedisClusterOptions {
   /** Primaries; the hash slots are split evenly between them. */

@@ -1,7 +1,10 @@
 import { gzipSync } from 'node:zlib';
 import { expect } from 'vitest';
 import { ADMIN_KEY, createTestEnv, type TestEnv } from './env.ts';
-import { runTributary, startTributary, type TributaryProcess } from './processes.ts';
+import type { TributaryProcess } from './processes.ts';
+
+// waitFor lived here; the tests import it from either module.
+export { sleep, waitFor } from './wait.ts';
 
 export interface Stack {
   env: TestEnv;
@@ -12,17 +15,25 @@ export interface Stack {
   close(): Promise<void>;
 }
 
+export interface StackOptions {
+  /** `work` processes started with the stack (more with {@link Stack.addWorker}). */
+  workers?: number;
+  /** Environment of the stack's own processes (`migrate`, `serve`, `work`). */
+  env?: Record<string, string>;
+  /** More environment for the `work` processes. */
+  workerEnv?: Record<string, string>;
+  /** Settings of every process of this test, the CLI runs through `stack.env.env()` included. */
+  settings?: Record<string, string>;
+}
+
 /** Migrated test database + `serve` (+ `work` processes), each a real process. */
-export async function startStack(
-  opts: { workers?: number; env?: Record<string, string>; workerEnv?: Record<string, string> } = {},
-): Promise<Stack> {
-  const env = createTestEnv();
-  const migrated = await runTributary(['migrate'], env.env(opts.env));
-  if (migrated.code !== 0) throw new Error(`migrate failed: ${migrated.stderr}`);
-  const api = await startTributary('serve', env.env(opts.env));
+export async function startStack(opts: StackOptions = {}): Promise<Stack> {
+  const env = createTestEnv(opts.settings ? { settings: opts.settings } : {});
+  await env.migrate(opts.env);
+  const api = await env.start('serve', opts.env);
   const workers: TributaryProcess[] = [];
   const addWorker = async (extra: Record<string, string> = {}) => {
-    const w = await startTributary('work', env.env({ ...opts.env, ...opts.workerEnv, ...extra }));
+    const w = await env.start('work', { ...opts.env, ...opts.workerEnv, ...extra });
     workers.push(w);
     return w;
   };
@@ -33,10 +44,8 @@ export async function startStack(
     workers,
     url: api.url,
     addWorker,
-    async close() {
-      await Promise.all([api, ...workers].map((p) => p.kill9()));
-      await env.cleanup();
-    },
+    // The env kills every process it started (workers a test dropped from `workers` too).
+    close: () => env.cleanup(),
   };
 }
 
@@ -86,25 +95,23 @@ export async function call(baseUrl: string, path: string, opts: RequestOptions =
   return { status: res.status, headers: res.headers, body: parsed };
 }
 
-/** Polls `fn` until it returns a truthy value or the time runs out. */
-export async function waitFor<T>(
-  fn: () => Promise<T>,
-  timeoutMs = 30_000,
-  what = 'condition',
-): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T | undefined;
-  while (Date.now() < deadline) {
-    last = await fn();
-    if (last) return last as NonNullable<T>;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
-}
-
 /** A valid event with a fresh id. */
 export function event(overrides: Record<string, unknown> = {}): Record<string, unknown> {
   return { id: crypto.randomUUID(), service: 'checkout', type: 'order.placed', ...overrides };
+}
+
+/**
+ * A buffer entry's JSON that PostgreSQL refuses (a date it cannot read), as a corrupted or
+ * foreign producer would write it straight into the stream; it must end in the dead letters.
+ */
+export function unstorableEntry(): string {
+  return JSON.stringify({
+    id: crypto.randomUUID(),
+    service: 'x',
+    type: 't',
+    timestamp: 'not-a-date',
+    receivedAt: new Date().toISOString(),
+  });
 }
 
 /** The API answered no request with a 5xx, logged no error, and every process is still running. */

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, event, type Stack, startStack, waitFor } from '../helpers/stack.ts';
+import { call, event, type Stack, startStack, unstorableEntry, waitFor } from '../helpers/stack.ts';
 
 let stack: Stack;
 beforeAll(async () => {
@@ -18,13 +18,7 @@ describe('poison entries', () => {
     const before = Array.from({ length: 20 }, () => event());
     await call(stack.url, '/v1/events/batch', { body: { events: before } });
     // Written straight into the buffer, as a corrupted or foreign producer would: a date PostgreSQL refuses.
-    const poison = JSON.stringify({
-      id: crypto.randomUUID(),
-      service: 'x',
-      type: 't',
-      timestamp: 'not-a-date',
-      receivedAt: new Date().toISOString(),
-    });
+    const poison = unstorableEntry();
     const malformed = '{"id": "truncated';
     await stack.env.redis.xadd(stream, '*', 'v', '1', 'e', poison, 'tp', '');
     await stack.env.redis.xadd(stream, '*', 'v', '1', 'e', malformed, 'tp', '');

@@ -1,97 +1,57 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { archiveEnv, readArchive } from '../helpers/archive-reader.ts';
+import { describe, expect } from 'vitest';
+import { readArchive } from '../helpers/archive-reader.ts';
+import { archiveStackTest } from '../helpers/fixtures.ts';
 import { cliResult, runTributary, startTributary } from '../helpers/processes.ts';
-import { type S3Server, startS3Server } from '../helpers/s3-server.ts';
-import { call, event, type Stack, startStack, waitFor } from '../helpers/stack.ts';
+import { call, event, type Stack, waitFor } from '../helpers/stack.ts';
+import { waitUntilStored } from '../helpers/stored-once.ts';
 
 const DAY_MS = 86_400_000;
 const lastLine = (stdout: string): Record<string, unknown> => cliResult(stdout);
 
+const test = archiveStackTest({ workers: 1, settings: { DSAR_LOCK_TTL_MS: '3000' } });
+
+async function send(stack: Stack, events: Record<string, unknown>[]) {
+  const res = await call(stack.url, '/v1/events/batch', { body: { events } });
+  expect(res.status, JSON.stringify(res.body)).toBe(202);
+  return res.body as { accepted: number; skipped: number; ids: string[] };
+}
+
+async function rowsOf(stack: Stack, userId: string) {
+  const { rows } = await stack.env.pool.query<{ id: string; received_at: Date }>(
+    'SELECT id, received_at FROM events WHERE user_id = $1',
+    [userId],
+  );
+  return rows;
+}
+
+const waitStored = (stack: Stack, ids: string[]) => waitUntilStored(stack.env.pool, ids);
+
 describe('data-subject requests', () => {
-  let s3: S3Server;
-  let stack: Stack;
-  let dir: string;
-  let env: (extra?: Record<string, string>) => Record<string, string>;
-
-  const send = async (events: Record<string, unknown>[]) => {
-    const res = await call(stack.url, '/v1/events/batch', { body: { events } });
-    expect(res.status, JSON.stringify(res.body)).toBe(202);
-    return res.body as { accepted: number; skipped: number; ids: string[] };
-  };
-  const rowsOf = async (userId: string) =>
-    (
-      await stack.env.pool.query<{ id: string; received_at: Date }>(
-        'SELECT id, received_at FROM events WHERE user_id = $1',
-        [userId],
-      )
-    ).rows;
-  const waitStored = (ids: string[]) =>
-    waitFor(
-      async () => {
-        const { rows } = await stack.env.pool.query<{ n: number }>(
-          'SELECT count(*)::int AS n FROM events WHERE id = ANY($1::uuid[])',
-          [ids],
-        );
-        return rows[0]?.n === ids.length;
-      },
-      30_000,
-      'events stored',
-    );
-
-  beforeAll(async () => {
-    s3 = await startS3Server();
-    dir = mkdtempSync(join(tmpdir(), 'tributary-dsar-'));
-    env = (extra = {}) =>
-      stack.env.env({
-        ...archiveEnv(s3.config),
-        ARCHIVE_WORK_DIR: join(dir, 'work'),
-        RETENTION_DAYS: '400',
-        RETENTION_SCHEDULE: 'off',
-        DSAR_LOCK_TTL_MS: '3000',
-        ...extra,
-      });
-    stack = await startStack({
-      workers: 1,
-      env: {
-        ...archiveEnv(s3.config),
-        ARCHIVE_WORK_DIR: join(dir, 'work'),
-        RETENTION_DAYS: '400',
-        RETENTION_SCHEDULE: 'off',
-        DSAR_LOCK_TTL_MS: '3000',
-      },
-    });
-  }, 60_000);
-
-  afterAll(async () => {
-    await stack?.close();
-    await s3?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  it('opt-out: events of an opted-out subject are answered skipped and never stored; opting back in works', async () => {
+  test('opt-out: events of an opted-out subject are answered skipped and never stored; opting back in works', async ({
+    stack,
+  }) => {
     const put = await call(stack.url, '/v1/users/opt-1/opt-out', { method: 'PUT' });
     expect(put.status).toBe(200);
     expect(put.body).toMatchObject({ userId: 'opt-1', optedOut: true });
     const single = await call(stack.url, '/v1/events', { body: event({ userId: 'opt-1' }) });
     expect(single.body).toMatchObject({ status: 'skipped', reason: 'user_opt_out' });
-    const batch = await send([event({ userId: 'opt-1' }), event({ userId: 'someone-else' })]);
+    const batch = await send(stack, [event({ userId: 'opt-1' }), event({ userId: 'someone-else' })]);
     expect(batch).toMatchObject({ accepted: 1, skipped: 1 });
-    await waitStored(batch.ids);
-    expect(await rowsOf('opt-1')).toEqual([]);
+    await waitStored(stack, batch.ids);
+    expect(await rowsOf(stack, 'opt-1')).toEqual([]);
 
     expect((await call(stack.url, '/v1/users/opt-1/opt-out', { method: 'DELETE' })).body).toMatchObject({
       optedOut: false,
     });
-    const back = await send([event({ userId: 'opt-1' })]);
+    const back = await send(stack, [event({ userId: 'opt-1' })]);
     expect(back.accepted).toBe(1);
-    await waitStored(back.ids);
-    expect((await rowsOf('opt-1')).length).toBe(1);
+    await waitStored(stack, back.ids);
+    expect((await rowsOf(stack, 'opt-1')).length).toBe(1);
   });
 
-  it('opt-out race: nothing received after the opt-out is stored, everything skipped stays out', async () => {
+  test('opt-out race: nothing received after the opt-out is stored, everything skipped stays out', async ({
+    stack,
+  }) => {
     const accepted = new Set<string>();
     const skipped = new Set<string>();
     let stop = false;
@@ -103,20 +63,26 @@ describe('data-subject requests', () => {
         for (const e of events) (ids.has(e.id as string) ? accepted : skipped).add(e.id as string);
       }
     });
-    await new Promise((r) => setTimeout(r, 300));
-    const put = await call(stack.url, '/v1/users/racer/opt-out', { method: 'PUT' });
-    expect(put.status).toBe(200);
-    // Once the opt-out call has been answered, nothing the API receives is stored.
-    const since = Date.now();
-    await new Promise((r) => setTimeout(r, 300));
-    stop = true;
-    await Promise.all(senders);
+    let since: number;
+    try {
+      // Some of the subject's events accepted before the opt-out …
+      await waitFor(async () => accepted.size >= 100, 10_000, 'events accepted before the opt-out');
+      const put = await call(stack.url, '/v1/users/racer/opt-out', { method: 'PUT' });
+      expect(put.status).toBe(200);
+      // Once the opt-out call has been answered, nothing the API receives is stored.
+      since = Date.now();
+      // … and some skipped after it.
+      await waitFor(async () => skipped.size >= 100, 10_000, 'events skipped after the opt-out');
+    } finally {
+      stop = true;
+      await Promise.all(senders);
+    }
     expect(skipped.size).toBeGreaterThan(0);
     await waitFor(async () => {
       const b = await call(stack.url, '/health/buffer', { key: null });
       return b.body.length === 0 && b.body.pending === 0;
     });
-    const stored = await rowsOf('racer');
+    const stored = await rowsOf(stack, 'racer');
     for (const r of stored) {
       expect(accepted.has(r.id), `${r.id} stored though not accepted`).toBe(true);
       expect(r.received_at.getTime()).toBeLessThan(since);
@@ -124,7 +90,10 @@ describe('data-subject requests', () => {
     expect(stored.length).toBeGreaterThan(0);
   });
 
-  it('erasure removes the subject from the database, the buffer and the archive, and counts each', async () => {
+  test('erasure removes the subject from the database, the buffer and the archive, and counts each', async ({
+    stack,
+    s3,
+  }) => {
     const subject = 'erase-me';
     const now = Date.now();
     // 30 old events (archived below), 20 in the database, 15 left in the buffer.
@@ -135,16 +104,16 @@ describe('data-subject requests', () => {
       event({ userId: `other-${i % 3}`, timestamp: new Date(now - (100 + i) * DAY_MS).toISOString() }),
     );
     const inDb = Array.from({ length: 20 }, () => event({ userId: subject }));
-    const first = await send([...old, ...others, ...inDb]);
-    await waitStored(first.ids);
-    const pass = await runTributary(['retention'], env({ RETENTION_DAYS: '60' }));
+    const first = await send(stack, [...old, ...others, ...inDb]);
+    await waitStored(stack, first.ids);
+    const pass = await runTributary(['retention'], stack.env.env({ RETENTION_DAYS: '60' }));
     expect(pass.code, pass.stderr).toBe(0);
     expect(lastLine(pass.stdout).rowsArchived).toBe(70);
 
     await stack.workers[0]?.kill9();
     stack.workers.length = 0;
     const buffered = Array.from({ length: 15 }, () => event({ userId: subject }));
-    await send(buffered);
+    await send(stack, buffered);
 
     const erase = await call(stack.url, `/v1/users/${subject}/events`, { method: 'DELETE' });
     expect(erase.status).toBe(202);
@@ -164,7 +133,7 @@ describe('data-subject requests', () => {
     );
     expect(done.deleted).toEqual({ database: 20, buffer: 15, checkpoint: 0, archive: 30 });
     expect(done.archivesRewritten).toBeGreaterThan(0);
-    expect(await rowsOf(subject)).toEqual([]);
+    expect(await rowsOf(stack, subject)).toEqual([]);
     const archive = await readArchive(s3.config);
     expect(archive.rows.filter((r) => r.user_id === subject)).toEqual([]);
     expect(archive.rows.filter((r) => r.user_id?.startsWith('other-')).length).toBe(40);
@@ -172,21 +141,23 @@ describe('data-subject requests', () => {
       expect(archive.manifests.get(key), key).toMatchObject({ rows: file.rows, sha256: file.sha256 });
     }
     // Events sent after the request are new: they are stored.
-    const after = await send([event({ userId: subject })]);
-    await waitStored(after.ids);
-    expect((await rowsOf(subject)).length).toBe(1);
+    const after = await send(stack, [event({ userId: subject })]);
+    await waitStored(stack, after.ids);
+    expect((await rowsOf(stack, subject)).length).toBe(1);
   });
 
-  it('export streams every event of the subject from the database and the archive as NDJSON', async () => {
+  test('export streams every event of the subject from the database and the archive as NDJSON', async ({
+    stack,
+  }) => {
     const subject = 'export-me';
     const now = Date.now();
     const old = Array.from({ length: 25 }, (_, i) =>
       event({ userId: subject, timestamp: new Date(now - (80 + i) * DAY_MS).toISOString(), metadata: { i } }),
     );
     const recent = Array.from({ length: 35 }, (_, i) => event({ userId: subject, metadata: { i: 100 + i } }));
-    const sent = await send([...old, ...recent]);
-    await waitStored(sent.ids);
-    const pass = await runTributary(['retention'], env({ RETENTION_DAYS: '60' }));
+    const sent = await send(stack, [...old, ...recent]);
+    await waitStored(stack, sent.ids);
+    const pass = await runTributary(['retention'], stack.env.env({ RETENTION_DAYS: '60' }));
     expect(pass.code, pass.stderr).toBe(0);
 
     const res = await fetch(`${stack.url}/v1/users/${subject}/events/export`, {
@@ -208,12 +179,15 @@ describe('data-subject requests', () => {
     }
   });
 
-  it('an erasure job killed midway is finished by another process', async () => {
+  test('an erasure job killed midway is finished by another process', async ({ stack }) => {
     const subject = 'crash-me';
-    const sent = await send(Array.from({ length: 50 }, () => event({ userId: subject })));
-    await waitStored(sent.ids);
+    const sent = await send(
+      stack,
+      Array.from({ length: 50 }, () => event({ userId: subject })),
+    );
+    await waitStored(stack, sent.ids);
     // A second API process takes the request and is killed as soon as it starts erasing.
-    const api2 = await startTributary('serve', env());
+    const api2 = await startTributary('serve', stack.env.env());
     const erase = await call(api2.url, `/v1/users/${subject}/events`, { method: 'DELETE' });
     expect(erase.status).toBe(202);
     await api2.kill9();
@@ -226,13 +200,18 @@ describe('data-subject requests', () => {
       'erasure completed by another process',
     );
     expect(done.deleted.database).toBe(50);
-    expect(await rowsOf(subject)).toEqual([]);
+    expect(await rowsOf(stack, subject)).toEqual([]);
   });
 
-  it('an erasure takes over a retention lease left by a runner silent for longer than DSAR_LOCK_TTL_MS', async () => {
+  test('an erasure takes over a retention lease left by a runner silent for longer than DSAR_LOCK_TTL_MS', async ({
+    stack,
+  }) => {
     const subject = 'lease-me';
-    const sent = await send(Array.from({ length: 5 }, () => event({ userId: subject })));
-    await waitStored(sent.ids);
+    const sent = await send(
+      stack,
+      Array.from({ length: 5 }, () => event({ userId: subject })),
+    );
+    await waitStored(stack, sent.ids);
     // A runner that died holding the lease 10 s ago: past DSAR_LOCK_TTL_MS (3 s), though well
     // within the 60 s the erasure once used for this lease whatever DSAR_LOCK_TTL_MS said.
     const { rows } = await stack.env.pool.query<{ id: string }>(

@@ -1,36 +1,33 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
+import { stackTest } from '../helpers/fixtures.ts';
 import { startTributary, type TributaryProcess } from '../helpers/processes.ts';
-import { call, event, type Stack, startStack, waitFor } from '../helpers/stack.ts';
+import { call, event, type Stack, waitFor } from '../helpers/stack.ts';
+import { countRows } from '../helpers/stored-once.ts';
 
-let stack: Stack;
-beforeAll(async () => {
-  stack = await startStack({ workerEnv: { BATCH_SIZE: '500' } });
-});
-afterAll(async () => {
-  await stack?.close();
-});
+const test = stackTest({ workerEnv: { BATCH_SIZE: '500' } });
 
-const count = async () =>
-  (await stack.env.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM events')).rows[0]?.n ?? 0;
+const count = async (stack: Stack) => (await countRows(stack.env.pool)).rows;
 
 describe('SIGTERM', () => {
-  it('a worker finishes and acknowledges the batch in hand, then exits 0', async () => {
+  test('a worker finishes and acknowledges the batch in hand, then exits 0', async ({ stack }) => {
     for (let i = 0; i < 50; i++) {
       await call(stack.url, '/v1/events/batch', {
         body: { events: Array.from({ length: 200 }, () => event()) },
       });
     }
     const worker = await stack.addWorker();
-    await waitFor(async () => (await count()) > 0, 20_000, 'progress');
+    await waitFor(async () => (await count(stack)) > 0, 20_000, 'progress');
     expect(await worker.stop()).toBe(0);
     expect(worker.logs.some((l) => l.msg === 'worker stopped')).toBe(true);
     // Nothing is left pending: every entry it read was stored and acknowledged before exit.
     const buffer = await call(stack.url, '/health/buffer', { key: null });
     expect(buffer.body.pending).toBe(0);
-    expect(buffer.body.length + (await count())).toBe(10_000);
+    expect(buffer.body.length + (await count(stack))).toBe(10_000);
   });
 
-  it('a serve-only process stops the subject registry and closes the archive store, listener first, and exits 0', async () => {
+  test('a serve-only process stops the subject registry and closes the archive store, listener first, and exits 0', async ({
+    stack,
+  }) => {
     const api = await startTributary('serve', stack.env.env({ LOG_LEVEL: 'debug' }));
     const asked = Date.now();
     expect(await api.stop()).toBe(0);
@@ -45,7 +42,9 @@ describe('SIGTERM', () => {
     expect(api.logs.at(-1)?.msg).toBe('stopped');
   });
 
-  it('`all` closes every service once: listeners, then the worker and its checkpoint, then the rest', async () => {
+  test('`all` closes every service once: listeners, then the worker and its checkpoint, then the rest', async ({
+    stack,
+  }) => {
     const all = await startTributary('all', stack.env.env({ LOG_LEVEL: 'debug' }));
     // Signalled as soon as it listens, before its worker has started: it finishes starting first.
     expect(await all.stop()).toBe(0);
@@ -69,7 +68,7 @@ describe('SIGTERM', () => {
     expect(all.logs.some((l) => l.msg === 'stop failed')).toBe(false);
   });
 
-  it('the API stops accepting and exits 0', async () => {
+  test('the API stops accepting and exits 0', async ({ stack }) => {
     expect((await call(stack.url, '/v1/events', { body: event() })).status).toBe(202);
     expect(await stack.api.stop()).toBe(0);
     await expect(fetch(`${stack.url}/health/live`)).rejects.toThrow();

@@ -5,10 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agedEvents, isExpired, PASS_RETENTION, type SentEvent } from '../helpers/aged-events.ts';
 import { readArchive } from '../helpers/archive-reader.ts';
 import { BASE_DATABASE_URL, createTestEnv, type TestEnv } from '../helpers/env.ts';
-import { expectBufferDrained, expectStoredExactlyOnce } from '../helpers/ledger.ts';
 import { PrivatePgBouncer } from '../helpers/pgbouncer.ts';
 import { cliResult, runTributary, startTributary, type TributaryProcess } from '../helpers/processes.ts';
-import { call, event, waitFor } from '../helpers/stack.ts';
+import { call, event, unstorableEntry, waitFor } from '../helpers/stack.ts';
+import { expectBufferDrained, expectStoredExactlyOnce } from '../helpers/stored-once.ts';
 
 /**
  * Every role but `migrate` through PgBouncer in transaction pooling mode, with a few server
@@ -117,13 +117,7 @@ describe('every role through PgBouncer (transaction pooling); migrate on the dir
   it('dead-letters an entry PostgreSQL refuses and stores the events around it', async () => {
     const good = [event(), event()];
     await call(api.url, '/v1/events/batch', { body: { events: [good[0]] } });
-    const poison = JSON.stringify({
-      id: crypto.randomUUID(),
-      service: 'x',
-      type: 't',
-      timestamp: 'not-a-date',
-      receivedAt: new Date().toISOString(),
-    });
+    const poison = unstorableEntry();
     await env.redis.xadd(`${env.prefix}:events:{0}`, '*', 'v', '1', 'e', poison, 'tp', '');
     await call(api.url, '/v1/events/batch', { body: { events: [good[1]] } });
     await waitFor(async () => (await rowsOf(good.map((e) => String(e.id)))) === 2, 20_000, 'good rows');

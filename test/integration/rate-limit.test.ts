@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_KEY } from '../helpers/env.ts';
 import { call, event, type Stack, startStack, waitFor } from '../helpers/stack.ts';
+import { sleep } from '../helpers/wait.ts';
 
 let stack: Stack;
 const created: string[] = [];
@@ -146,12 +147,13 @@ describe('per-key rate limit', () => {
       const alone: number[] = [];
       const flooded: number[] = [];
       for (let round = 0; round < 24; round++) {
+        // Pauses that pace the rounds (the flood starts and stops), not waits for a condition.
         await measure(60, alone);
         flood.send('flood');
-        await new Promise((r) => setTimeout(r, 30));
+        await sleep(30);
         await measure(60, flooded);
         flood.send('pause');
-        await new Promise((r) => setTimeout(r, 20));
+        await sleep(20);
       }
       const [aloneP99, floodedP99] = [quantile(alone, 0.99), quantile(flooded, 0.99)];
       return {

@@ -1,7 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import {
   agedEvents,
   expectSameEvent,
@@ -11,32 +8,28 @@ import {
   PASS_RETENTION,
   type SentEvent,
 } from '../helpers/aged-events.ts';
-import { archiveEnv, readArchive } from '../helpers/archive-reader.ts';
+import { readArchive } from '../helpers/archive-reader.ts';
+import { archiveStackTest } from '../helpers/fixtures.ts';
 import { cliResult, runTributary } from '../helpers/processes.ts';
-import { type S3Server, startS3Server } from '../helpers/s3-server.ts';
-import { call, type Stack, startStack } from '../helpers/stack.ts';
+import { call, type Stack } from '../helpers/stack.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 /** The CLI prints its result as the last line of stdout, after its JSON log lines. */
 const lastLine = (stdout: string): Record<string, unknown> => cliResult(stdout);
 
-// Ingest accepts a year back; the passes below run with 60 days (audit: 150).
-const INGEST_ENV = { RETENTION_DAYS: '400', RETENTION_SCHEDULE: 'off' };
+// Ingest accepts a year back (the fixture's settings); the passes below run with 60 days (audit: 150).
+const test = archiveStackTest({ workers: 1 });
+
+/** A retention or restore run's environment. */
+const passEnv = (stack: Stack, extra: Record<string, string> = {}) =>
+  stack.env.env({ ...PASS_RETENTION, ...extra });
 
 describe('retention pass against a real S3 server', () => {
-  let s3: S3Server;
-  let stack: Stack;
-  let workDir: string;
   let sent: SentEvent[];
   let before: Map<string, Record<string, unknown>>;
-  let passEnv: (extra?: Record<string, string>) => Record<string, string>;
   let firstRun: Record<string, unknown>;
 
-  beforeAll(async () => {
-    s3 = await startS3Server();
-    workDir = mkdtempSync(join(tmpdir(), 'tributary-retention-work-'));
-    stack = await startStack({ workers: 1, env: { ...INGEST_ENV, ...archiveEnv(s3.config) } });
-    passEnv = (extra = {}) =>
-      stack.env.env({ ...archiveEnv(s3.config), ...PASS_RETENTION, ARCHIVE_WORK_DIR: workDir, ...extra });
+  test.beforeAll(async ({ stack }) => {
     sent = agedEvents(1_200, 1);
     await ingestAll(stack, sent);
     const { rows } = await stack.env.pool.query<Record<string, unknown>>(
@@ -44,18 +37,15 @@ describe('retention pass against a real S3 server', () => {
          FROM events`,
     );
     before = new Map(rows.map((r) => [r.id as string, r]));
-    const pass = await runTributary(['retention'], passEnv({ RETENTION_BATCH_ROWS: '100' }));
+    const pass = await runTributary(['retention'], passEnv(stack, { RETENTION_BATCH_ROWS: '100' }));
     expect(pass.code, pass.stderr).toBe(0);
     firstRun = lastLine(pass.stdout);
   }, 180_000);
 
-  afterAll(async () => {
-    await stack?.close();
-    await s3?.stop();
-    rmSync(workDir, { recursive: true, force: true });
-  });
-
-  it('archives every expired row exactly once with equal values, deletes them and leaves the rest untouched', async () => {
+  test('archives every expired row exactly once with equal values, deletes them and leaves the rest untouched', async ({
+    stack,
+    s3,
+  }) => {
     const expired = sent.filter(isExpired);
     const kept = sent.filter((e) => !isExpired(e));
     expect(expired.length).toBeGreaterThan(400);
@@ -97,7 +87,7 @@ describe('retention pass against a real S3 server', () => {
     for (const r of rows) expect(r).toEqual(before.get(r.id as string));
   });
 
-  it('drops whole partitions past the longest retention and records every step', async () => {
+  test('drops whole partitions past the longest retention and records every step', async ({ stack, s3 }) => {
     expect(firstRun).toMatchObject({ status: 'completed', rowsArchived: sent.filter(isExpired).length });
     const dropped = firstRun.partitionsDropped as string[];
     expect(dropped.length).toBeGreaterThanOrEqual(1);
@@ -134,29 +124,35 @@ describe('retention pass against a real S3 server', () => {
     ).toBe(404);
   });
 
-  it('a second pass archives nothing and changes nothing', async () => {
+  test('a second pass archives nothing and changes nothing', async ({ stack, s3 }) => {
     const keysBefore = (await readArchive(s3.config)).keys;
-    const pass = await runTributary(['retention'], passEnv());
+    const pass = await runTributary(['retention'], passEnv(stack));
     expect(pass.code, pass.stderr).toBe(0);
     expect(lastLine(pass.stdout)).toMatchObject({ status: 'completed', rowsArchived: 0, rowsDeleted: 0 });
     expect((await readArchive(s3.config)).keys).toEqual(keysBefore);
   });
 
-  it('POST /v1/admin/retention/run starts a pass and GET …/runs/:runId reports it', async () => {
+  test('POST /v1/admin/retention/run starts a pass and GET …/runs/:runId reports it', async ({ stack }) => {
     const started = await call(stack.url, '/v1/admin/retention/run', { method: 'POST' });
     expect(started.status).toBe(202);
     const runId = started.body.runId as string;
-    let run = await call(stack.url, `/v1/admin/retention/runs/${runId}`);
-    for (let i = 0; i < 100 && run.body.status === 'running'; i++) {
-      await new Promise((r) => setTimeout(r, 200));
-      run = await call(stack.url, `/v1/admin/retention/runs/${runId}`);
-    }
+    const run = await waitFor(
+      async () => {
+        const res = await call(stack.url, `/v1/admin/retention/runs/${runId}`);
+        return res.body.status === 'running' ? null : res;
+      },
+      20_000,
+      'the run finished',
+    );
     expect(run.body).toMatchObject({ id: runId, trigger: 'manual', status: 'completed' });
     const forbidden = await call(stack.url, '/v1/admin/retention/run', { method: 'POST', key: 'nope' });
     expect(forbidden.status).toBe(401);
   });
 
-  it('restores a month from the archive (idempotently), holds it, then removes it again without a second copy', async () => {
+  test('restores a month from the archive (idempotently), holds it, then removes it again without a second copy', async ({
+    stack,
+    s3,
+  }) => {
     // The dropped month holding the most events (others of the accepted window are empty).
     const months = (firstRun.partitionsDropped as string[]).map((p) =>
       p.replace(/^events_(\d{4})_(\d{2})$/, '$1-$2'),
@@ -166,7 +162,7 @@ describe('retention pass against a real S3 server', () => {
     const inMonth = sent.filter((e) => isExpired(e) && e.timestamp.startsWith(month));
     expect(inMonth.length).toBeGreaterThan(10);
 
-    const restored = await runTributary(['restore', '--from', month], passEnv());
+    const restored = await runTributary(['restore', '--from', month], passEnv(stack));
     expect(restored.code, restored.stderr).toBe(0);
     expect(lastLine(restored.stdout)).toMatchObject({
       status: 'ok',
@@ -181,12 +177,12 @@ describe('retention pass against a real S3 server', () => {
     expect(rows.length).toBe(inMonth.length);
     for (const r of rows) expect(r).toEqual(before.get(r.id as string));
 
-    const again = await runTributary(['restore', '--from', month, '--to', month], passEnv());
+    const again = await runTributary(['restore', '--from', month, '--to', month], passEnv(stack));
     expect(lastLine(again.stdout)).toMatchObject({ rows: inMonth.length, inserted: 0 });
 
     // On hold (RESTORE_HOLD_DAYS, default 7): a pass leaves the month alone.
     const archiveBefore = await readArchive(s3.config);
-    const held = await runTributary(['retention'], passEnv());
+    const held = await runTributary(['retention'], passEnv(stack));
     expect(lastLine(held.stdout)).toMatchObject({ status: 'completed', rowsArchived: 0 });
     expect(
       (
@@ -198,8 +194,8 @@ describe('retention pass against a real S3 server', () => {
     ).toBe(inMonth.length);
 
     // Restored with no hold: the next pass deletes exactly those rows and archives nothing twice.
-    await runTributary(['restore', '--from', month], passEnv({ RESTORE_HOLD_DAYS: '0' }));
-    const released = await runTributary(['retention'], passEnv());
+    await runTributary(['restore', '--from', month], passEnv(stack, { RESTORE_HOLD_DAYS: '0' }));
+    const released = await runTributary(['retention'], passEnv(stack));
     expect(lastLine(released.stdout)).toMatchObject({ status: 'completed', rowsArchived: 0 });
     expect(
       (
@@ -214,8 +210,8 @@ describe('retention pass against a real S3 server', () => {
     expect(archiveAfter.rows.length).toBe(sent.filter(isExpired).length);
   });
 
-  it('refuses bad restore arguments with a usage error', async () => {
-    const bad = await runTributary(['restore', '--from', '2026-13'], passEnv());
+  test('refuses bad restore arguments with a usage error', async ({ stack }) => {
+    const bad = await runTributary(['restore', '--from', '2026-13'], passEnv(stack));
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/YYYY-MM/);
   });

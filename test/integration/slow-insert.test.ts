@@ -1,26 +1,24 @@
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, event, type Stack, startStack, waitFor } from '../helpers/stack.ts';
+import { describe, expect } from 'vitest';
+import { stackTest } from '../helpers/fixtures.ts';
+import { call, event } from '../helpers/stack.ts';
+import { sleep, waitFor } from '../helpers/wait.ts';
 
-let stack: Stack;
-beforeAll(async () => {
-  // Entries are reclaimed after 1 s idle and dead-lettered after more than 2 deliveries.
-  // Many batches may be in flight, so the worker keeps reading (and reclaiming) meanwhile.
-  stack = await startStack({
-    workerEnv: {
-      CLAIM_IDLE_MS: '1000',
-      MAX_DELIVERIES: '2',
-      INSERT_CONCURRENCY: '16',
-      BATCH_MAX_WAIT_MS: '50',
-    },
-  });
-});
-afterAll(async () => {
-  await stack?.close();
+// Entries are reclaimed after 1 s idle and dead-lettered after more than 2 deliveries.
+// Many batches may be in flight, so the worker keeps reading (and reclaiming) meanwhile.
+const test = stackTest({
+  workerEnv: {
+    CLAIM_IDLE_MS: '1000',
+    MAX_DELIVERIES: '2',
+    INSERT_CONCURRENCY: '16',
+    BATCH_MAX_WAIT_MS: '50',
+  },
 });
 
 describe('a batch that takes long to store', () => {
-  it('is taken over whole when the worker dies while its inserts wait on a lock: every row stored, no dead letter', async () => {
+  test('is taken over whole when the worker dies while its inserts wait on a lock: every row stored, no dead letter', async ({
+    stack,
+  }) => {
     // Hold every insert behind a table lock, with the breaker closed (waiting is no error).
     const locker = new pg.Client({ connectionString: stack.env.databaseUrl });
     await locker.connect();
@@ -32,13 +30,13 @@ describe('a batch that takes long to store', () => {
     });
     expect(res.body.accepted).toBe(300);
     // Four seconds of trickling traffic with the batch in flight (the worker's loop goes on
-    // reading and reclaiming); then the worker dies holding it all.
+    // reading and reclaiming); then the worker dies holding it all. A duration: the scenario.
     const until = Date.now() + 4_000;
     let trickled = 0;
     while (Date.now() < until) {
       if ((await call(stack.url, '/v1/events', { body: event({ userId: 'trickle' }) })).status === 202)
         trickled++;
-      await new Promise((r) => setTimeout(r, 100));
+      await sleep(100);
     }
     await worker.kill9();
     await locker.query('ROLLBACK');

@@ -1,20 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { call, event, type Stack, startStack, waitFor } from '../helpers/stack.ts';
+import { describe, expect } from 'vitest';
+import { stackTest } from '../helpers/fixtures.ts';
+import { call, event, type Stack, waitFor } from '../helpers/stack.ts';
+import { countRows } from '../helpers/stored-once.ts';
 
-let stack: Stack;
-beforeAll(async () => {
-  // Small batches and a short claim time, so a crash happens mid-stream and recovery is quick.
-  stack = await startStack({ workerEnv: { BATCH_SIZE: '200', CLAIM_IDLE_MS: '1000' } });
-});
-afterAll(async () => {
-  await stack?.close();
-});
+// Small batches and a short claim time, so a crash happens mid-stream and recovery is quick.
+const test = stackTest({ workerEnv: { BATCH_SIZE: '200', CLAIM_IDLE_MS: '1000' } });
 
-const count = async () =>
-  (await stack.env.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM events')).rows[0]?.n ?? 0;
+const count = async (stack: Stack) => (await countRows(stack.env.pool)).rows;
 
 describe('worker crash', () => {
-  it('loses nothing and doubles nothing when workers are killed -9 mid-batch', async () => {
+  test('loses nothing and doubles nothing when workers are killed -9 mid-batch', async ({ stack }) => {
     const acknowledged = new Set<string>();
     for (let i = 0; i < 100; i++) {
       const res = await call(stack.url, '/v1/events/batch', {
@@ -26,12 +21,12 @@ describe('worker crash', () => {
 
     // Kill workers while they write, three times, each after it has made some progress.
     for (let round = 0; round < 3; round++) {
-      const before = await count();
+      const before = await count(stack);
       const worker = await stack.addWorker();
-      await waitFor(async () => (await count()) > before, 30_000, 'progress');
+      await waitFor(async () => (await count(stack)) > before, 30_000, 'progress');
       await worker.kill9();
     }
-    const stored = await count();
+    const stored = await count(stack);
     expect(stored).toBeLessThan(acknowledged.size);
     // The dead workers held entries they had read but not acknowledged.
     const [held] = (await stack.env.redis.xpending(`${stack.env.prefix}:events:{0}`, 'writers')) as [number];
@@ -47,7 +42,7 @@ describe('worker crash', () => {
 
     // A fresh worker takes over what the dead ones held (XAUTOCLAIM) and the rest.
     await stack.addWorker();
-    await waitFor(async () => (await count()) === acknowledged.size, 60_000, 'all rows');
+    await waitFor(async () => (await count(stack)) === acknowledged.size, 60_000, 'all rows');
     const pending = await waitFor(async () => {
       const b = await call(stack.url, '/health/buffer');
       return b.body.pending === 0 && b.body.length === 0 ? b.body : null;
@@ -58,7 +53,7 @@ describe('worker crash', () => {
     expect(new Set(ids.rows.map((r) => r.id))).toEqual(acknowledged);
   });
 
-  it('reclaims entries a dead consumer held even when no new event arrives', async () => {
+  test('reclaims entries a dead consumer held even when no new event arrives', async ({ stack }) => {
     // No worker runs while a consumer reads every new entry and vanishes.
     for (const w of stack.workers) await w.kill9();
     const res = await call(stack.url, '/v1/events/batch', {
