@@ -53,7 +53,10 @@ describe('event timestamps: RFC 3339 forms', () => {
   });
 
   it('refuses a date without a time, a time without a zone, and other texts', () => {
-    for (const text of ['2026-06-15', '2026-06-15T13:30:00', '2026-06-15T13:30Z', 'x2026-06-15T13:30:00Z']) {
+    const texts = ['2026-06-15', '2026-06-15T13:30:00', '2026-06-15T13:30Z', 'x2026-06-15T13:30:00Z'];
+    // Date.parse reads ECMAScript's six-digit years; RFC 3339 has four.
+    texts.push('+002026-06-15T13:30:00Z', '+000001-06-15T13:30:00Z');
+    for (const text of texts) {
       expect(outcome(text), text).toBe('invalid_format');
     }
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { eventShape, fastShapeOk } from '../../src/events/event.schema.ts';
+import { eventShape, fastShapeOk, parseEvent } from '../../src/events/event.schema.ts';
 
 const GUID = 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11';
 const base = { service: 's', type: 't' };
@@ -39,6 +39,7 @@ describe('fast shape check: what it leaves to the schema', () => {
     ['an id with text after the UUID', { ...base, id: `${GUID}x` }],
     ['an id with a non-hex digit', { ...base, id: GUID.replace('a0', 'g0') }],
     ['an id that is a number', { ...base, id: 7 }],
+    ['an id in an array', { ...base, id: [GUID] }],
     ['a missing service', { type: 't' }],
     ['an empty service', { ...base, service: '' }],
     ['a service of 65 characters', { ...base, service: 'x'.repeat(65) }],
@@ -54,6 +55,7 @@ describe('fast shape check: what it leaves to the schema', () => {
     ['a type that is a number', { ...base, type: 5 }],
     ['a timestamp that is not RFC 3339', { ...base, timestamp: '15 June 2026' }],
     ['a timestamp that is a number', { ...base, timestamp: 1_781_524_800_000 }],
+    ['a timestamp in an array', { ...base, timestamp: ['2026-06-15T12:00:00Z'] }],
     ['an empty userId', { ...base, userId: '' }],
     ['a userId of 257 characters', { ...base, userId: 'u'.repeat(257) }],
     ['a userId with a NUL', { ...base, userId: '\u0000' }],
@@ -64,5 +66,18 @@ describe('fast shape check: what it leaves to the schema', () => {
   ])('leaves %s to the schema, which refuses it', (_what, input) => {
     expect(fastShapeOk(input)).toBe(false);
     expect(eventShape.safeParse(input).success).toBe(false);
+  });
+});
+
+describe('fast shape check: values that only look like text', () => {
+  it('refuses an id or a timestamp inside an array, whose text would match', () => {
+    const ctx = { now: Date.parse('2026-06-15T12:00:00Z'), maxAgeMs: 86_400_000 };
+    for (const input of [
+      { ...base, id: [GUID] },
+      { ...base, timestamp: ['2026-06-15T12:00:00Z'] },
+    ]) {
+      const r = parseEvent(input, ctx);
+      expect(r.ok ? [] : r.issues.map((i) => i.code)).toEqual(['invalid_type']);
+    }
   });
 });

@@ -17,6 +17,12 @@ describe('event metadata: the top level', () => {
     ]);
   });
 
+  it('refuses null when asked directly (parseEvent takes null for none)', () => {
+    expect(checkMetadata(null)).toEqual([
+      { path: 'metadata', code: 'invalid_type', message: 'must be a JSON object' },
+    ]);
+  });
+
   it('takes null metadata for none', () => {
     const r = parseEvent({ service: 's', type: 't', metadata: null }, ctx);
     expect(r.ok && 'metadata' in r.event).toBe(false);
