@@ -70,10 +70,10 @@ export function parseMetadataKeys(raw: string): MetadataKey[] {
   const keys: MetadataKey[] = [];
   entries.forEach((entry, i) => {
     const colon = entry.indexOf(':');
-    const id = colon < 0 ? '' : entry.slice(0, colon);
-    const material = colon < 0 ? '' : entry.slice(colon + 1);
+    if (colon < 0) throw configError(`entry ${i + 1} is not id:base64`);
+    const id = entry.slice(0, colon);
+    const material = entry.slice(colon + 1);
     const where = `entry ${i + 1}${KEY_ID.test(id) ? ` ("${id}")` : ''}`;
-    if (colon < 0) throw configError(`${where} is not id:base64`);
     if (!KEY_ID.test(id)) throw configError(`${where}: the id must be 1–32 of [A-Za-z0-9_-]`);
     if (keys.some((k) => k.id === id)) throw configError(`${where}: the id is used twice`);
     const bytes = BASE64.test(material) ? Buffer.from(material, 'base64') : undefined;

@@ -67,8 +67,6 @@ function issueCode(issue: z.core.$ZodIssue, input: Record<string, unknown>): str
       return 'too_short';
     case 'too_big':
       return 'too_long';
-    case 'unrecognized_keys':
-      return 'unknown_field';
     case 'invalid_format':
       return 'invalid_format';
     case 'custom':
@@ -139,6 +137,8 @@ export function checkMetadata(value: unknown): ValidationIssue[] {
         return;
       }
       for (const key of Object.keys(node)) {
+        // Bad keys are reported here, not by a nested walk: the cap is checked for each.
+        if (issues.length >= EVENT_LIMITS.maxIssues) return;
         const keyPath = `${path}.${key}`;
         if (FORBIDDEN_KEYS.has(key)) {
           issues.push({ path: keyPath, code: 'forbidden_key', message: `key "${key}" is not allowed` });
@@ -156,8 +156,7 @@ export function checkMetadata(value: unknown): ValidationIssue[] {
 
 function checkTimestamp(raw: string, ctx: ValidationContext): { ms: number } | ValidationIssue {
   const ms = Date.parse(raw.charCodeAt(10) === 32 ? `${raw.slice(0, 10)}T${raw.slice(11)}` : raw);
-  // Date.parse rolls 2026-02-31 over to March, so the day is checked against the month.
-  if (Number.isNaN(ms) || !isRealDate(raw)) {
+  if (Number.isNaN(ms) || !dayExists(raw)) {
     return { path: 'timestamp', code: 'invalid_format', message: 'must be an RFC 3339 date-time' };
   }
   if (ms > ctx.now + EVENT_LIMITS.maxFutureSkewMs) {
@@ -171,12 +170,15 @@ function checkTimestamp(raw: string, ctx: ValidationContext): { ms: number } | V
 
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
-/** Whether the `YYYY-MM-DD` that starts `raw` names a day of the calendar. */
-function isRealDate(raw: string): boolean {
+/**
+ * Whether the day of the `YYYY-MM-DD` that starts `raw` exists in its month. Date.parse has
+ * refused months outside 01–12 and days outside 01–31 (illegal values in its format) but takes
+ * 2026-02-31, rolled over to March.
+ */
+function dayExists(raw: string): boolean {
   const year = Number(raw.slice(0, 4));
   const month = Number(raw.slice(5, 7));
   const day = Number(raw.slice(8, 10));
-  if (month < 1 || month > 12 || day < 1) return false;
   const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
   return day <= (month === 2 && leap ? 29 : (DAYS_IN_MONTH[month - 1] as number));
 }
@@ -245,7 +247,8 @@ export function parseEvent(input: unknown, ctx: ValidationContext): ParseResult 
     else issues.push(ts);
   }
   if (raw.metadata != null) issues.push(...checkMetadata(raw.metadata));
-  if (issues.length > 0) return { ok: false, issues };
+  // A timestamp issue and a full list from the metadata would make one too many.
+  if (issues.length > 0) return { ok: false, issues: issues.slice(0, EVENT_LIMITS.maxIssues) };
 
   const event: NormalisedEvent = {
     id: raw.id != null ? raw.id.toLowerCase() : randomUUID(),

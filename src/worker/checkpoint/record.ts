@@ -46,17 +46,19 @@ export interface DecodedSegment {
 }
 
 type Probe = { kind: 'ok'; end: number } | { kind: 'short' } | { kind: 'bad' };
+const SHORT: Probe = { kind: 'short' };
+const BAD: Probe = { kind: 'bad' };
 
 function probe(buf: Buffer, at: number): Probe {
-  if (buf.length - at < RECORD_HEADER_BYTES) return { kind: 'short' };
-  if (buf.readUInt32LE(at) !== RECORD_MAGIC) return { kind: 'bad' };
-  if (crc(buf.subarray(at, at + 8)) !== buf.readUInt32LE(at + 8)) return { kind: 'bad' };
+  if (buf.length - at < RECORD_HEADER_BYTES) return SHORT;
+  if (buf.readUInt32LE(at) !== RECORD_MAGIC) return BAD;
+  if (crc(buf.subarray(at, at + 8)) !== buf.readUInt32LE(at + 8)) return BAD;
   const length = buf.readUInt32LE(at + 4);
-  if (length > MAX_RECORD_BYTES) return { kind: 'bad' };
+  if (length > MAX_RECORD_BYTES) return BAD;
   const end = at + RECORD_HEADER_BYTES + length;
-  if (end > buf.length) return { kind: 'short' };
+  if (end > buf.length) return SHORT;
   const good = crc(buf.subarray(at + RECORD_HEADER_BYTES, end)) === buf.readUInt32LE(at + 12);
-  return good ? { kind: 'ok', end } : { kind: 'bad' };
+  return good ? { kind: 'ok', end } : BAD;
 }
 
 /** The next offset after `from` where a complete, valid record starts, or -1. */
