@@ -18,12 +18,12 @@
 import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { ADMIN_KEY } from '../helpers/env.ts';
+import { ADMIN_KEY, createTestEnv } from '../helpers/env.ts';
 import { freePort, PrivateRedis } from '../helpers/private-servers.ts';
 import { startTributary, type TributaryProcess } from '../helpers/processes.ts';
 import { batchJson, eventJson } from './payload.ts';
 import { cpuSeconds } from './proc.ts';
-import { benchDatabase, runCli } from './tributary-proc.ts';
+import { runCli } from './tributary-proc.ts';
 
 const { values } = parseArgs({
   options: { events: { type: 'string', default: '400000' }, workers: { type: 'string', default: '1,2' } },
@@ -35,19 +35,13 @@ const log = (msg: string) => process.stderr.write(`[capacity] ${msg}\n`);
 const round = (n: number, digits = 0) => Math.round(n * 10 ** digits) / 10 ** digits;
 
 const redisServer = new PrivateRedis(await freePort());
-const db = benchDatabase(`bench_capacity_${process.pid}`);
-const prefix = `bench_capacity_${process.pid}`;
-const env = {
-  DATABASE_URL: db.url,
+const db = createTestEnv();
+const prefix = db.prefix;
+const env = db.env({
   REDIS_URL: redisServer.url,
-  REDIS_PREFIX: prefix,
-  ADMIN_API_KEY: ADMIN_KEY,
-  PORT: '0',
-  HOST: '127.0.0.1',
-  LOG_LEVEL: 'info',
   RETENTION_SCHEDULE: 'off',
   BUFFER_MAX_EVENTS: String(EVENTS * 2),
-};
+});
 
 async function redisInfo(redis: Redis, section: string): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
@@ -168,7 +162,7 @@ async function main(): Promise<void> {
   redisServer.start();
   const redis = new Redis(redisServer.url);
   await runCli(['migrate'], env);
-  const client = new pg.Client({ connectionString: db.url });
+  const client = new pg.Client({ connectionString: db.databaseUrl });
   await client.connect();
   const api = await startTributary('serve', env);
   try {
@@ -215,7 +209,7 @@ async function main(): Promise<void> {
     await client.end();
     redis.disconnect();
     redisServer.destroy();
-    await db.drop();
+    await db.cleanup();
   }
 }
 

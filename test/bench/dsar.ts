@@ -3,8 +3,8 @@
  *
  *   node test/bench/dsar.ts [--rows 1000000]
  *
- * A private database bench_dsar_<pid> gets N events of one subject (~300 bytes each, spread
- * over the last 20 days) plus N/5 of others; a real `serve` process then streams the
+ * A private database (a test database, tributary_test_…) gets N events of one subject
+ * (~300 bytes each, spread over the last 20 days) plus N/5 of others; a real `serve` process then streams the
  * subject's export over HTTP (rows/s, the API's peak RSS, the client reading as fast as it
  * can) and erases the subject (time until GET /v1/dsar/:id says completed). PostgreSQL's
  * COPY out of the same rows is the floor, measured in the same run.
@@ -15,19 +15,19 @@ import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
-import { benchDatabase, runCli, spawnTributary, watchPeakRss } from './tributary-proc.ts';
+import { createTestEnv } from '../helpers/env.ts';
+import { runCli, spawnTributary, watchPeakRss } from './tributary-proc.ts';
 
 const { values } = parseArgs({ options: { rows: { type: 'string', default: '1000000' } } });
 const ROWS = Number(values.rows);
 const KEY = 'bench-admin-key-0123456789abcdef';
 const SUBJECT = 'subject-1';
-const db = benchDatabase(`bench_dsar_${process.pid}`);
-const prefix = `bench_dsar_${process.pid}`;
-const env = { DATABASE_URL: db.url, REDIS_PREFIX: prefix, ADMIN_API_KEY: KEY, PORT: '0', HOST: '127.0.0.1' };
+const db = createTestEnv({ settings: { ADMIN_API_KEY: KEY } });
+const env = db.env();
 
 async function main(): Promise<void> {
   await runCli(['migrate'], env);
-  const client = new pg.Client({ connectionString: db.url });
+  const client = new pg.Client({ connectionString: db.databaseUrl });
   await client.connect();
   const api = spawnTributary(['serve'], { ...env, LOG_LEVEL: 'info' });
   try {
@@ -124,7 +124,7 @@ async function main(): Promise<void> {
     api.kill('SIGKILL');
     await once(api, 'exit').catch(() => {});
     await client.end().catch(() => {});
-    await db.drop();
+    await db.cleanup();
   }
 }
 

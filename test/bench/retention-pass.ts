@@ -4,7 +4,7 @@
  *
  *   node test/bench/retention-pass.ts [--rows 1000000] [--s3]
  *
- * A private database bench_retention_<pid> gets N realistic rows (~300 bytes: message, nested
+ * A private database (a test database, tributary_test_…) gets N realistic rows (~300 bytes: message, nested
  * metadata, user ids) spread over three months that are entirely past a 30-day retention
  * (archived per service and dropped) and 20 % more in the month that is partly past it
  * (archived, then deleted by key in batches). Then `tributary retention` runs as a real
@@ -18,15 +18,16 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { archiveEnv } from '../helpers/archive-reader.ts';
+import { createTestEnv } from '../helpers/env.ts';
 import { startS3Server } from '../helpers/s3-server.ts';
-import { benchDatabase, runCli } from './tributary-proc.ts';
+import { runCli } from './tributary-proc.ts';
 
 const { values } = parseArgs({
   options: { rows: { type: 'string', default: '1000000' }, s3: { type: 'boolean' } },
 });
 const ROWS = Number(values.rows);
-const db = benchDatabase(`bench_retention_${process.pid}`);
-const dbUrl = db.url;
+const db = createTestEnv();
+const dbUrl = db.databaseUrl;
 const tributary = (args: string[], env: Record<string, string>) =>
   runCli(args, { DATABASE_URL: dbUrl, ...env }).then((r) => ({ ...r, peakKb: r.peakMb * 1024 }));
 
@@ -108,7 +109,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
   } finally {
     await client.end().catch(() => {});
-    await db.drop();
+    await db.cleanup();
     await s3?.stop();
     rmSync(work, { recursive: true, force: true });
   }

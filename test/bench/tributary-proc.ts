@@ -1,26 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
-import pg from 'pg';
 import { NODE_FLAGS } from '../helpers/processes.ts';
 
 const MAIN = new URL('../../src/main.ts', import.meta.url).pathname;
-const BASE = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-
-/** A private database for one bench run: its URL and a drop(). */
-export function benchDatabase(name: string): { url: string; drop(): Promise<void> } {
-  const url = new URL(BASE);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    async drop() {
-      const admin = new pg.Client({ connectionString: BASE });
-      await admin.connect();
-      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await admin.end();
-    },
-  };
-}
 
 /** Peak resident set (VmHWM) of a running process, polled every 100 ms; read `peakMb` at the end. */
 export function watchPeakRss(child: ChildProcess): { readonly peakMb: number; stop(): void } {
