@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { archiveEnv, readArchive } from '../helpers/archive-reader.ts';
+import { documentedFetch } from '../helpers/openapi.ts';
 import { cliResult, runTributary, startTributary } from '../helpers/processes.ts';
 import { type S3Server, startS3Server } from '../helpers/s3-server.ts';
 import { call, event, type Stack, startStack, waitFor } from '../helpers/stack.ts';
@@ -189,7 +190,7 @@ describe('data-subject requests', () => {
     const pass = await runTributary(['retention'], env({ RETENTION_DAYS: '60' }));
     expect(pass.code, pass.stderr).toBe(0);
 
-    const res = await fetch(`${stack.url}/v1/users/${subject}/events/export`, {
+    const res = await documentedFetch(`${stack.url}/v1/users/${subject}/events/export`, {
       headers: { 'x-api-key': 'test-admin-key-0123456789abcdef' },
     });
     expect(res.status).toBe(200);

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { documentedFetch } from '../helpers/openapi.ts';
 import { call, event, type Stack, startStack, waitFor } from '../helpers/stack.ts';
 
 let stack: Stack;
@@ -32,6 +33,6 @@ describe('SIGTERM', () => {
   it('the API stops accepting and exits 0', async () => {
     expect((await call(stack.url, '/v1/events', { body: event() })).status).toBe(202);
     expect(await stack.api.stop()).toBe(0);
-    await expect(fetch(`${stack.url}/health/live`)).rejects.toThrow();
+    await expect(documentedFetch(`${stack.url}/health/live`)).rejects.toThrow();
   });
 });
