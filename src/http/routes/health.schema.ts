@@ -11,29 +11,29 @@ export const Check = z
   })
   .openapi('Check');
 
-export const BufferSnapshot = z
-  .strictObject({
-    length: z.number().int().openapi({ description: 'Entries not yet persisted' }),
-    pending: z.number().int().openapi({ description: 'Delivered to a worker, not yet acknowledged' }),
-    lag: z.number().int().openapi({ description: 'Not yet delivered to any worker' }),
-    maxEvents: z.number().int(),
-    utilisation: z.number().openapi({ description: 'length / maxEvents' }),
-    memoryRatio: z
-      .number()
-      .nullable()
-      .openapi({ description: 'used_memory / maxmemory; null without maxmemory' }),
-    deadLetters: z.number().int(),
-    backpressure: z.boolean(),
-    partitions: z.array(
-      z.strictObject({
-        partition: z.number().int(),
-        length: z.number().int(),
-        pending: z.number().int(),
-        lag: z.number().int().nullable(),
-      }),
-    ),
-  })
-  .openapi('BufferSnapshot');
+const bufferShape = {
+  length: z.number().int().openapi({ description: 'Entries not yet persisted' }),
+  pending: z.number().int().openapi({ description: 'Delivered to a worker, not yet acknowledged' }),
+  lag: z.number().int().openapi({ description: 'Not yet delivered to any worker' }),
+  maxEvents: z.number().int(),
+  utilisation: z.number().openapi({ description: 'length / maxEvents' }),
+  memoryRatio: z
+    .number()
+    .nullable()
+    .openapi({ description: 'used_memory / maxmemory; null without maxmemory' }),
+  deadLetters: z.number().int(),
+  backpressure: z.boolean(),
+  partitions: z.array(
+    z.strictObject({
+      partition: z.number().int(),
+      length: z.number().int(),
+      pending: z.number().int(),
+      lag: z.number().int().nullable(),
+    }),
+  ),
+};
+
+export const BufferSnapshot = z.strictObject(bufferShape).openapi('BufferSnapshot');
 
 const Breaker = z.enum(['closed', 'half-open', 'open']);
 
@@ -154,7 +154,10 @@ export const ready = createRoute({
 export const bufferHealth = createRoute({
   ...operation('/health/buffer', 'bufferHealth', 'Buffer length, pending, lag, utilisation, dead letters'),
   responses: {
-    200: { description: 'The buffer', content: json(BufferSnapshot.extend({ status: z.literal('ok') })) },
+    200: {
+      description: 'The buffer',
+      content: json(z.strictObject({ status: z.literal('ok'), ...bufferShape })),
+    },
     503: { description: 'Redis does not answer', content: json(Unavailable) },
     ...ELSEWHERE,
   },
