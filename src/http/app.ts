@@ -1,4 +1,4 @@
-import { Hono } from 'hono';
+import type { OpenAPIHono } from '@hono/zod-openapi';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { DeadLetterStream } from '../buffer/dead-letter.ts';
@@ -16,7 +16,7 @@ import { appendAudit } from '../store/audit.repo.ts';
 import type { Db } from '../store/db.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { AppEnv } from './env.ts';
-import { ApiError, errorResponse } from './errors.ts';
+import { ApiError, errorResponse, toApiError } from './errors.ts';
 import type { KeyResolver } from './key-resolver.ts';
 import { auditTrail } from './middleware/audit.ts';
 import { authenticate } from './middleware/auth.ts';
@@ -24,8 +24,10 @@ import { splitListeners } from './middleware/listener.ts';
 import { type RateLimiter, rateLimit } from './middleware/rate-limit.ts';
 import { requestContext, requestLogger } from './middleware/request-context.ts';
 import { apiSecureHeaders } from './middleware/security-headers.ts';
+import { createRouter, registerSecuritySchemes } from './openapi.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { auditRoutes } from './routes/audit.ts';
+import { registerDocument } from './routes/document.ts';
 import { dsarRoutes } from './routes/dsar.ts';
 import { eventRoutes } from './routes/events.ts';
 import { healthRoutes } from './routes/health.ts';
@@ -62,9 +64,13 @@ export interface AppDeps {
   cipher?: MetadataCipher | undefined;
 }
 
-/** The whole HTTP API as a Hono app (no server attached). */
-export function createApp(deps: AppDeps): Hono<AppEnv> {
-  const app = new Hono<AppEnv>();
+/**
+ * The whole HTTP API as a Hono app (no server attached). Its routes are declared with
+ * `@hono/zod-openapi`, so `/openapi.json` describes exactly what it serves.
+ */
+export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
+  const app = createRouter();
+  registerSecuritySchemes(app);
   app.use('*', requestContext(deps.logger, deps.metrics));
   app.use('*', apiSecureHeaders(deps.config.TLS_CERT_FILE !== undefined));
   // Before authentication, so refused calls are recorded too; before the listener
@@ -92,15 +98,19 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.route('/', adminRoutes(deps));
   app.route('/', auditRoutes(deps));
   app.route('/', dsarRoutes(deps));
+  registerDocument(app);
 
   app.notFound((c) =>
     errorResponse(c, new ApiError('not_found', 404, `no route for ${c.req.method} ${c.req.path}`)),
   );
+  // The one error path: ApiErrors as they are, zod refusals as the route's 400, the rest a
+  // logged 500 (ApiErrors are the API's own answers: a 503 is logged where it is decided).
   app.onError((err, c) => {
-    if (err instanceof ApiError) return errorResponse(c, err);
-    const log = requestLogger(c, deps.logger);
-    log.error({ err }, 'unhandled error');
-    return errorResponse(c, new ApiError('internal', 500, 'internal error'));
+    const answer = toApiError(err, c);
+    if (answer.status >= 500 && !(err instanceof ApiError)) {
+      requestLogger(c, deps.logger).error({ err }, 'unhandled error');
+    }
+    return errorResponse(c, answer);
   });
   return app;
 }

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import type { InvalidInput } from './errors.ts';
 import type { Principal } from './key-resolver.ts';
 
 /** Hono context variables set by the middleware. */
@@ -12,5 +13,7 @@ export interface AppEnv {
     logger: Logger | undefined;
     baseLogger: Logger;
     principal: Principal;
+    /** The code and message of this route's `400` for input zod refuses (`invalidInput`). */
+    invalidInput: InvalidInput | undefined;
   };
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_KEY } from '../helpers/env.ts';
+import { documentedFetch } from '../helpers/openapi.ts';
 import { type Stack, startStack } from '../helpers/stack.ts';
 
 const ROWS = Number(process.env.EXPORT_ROWS ?? 1_000_000);
@@ -34,7 +35,7 @@ describe('export of a subject with 1,000,000 events', () => {
     const sampler = setInterval(() => {
       peak = Math.max(peak, rssMb(pid));
     }, 100);
-    const res = await fetch(`${stack.url}/v1/users/big-subject/events/export`, {
+    const res = await documentedFetch(`${stack.url}/v1/users/big-subject/events/export`, {
       headers: { 'x-api-key': ADMIN_KEY },
     });
     expect(res.status).toBe(200);

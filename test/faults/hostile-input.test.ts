@@ -4,6 +4,7 @@ import { connect } from 'node:net';
 import { createGzip, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_KEY } from '../helpers/env.ts';
+import { checkResponse } from '../helpers/openapi.ts';
 import {
   type ApiResponse,
   call,
@@ -631,7 +632,7 @@ function rawExchange(
   opts: { trickle?: string; everyMs?: number; giveUpMs: number },
 ): Promise<RawExchange> {
   const { hostname, port } = new URL(stack.url);
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     const started = performance.now();
     const since = () => Math.round(performance.now() - started);
     let text = '';
@@ -652,12 +653,23 @@ function rawExchange(
       clearTimeout(giveUp);
       socket.destroy();
       const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
-      const body = text.split('\r\n\r\n')[1] ?? '';
+      const [responseHead = '', body = ''] = text.split('\r\n\r\n');
       let json: unknown;
       try {
         json = body ? JSON.parse(body) : undefined;
       } catch {
         json = undefined;
+      }
+      if (status !== 0) {
+        // Checked like every other answer: the document must describe it.
+        const [method = '', path = ''] = head.split(' ');
+        const contentType = /^content-type:\s*(.+)$/im.exec(responseHead)?.[1]?.trim() ?? null;
+        try {
+          checkResponse({ method, path, status, contentType, text: body });
+        } catch (err) {
+          reject(err);
+          return;
+        }
       }
       resolve({ status, json, text, firstByteMs, closeMs: since(), closedByServer, bytesTrickled });
     };

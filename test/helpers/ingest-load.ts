@@ -1,3 +1,4 @@
+import { UndocumentedResponse } from './openapi.ts';
 import { call, event } from './stack.ts';
 import { sleep } from './wait.ts';
 
@@ -176,7 +177,9 @@ export class IngestLoad {
         code: res.body?.error?.code,
       };
       if (res.status === 202) ids = single ? [res.body.id] : res.body.ids;
-    } catch {
+    } catch (err) {
+      // An answer the OpenAPI document does not describe breaks the contract too.
+      if (err instanceof UndocumentedResponse) this.anomalies.push(err.message);
       exchange = {
         sentAt,
         doneAt: Date.now(),

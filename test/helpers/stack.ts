@@ -1,6 +1,7 @@
 import { gzipSync } from 'node:zlib';
 import { expect } from 'vitest';
 import { ADMIN_KEY, createTestEnv, type TestEnv } from './env.ts';
+import { checkResponse } from './openapi.ts';
 import type { TributaryProcess } from './processes.ts';
 
 // waitFor lived here; the tests import it from either module.
@@ -67,7 +68,10 @@ export interface ApiResponse {
   body: any;
 }
 
-/** One HTTP call to the API; JSON in, JSON (or text) out. */
+/**
+ * One HTTP call to the API; JSON in, JSON (or text) out. The response is checked against
+ * the OpenAPI document: an undocumented status or body throws `UndocumentedResponse`.
+ */
 export async function call(baseUrl: string, path: string, opts: RequestOptions = {}): Promise<ApiResponse> {
   const headers: Record<string, string> = { ...opts.headers };
   const key = opts.key === undefined ? ADMIN_KEY : opts.key;
@@ -80,12 +84,14 @@ export async function call(baseUrl: string, path: string, opts: RequestOptions =
     body = gzipSync(body);
     headers['content-encoding'] = 'gzip';
   }
+  const method = opts.method ?? (body !== undefined ? 'POST' : 'GET');
   const res = await fetch(`${baseUrl}${path}`, {
-    method: opts.method ?? (body !== undefined ? 'POST' : 'GET'),
+    method,
     headers,
     body: body as string | Uint8Array<ArrayBuffer> | undefined,
   });
   const text = await res.text();
+  checkResponse({ method, path, status: res.status, contentType: res.headers.get('content-type'), text });
   let parsed: unknown = text;
   try {
     parsed = text ? JSON.parse(text) : null;

@@ -1,6 +1,7 @@
 import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_KEY, createTestEnv, type TestEnv } from '../helpers/env.ts';
+import { documentedFetch } from '../helpers/openapi.ts';
 import { runTributary, startTributary, type TributaryProcess } from '../helpers/processes.ts';
 import { event, waitFor } from '../helpers/stack.ts';
 
@@ -40,7 +41,7 @@ function post(body: unknown): Promise<number> {
 }
 
 const accepted = async (): Promise<number> => {
-  const text = await (await fetch(`${serve.url}/metrics`)).text();
+  const text = await (await documentedFetch(`${serve.url}/metrics`)).text();
   return Number(/^tributary_events_accepted_total (\d+)/m.exec(text)?.[1] ?? Number.NaN);
 };
 

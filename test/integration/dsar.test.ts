@@ -1,6 +1,7 @@
 import { describe, expect } from 'vitest';
 import { readArchive } from '../helpers/archive-reader.ts';
 import { archiveStackTest } from '../helpers/fixtures.ts';
+import { documentedFetch } from '../helpers/openapi.ts';
 import { cliResult, runTributary, startTributary } from '../helpers/processes.ts';
 import { call, event, type Stack, waitFor } from '../helpers/stack.ts';
 import { waitUntilStored } from '../helpers/stored-once.ts';
@@ -160,7 +161,7 @@ describe('data-subject requests', () => {
     const pass = await runTributary(['retention'], stack.env.env({ RETENTION_DAYS: '60' }));
     expect(pass.code, pass.stderr).toBe(0);
 
-    const res = await fetch(`${stack.url}/v1/users/${subject}/events/export`, {
+    const res = await documentedFetch(`${stack.url}/v1/users/${subject}/events/export`, {
       headers: { 'x-api-key': 'test-admin-key-0123456789abcdef' },
     });
     expect(res.status).toBe(200);

@@ -1,5 +1,6 @@
 import { describe, expect } from 'vitest';
 import { stackTest } from '../helpers/fixtures.ts';
+import { documentedFetch } from '../helpers/openapi.ts';
 import { startTributary, type TributaryProcess } from '../helpers/processes.ts';
 import { call, event, type Stack, waitFor } from '../helpers/stack.ts';
 import { countRows } from '../helpers/stored-once.ts';
@@ -71,7 +72,7 @@ describe('SIGTERM', () => {
   test('the API stops accepting and exits 0', async ({ stack }) => {
     expect((await call(stack.url, '/v1/events', { body: event() })).status).toBe(202);
     expect(await stack.api.stop()).toBe(0);
-    await expect(fetch(`${stack.url}/health/live`)).rejects.toThrow();
+    await expect(documentedFetch(`${stack.url}/health/live`)).rejects.toThrow();
   });
 });
 

@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { createTestEnv } from '../helpers/env.ts';
+import { documentedFetch } from '../helpers/openapi.ts';
 import { freePort, PrivateRedis } from '../helpers/private-servers.ts';
 import { runTributary, startTributary, type TributaryProcess } from '../helpers/processes.ts';
 import { call, event, waitFor } from '../helpers/stack.ts';
@@ -49,7 +50,7 @@ describe('health', () => {
     const all = await call(api.url, '/health', { key: null });
     expect(all.body.status).toBe('ok');
     await worker.stop();
-    const metrics = await fetch(`${api.url}/metrics`).then((r) => r.text());
+    const metrics = await documentedFetch(`${api.url}/metrics`).then((r) => r.text());
     expect(metrics).toContain('tributary_http_request_duration_seconds');
     expect(metrics).toContain('tributary_events_received_total');
     await api.stop();
@@ -74,7 +75,7 @@ describe('backpressure', () => {
     expect(full.backpressure).toBe(true);
     // The same picture on /metrics: one length per partition, summing to what is buffered
     // (the 60, and the single events accepted before the flag was refreshed).
-    const scraped = await fetch(`${api.url}/metrics`).then((r) => r.text());
+    const scraped = await documentedFetch(`${api.url}/metrics`).then((r) => r.text());
     const lengths = [...scraped.matchAll(/^tributary_buffer_length\{partition="(\d+)"\} (\d+)$/gm)];
     expect(lengths).toHaveLength(8);
     expect(lengths.reduce((a, m) => a + Number(m[2]), 0)).toBe(full.length);

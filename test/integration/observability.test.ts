@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_KEY, createTestEnv, type TestEnv } from '../helpers/env.ts';
+import { documentedFetch } from '../helpers/openapi.ts';
 import { freePort } from '../helpers/private-servers.ts';
 import { runTributary, startTributary, type TributaryProcess } from '../helpers/processes.ts';
 import { call, event, waitFor } from '../helpers/stack.ts';
@@ -63,7 +64,7 @@ function referencedMetrics(): Set<string> {
 
 describe('metrics, alert rules and dashboards agree', () => {
   it('every metric the dashboards and alert rules use is exported by the API or the worker', async () => {
-    const apiText = await (await fetch(`${api.url}/metrics`)).text();
+    const apiText = await (await documentedFetch(`${api.url}/metrics`)).text();
     const workerText = await (await fetch(workerMetricsUrl)).text();
     const exported = new Set([...families(apiText), ...families(workerText)]);
     const referenced = referencedMetrics();
@@ -81,7 +82,7 @@ describe('metrics, alert rules and dashboards agree', () => {
   it('the API reports the live workers and the count to scale them to', async () => {
     // Sampled every 5 s: one worker runs and the buffer is drained, so one is enough.
     const text = await waitFor(async () => {
-      const t = await (await fetch(`${api.url}/metrics`)).text();
+      const t = await (await documentedFetch(`${api.url}/metrics`)).text();
       return /^tributary_workers_live 1$/m.test(t) ? t : undefined;
     }, 15_000);
     expect(text).toMatch(/^tributary_workers_recommended 1$/m);

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_KEY, createTestEnv, type TestEnv } from '../helpers/env.ts';
+import { checkResponse } from '../helpers/openapi.ts';
 import { runTributary, startTributary } from '../helpers/processes.ts';
 
 let env: TestEnv;
@@ -43,11 +44,12 @@ interface Reply {
 function send(url: string, opts: { method?: string; key?: string; body?: unknown } = {}): Promise<Reply> {
   const https = url.startsWith('https:');
   const body = opts.body === undefined ? undefined : JSON.stringify(opts.body);
+  const method = opts.method ?? (body ? 'POST' : 'GET');
   return new Promise((resolve, reject) => {
     const req = (https ? httpsRequest : httpRequest)(
       url,
       {
-        method: opts.method ?? (body ? 'POST' : 'GET'),
+        method,
         agent: false,
         headers: {
           ...(opts.key ? { 'x-api-key': opts.key } : {}),
@@ -60,7 +62,18 @@ function send(url: string, opts: { method?: string; key?: string; body?: unknown
         res.setEncoding('utf8').on('data', (c: string) => {
           text += c;
         });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+        res.on('end', () => {
+          const status = res.statusCode ?? 0;
+          try {
+            const { pathname, search } = new URL(url);
+            const contentType = res.headers['content-type'] ?? null;
+            checkResponse({ method, path: `${pathname}${search}`, status, contentType, text });
+          } catch (err) {
+            reject(err);
+            return;
+          }
+          resolve({ status, headers: res.headers, body: text });
+        });
       },
     );
     req.on('error', reject);

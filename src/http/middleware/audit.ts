@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import type { AuditOutcome, AuditRecord } from '../../store/audit.repo.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
 import type { AppEnv } from '../env.ts';
-import { ApiError } from '../errors.ts';
+import { toApiError } from '../errors.ts';
 
 /** Admin and compliance calls: every request under these is written to `audit_log`. */
 export const AUDITED_PATHS = /^\/v1\/(?:admin|users|dsar)(?:\/|$)/;
@@ -70,10 +70,9 @@ function matchedRoute(c: Context<AppEnv>): { pattern: string; target: string | n
   return undefined;
 }
 
-/** The `code` of an error response: thrown as an ApiError, or returned as the contract's body. */
+/** The `code` of an error response: thrown (as `app.onError` answered it), or returned as the contract's body. */
 async function errorCode(c: Context<AppEnv>): Promise<string | undefined> {
-  if (c.error instanceof ApiError) return c.error.code;
-  if (c.error) return 'internal';
+  if (c.error) return toApiError(c.error, c).code;
   if (c.res.status < 400 || !c.res.headers.get('content-type')?.includes('json')) return undefined;
   try {
     const body = (await c.res.clone().json()) as { error?: { code?: unknown } } | null;

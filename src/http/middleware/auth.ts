@@ -1,7 +1,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import type { Scope } from '../../store/api-keys.repo.ts';
 import type { AppEnv } from '../env.ts';
-import { ApiError } from '../errors.ts';
+import { ApiError, errors, withDb } from '../errors.ts';
 import type { KeyResolver, Principal } from '../key-resolver.ts';
 
 function presentedKey(header: (name: string) => string | undefined): string | undefined {
@@ -18,14 +18,8 @@ async function principalOf(c: Context<AppEnv>, resolver: KeyResolver): Promise<P
   if (known) return known;
   const key = presentedKey((n) => c.req.header(n));
   if (!key) throw new ApiError('unauthorized', 401, 'missing API key (x-api-key or Authorization: Bearer)');
-  let principal: Principal | null;
-  try {
-    principal = await resolver.resolve(key);
-  } catch {
-    throw new ApiError('auth_unavailable', 503, 'cannot verify the API key right now; retry later', {
-      retryAfter: 5,
-    });
-  }
+  // Only an unreachable database is a 503 (`auth_unavailable`); any other failure is a 500.
+  const principal = await withDb(() => resolver.resolve(key), errors.authUnavailable);
   if (!principal) throw new ApiError('unauthorized', 401, 'unknown, revoked or expired API key');
   c.set('principal', principal);
   return principal;

@@ -1,24 +1,27 @@
-import { Hono } from 'hono';
-import { z } from 'zod';
-import { BufferFullError } from '../../buffer/errors.ts';
+import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
 import type { BufferMonitor } from '../../buffer/monitor.ts';
 import type { BufferedEvent, EnqueueOutcome, EventProducer } from '../../buffer/producer.ts';
 import type { MetadataCipher } from '../../compliance/metadata-cipher.ts';
 import type { SubjectRegistry } from '../../compliance/subjects.ts';
 import type { Config } from '../../config.ts';
 import { maxRetentionDays } from '../../config.ts';
-import { type NormalisedEvent, parseEvent, type ValidationContext } from '../../events/event.schema.ts';
+import {
+  eventShape,
+  type NormalisedEvent,
+  parseEvent,
+  type ValidationContext,
+} from '../../events/event.schema.ts';
 import { EVENT_LIMITS } from '../../events/limits.ts';
 import type { Db } from '../../store/db.ts';
-import { classifyDbError } from '../../store/errors.ts';
-import { decodeCursor, queryEvents } from '../../store/events.repo.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
 import { currentTraceparent, getTracer, inSpan, SpanKind } from '../../telemetry/tracing.ts';
 import { bodyKind, parseJson, readBody } from '../body.ts';
 import type { AppEnv } from '../env.ts';
-import { ApiError, errors } from '../errors.ts';
+import { ApiError, errors, withBuffer } from '../errors.ts';
 import type { KeyResolver } from '../key-resolver.ts';
 import { requireScope } from '../middleware/auth.ts';
+import { createRouter, errorResponses, handReadSchema, json, needs, V1_ERRORS } from '../openapi.ts';
+import { registerEventQuery } from './events-query.ts';
 
 export interface EventRoutesDeps {
   config: Pick<Config, 'MAX_BODY_BYTES' | 'RETENTION_DAYS' | 'RETENTION_BY_SERVICE'>;
@@ -33,32 +36,134 @@ export interface EventRoutesDeps {
   metrics: Metrics;
 }
 
-interface Rejection {
-  index: number;
-  code: string;
-  message: string;
-  details?: { path: string; code: string; message: string }[];
-}
+// ---- Declarations -------------------------------------------------------------------------
 
-const isoDate = z
-  .string()
-  .refine((s) => !Number.isNaN(Date.parse(s)), 'must be an RFC 3339 date-time')
-  .transform((s) => new Date(s));
+/** One event as a client sends it (ARCHITECTURE §3 "Event"); parsed by `parseEvent`. */
+const EVENT_INPUT = handReadSchema(
+  eventShape.extend({ metadata: z.record(z.string(), z.unknown()).nullish() }),
+);
+const eventInputRef = { $ref: '#/components/schemas/EventInput' };
 
-const listQuery = z.strictObject({
-  service: z.string().min(1).max(64).optional(),
-  type: z.string().min(1).max(128).optional(),
-  userId: z.string().min(1).max(256).optional(),
-  from: isoDate.optional(),
-  to: isoDate.optional(),
-  limit: z.coerce.number().int().min(1).max(1000).default(100),
-  cursor: z.string().max(200).optional(),
+const Id = z.guid().openapi({ description: 'The event id (the idempotency key)' });
+
+export const IngestResult = z
+  .union([
+    z.strictObject({ id: Id, status: z.enum(['accepted', 'duplicate']) }),
+    z.strictObject({ id: Id, status: z.literal('skipped'), reason: z.literal('user_opt_out') }),
+  ])
+  .openapi('IngestResult');
+export type IngestResult = z.infer<typeof IngestResult>;
+
+const Rejection = z.strictObject({
+  index: z.number().int().min(0),
+  code: z.string(),
+  message: z.string(),
+  details: z.array(z.strictObject({ path: z.string(), code: z.string(), message: z.string() })).optional(),
+});
+type Rejection = z.infer<typeof Rejection>;
+
+export const BatchResult = z
+  .strictObject({
+    accepted: z.number().int().min(0),
+    duplicates: z.number().int().min(0),
+    skipped: z.number().int().min(0),
+    ids: z.array(Id).openapi({ description: 'In request order: every event now stored or buffered' }),
+    rejected: z.array(Rejection),
+  })
+  .openapi('BatchResult');
+export type BatchResult = z.infer<typeof BatchResult>;
+
+const INGEST_ERRORS = [400, 413, 415, ...V1_ERRORS] as const;
+
+export const ingestOne = createRoute({
+  method: 'post',
+  path: '/v1/events',
+  operationId: 'ingestEvent',
+  tags: ['events'],
+  summary: 'Ingest one event',
+  description: 'A `202` means the event is in the buffer. Accepts `Content-Encoding: gzip`.',
+  security: needs('ingest'),
+  request: { body: { required: true, content: { 'application/json': { schema: eventInputRef } } } },
+  responses: {
+    202: {
+      description: 'Accepted, a duplicate of an id seen recently, or skipped (opted-out subject)',
+      content: json(IngestResult),
+    },
+    ...errorResponses(INGEST_ERRORS, {
+      400: '`invalid_event` with `details`, `invalid_json`, `incomplete_body`',
+      429: 'Also `backpressure` while the buffer is over its high-water mark',
+      503: 'Also `buffer_unavailable`',
+    }),
+  },
 });
 
+export const ingestBatch = createRoute({
+  method: 'post',
+  path: '/v1/events/batch',
+  operationId: 'ingestBatch',
+  tags: ['events'],
+  summary: 'Ingest a batch of events',
+  description: `Up to ${EVENT_LIMITS.maxBatchEvents} events, as \`{"events":[…]}\` or NDJSON; valid events are accepted even when others are rejected. Accepts \`Content-Encoding: gzip\`.`,
+  security: needs('ingest'),
+  request: {
+    body: {
+      required: true,
+      content: {
+        'application/json': {
+          schema: {
+            type: 'object',
+            properties: {
+              events: {
+                type: 'array',
+                items: eventInputRef,
+                minItems: 1,
+                maxItems: EVENT_LIMITS.maxBatchEvents,
+              },
+            },
+            required: ['events'],
+            additionalProperties: false,
+          },
+        },
+        'application/x-ndjson': {
+          schema: {
+            type: 'string',
+            description: 'One event (EventInput) per line; a line that is not JSON is rejected on its own',
+          },
+        },
+      },
+    },
+  },
+  responses: {
+    202: {
+      description: 'Every event accepted, a duplicate, skipped or rejected',
+      content: json(BatchResult),
+    },
+    ...errorResponses(INGEST_ERRORS, {
+      400: '`invalid_batch`, `invalid_json`, `incomplete_body`',
+      413: 'Also `batch_too_large`',
+      429: 'Also `backpressure` while the buffer is over its high-water mark',
+      503: 'Also `buffer_unavailable`',
+    }),
+  },
+});
+
+// ---- Handlers -----------------------------------------------------------------------------
+
 /** `POST /v1/events`, `POST /v1/events/batch`, `GET /v1/events`. */
-export function eventRoutes(deps: EventRoutesDeps): Hono<AppEnv> {
+export function eventRoutes(deps: EventRoutesDeps): OpenAPIHono<AppEnv> {
+  const app = createRouter();
+  app.openAPIRegistry.registerComponent('schemas', 'EventInput', EVENT_INPUT);
+  registerIngest(app, deps);
+  registerEventQuery(app, deps);
+  return app;
+}
+
+/**
+ * The two ingest handlers, written by hand: they read raw bodies (gzip, NDJSON, limits), so
+ * their declarations carry no zod validator.
+ */
+function registerIngest(app: OpenAPIHono<AppEnv>, deps: EventRoutesDeps): void {
   const { config, producer, monitor, metrics } = deps;
-  const app = new Hono<AppEnv>();
   const maxAgeMs = maxRetentionDays(config) * 86_400_000;
   const context = (): ValidationContext => ({ now: Date.now(), maxAgeMs });
   // Undefined unless some metadata key is configured, so ingest pays nothing otherwise.
@@ -76,15 +181,12 @@ export function eventRoutes(deps: EventRoutesDeps): Hono<AppEnv> {
     );
   const enqueueNow = async (items: BufferedEvent[]): Promise<EnqueueOutcome[]> => {
     try {
-      const outcomes = await producer.enqueue(items);
+      const outcomes = await withBuffer(() => producer.enqueue(items));
       for (const o of outcomes) (o === 'accepted' ? metrics.eventsAccepted : metrics.eventsDuplicate).inc();
       return outcomes;
     } catch (err) {
-      metrics.eventsRejected.inc(
-        { reason: err instanceof BufferFullError ? 'backpressure' : 'buffer_unavailable' },
-        items.length,
-      );
-      throw err instanceof BufferFullError ? errors.backpressure() : errors.bufferUnavailable();
+      metrics.eventsRejected.inc({ reason: err instanceof ApiError ? err.code : 'internal' }, items.length);
+      throw err;
     }
   };
 
@@ -95,7 +197,7 @@ export function eventRoutes(deps: EventRoutesDeps): Hono<AppEnv> {
     }
   };
 
-  app.post('/v1/events', requireScope(deps.keys, 'ingest'), async (c) => {
+  app.openapi({ ...ingestOne, middleware: [requireScope(deps.keys, 'ingest')] }, async (c) => {
     bodyKind(c, ['json']);
     const input = parseJson(await readBody(c, config.MAX_BODY_BYTES));
     metrics.eventsReceived.inc();
@@ -108,7 +210,7 @@ export function eventRoutes(deps: EventRoutesDeps): Hono<AppEnv> {
     }
     if (deps.subjects?.isOptedOut(result.event.userId)) {
       metrics.eventsSkipped.inc({ reason: 'user_opt_out' });
-      return c.json({ id: result.event.id, status: 'skipped', reason: 'user_opt_out' }, 202);
+      return c.json({ id: result.event.id, status: 'skipped', reason: 'user_opt_out' } as const, 202);
     }
     refuseWhenFull(1);
     const { event, json } = sealer ? sealer.sealEvent(result) : result;
@@ -116,7 +218,7 @@ export function eventRoutes(deps: EventRoutesDeps): Hono<AppEnv> {
     return c.json({ id: result.event.id, status: outcome ?? 'accepted' }, 202);
   });
 
-  app.post('/v1/events/batch', requireScope(deps.keys, 'ingest'), async (c) => {
+  app.openapi({ ...ingestBatch, middleware: [requireScope(deps.keys, 'ingest')] }, async (c) => {
     const kind = bodyKind(c, ['json', 'ndjson']);
     const text = await readBody(c, config.MAX_BODY_BYTES);
     const rejected: Rejection[] = [];
@@ -167,37 +269,6 @@ export function eventRoutes(deps: EventRoutesDeps): Hono<AppEnv> {
       202,
     );
   });
-
-  app.get('/v1/events', requireScope(deps.keys, 'read'), async (c) => {
-    const parsed = listQuery.safeParse(c.req.query());
-    if (!parsed.success) {
-      throw new ApiError('invalid_query', 400, 'invalid query parameters', {
-        details: parsed.error.issues.map((i) => ({
-          path: i.path.join('.'),
-          code: i.code,
-          message: i.message,
-        })),
-      });
-    }
-    const { cursor, ...q } = parsed.data;
-    const after = cursor !== undefined ? decodeCursor(cursor) : undefined;
-    if (cursor !== undefined && !after) {
-      throw new ApiError('invalid_query', 400, 'invalid query parameters', {
-        details: [{ path: 'cursor', code: 'invalid_cursor', message: 'not a cursor returned by this API' }],
-      });
-    }
-    try {
-      const page = await queryEvents(deps.db, after ? { ...q, after } : q);
-      const cipher = deps.cipher;
-      const rows = cipher ? page.rows.map((r) => ({ ...r, metadata: cipher.open(r.metadata) })) : page.rows;
-      return c.json({ events: rows, nextCursor: page.cursor ?? null });
-    } catch (err) {
-      if (classifyDbError(err) === 'unavailable') throw errors.databaseUnavailable();
-      throw err;
-    }
-  });
-
-  return app;
 }
 
 function batchFromJson(text: string): { index: number; value: unknown }[] {

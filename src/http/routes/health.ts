@@ -1,4 +1,4 @@
-import { Hono } from 'hono';
+import type { OpenAPIHono } from '@hono/zod-openapi';
 import type pg from 'pg';
 import type { BufferMonitor } from '../../buffer/monitor.ts';
 import type { RedisLike } from '../../buffer/redis-client.ts';
@@ -8,6 +8,17 @@ import { ping } from '../../store/health.repo.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
 import { metricsSource } from '../api-cluster.ts';
 import type { AppEnv } from '../env.ts';
+import { createRouter } from '../openapi.ts';
+import {
+  bufferHealth,
+  businessHealth,
+  databaseHealth,
+  health,
+  live,
+  metrics as metricsRoute,
+  ready,
+  type WorkersSummary,
+} from './health.schema.ts';
 
 export interface HealthRoutesDeps {
   redis: RedisLike;
@@ -44,6 +55,8 @@ async function timed(fn: () => Promise<unknown>): Promise<Check> {
   }
 }
 
+const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
 /** Every live worker's breaker and checkpoint, and the worst of them. */
 function workersSummary(workers: WorkerStatus[] | null) {
   if (!workers) return { circuitBreaker: 'unknown', checkpoint: null, workers: null };
@@ -65,42 +78,46 @@ function workersSummary(workers: WorkerStatus[] | null) {
  * the API still accepts events (the buffer absorbs them), so it must stay in the load
  * balancer; the database state is reported, not failed on.
  */
-export function healthRoutes(deps: HealthRoutesDeps): Hono<AppEnv> {
-  const app = new Hono<AppEnv>();
+export function healthRoutes(deps: HealthRoutesDeps): OpenAPIHono<AppEnv> {
+  const app = createRouter();
   const redisCheck = () => timed(() => deps.redis.ping());
   const databaseCheck = () => timed(() => ping(deps.pool));
 
-  app.get('/health/live', (c) => c.json({ status: 'ok' }));
+  app.openapi(live, (c) => c.json({ status: 'ok' as const }, 200));
 
-  app.get('/health/ready', async (c) => {
+  app.openapi(ready, async (c) => {
     const [redis, database] = await Promise.all([redisCheck(), databaseCheck()]);
     const ready = redis.ok;
-    const status = ready ? (database.ok ? 'ok' : 'degraded') : 'unavailable';
+    const status = ready ? (database.ok ? ('ok' as const) : ('degraded' as const)) : ('unavailable' as const);
     return c.json({ status, checks: { redis, database } }, ready ? 200 : 503);
   });
 
-  app.get('/health/buffer', async (c) => {
+  app.openapi(bufferHealth, async (c) => {
     try {
-      return c.json({ status: 'ok', ...(await deps.monitor.snapshot()) });
+      return c.json({ status: 'ok' as const, ...(await deps.monitor.snapshot()) }, 200);
     } catch (err) {
-      return c.json({ status: 'unavailable', error: err instanceof Error ? err.message : String(err) }, 503);
+      return c.json({ status: 'unavailable' as const, error: errorText(err) }, 503);
     }
   });
 
   // Up only when this process reaches PostgreSQL, no worker's breaker is open and every
   // checkpoint accepts writes (a failed one needs an operator: see the README).
-  app.get('/health/database', async (c) => {
+  app.openapi(databaseHealth, async (c) => {
     const [database, workers] = await Promise.all([databaseCheck(), deps.workers.live().catch(() => null)]);
-    const summary = workersSummary(workers);
+    const summary = workersSummary(workers) as WorkersSummary;
     const failed = (summary.checkpoint?.failed.length ?? 0) > 0;
     const breakerOpen = summary.circuitBreaker === 'open' || summary.circuitBreaker === 'half-open';
-    const status = failed ? 'checkpoint_failed' : !database.ok || breakerOpen ? 'down' : 'up';
+    const status = failed
+      ? ('checkpoint_failed' as const)
+      : !database.ok || breakerOpen
+        ? ('down' as const)
+        : ('up' as const);
     return c.json({ status, ...database, ...summary }, status === 'up' ? 200 : 503);
   });
 
   // Computed at most once a minute per process, whatever the polling rate.
   let business: { at: number; summary: Promise<BusinessSummary> } | undefined;
-  app.get('/health/business', async (c) => {
+  app.openapi(businessHealth, async (c) => {
     if (!business || Date.now() - business.at > BUSINESS_TTL_MS) {
       const summary = businessSummary(deps.pool);
       business = { at: Date.now(), summary };
@@ -109,40 +126,42 @@ export function healthRoutes(deps: HealthRoutesDeps): Hono<AppEnv> {
       });
     }
     try {
-      return c.json({
-        status: 'ok',
-        window: '24h',
-        cachedForS: BUSINESS_TTL_MS / 1000,
-        ...(await business.summary),
-      });
+      return c.json(
+        {
+          status: 'ok' as const,
+          window: '24h' as const,
+          cachedForS: BUSINESS_TTL_MS / 1000,
+          ...(await business.summary),
+        },
+        200,
+      );
     } catch (err) {
-      return c.json({ status: 'unavailable', error: err instanceof Error ? err.message : String(err) }, 503);
+      return c.json({ status: 'unavailable' as const, error: errorText(err) }, 503);
     }
   });
 
-  app.get('/health', async (c) => {
+  app.openapi(health, async (c) => {
     const [redis, database, buffer, workers] = await Promise.all([
       redisCheck(),
       databaseCheck(),
       deps.monitor.snapshot().catch(() => null),
       deps.workers.live().catch(() => null),
     ]);
-    const summary = workersSummary(workers);
+    const summary = workersSummary(workers) as WorkersSummary;
     const degraded =
       !database.ok ||
       buffer?.backpressure ||
       summary.circuitBreaker !== 'closed' ||
       (summary.checkpoint?.events ?? 0) > 0 ||
       (summary.checkpoint?.failed.length ?? 0) > 0;
-    const status = !redis.ok ? 'unavailable' : degraded ? 'degraded' : 'ok';
+    const status = !redis.ok ? ('unavailable' as const) : degraded ? ('degraded' as const) : ('ok' as const);
     return c.json({ status, redis, database, buffer, ...summary }, redis.ok ? 200 : 503);
   });
 
   const metrics = metricsSource(deps.metrics.registry);
-  app.get('/metrics', async (c) => {
+  app.openapi(metricsRoute, async (c) => {
     const { text, contentType } = await metrics();
-    c.header('content-type', contentType);
-    return c.body(text);
+    return c.text(text, 200, { 'content-type': contentType });
   });
 
   return app;

@@ -1,0 +1,89 @@
+import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
+import type { MetadataCipher } from '../../compliance/metadata-cipher.ts';
+import type { Db } from '../../store/db.ts';
+import { decodeCursor, queryEvents } from '../../store/events.repo.ts';
+import type { AppEnv } from '../env.ts';
+import { ApiError, withDb } from '../errors.ts';
+import type { KeyResolver } from '../key-resolver.ts';
+import { requireScope } from '../middleware/auth.ts';
+import { errorResponses, json, needs, V1_ERRORS } from '../openapi.ts';
+
+export interface EventQueryDeps {
+  db: Db;
+  keys: KeyResolver;
+  /** Opens the configured metadata keys for `read`. */
+  cipher?: MetadataCipher | undefined;
+}
+
+const isoDate = z
+  .string()
+  .refine((s) => !Number.isNaN(Date.parse(s)), 'must be an RFC 3339 date-time')
+  .transform((s) => new Date(s))
+  .openapi({ type: 'string', format: 'date-time' });
+
+export const EventQuery = z.strictObject({
+  service: z.string().min(1).max(64).optional(),
+  type: z.string().min(1).max(128).optional(),
+  userId: z.string().min(1).max(256).optional(),
+  from: isoDate.optional().openapi({ description: 'Oldest `timestamp`, inclusive' }),
+  to: isoDate.optional().openapi({ description: 'Newest `timestamp`, inclusive' }),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: z.string().max(200).optional().openapi({ description: 'The `nextCursor` of the previous page' }),
+});
+export type EventQuery = z.input<typeof EventQuery>;
+
+export const StoredEvent = z
+  .strictObject({
+    id: z.guid(),
+    service: z.string(),
+    type: z.string(),
+    timestamp: z.string().openapi({ format: 'date-time' }),
+    receivedAt: z.string().openapi({ format: 'date-time' }),
+    userId: z.string().nullable(),
+    message: z.string().nullable(),
+    metadata: z.record(z.string(), z.unknown()).nullable(),
+  })
+  .openapi('StoredEvent');
+
+export const EventPage = z
+  .strictObject({
+    events: z.array(StoredEvent),
+    nextCursor: z.string().nullable().openapi({ description: 'null on the last page' }),
+  })
+  .openapi('EventPage');
+export type EventPage = z.infer<typeof EventPage>;
+
+export const listEvents = createRoute({
+  method: 'get',
+  path: '/v1/events',
+  operationId: 'listEvents',
+  tags: ['events'],
+  summary: 'Read stored events',
+  description: 'Newest first, with keyset pagination.',
+  security: needs('read'),
+  request: { query: EventQuery },
+  responses: {
+    200: { description: 'One page of events', content: json(EventPage) },
+    ...errorResponses([400, ...V1_ERRORS], {
+      400: '`invalid_query` with `details`',
+      503: 'Also `database_unavailable`',
+    }),
+  },
+});
+
+/** `GET /v1/events`. */
+export function registerEventQuery(app: OpenAPIHono<AppEnv>, deps: EventQueryDeps): void {
+  app.openapi({ ...listEvents, middleware: [requireScope(deps.keys, 'read')] }, async (c) => {
+    const { cursor, ...q } = c.req.valid('query');
+    const after = cursor !== undefined ? decodeCursor(cursor) : undefined;
+    if (cursor !== undefined && !after) {
+      throw new ApiError('invalid_query', 400, 'invalid query parameters', {
+        details: [{ path: 'cursor', code: 'invalid_cursor', message: 'not a cursor returned by this API' }],
+      });
+    }
+    const page = await withDb(() => queryEvents(deps.db, after ? { ...q, after } : q));
+    const cipher = deps.cipher;
+    const rows = cipher ? page.rows.map((r) => ({ ...r, metadata: cipher.open(r.metadata) })) : page.rows;
+    return c.json({ events: rows, nextCursor: page.cursor ?? null }, 200);
+  });
+}

@@ -1,0 +1,207 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import { ANY_ERRORS, errorResponses, json } from '../openapi.ts';
+
+// The declarations of `health.ts`: no key needed, so `security: []`.
+
+export const Check = z
+  .strictObject({
+    ok: z.boolean(),
+    latencyMs: z.number().optional(),
+    error: z.string().optional(),
+  })
+  .openapi('Check');
+
+const bufferShape = {
+  length: z.number().int().openapi({ description: 'Entries not yet persisted' }),
+  pending: z.number().int().openapi({ description: 'Delivered to a worker, not yet acknowledged' }),
+  lag: z.number().int().openapi({ description: 'Not yet delivered to any worker' }),
+  maxEvents: z.number().int(),
+  utilisation: z.number().openapi({ description: 'length / maxEvents' }),
+  memoryRatio: z
+    .number()
+    .nullable()
+    .openapi({ description: 'used_memory / maxmemory; null without maxmemory' }),
+  deadLetters: z.number().int(),
+  backpressure: z.boolean(),
+  partitions: z.array(
+    z.strictObject({
+      partition: z.number().int(),
+      length: z.number().int(),
+      pending: z.number().int(),
+      lag: z.number().int().nullable(),
+    }),
+  ),
+};
+
+export const BufferSnapshot = z.strictObject(bufferShape).openapi('BufferSnapshot');
+
+const Breaker = z.enum(['closed', 'half-open', 'open']);
+
+/** Every live worker's breaker and checkpoint, and the worst of them. */
+const workersShape = {
+  circuitBreaker: z.union([Breaker, z.enum(['no workers', 'unknown'])]).openapi({
+    description: "The worst worker's breaker; `unknown` when the workers' reports cannot be read",
+  }),
+  checkpoint: z
+    .strictObject({
+      events: z.number().int(),
+      segments: z.number().int(),
+      bytes: z.number().int(),
+      failed: z.array(z.string()),
+    })
+    .nullable(),
+  workers: z
+    .array(
+      z.object({
+        name: z.string(),
+        breaker: Breaker,
+        breakerSince: z.string().openapi({ format: 'date-time' }),
+        checkpoint: z.object({
+          segments: z.number().int(),
+          bytes: z.number().int(),
+          events: z.number().int(),
+          failed: z.string().optional(),
+        }),
+        at: z.string().openapi({ format: 'date-time' }),
+      }),
+    )
+    .nullable(),
+};
+
+const WorkersSummary = z.strictObject(workersShape);
+/** What `workersSummary` in health.ts returns. */
+export type WorkersSummary = z.infer<typeof WorkersSummary>;
+
+export const Health = z
+  .strictObject({
+    status: z.enum(['ok', 'degraded', 'unavailable']),
+    redis: Check,
+    database: Check,
+    buffer: BufferSnapshot.nullable(),
+    ...workersShape,
+  })
+  .openapi('Health');
+
+export const Readiness = z
+  .strictObject({
+    status: z.enum(['ok', 'degraded', 'unavailable']),
+    checks: z.strictObject({ redis: Check, database: Check }),
+  })
+  .openapi('Readiness');
+
+export const DatabaseHealth = z
+  .strictObject({
+    status: z.enum(['up', 'down', 'checkpoint_failed']),
+    ...Check.shape,
+    ...workersShape,
+  })
+  .openapi('DatabaseHealth');
+
+export const BusinessHealth = z
+  .strictObject({
+    status: z.literal('ok'),
+    window: z.literal('24h'),
+    cachedForS: z.number(),
+    from: z.string().openapi({ format: 'date-time' }),
+    computedAt: z.string().openapi({ format: 'date-time' }),
+    total: z.number().int(),
+    byService: z.array(z.strictObject({ service: z.string(), events: z.number().int() })),
+    hourly: z.array(
+      z.strictObject({ hour: z.string().openapi({ format: 'date-time' }), events: z.number().int() }),
+    ),
+    topServices: z.array(
+      z.strictObject({ service: z.string(), events: z.number().int(), share: z.number() }),
+    ),
+  })
+  .openapi('BusinessHealth');
+
+const Unavailable = z
+  .strictObject({ status: z.literal('unavailable'), error: z.string() })
+  .openapi('HealthUnavailable');
+
+const operation = <const P extends string>(path: P, operationId: string, summary: string) => ({
+  method: 'get' as const,
+  path,
+  operationId,
+  summary,
+  tags: ['operations'],
+  security: [],
+});
+
+/** 404 on the admin listener when ADMIN_PORT is set. */
+const ELSEWHERE = errorResponses([404, ...ANY_ERRORS]);
+
+export const live = createRoute({
+  ...operation('/health/live', 'live', 'Liveness: 200 while the process runs'),
+  description: 'Answered on both listeners when ADMIN_PORT is set.',
+  responses: {
+    200: { description: 'Alive', content: json(z.strictObject({ status: z.literal('ok') })) },
+    ...errorResponses(ANY_ERRORS),
+  },
+});
+
+export const ready = createRoute({
+  ...operation('/health/ready', 'ready', 'Readiness: 200 while Redis answers'),
+  description:
+    'With PostgreSQL down the API still accepts events (the buffer absorbs them), so only Redis decides.',
+  responses: {
+    200: { description: 'Ready (`degraded` when the database does not answer)', content: json(Readiness) },
+    503: { description: 'Not ready: Redis does not answer', content: json(Readiness) },
+    ...ELSEWHERE,
+  },
+});
+
+export const bufferHealth = createRoute({
+  ...operation('/health/buffer', 'bufferHealth', 'Buffer length, pending, lag, utilisation, dead letters'),
+  responses: {
+    200: {
+      description: 'The buffer',
+      content: json(z.strictObject({ status: z.literal('ok'), ...bufferShape })),
+    },
+    503: { description: 'Redis does not answer', content: json(Unavailable) },
+    ...ELSEWHERE,
+  },
+});
+
+export const databaseHealth = createRoute({
+  ...operation('/health/database', 'databaseHealth', 'Database, circuit breakers and checkpoints'),
+  responses: {
+    200: {
+      description: 'Up: reachable, no breaker open, every checkpoint writable',
+      content: json(DatabaseHealth),
+    },
+    503: { description: 'Down, a breaker open, or a checkpoint failed', content: json(DatabaseHealth) },
+    ...ELSEWHERE,
+  },
+});
+
+export const businessHealth = createRoute({
+  ...operation('/health/business', 'businessHealth', 'Events by service and hour over 24 hours'),
+  description: 'Computed at most once a minute per process.',
+  responses: {
+    200: { description: 'The summary', content: json(BusinessHealth) },
+    503: { description: 'The database does not answer', content: json(Unavailable) },
+    ...ELSEWHERE,
+  },
+});
+
+export const health = createRoute({
+  ...operation('/health', 'health', 'Everything at once'),
+  responses: {
+    200: { description: 'Redis answers (`degraded` when something else is wrong)', content: json(Health) },
+    503: { description: 'Redis does not answer', content: json(Health) },
+    ...ELSEWHERE,
+  },
+});
+
+export const metrics = createRoute({
+  ...operation('/metrics', 'metrics', 'Prometheus metrics'),
+  description: 'Only on the admin listener when ADMIN_PORT is set; bind or protect it in production.',
+  responses: {
+    200: {
+      description: 'Prometheus text exposition format',
+      content: { 'text/plain': { schema: z.string() } },
+    },
+    ...ELSEWHERE,
+  },
+});
