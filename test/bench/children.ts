@@ -82,12 +82,13 @@ async function waitHttpOk(child: ChildProcess, url: string, stderr: () => string
 
 /**
  * `tributary serve` with its JSON logs (info level, as in production) written to /dev/null,
- * so neither a pipe reader in the bench nor a terminal slows the server down.
+ * so neither a pipe reader in the bench nor a terminal slows the server down. `main` is
+ * another checkout's `src/main.ts` when two revisions are compared.
  */
-export async function startServe(env: Record<string, string>): Promise<ServerChild> {
+export async function startServe(env: Record<string, string>, main = MAIN): Promise<ServerChild> {
   const port = await freePort();
   const child = track(
-    spawn(process.execPath, [...NODE_FLAGS, MAIN, 'serve'], {
+    spawn(process.execPath, [...NODE_FLAGS, main, 'serve'], {
       env: { PATH: process.env.PATH ?? '', ...env, PORT: String(port) },
       stdio: ['ignore', 'ignore', 'pipe'],
     }),

@@ -112,12 +112,13 @@ export async function startTributary(role: string, env: Record<string, string>):
   };
 }
 
-/** Runs a CLI command to completion and returns its output. */
+/** Runs a CLI command to completion and returns its output (`main`: another checkout's src/main.ts). */
 export async function runTributary(
   args: string[],
   env: Record<string, string>,
+  options: { main?: string } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [...NODE_FLAGS, MAIN, ...args], {
+  const child = spawn(process.execPath, [...NODE_FLAGS, options.main ?? MAIN, ...args], {
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
