@@ -166,7 +166,7 @@ export class BatchWriter {
         if (!open) {
           const kind = classifyDbError(err);
           metrics.insertFailures.inc({ kind });
-          logger.warn({ err: String(err), kind, attempt }, 'batch insert failed');
+          logger.warn({ err, kind, attempt }, 'batch insert failed');
         }
         if (this.#o.stopping()) return undefined;
         const spilled = await this.#spill(entries, events);
