@@ -121,10 +121,11 @@ describe('the error contract', () => {
     const subject = await request(noopDeps(), `/v1/users/${'u'.repeat(257)}/opt-out`, { method: 'PUT' });
     expectError(subject, 400, 'invalid_user_id');
     expect(subject.body.error.message).toBe('userId must be 1–256 characters');
+    // A NUL is refused before any route reads the path (middleware/url-guard.ts).
     expectError(
       await request(noopDeps(), '/v1/users/a%00b/events', { method: 'DELETE' }),
       400,
-      'invalid_user_id',
+      'invalid_request',
     );
   });
 
