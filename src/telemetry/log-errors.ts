@@ -67,3 +67,12 @@ export function errorSummary(err: unknown): string {
   }
   return parts.join(': ');
 }
+
+/**
+ * A dead letter's error as a log line may hold it: `22007` for PostgreSQL's refusal
+ * (`22007 invalid input syntax …: "<the value>"` is kept whole with the entry only), any
+ * other reason (`malformed entry`, `delivered 6 times…`) as it is.
+ */
+export function deadLetterReason(error: string): string {
+  return /^[0-9A-Z]{5}(?: |$)/.test(error) ? error.slice(0, 5) : scrubErrorText(error);
+}
