@@ -1,8 +1,10 @@
 import { type Logger, pino } from 'pino';
-import { errorFields } from './log-errors.ts';
+import { errorFields, scrubErrorText } from './log-errors.ts';
 
 /** Whatever is logged as `err`: class, code and message, never statement text or bound parameters. */
-const serializers = { err: (err: unknown) => errorFields(err, { stack: true }) };
+const serializers = {
+  err: (err: unknown) => (typeof err === 'string' ? scrubErrorText(err) : errorFields(err, { stack: true })),
+};
 
 /**
  * JSON logs on stdout. Never log API keys: the auth headers are redacted as a safety net.
