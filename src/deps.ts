@@ -113,10 +113,10 @@ export function createDeps(config: Config, role: string): Deps {
   const metrics = new Metrics(undefined, { processMetrics: true });
   const extra: RedisLike[] = [];
   const logErrors = (conn: RedisLike, what: string) => {
-    conn.on('error', (err: Error) => logger.debug({ err: err.message }, `${what} connection error`));
+    conn.on('error', (err: Error) => logger.debug({ err }, `${what} connection error`));
     // A cluster client reports errors of one node separately.
     conn.on('node error', (err: Error, node: string) =>
-      logger.debug({ err: err.message, node }, `${what} node connection error`),
+      logger.debug({ err, node }, `${what} node connection error`),
     );
   };
 

@@ -105,7 +105,7 @@ export class StreamConsumer {
       if (failure !== undefined) {
         if (isGroupLost(failure)) await this.#recreateGroups(failure);
         else if (entries.length === 0) throw failure;
-        else this.#logger.debug({ err: String(failure) }, 'some partitions could not be read');
+        else this.#logger.debug({ err: failure }, 'some partitions could not be read');
       }
       const left = deadline - Date.now();
       if (entries.length > 0 || failure !== undefined || left <= 0) return entries;
@@ -138,7 +138,7 @@ export class StreamConsumer {
   }
 
   async #recreateGroups(err: unknown): Promise<void> {
-    this.#logger.warn({ err: String(err) }, 'consumer group missing (Redis lost its data?); recreating it');
+    this.#logger.warn({ err }, 'consumer group missing (Redis lost its data?); recreating it');
     await this.ensureGroups();
   }
 

@@ -21,6 +21,7 @@ import {
   requestsToRun,
 } from '../store/dsar.repo.ts';
 import { RetentionBusyError, RunLease } from '../store/run-leases.repo.ts';
+import { errorSummary } from '../telemetry/log-errors.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { inSpan } from '../telemetry/tracing.ts';
 import { eraseFromArchives } from './archive-erasure.ts';
@@ -128,10 +129,10 @@ export class ErasureService {
       );
       logger.info({ requestId: id }, 'erasure completed');
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      logger.warn({ requestId: id, err: message }, 'erasure paused; it will be resumed');
+      logger.warn({ requestId: id, err }, 'erasure paused; it will be resumed');
       // Left `running`: the heartbeat stops, and a poller takes it over after DSAR_LOCK_TTL_MS.
-      await recordRequestError(pool, id, message).catch(() => {});
+      // Kept (GET /v1/dsar/:id) by the same rule as the logs: never the statement's parameters.
+      await recordRequestError(pool, id, errorSummary(err)).catch(() => {});
     } finally {
       clearInterval(heartbeat);
       this.#running.delete(id);
@@ -231,7 +232,7 @@ export class ErasureService {
         await lease.finish('completed');
         return result;
       } catch (err) {
-        await lease.finish('failed', err instanceof Error ? err.message : String(err)).catch(() => {});
+        await lease.finish('failed', errorSummary(err)).catch(() => {});
         throw err;
       }
     }

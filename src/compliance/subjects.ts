@@ -61,7 +61,7 @@ export class SubjectRegistry {
       try {
         this.#apply(JSON.parse(message) as Change);
       } catch (err) {
-        logger.warn({ err: String(err) }, 'bad subject change message');
+        logger.warn({ err }, 'bad subject change message');
       }
     });
     // Reload after every (re)subscribe: changes published while disconnected were missed.
@@ -73,7 +73,7 @@ export class SubjectRegistry {
     });
     if (subscriber.status === 'ready') await subscriber.subscribe(this.#channel).catch(() => {});
     await this.reload().catch((err: unknown) =>
-      logger.warn({ err: String(err) }, 'opt-outs and erasures not loaded yet; retrying'),
+      logger.warn({ err }, 'opt-outs and erasures not loaded yet; retrying'),
     );
     this.#timer = setInterval(() => void this.reload().catch(() => {}), this.#o.reloadEveryMs ?? 300_000);
     this.#timer.unref();

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
+import { LossyNumber } from './json-numbers.ts';
 import { EVENT_LIMITS, FORBIDDEN_KEYS } from './limits.ts';
 
 /** One reason an event was refused; `path` is dotted (`metadata.a.b`). */
@@ -47,6 +48,13 @@ const text = (min: number, max: number) =>
 
 const optional = <T extends z.ZodType>(schema: T) => schema.nullish();
 
+/**
+ * A subject id that names a path segment: `.` and `..` are taken out of any URL, so
+ * `/v1/users/../events` could never erase, export or opt out the subject.
+ */
+const routable = (userId: string) => userId !== '.' && userId !== '..';
+const UNROUTABLE_MESSAGE = 'cannot be "." or ".." (it could not be named in /v1/users/{userId})';
+
 export const eventShape = z.strictObject({
   id: optional(z.guid({ message: 'must be a UUID' })),
   service: text(1, EVENT_LIMITS.maxServiceLength).regex(/^[A-Za-z0-9._-]+$/, {
@@ -54,7 +62,12 @@ export const eventShape = z.strictObject({
   }),
   type: text(1, EVENT_LIMITS.maxTypeLength),
   timestamp: optional(z.string().regex(RFC3339, { message: 'must be an RFC 3339 date-time' })),
-  userId: optional(text(1, EVENT_LIMITS.maxUserIdLength)),
+  userId: optional(
+    text(1, EVENT_LIMITS.maxUserIdLength).refine(routable, {
+      params: { code: 'invalid_value' },
+      message: UNROUTABLE_MESSAGE,
+    }),
+  ),
   message: optional(text(0, EVENT_LIMITS.maxMessageLength)),
   metadata: optional(z.unknown()),
 });
@@ -98,10 +111,11 @@ function zodIssues(error: z.ZodError, input: Record<string, unknown>): Validatio
 
 /**
  * Walks `metadata` once: plain object at the top, bounded depth, no prototype keys,
- * well-formed strings (keys too), numbers that survive a JSON round trip unchanged.
+ * well-formed strings (keys too), numbers that survive a JSON round trip unchanged (a
+ * `LossyNumber` from `parseJsonExact`, a non-finite number, an integer beyond 2^53).
  */
 export function checkMetadata(value: unknown): ValidationIssue[] {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof LossyNumber) {
     return [{ path: 'metadata', code: 'invalid_type', message: 'must be a JSON object' }];
   }
   const issues: ValidationIssue[] = [];
@@ -121,6 +135,14 @@ export function checkMetadata(value: unknown): ValidationIssue[] {
       } else if (Number.isInteger(node) && !Number.isSafeInteger(node)) {
         issues.push({ path, code: 'invalid_number', message: 'integer beyond 2^53; send it as a string' });
       }
+    } else if (node instanceof LossyNumber) {
+      issues.push({
+        path,
+        code: 'invalid_number',
+        message: Number.isFinite(node.value)
+          ? `number would be stored as ${node.value}; send it as a string, or with fewer digits`
+          : 'number out of range',
+      });
     } else if (typeof node === 'object' && node !== null) {
       if (depth > EVENT_LIMITS.maxMetadataDepth) {
         issues.push({
@@ -211,7 +233,7 @@ export function fastShapeOk(o: Record<string, unknown>): boolean {
     SERVICE.test(service) &&
     isText(type, 1, EVENT_LIMITS.maxTypeLength) &&
     (timestamp == null || (typeof timestamp === 'string' && RFC3339.test(timestamp))) &&
-    (userId == null || isText(userId, 1, EVENT_LIMITS.maxUserIdLength)) &&
+    (userId == null || (isText(userId, 1, EVENT_LIMITS.maxUserIdLength) && routable(userId))) &&
     (message == null || isText(message, 0, EVENT_LIMITS.maxMessageLength))
   );
 }

@@ -24,6 +24,7 @@ import { splitListeners } from './middleware/listener.ts';
 import { type RateLimiter, rateLimit } from './middleware/rate-limit.ts';
 import { requestContext, requestLogger } from './middleware/request-context.ts';
 import { apiSecureHeaders } from './middleware/security-headers.ts';
+import { refuseNul } from './middleware/url-guard.ts';
 import { createRouter, registerSecuritySchemes } from './openapi.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { auditRoutes } from './routes/audit.ts';
@@ -84,6 +85,8 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
       trustProxy: deps.config.TRUST_PROXY,
     }),
   );
+  // After the audit trail, so a refused NUL is recorded too.
+  app.use('*', refuseNul());
   app.use('*', splitListeners());
   // Every /v1 route needs a key, and each request is counted once against its limit;
   // the routes then check their scope with requireScope.

@@ -1,7 +1,9 @@
+import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import { promisify } from 'node:util';
 import { gunzip } from 'node:zlib';
 import type { Context } from 'hono';
+import { parseJsonExact } from '../events/json-numbers.ts';
 import type { AppEnv } from './env.ts';
 import { errors } from './errors.ts';
 
@@ -21,7 +23,7 @@ export function bodyKind(c: Context<AppEnv>, accepted: readonly BodyKind[]): Bod
 }
 
 /**
- * Reads the request body as text with `maxBytes` enforced before reading (declared
+ * Reads the request body as UTF-8 text (`400 invalid_utf8` when it is not) with `maxBytes` enforced before reading (declared
  * Content-Length), while reading, and after gzip decompression, so neither a large body
  * nor a gzip bomb is ever held in memory whole.
  */
@@ -36,14 +38,25 @@ export async function readBody(c: Context<AppEnv>, maxBytes: number): Promise<st
   // Straight from Node's request when there is one: no web stream, no Request object.
   const incoming = c.env?.incoming;
   const raw = incoming ? await readIncoming(incoming, maxBytes) : await readLimited(c.req.raw.body, maxBytes);
-  if (encoding === 'identity') return raw.toString('utf8');
+  if (encoding === 'identity') return utf8Text(raw);
+  let inflated: Buffer;
   try {
-    const inflated = await gunzipAsync(raw, { maxOutputLength: maxBytes });
-    return inflated.toString('utf8');
+    inflated = await gunzipAsync(raw, { maxOutputLength: maxBytes });
   } catch (err) {
     if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw errors.payloadTooLarge(maxBytes);
     throw errors.invalidJson('body is not valid gzip');
   }
+  return utf8Text(inflated);
+}
+
+/**
+ * The body as text, refused (`400 invalid_utf8`) unless it is valid UTF-8: decoding would
+ * otherwise put U+FFFD in place of each bad byte, a silent change of what the client sent.
+ * `isUtf8` is one pass in native code.
+ */
+function utf8Text(bytes: Buffer): string {
+  if (!isUtf8(bytes)) throw errors.invalidUtf8();
+  return bytes.toString('utf8');
 }
 
 /** Reads a Node request body, refusing it as soon as it passes `maxBytes`. */
@@ -112,10 +125,14 @@ async function readLimited(body: ReadableStream<Uint8Array> | null, maxBytes: nu
   return Buffer.concat(chunks, size);
 }
 
-/** JSON.parse that turns a syntax error into the contract's `invalid_json`. */
+/**
+ * JSON.parse that turns a syntax error into the contract's `invalid_json`, and puts a
+ * `LossyNumber` in place of a number that would not survive the parse (`json-numbers.ts`),
+ * for the schema to refuse.
+ */
 export function parseJson(text: string): unknown {
   try {
-    return JSON.parse(text);
+    return parseJsonExact(text);
   } catch (err) {
     throw errors.invalidJson(`body is not valid JSON: ${(err as Error).message}`);
   }

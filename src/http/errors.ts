@@ -46,6 +46,7 @@ export function errorResponse(c: Context, err: ApiError): Response {
 
 export const errors = {
   invalidJson: (message = 'body is not valid JSON') => new ApiError('invalid_json', 400, message),
+  invalidUtf8: () => new ApiError('invalid_utf8', 400, 'body is not valid UTF-8'),
   incompleteBody: () =>
     new ApiError('incomplete_body', 400, 'the connection closed before the whole body arrived'),
   payloadTooLarge: (limit: number) =>
@@ -63,6 +64,11 @@ export const errors = {
       retryAfter: 5,
     }),
   internal: () => new ApiError('internal', 500, 'internal error'),
+  /** A cursor this API did not hand out: tampered, truncated, or from another listing. */
+  invalidCursor: () =>
+    new ApiError('invalid_cursor', 400, 'cursor is not one this API returned', {
+      details: [{ path: 'cursor', code: 'invalid_cursor', message: 'not a cursor returned by this API' }],
+    }),
 };
 
 /** Zod issues as the error body's `details`: dotted path, zod's code, message. */

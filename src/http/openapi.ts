@@ -35,7 +35,7 @@ const RETRY_AFTER = {
 
 /** What each error status means, wherever it is answered; a route may say more. */
 const ERROR_MEANINGS = {
-  400: 'The request is invalid; `code` says how (`invalid_request`, `invalid_query`, `invalid_json`, …)',
+  400: 'The request is invalid; `code` says how (`invalid_request`, `invalid_query`, `invalid_json`, `invalid_utf8`, `invalid_cursor`, …); a NUL (`%00`) in the path or query is always refused',
   401: 'No API key, or an unknown, revoked or expired one (`unauthorized`)',
   403: 'The key lacks the scope this operation needs (`forbidden`)',
   404: 'Nothing here (`not_found`); with ADMIN_PORT set, also every route the listener does not serve',
@@ -78,10 +78,11 @@ export function errorResponses<S extends ErrorStatus>(
 }
 
 /**
- * What the server answers for any path before the app sees the request (`server.ts`), and
- * what `app.onError` answers for anything unexpected.
+ * What the server answers for any path before the app sees the request (`server.ts`), what
+ * the app refuses on every path (a NUL in the path or query: `400`), and what `app.onError`
+ * answers for anything unexpected.
  */
-export const ANY_ERRORS = [408, 431, 500] as const;
+export const ANY_ERRORS = [400, 408, 431, 500] as const;
 
 /** What every `/v1` operation can answer: authentication, scope, listener split, rate limit, failures. */
 export const V1_ERRORS = [401, 403, 404, 429, 503, ...ANY_ERRORS] as const;

@@ -8,6 +8,7 @@ import type { ObjectStore } from '../archive/object-store.ts';
 import type { Config } from '../config.ts';
 import { lastCompletedRun } from '../store/retention-runs.repo.ts';
 import { RetentionBusyError, RunLease, type RunTrigger } from '../store/run-leases.repo.ts';
+import { errorSummary } from '../telemetry/log-errors.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { inSpan } from '../telemetry/tracing.ts';
 import { runPass } from './pass.ts';
@@ -110,9 +111,9 @@ export class RetentionService {
         return 'completed' as const;
       },
       async (err: unknown) => {
-        const message = err instanceof Error ? err.message : String(err);
-        await lease.finish('failed', message).catch(() => {});
-        logger.error({ runId: lease.id, err: message }, 'retention pass failed');
+        // Kept in the run (GET /v1/admin/retention/runs/:id) by the same rule as the logs.
+        await lease.finish('failed', errorSummary(err)).catch(() => {});
+        logger.error({ runId: lease.id, err }, 'retention pass failed');
         return 'failed' as const;
       },
     );
@@ -163,7 +164,7 @@ export class RetentionService {
       const next = last ? new Cron(expr, { timezone: 'UTC', paused: true }).nextRun(last) : null;
       if (!last || (next && next.getTime() < Date.now())) await this.#tick();
     } catch (err) {
-      this.#o.logger.warn({ err: String(err) }, 'retention catch-up check failed');
+      this.#o.logger.warn({ err }, 'retention catch-up check failed');
     }
   }
 
@@ -175,7 +176,7 @@ export class RetentionService {
       if (err instanceof RetentionBusyError) {
         this.#o.logger.info({ runId: err.runId }, 'retention pass already running elsewhere');
       } else {
-        this.#o.logger.warn({ err: String(err) }, 'scheduled retention pass could not start');
+        this.#o.logger.warn({ err }, 'scheduled retention pass could not start');
       }
     }
   }

@@ -66,7 +66,7 @@ export class Lifetimes {
         await close();
         this.#log.debug({ service: name }, 'closed');
       } catch (err) {
-        this.#log.error({ service: name, err: String(err) }, 'stop failed');
+        this.#log.error({ service: name, err }, 'stop failed');
       }
     }
   }

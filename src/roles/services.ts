@@ -207,9 +207,7 @@ export class Services {
       await this.deps.close();
       await this.#opts
         .stopTracing?.()
-        .catch((err: unknown) =>
-          this.deps.logger.warn({ err: String(err) }, 'trace export at shutdown failed'),
-        );
+        .catch((err: unknown) => this.deps.logger.warn({ err }, 'trace export at shutdown failed'));
     })();
     return this.#closing;
   }

@@ -32,7 +32,7 @@ export async function startMaintenance(
 ): Promise<Maintenance> {
   const maintenance = new Maintenance({ pool, consumer, maxRetentionDays: maxRetentionDays(config), logger });
   await maintenance.ensurePartitions().catch((err: unknown) => {
-    logger.warn({ err: String(err) }, 'partition maintenance failed at start; retrying hourly');
+    logger.warn({ err }, 'partition maintenance failed at start; retrying hourly');
   });
   maintenance.start();
   return maintenance;

@@ -93,5 +93,5 @@ export function encodeAuditCursor(id: number): string {
 export function decodeAuditCursor(cursor: string): number | undefined {
   const match = /^audit\|([1-9]\d{0,15})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
   const id = Number(match?.[1]);
-  return Number.isSafeInteger(id) ? id : undefined;
+  return Number.isSafeInteger(id) && encodeAuditCursor(id) === cursor ? id : undefined;
 }

@@ -1,5 +1,6 @@
 import { and, desc, eq, gte, lt, lte, or, type SQL, sql } from 'drizzle-orm';
 import type pg from 'pg';
+import { parseRfc3339 } from '../events/rfc3339.ts';
 import type { Db } from './db.ts';
 import { events } from './schema.ts';
 
@@ -101,12 +102,18 @@ export function encodeCursor(occurredAt: string, id: string): string {
   return Buffer.from(`${occurredAt}|${id}`).toString('base64url');
 }
 
-/** Decodes a cursor made by {@link encodeCursor}; undefined when it is not one. */
+/**
+ * Decodes a cursor made by {@link encodeCursor}, exactly: undefined for anything else (extra
+ * fields, a day that does not exist or a year PostgreSQL cannot hold, any other encoding of
+ * the same text), so a tampered cursor is refused rather than sent to the database.
+ */
 export function decodeCursor(cursor: string): { occurredAt: string; id: string } | undefined {
-  const [occurredAt, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  if (!occurredAt || !id) return undefined;
+  const parts = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  const [occurredAt, id] = parts;
+  if (parts.length !== 2 || !occurredAt || !id) return undefined;
   if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/.test(occurredAt)) return undefined;
   if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)) return undefined;
+  if (parseRfc3339(occurredAt) === undefined || encodeCursor(occurredAt, id) !== cursor) return undefined;
   return { occurredAt, id };
 }
 

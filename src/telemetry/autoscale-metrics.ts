@@ -63,9 +63,7 @@ export class WorkerDemand {
   start(): void {
     if (this.#timer) return;
     const tick = () => {
-      this.sample().catch((err: unknown) =>
-        this.#o.logger.debug({ err: String(err) }, 'buffer sample failed'),
-      );
+      this.sample().catch((err: unknown) => this.#o.logger.debug({ err }, 'buffer sample failed'));
     };
     tick();
     this.#timer = setInterval(tick, this.#intervalMs);

@@ -6,6 +6,7 @@ import { ENTRY_FORMAT_VERSION } from '../buffer/keys.ts';
 import type { SubjectRegistry } from '../compliance/subjects.ts';
 import type { Config } from '../config.ts';
 import { classifyDbError } from '../store/errors.ts';
+import { deadLetterReason } from '../telemetry/log-errors.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { currentTraceId, inSpan, linksTo, SpanKind } from '../telemetry/tracing.ts';
 import { type DatabaseBreaker, isBreakerOpen } from './breaker.ts';
@@ -110,7 +111,11 @@ export class BatchWriter {
     if (dead.length > 0) {
       await deadLetters.move(dead, consumer);
       metrics.eventsDeadLettered.inc(dead.length);
-      logger.warn({ count: dead.length, first: dead[0]?.error }, 'entries moved to the dead-letter stream');
+      const first = dead[0]?.error;
+      logger.warn(
+        { count: dead.length, first: first === undefined ? undefined : deadLetterReason(first) },
+        'entries moved to the dead-letter stream',
+      );
     }
     if (durable.length + dropped.length > 0) {
       const acked = dropped.length > 0 ? [...durable, ...dropped] : durable;
@@ -166,7 +171,7 @@ export class BatchWriter {
         if (!open) {
           const kind = classifyDbError(err);
           metrics.insertFailures.inc({ kind });
-          logger.warn({ err: String(err), kind, attempt }, 'batch insert failed');
+          logger.warn({ err, kind, attempt }, 'batch insert failed');
         }
         if (this.#o.stopping()) return undefined;
         const spilled = await this.#spill(entries, events);

@@ -37,7 +37,7 @@ export class Maintenance {
 
   start(): void {
     const run = (what: string, fn: () => Promise<unknown>) => () => {
-      fn().catch((err: unknown) => this.#o.logger.warn({ err: String(err) }, `${what} failed; will retry`));
+      fn().catch((err: unknown) => this.#o.logger.warn({ err }, `${what} failed; will retry`));
     };
     const partitions = run('partition maintenance', () => this.ensurePartitions());
     const trim = run('stream trim', () => this.#o.consumer.trimAcknowledged());

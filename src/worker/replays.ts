@@ -86,7 +86,7 @@ export class CheckpointReplays {
       if (replayed > 0) logger.info({ replayed, ms: Date.now() - started }, `${what} replayed`);
     } catch (err) {
       if (!isBreakerOpen(err) && classifyDbError(err) === 'data') throw err;
-      logger.warn({ err: String(err) }, `${what}: replay paused, database unavailable`);
+      logger.warn({ err }, `${what}: replay paused, database unavailable`);
     } finally {
       this.#o.onReplayed();
     }

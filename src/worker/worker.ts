@@ -104,7 +104,7 @@ export class Worker {
       } catch (err) {
         failures++;
         const delay = Math.min(5_000, 100 * 2 ** Math.min(failures, 6));
-        logger.error({ err: String(err), retryInMs: delay }, 'worker loop failed');
+        logger.error({ err, retryInMs: delay }, 'worker loop failed');
         await sleep(delay);
       }
     }
@@ -159,7 +159,7 @@ export class Worker {
       } catch (err) {
         if (this.#stopping) throw err;
         const delay = Math.min(5_000, 100 * 2 ** Math.min(attempt, 6));
-        this.#o.logger.warn({ err: String(err), retryInMs: delay }, `${what} failed; retrying`);
+        this.#o.logger.warn({ err, retryInMs: delay }, `${what} failed; retrying`);
         await sleep(delay);
       }
     }

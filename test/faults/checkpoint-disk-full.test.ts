@@ -34,21 +34,21 @@ describe('checkpoint on a full disk', () => {
     const failedLog = await worker.waitForLog((l) => String(l.msg).startsWith('checkpoint write failed'));
     expect(String(failedLog.err)).toMatch(/ENOSPC/);
     const health = await waitFor(async () => {
-      const res = await call(api.url, '/health/database', { key: null });
+      const res = await call(api.url, '/health/database');
       return res.body.status === 'checkpoint_failed' ? res : null;
     });
     expect(health.status).toBe(503);
     expect(health.body.checkpoint.failed[0]).toMatch(/ENOSPC/);
     // Ingest is unaffected: Redis holds what the checkpoint could not take.
     expect((await load.sendBatch(10)) === 202).toBe(true);
-    const buffered = (await call(api.url, '/health/buffer', { key: null })).body.length;
+    const buffered = (await call(api.url, '/health/buffer')).body.length;
     expect(buffered).toBeGreaterThan(0);
 
     postgres.start();
     const counts = await expectStoredExactlyOnce(pool, load.acknowledged);
     await expectBufferDrained(redis, prefix);
     // The failure stays reported until an operator restarts the worker (it never retries an fsync).
-    const after = await call(api.url, '/health/database', { key: null });
+    const after = await call(api.url, '/health/database');
     expect(after.body.status).toBe('checkpoint_failed');
     expect(after.body.checkpoint.events).toBe(0);
     console.info(

@@ -38,8 +38,8 @@ describe('long PostgreSQL outage', () => {
     // The worker moves the backlog above the threshold to disk and acknowledges it.
     const spilled = await waitFor(
       async () => {
-        const res = await call(api.url, '/health/database', { key: null });
-        const buffer = await call(api.url, '/health/buffer', { key: null });
+        const res = await call(api.url, '/health/database');
+        const buffer = await call(api.url, '/health/buffer');
         const onDisk = res.body.checkpoint?.events ?? 0;
         // Worker status is refreshed every 2 s, so wait for it to catch up with the buffer.
         const settled = buffer.body.length <= SPILL_THRESHOLD + 200 && onDisk + buffer.body.length >= EVENTS;
@@ -70,7 +70,7 @@ describe('long PostgreSQL outage', () => {
     expect(segments(checkpointDir)).toEqual([]);
     expect(readdirSync(join(workerDir(checkpointDir), 'quarantine'))).toEqual([]);
     const health = await waitFor(async () => {
-      const res = await call(api.url, '/health/database', { key: null });
+      const res = await call(api.url, '/health/database');
       return res.status === 200 && res.body.workers?.length === 1 ? res : null;
     });
     expect(health.body.checkpoint).toMatchObject({ events: 0, segments: 0, failed: [] });

@@ -37,7 +37,7 @@ describe('erasure of events held in a disk checkpoint', () => {
     await send([...subject(40), ...others(40)]);
     await worker.waitForLog((l) => l.msg === 'batch' && Number(l.checkpointed) > 0, 30_000);
     await waitFor(async () => {
-      const b = await call(api.url, '/health/buffer', { key: null });
+      const b = await call(api.url, '/health/buffer');
       return b.body.length === 0 && b.body.pending === 0;
     });
     // The worker dies holding the checkpoint; PostgreSQL comes back.

@@ -122,7 +122,7 @@ export function unstorableEntry(): string {
 
 /** The API answered no request with a 5xx, logged no error, and every process is still running. */
 export async function expectHealthyAfterAbuse(stack: Stack): Promise<void> {
-  const buffer = await call(stack.url, '/health/buffer', { key: null });
+  const buffer = await call(stack.url, '/health/buffer');
   expect(buffer.body.deadLetters).toBe(0);
   const serverErrors = stack.api.logs.filter(
     (l) => (l.msg === 'request' && Number(l.status) >= 500) || Number(l.level) >= 50,

@@ -80,7 +80,7 @@ describe('data-subject requests', () => {
     }
     expect(skipped.size).toBeGreaterThan(0);
     await waitFor(async () => {
-      const b = await call(stack.url, '/health/buffer', { key: null });
+      const b = await call(stack.url, '/health/buffer');
       return b.body.length === 0 && b.body.pending === 0;
     });
     const stored = await rowsOf(stack, 'racer');

@@ -21,7 +21,7 @@ describe('SIGTERM', () => {
     expect(await worker.stop()).toBe(0);
     expect(worker.logs.some((l) => l.msg === 'worker stopped')).toBe(true);
     // Nothing is left pending: every entry it read was stored and acknowledged before exit.
-    const buffer = await call(stack.url, '/health/buffer', { key: null });
+    const buffer = await call(stack.url, '/health/buffer');
     expect(buffer.body.pending).toBe(0);
     expect(buffer.body.length + (await count(stack))).toBe(10_000);
   });

@@ -15,7 +15,8 @@ import { call, event, type Stack, startStack } from '../helpers/stack.ts';
 interface Route {
   method: 'GET' | 'POST' | 'PUT' | 'DELETE';
   path: string;
-  scope: Scope | 'open' | 'any key';
+  /** Several: a key with any one of them. */
+  scope: Scope | readonly Scope[] | 'open' | 'any key';
   ok: number[];
   body?: () => unknown;
 }
@@ -55,7 +56,10 @@ const ROUTES: Route[] = [
   { method: 'GET', path: '/v1/no-such-route', scope: 'any key', ok: [404] },
   { method: 'GET', path: '/health/live', scope: 'open', ok: [200] },
   { method: 'GET', path: '/health/ready', scope: 'open', ok: [200] },
-  { method: 'GET', path: '/health', scope: 'open', ok: [200] },
+  { method: 'GET', path: '/health', scope: ['read', 'admin'], ok: [200] },
+  { method: 'GET', path: '/health/buffer', scope: ['read', 'admin'], ok: [200] },
+  { method: 'GET', path: '/health/database', scope: ['read', 'admin'], ok: [200, 503] },
+  { method: 'GET', path: '/health/business', scope: ['read', 'admin'], ok: [200] },
   { method: 'GET', path: '/metrics', scope: 'open', ok: [200] },
 ];
 
@@ -83,7 +87,8 @@ afterAll(async () => {
 function expected(route: Route, caller: string): number[] {
   if (route.scope === 'open') return route.ok;
   if (caller === 'none' || caller === 'bad') return [401];
-  return caller === route.scope || route.scope === 'any key' ? route.ok : [403];
+  const allowed = typeof route.scope === 'string' ? [route.scope] : route.scope;
+  return allowed.includes(caller as Scope) || route.scope === 'any key' ? route.ok : [403];
 }
 
 describe('scopes on every route', () => {

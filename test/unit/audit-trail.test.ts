@@ -4,7 +4,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { AppEnv } from '../../src/http/env.ts';
 import { ApiError, errorResponse } from '../../src/http/errors.ts';
-import { actionName, auditTrail } from '../../src/http/middleware/audit.ts';
+import { actionName, auditTrail, escapeForAudit } from '../../src/http/middleware/audit.ts';
 import { splitListeners } from '../../src/http/middleware/listener.ts';
 import type { AuditRecord } from '../../src/store/audit.repo.ts';
 import { Metrics } from '../../src/telemetry/metrics.ts';
@@ -196,5 +196,37 @@ describe('splitListeners', () => {
         }[String(listener)],
       ]);
     }
+  });
+});
+
+describe('escapeForAudit', () => {
+  const decode = (text: string) =>
+    text.replace(/%u([0-9A-F]{4})|%([0-9A-F]{2})/g, (_, u: string, b: string) =>
+      String.fromCharCode(parseInt(u ?? b, 16)),
+    );
+
+  it('leaves storable text as it is, a literal % included', () => {
+    expect(escapeForAudit('/v1/users/josé 100%/events')).toEqual({
+      text: '/v1/users/josé 100%/events',
+      escaped: false,
+    });
+  });
+
+  it('percent-encodes NUL, control characters and lone surrogates, and % with them, reversibly', () => {
+    for (const raw of [
+      '/v1/users/a\u0000b/events',
+      'x%00\u0000',
+      'tab\there\u007f',
+      'half \ud800 pair',
+      '\udc00😀\u0001',
+    ]) {
+      const { text, escaped } = escapeForAudit(raw);
+      expect(escaped).toBe(true);
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: the characters that must be gone
+      expect(text).not.toMatch(/[\u0000-\u001f\u007f]/);
+      expect(text.isWellFormed()).toBe(true);
+      expect(decode(text)).toBe(raw);
+    }
+    expect(escapeForAudit('a\u0000%').text).toBe('a%00%25');
   });
 });

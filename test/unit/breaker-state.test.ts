@@ -8,6 +8,7 @@ import {
 } from '../../src/buffer/worker-status.ts';
 import { type HealthRoutesDeps, healthRoutes } from '../../src/http/routes/health.ts';
 import { Metrics } from '../../src/telemetry/metrics.ts';
+import { NOOP_ADMIN_KEY, noopDeps } from '../helpers/noop-deps.ts';
 
 const status = (name: string, breaker: BreakerState): WorkerStatus => ({
   name,
@@ -25,8 +26,11 @@ async function databaseHealth(breakers: BreakerState[]) {
     monitor: {},
     metrics: new Metrics(new Registry()),
     workers: { live: async () => breakers.map((b, i) => status(`w${i}`, b)) },
+    keys: noopDeps().keys,
   } as unknown as HealthRoutesDeps;
-  const res = await healthRoutes(deps).request('/health/database');
+  const res = await healthRoutes(deps).request('/health/database', {
+    headers: { 'x-api-key': NOOP_ADMIN_KEY },
+  });
   return { status: res.status, body: (await res.json()) as { status: string; circuitBreaker: string } };
 }
 

@@ -82,7 +82,7 @@ describe('service lifetimes', () => {
     expect(events.filter((e) => e.startsWith('close'))).toEqual(['close c', 'close b', 'close a']);
     expect(logged).toEqual([
       { level: 'debug', obj: { service: 'c' }, msg: 'closed' },
-      { level: 'error', obj: { service: 'b', err: 'Error: b would not close' }, msg: 'stop failed' },
+      { level: 'error', obj: { service: 'b', err: new Error('b would not close') }, msg: 'stop failed' },
       { level: 'debug', obj: { service: 'a' }, msg: 'closed' },
     ]);
   });

@@ -53,6 +53,37 @@ export function clientIp(c: Context<AppEnv>, trustProxy: boolean): string | null
   return peer.startsWith('::ffff:') && isIP(peer.slice(7)) === 4 ? peer.slice(7) : peer;
 }
 
+/** A character PostgreSQL text cannot hold (NUL), another control character, or a lone surrogate. */
+const UNSTORABLE =
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds
+  /[\u0000-\u001f\u007f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+/** What {@link escapeForAudit} encodes: the above, and `%` itself so that decoding is exact. */
+const ESCAPED = new RegExp(`%|${UNSTORABLE.source}`, 'g');
+
+/**
+ * `value` as the audit log can store it: unchanged when it holds nothing {@link UNSTORABLE};
+ * otherwise percent-encoded, reversibly: `%` → `%25`, a control character → `%XX` (`%00`
+ * for NUL), a lone surrogate → `%uXXXX`; every other character as it was. The row then names
+ * the field in `details.escaped`, so a reader knows to decode it.
+ */
+export function escapeForAudit(value: string): { text: string; escaped: boolean } {
+  if (!UNSTORABLE.test(value)) return { text: value, escaped: false };
+  const text = value.replace(ESCAPED, (ch) => {
+    const code = ch.charCodeAt(0);
+    return code < 0x80
+      ? `%${code.toString(16).toUpperCase().padStart(2, '0')}`
+      : `%u${code.toString(16).toUpperCase()}`;
+  });
+  return { text, escaped: true };
+}
+
+/** The first `max` UTF-16 units of `value`, without cutting a surrogate pair in two. */
+function clip(value: string, max: number): string {
+  if (value.length <= max) return value;
+  const code = value.charCodeAt(max - 1);
+  return value.slice(0, code >= 0xd800 && code <= 0xdbff ? max - 1 : max);
+}
+
 /** The handler that answered (not a middleware), with its params. */
 function matchedRoute(c: Context<AppEnv>): { pattern: string; target: string | null } | undefined {
   const routes = matchedRoutes(c);
@@ -65,7 +96,7 @@ function matchedRoute(c: Context<AppEnv>): { pattern: string; target: string | n
     const params = Object.values(c.req.param() as Record<string, string>);
     c.req.routeIndex = current;
     const target = params.at(-1);
-    return { pattern: route.path, target: target === undefined ? null : target.slice(0, 256) };
+    return { pattern: route.path, target: target === undefined ? null : clip(target, 256) };
   }
   return undefined;
 }
@@ -88,12 +119,15 @@ export async function auditRecord(c: Context<AppEnv>, trustProxy: boolean, ms: n
   const route = matchedRoute(c);
   const error = await errorCode(c);
   const userAgent = c.req.header('user-agent');
+  const path = escapeForAudit(clip(c.req.path, 1024));
+  const target = route?.target == null ? null : escapeForAudit(route.target);
+  const escaped = [...(path.escaped ? ['path'] : []), ...(target?.escaped ? ['target'] : [])];
   return {
     keyId: c.get('principal')?.keyId ?? null,
     action: actionName(c.req.method, route?.pattern),
     method: c.req.method,
-    path: c.req.path.slice(0, 1024),
-    target: route?.target ?? null,
+    path: path.text,
+    target: target?.text ?? null,
     ip: clientIp(c, trustProxy),
     status,
     outcome: outcomeOf(status),
@@ -102,6 +136,7 @@ export async function auditRecord(c: Context<AppEnv>, trustProxy: boolean, ms: n
       ...(route ? { route: route.pattern } : {}),
       ...(error ? { error } : {}),
       ...(userAgent ? { userAgent: userAgent.slice(0, 256) } : {}),
+      ...(escaped.length > 0 ? { escaped } : {}),
       ms: Math.round(ms * 10) / 10,
     },
   };
@@ -121,8 +156,10 @@ export interface AuditTrailOptions {
  * Appends one `audit_log` row per admin or compliance call ({@link AUDITED_PATHS}),
  * refused ones included, once the response is known. Mount it before the routes and
  * outside the auth middleware, so that 401/403/429 are recorded too. A failed write
- * never fails the call: it is logged with the row it would have written and counted in
- * `tributary_audit_write_failures_total`.
+ * never fails the call: it is logged with the row it would have written (but its path and
+ * target, which can name a subject) and counted in
+ * `tributary_audit_write_failures_total`. Whatever bytes the path holds, the row can be
+ * stored: see {@link escapeForAudit}.
  */
 export function auditTrail(opts: AuditTrailOptions): MiddlewareHandler<AppEnv> {
   const waitMs = opts.waitMs ?? 2_000;
@@ -133,10 +170,9 @@ export function auditTrail(opts: AuditTrailOptions): MiddlewareHandler<AppEnv> {
     const record = await auditRecord(c, opts.trustProxy, performance.now() - start);
     const written = opts.append(record).catch((err: unknown) => {
       opts.metrics.auditWriteFailures.inc();
-      (c.get('baseLogger') ?? opts.logger).warn(
-        { err: err instanceof Error ? err.message : String(err), audit: record },
-        'audit write failed',
-      );
+      // The row as far as a log may hold it: no path or target, which can name a subject.
+      const { path: _path, target: _target, ...loggable } = record;
+      (c.get('baseLogger') ?? opts.logger).warn({ err, audit: loggable }, 'audit write failed');
     });
     let timer: NodeJS.Timeout | undefined;
     const waited = new Promise<void>((resolve) => {

@@ -50,3 +50,19 @@ export function requireScope(resolver: KeyResolver, scope: Scope): MiddlewareHan
     await next();
   };
 }
+
+/**
+ * Requires a valid key carrying at least one of `scopes`: 401 without a known key, 403
+ * without any of them. Like {@link requireScope} outside `/v1/*`, nothing counts the
+ * request against a rate limit.
+ */
+export function requireAnyScope(resolver: KeyResolver, scopes: readonly Scope[]): MiddlewareHandler<AppEnv> {
+  const names = scopes.map((s) => `"${s}"`).join(' or ');
+  return async (c, next) => {
+    const principal = await principalOf(c, resolver);
+    if (!scopes.some((s) => principal.scopes.includes(s))) {
+      throw new ApiError('forbidden', 403, `this key lacks the ${names} scope`);
+    }
+    await next();
+  };
+}

@@ -5,8 +5,8 @@ import { ApiError } from '../errors.ts';
 /** The listener a request came in on, set by the server only when ADMIN_PORT splits them. */
 export type Listener = 'public' | 'admin';
 
-/** Served only on the admin listener when there is one. */
-const ADMIN_ONLY = /^\/(?:metrics|v1\/admin)(?:\/|$)/;
+/** Served only on the admin listener when there is one: metrics, admin routes, health details. */
+const ADMIN_ONLY = /^\/(?:(?:metrics|v1\/admin)(?:\/|$)|health(?:\/(?:buffer|database|business))?\/?$)/;
 /** Served on both, so a probe can check the admin listener too. */
 const BOTH = new Set(['/health/live']);
 
@@ -15,8 +15,9 @@ export function listenerOf(c: Context<AppEnv>): Listener | undefined {
 }
 
 /**
- * With ADMIN_PORT set: `/metrics` and `/v1/admin/*` answer only on the admin listener,
- * everything else only on the public one; the other gets the usual 404, so the public
+ * With ADMIN_PORT set: `/metrics`, `/v1/admin/*` and the health details (`/health`,
+ * `/health/buffer`, `/health/database`, `/health/business`) answer only on the admin
+ * listener, everything else only on the public one (`/health/live` on both); the other gets the usual 404, so the public
  * port does not even tell that admin routes exist. Without it, this does nothing.
  */
 export function splitListeners(): MiddlewareHandler<AppEnv> {

@@ -13,7 +13,9 @@ type DurationTimer = { observe(seconds: number): void };
 
 /**
  * Gives every request an id (the client's `x-request-id` when it is sane), one access-log
- * line and a duration sample. Handlers that log more get a child logger carrying the id
+ * line and a duration sample. The line and the span name the route pattern
+ * (`/v1/users/:userId/events`), never the path: a subject id in a log would outlive the
+ * erasure it asked for. Handlers that log more get a child logger carrying the id
  * from `requestLogger(c)`; it is only built when asked for.
  */
 export function requestContext(logger: Logger, metrics: Metrics): MiddlewareHandler<AppEnv> {
@@ -57,7 +59,6 @@ export function requestContext(logger: Logger, metrics: Metrics): MiddlewareHand
       span.setAttributes({
         'http.request.method': c.req.method,
         'http.route': route,
-        'url.path': c.req.path,
         'http.response.status_code': status,
         'tributary.request_id': requestId,
       });
@@ -70,7 +71,6 @@ export function requestContext(logger: Logger, metrics: Metrics): MiddlewareHand
         traceId,
         method: c.req.method,
         route,
-        path: c.req.path,
         status,
         ms: Math.round(seconds * 10_000) / 10,
       },

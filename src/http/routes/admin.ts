@@ -3,13 +3,14 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { DeadLetterStream } from '../../buffer/dead-letter.ts';
 import type { Config } from '../../config.ts';
+import { parseRfc3339 } from '../../events/rfc3339.ts';
 import type { RetentionService } from '../../retention/service.ts';
 import { type ArchiveStatus, listArchives } from '../../store/archives.repo.ts';
 import type { Db } from '../../store/db.ts';
 import { getRun, listRuns } from '../../store/retention-runs.repo.ts';
 import { RetentionBusyError } from '../../store/run-leases.repo.ts';
 import type { AppEnv } from '../env.ts';
-import { ApiError, withBuffer, withDb } from '../errors.ts';
+import { ApiError, errors, withBuffer, withDb } from '../errors.ts';
 import type { KeyResolver } from '../key-resolver.ts';
 import { requireScope } from '../middleware/auth.ts';
 import { requestLogger } from '../middleware/request-context.ts';
@@ -119,7 +120,7 @@ export const listArchivesRoute = createRoute({
         }),
       ),
     },
-    ...errorResponses([400, ...V1_ERRORS], unavailable),
+    ...errorResponses([400, ...V1_ERRORS], { ...unavailable, 400: '`invalid_query`, `invalid_cursor`' }),
   },
 });
 
@@ -130,12 +131,14 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** `createdAt|id` of the last archive on a page, base64url. */
 const encodeCursor = (createdAt: Date, id: string) =>
   Buffer.from(`${createdAt.toISOString()}|${id}`).toString('base64url');
+/** A cursor made by `encodeCursor`, exactly: anything else (a date PostgreSQL cannot hold included) is refused. */
 function decodeCursor(cursor: string): { createdAt: Date; id: string } {
-  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  const createdAt = new Date(at ?? '');
-  if (!id || !UUID.test(id) || Number.isNaN(createdAt.getTime())) {
-    throw new ApiError('invalid_query', 400, 'cursor is not one this API returned');
-  }
+  const parts = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  const [at, id] = parts;
+  const ms = parseRfc3339(at ?? '');
+  if (parts.length !== 2 || !id || !UUID.test(id) || ms === undefined) throw errors.invalidCursor();
+  const createdAt = new Date(ms);
+  if (encodeCursor(createdAt, id) !== cursor) throw errors.invalidCursor();
   return { createdAt, id };
 }
 

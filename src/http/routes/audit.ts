@@ -2,10 +2,11 @@ import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
 import { decodeAuditCursor, listAudit } from '../../store/audit.repo.ts';
 import type { Db } from '../../store/db.ts';
 import type { AppEnv } from '../env.ts';
-import { ApiError, withDb } from '../errors.ts';
+import { errors, withDb } from '../errors.ts';
 import type { KeyResolver } from '../key-resolver.ts';
 import { requireScope } from '../middleware/auth.ts';
 import { createRouter, errorResponses, json, needs, V1_ERRORS } from '../openapi.ts';
+import { dateTimeParam } from '../query-params.ts';
 
 export interface AuditRoutesDeps {
   db: Db;
@@ -13,7 +14,7 @@ export interface AuditRoutesDeps {
 }
 
 /** RFC 3339 with a zone (`Z` or an offset), as the entries' `at` is written. */
-const isoDate = z.iso.datetime({ offset: true }).transform((s) => new Date(s));
+const isoDate = dateTimeParam();
 
 export const AuditQuery = z.strictObject({
   keyId: z.string().min(1).max(128).optional(),
@@ -62,17 +63,11 @@ export const listAuditLog = createRoute({
   responses: {
     200: { description: 'One page of entries', content: json(AuditPage) },
     ...errorResponses([400, ...V1_ERRORS], {
-      400: '`invalid_query` with `details`',
+      400: '`invalid_query` with `details`; `invalid_cursor`',
       503: 'Also `database_unavailable`',
     }),
   },
 });
-
-function invalidCursor(): ApiError {
-  return new ApiError('invalid_query', 400, 'invalid query parameters', {
-    details: [{ path: 'cursor', code: 'invalid_cursor', message: 'not a cursor returned by this API' }],
-  });
-}
 
 /** `GET /v1/admin/audit`: the audit log, newest first, with keyset pagination. */
 export function auditRoutes(deps: AuditRoutesDeps): OpenAPIHono<AppEnv> {
@@ -81,7 +76,7 @@ export function auditRoutes(deps: AuditRoutesDeps): OpenAPIHono<AppEnv> {
   app.openapi({ ...listAuditLog, middleware: [requireScope(deps.keys, 'admin')] }, async (c) => {
     const { cursor, ...q } = c.req.valid('query');
     const beforeId = cursor === undefined ? undefined : decodeAuditCursor(cursor);
-    if (cursor !== undefined && beforeId === undefined) throw invalidCursor();
+    if (cursor !== undefined && beforeId === undefined) throw errors.invalidCursor();
     const page = await withDb(() => listAudit(deps.db, beforeId === undefined ? q : { ...q, beforeId }));
     return c.json({ entries: page.entries, nextCursor: page.nextCursor ?? null }, 200);
   });

@@ -208,7 +208,7 @@ export function dsarRoutes(deps: DsarRoutesDeps): OpenAPIHono<AppEnv> {
         log.info({ chars: bytes }, 'subject export streamed');
       },
       async (err) => {
-        log.error({ err: String(err) }, 'subject export failed midway');
+        log.error({ err }, 'subject export failed midway');
       },
     );
     return response as never;

@@ -3,10 +3,11 @@ import type { MetadataCipher } from '../../compliance/metadata-cipher.ts';
 import type { Db } from '../../store/db.ts';
 import { decodeCursor, queryEvents } from '../../store/events.repo.ts';
 import type { AppEnv } from '../env.ts';
-import { ApiError, withDb } from '../errors.ts';
+import { errors, withDb } from '../errors.ts';
 import type { KeyResolver } from '../key-resolver.ts';
 import { requireScope } from '../middleware/auth.ts';
 import { errorResponses, json, needs, V1_ERRORS } from '../openapi.ts';
+import { dateTimeParam } from '../query-params.ts';
 
 export interface EventQueryDeps {
   db: Db;
@@ -15,11 +16,7 @@ export interface EventQueryDeps {
   cipher?: MetadataCipher | undefined;
 }
 
-const isoDate = z
-  .string()
-  .refine((s) => !Number.isNaN(Date.parse(s)), 'must be an RFC 3339 date-time')
-  .transform((s) => new Date(s))
-  .openapi({ type: 'string', format: 'date-time' });
+const isoDate = dateTimeParam();
 
 export const EventQuery = z.strictObject({
   service: z.string().min(1).max(64).optional(),
@@ -65,7 +62,7 @@ export const listEvents = createRoute({
   responses: {
     200: { description: 'One page of events', content: json(EventPage) },
     ...errorResponses([400, ...V1_ERRORS], {
-      400: '`invalid_query` with `details`',
+      400: '`invalid_query` with `details`; `invalid_cursor`',
       503: 'Also `database_unavailable`',
     }),
   },
@@ -76,11 +73,7 @@ export function registerEventQuery(app: OpenAPIHono<AppEnv>, deps: EventQueryDep
   app.openapi({ ...listEvents, middleware: [requireScope(deps.keys, 'read')] }, async (c) => {
     const { cursor, ...q } = c.req.valid('query');
     const after = cursor !== undefined ? decodeCursor(cursor) : undefined;
-    if (cursor !== undefined && !after) {
-      throw new ApiError('invalid_query', 400, 'invalid query parameters', {
-        details: [{ path: 'cursor', code: 'invalid_cursor', message: 'not a cursor returned by this API' }],
-      });
-    }
+    if (cursor !== undefined && !after) throw errors.invalidCursor();
     const page = await withDb(() => queryEvents(deps.db, after ? { ...q, after } : q));
     const cipher = deps.cipher;
     const rows = cipher ? page.rows.map((r) => ({ ...r, metadata: cipher.open(r.metadata) })) : page.rows;

@@ -11,6 +11,7 @@ import {
   parseEvent,
   type ValidationContext,
 } from '../../events/event.schema.ts';
+import { parseJsonExact } from '../../events/json-numbers.ts';
 import { EVENT_LIMITS } from '../../events/limits.ts';
 import type { Db } from '../../store/db.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
@@ -302,7 +303,7 @@ function batchFromNdjson(text: string, rejected: Rejection[]): { index: number; 
       );
     }
     try {
-      out.push({ index, value: JSON.parse(line) });
+      out.push({ index, value: parseJsonExact(line) });
     } catch {
       rejected.push({ index, code: 'invalid_json', message: 'line is not valid JSON' });
     }

@@ -1,7 +1,12 @@
 import { createRoute, z } from '@hono/zod-openapi';
-import { ANY_ERRORS, errorResponses, json } from '../openapi.ts';
+import type { Scope } from '../../store/api-keys.repo.ts';
+import { ANY_ERRORS, errorResponses, json, needs } from '../openapi.ts';
 
-// The declarations of `health.ts`: no key needed, so `security: []`.
+// The declarations of `health.ts`: liveness, readiness and metrics need no key
+// (`security: []`); the details need a key with `read` or `admin`.
+
+/** A key with any of these may read the health details. */
+export const DETAILS_SCOPES: readonly Scope[] = ['read', 'admin'];
 
 export const Check = z
   .strictObject({
@@ -83,11 +88,8 @@ export const Health = z
   .openapi('Health');
 
 export const Readiness = z
-  .strictObject({
-    status: z.enum(['ok', 'degraded', 'unavailable']),
-    checks: z.strictObject({ redis: Check, database: Check }),
-  })
-  .openapi('Readiness');
+  .strictObject({ status: z.enum(['ok', 'unavailable']) })
+  .openapi('Readiness', { description: 'A bare status: which dependency failed is in `/health`' });
 
 export const DatabaseHealth = z
   .strictObject({
@@ -131,6 +133,19 @@ const operation = <const P extends string>(path: P, operationId: string, summary
 /** 404 on the admin listener when ADMIN_PORT is set. */
 const ELSEWHERE = errorResponses([404, ...ANY_ERRORS]);
 
+const DETAIL_NOTE =
+  'Needs a key with the `read` or `admin` scope. With ADMIN_PORT set, served only on that port.';
+
+/** A detail: a key with `read` or `admin`; with ADMIN_PORT set, only on the admin listener. */
+const detail = <const P extends string>(path: P, operationId: string, summary: string) => ({
+  ...operation(path, operationId, summary),
+  security: DETAILS_SCOPES.flatMap(needs),
+  description: DETAIL_NOTE,
+});
+const DETAIL_ERRORS = errorResponses([401, 403, 404, ...ANY_ERRORS], {
+  404: 'With ADMIN_PORT set, on the public listener',
+});
+
 export const live = createRoute({
   ...operation('/health/live', 'live', 'Liveness: 200 while the process runs'),
   description: 'Answered on both listeners when ADMIN_PORT is set.',
@@ -145,52 +160,52 @@ export const ready = createRoute({
   description:
     'With PostgreSQL down the API still accepts events (the buffer absorbs them), so only Redis decides.',
   responses: {
-    200: { description: 'Ready (`degraded` when the database does not answer)', content: json(Readiness) },
+    200: { description: 'Ready (also while PostgreSQL is down: ingest goes on)', content: json(Readiness) },
     503: { description: 'Not ready: Redis does not answer', content: json(Readiness) },
     ...ELSEWHERE,
   },
 });
 
 export const bufferHealth = createRoute({
-  ...operation('/health/buffer', 'bufferHealth', 'Buffer length, pending, lag, utilisation, dead letters'),
+  ...detail('/health/buffer', 'bufferHealth', 'Buffer length, pending, lag, utilisation, dead letters'),
   responses: {
     200: {
       description: 'The buffer',
       content: json(z.strictObject({ status: z.literal('ok'), ...bufferShape })),
     },
     503: { description: 'Redis does not answer', content: json(Unavailable) },
-    ...ELSEWHERE,
+    ...DETAIL_ERRORS,
   },
 });
 
 export const databaseHealth = createRoute({
-  ...operation('/health/database', 'databaseHealth', 'Database, circuit breakers and checkpoints'),
+  ...detail('/health/database', 'databaseHealth', 'Database, circuit breakers and checkpoints'),
   responses: {
     200: {
       description: 'Up: reachable, no breaker open, every checkpoint writable',
       content: json(DatabaseHealth),
     },
     503: { description: 'Down, a breaker open, or a checkpoint failed', content: json(DatabaseHealth) },
-    ...ELSEWHERE,
+    ...DETAIL_ERRORS,
   },
 });
 
 export const businessHealth = createRoute({
-  ...operation('/health/business', 'businessHealth', 'Events by service and hour over 24 hours'),
-  description: 'Computed at most once a minute per process.',
+  ...detail('/health/business', 'businessHealth', 'Events by service and hour over 24 hours'),
+  description: `Computed at most once a minute per process. ${DETAIL_NOTE}`,
   responses: {
     200: { description: 'The summary', content: json(BusinessHealth) },
     503: { description: 'The database does not answer', content: json(Unavailable) },
-    ...ELSEWHERE,
+    ...DETAIL_ERRORS,
   },
 });
 
 export const health = createRoute({
-  ...operation('/health', 'health', 'Everything at once'),
+  ...detail('/health', 'health', 'Everything at once'),
   responses: {
     200: { description: 'Redis answers (`degraded` when something else is wrong)', content: json(Health) },
     503: { description: 'Redis does not answer', content: json(Health) },
-    ...ELSEWHERE,
+    ...DETAIL_ERRORS,
   },
 });
 

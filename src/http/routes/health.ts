@@ -8,10 +8,13 @@ import { ping } from '../../store/health.repo.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
 import { metricsSource } from '../api-cluster.ts';
 import type { AppEnv } from '../env.ts';
+import type { KeyResolver } from '../key-resolver.ts';
+import { requireAnyScope } from '../middleware/auth.ts';
 import { createRouter } from '../openapi.ts';
 import {
   bufferHealth,
   businessHealth,
+  DETAILS_SCOPES,
   databaseHealth,
   health,
   live,
@@ -26,6 +29,8 @@ export interface HealthRoutesDeps {
   monitor: BufferMonitor;
   metrics: Metrics;
   workers: WorkerStatusBoard;
+  /** Resolves the key the detail endpoints need (`read` or `admin`). */
+  keys: KeyResolver;
 }
 
 interface Check {
@@ -74,25 +79,28 @@ function workersSummary(workers: WorkerStatus[] | null) {
 }
 
 /**
- * Health endpoints, unauthenticated. Readiness needs Redis only: with PostgreSQL down
- * the API still accepts events (the buffer absorbs them), so it must stay in the load
- * balancer; the database state is reported, not failed on.
+ * Health endpoints. Liveness and readiness answer anyone with a bare status (no host, pid,
+ * service or failing dependency); every detail needs a key with `read` or `admin` (and,
+ * with ADMIN_PORT set, is served only there: `listener.ts`). Readiness needs Redis only:
+ * with PostgreSQL down the API still accepts events (the buffer absorbs them), so it must
+ * stay in the load balancer; the database state is reported in the details, not failed on.
  */
 export function healthRoutes(deps: HealthRoutesDeps): OpenAPIHono<AppEnv> {
   const app = createRouter();
   const redisCheck = () => timed(() => deps.redis.ping());
   const databaseCheck = () => timed(() => ping(deps.pool));
+  const middleware = [requireAnyScope(deps.keys, DETAILS_SCOPES)];
 
   app.openapi(live, (c) => c.json({ status: 'ok' as const }, 200));
 
   app.openapi(ready, async (c) => {
-    const [redis, database] = await Promise.all([redisCheck(), databaseCheck()]);
-    const ready = redis.ok;
-    const status = ready ? (database.ok ? ('ok' as const) : ('degraded' as const)) : ('unavailable' as const);
-    return c.json({ status, checks: { redis, database } }, ready ? 200 : 503);
+    const redis = await redisCheck();
+    return redis.ok
+      ? c.json({ status: 'ok' as const }, 200)
+      : c.json({ status: 'unavailable' as const }, 503);
   });
 
-  app.openapi(bufferHealth, async (c) => {
+  app.openapi({ ...bufferHealth, middleware }, async (c) => {
     try {
       return c.json({ status: 'ok' as const, ...(await deps.monitor.snapshot()) }, 200);
     } catch (err) {
@@ -102,7 +110,7 @@ export function healthRoutes(deps: HealthRoutesDeps): OpenAPIHono<AppEnv> {
 
   // Up only when this process reaches PostgreSQL, no worker's breaker is open and every
   // checkpoint accepts writes (a failed one needs an operator: see the README).
-  app.openapi(databaseHealth, async (c) => {
+  app.openapi({ ...databaseHealth, middleware }, async (c) => {
     const [database, workers] = await Promise.all([databaseCheck(), deps.workers.live().catch(() => null)]);
     const summary = workersSummary(workers) as WorkersSummary;
     const failed = (summary.checkpoint?.failed.length ?? 0) > 0;
@@ -117,7 +125,7 @@ export function healthRoutes(deps: HealthRoutesDeps): OpenAPIHono<AppEnv> {
 
   // Computed at most once a minute per process, whatever the polling rate.
   let business: { at: number; summary: Promise<BusinessSummary> } | undefined;
-  app.openapi(businessHealth, async (c) => {
+  app.openapi({ ...businessHealth, middleware }, async (c) => {
     if (!business || Date.now() - business.at > BUSINESS_TTL_MS) {
       const summary = businessSummary(deps.pool);
       business = { at: Date.now(), summary };
@@ -140,7 +148,7 @@ export function healthRoutes(deps: HealthRoutesDeps): OpenAPIHono<AppEnv> {
     }
   });
 
-  app.openapi(health, async (c) => {
+  app.openapi({ ...health, middleware }, async (c) => {
     const [redis, database, buffer, workers] = await Promise.all([
       redisCheck(),
       databaseCheck(),
