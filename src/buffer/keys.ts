@@ -31,7 +31,9 @@ export interface BufferKeys {
   readonly subjects: string;
   /**
    * `PREFIX:dsar:REQUEST:dropped` — hash: events of one erasure request that workers dropped,
-   * field `buffer` / `checkpoint` → count. Used alone, so it needs no hash tag.
+   * field `buffer` / `checkpoint` → count, and the request's dead letters deleted, field
+   * `deadLetter`. Used alone on a cluster (with the dead-letter stream in one script on a
+   * single server only), so it needs no hash tag.
    */
   dsarDropped(requestId: string): string;
 }
