@@ -157,6 +157,11 @@ const schema = z.object({
   ADMIN_PORT: z.coerce.number().int().min(0).max(65_535).optional(),
   /** Take the client address from X-Forwarded-For (behind a trusted load balancer). */
   TRUST_PROXY: bool(false),
+  /**
+   * Failed authentications allowed per minute from one client address (the audit log's,
+   * see TRUST_PROXY) before its further attempts get 429 `auth_throttled`; 0: no throttle.
+   */
+  AUTH_FAILURES_PER_MINUTE: int(30, 0, 1_000_000),
   /** Top-level metadata keys stored encrypted (AES-256-GCM), e.g. `email,phone`. */
   ENCRYPT_METADATA_KEYS: commaList(''),
   /**

@@ -77,6 +77,55 @@ export class DeadLetterStream {
   }
 
   /**
+   * Every dead letter, oldest first, `pageSize` at a time: one XRANGE of one key per page,
+   * so it works the same on a Redis Cluster. Entries added while it reads may be included.
+   */
+  async *pages(pageSize = READ_PAGE): AsyncGenerator<ReadLetter[]> {
+    let start = '-';
+    for (;;) {
+      const rows = (await this.#redis.xrange(this.#keys.deadLetter, start, '+', 'COUNT', pageSize)) as [
+        string,
+        unknown,
+      ][];
+      if (rows.length > 0) yield rows.map(([id, flat]) => ({ id, fields: entryFields(flat) }));
+      const last = rows.at(-1);
+      if (!last || rows.length < pageSize) return;
+      start = `(${last[0]}`;
+    }
+  }
+
+  /**
+   * Deletes dead letters of a subject being erased and adds how many were still there to
+   * the `deadLetter` count of erasure request `requestId` (keys.dsarDropped). On one server
+   * both happen in one script call (lua/erase-dead.lua), atomic with respect to a replay:
+   * an entry is either replayed (and then dropped by the workers as erased) or deleted
+   * here, and counted once. On a Redis Cluster the two keys are in different hash slots:
+   * delete, then count (a crash in between loses the count of that call, never an entry).
+   * @returns the number deleted.
+   */
+  async erase(ids: readonly string[], requestId: string): Promise<number> {
+    if (ids.length === 0) return 0;
+    const counts = this.#keys.dsarDropped(requestId);
+    if (!isCluster(this.#redis)) {
+      return Number(
+        await this.#redis.tributaryEraseDead(
+          this.#keys.deadLetter,
+          counts,
+          'deadLetter',
+          COUNTS_TTL_S,
+          ...ids,
+        ),
+      );
+    }
+    const deleted = await this.#redis.xdel(this.#keys.deadLetter, ...ids);
+    if (deleted > 0) {
+      await this.#redis.hincrby(counts, 'deadLetter', deleted);
+      await this.#redis.expire(counts, COUNTS_TTL_S);
+    }
+    return deleted;
+  }
+
+  /**
    * Moves up to `limit` dead-lettered entries back to the stream they came from (as new
    * entries), oldest first, and returns how many moved. On one Redis server each batch
    * moves in one script call (lua/replay-dead.lua): an entry is never both dead and
@@ -149,8 +198,13 @@ export class DeadLetterStream {
 
 /** Dead letters moved per script call; bounds how long Redis runs one script. */
 const REPLAY_PER_CALL = 500;
+/** Dead letters read per XRANGE by {@link DeadLetterStream.pages}. */
+const READ_PAGE = 500;
+/** How long an erasure request's counts stay in Redis (as the workers' drop counts do). */
+const COUNTS_TTL_S = 30 * 86_400;
 
-interface ReadLetter {
+/** A dead letter as read: its id in the dead-letter stream and its fields (`e` is the event JSON). */
+export interface ReadLetter {
   id: string;
   fields: Record<string, string>;
 }

@@ -25,13 +25,20 @@ export interface BufferKeys {
   readonly workers: string;
   /** `PREFIX:ratelimit:{keyId}` — the rate-limit bucket of one API key (http/middleware/rate-limit.lua). */
   rateLimit(keyId: string): string;
+  /**
+   * `PREFIX:authfail:ADDRESS` — the failed-authentication bucket of one client address
+   * (rate-limit.lua, http/auth-throttle.ts). Used alone, so it needs no hash tag.
+   */
+  authFailures(address: string): string;
   /** `PREFIX:api-keys:invalidate` — pub/sub channel: the id of a key revoked or rotated. */
   readonly keyInvalidations: string;
   /** `PREFIX:subjects` — pub/sub channel: opt-outs, opt-ins and erasures, as JSON (compliance/subjects.ts). */
   readonly subjects: string;
   /**
    * `PREFIX:dsar:REQUEST:dropped` — hash: events of one erasure request that workers dropped,
-   * field `buffer` / `checkpoint` → count. Used alone, so it needs no hash tag.
+   * field `buffer` / `checkpoint` → count, and the request's dead letters deleted, field
+   * `deadLetter`. Used alone on a cluster (with the dead-letter stream in one script on a
+   * single server only), so it needs no hash tag.
    */
   dsarDropped(requestId: string): string;
 }
@@ -47,6 +54,7 @@ export function bufferKeys(prefix: string, partitions: number): BufferKeys {
     deadLetter: `${prefix}:dead`,
     workers: `${prefix}:workers`,
     rateLimit: (keyId) => `${prefix}:ratelimit:{${keyId}}`,
+    authFailures: (address) => `${prefix}:authfail:${address}`,
     keyInvalidations: `${prefix}:api-keys:invalidate`,
     subjects: `${prefix}:subjects`,
     dsarDropped: (requestId) => `${prefix}:dsar:${requestId}:dropped`,

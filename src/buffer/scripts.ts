@@ -12,6 +12,8 @@ export type BufferRedis = RedisLike & {
   tributaryAckDelete(key: string, group: string, ...ids: string[]): Promise<number>;
   /** See lua/replay-dead.lua: the number of dead letters moved back. */
   tributaryReplayDead(numKeys: number, ...args: (string | number)[]): Promise<number>;
+  /** See lua/erase-dead.lua: the number of dead letters deleted (and counted). */
+  tributaryEraseDead(deadLetter: string, counts: string, ...args: (string | number)[]): Promise<number>;
 };
 
 /**
@@ -33,6 +35,7 @@ export function registerScripts(redis: RedisLike): BufferRedis {
     redis.defineCommand('tributaryEnqueue', { lua: lua('enqueue') });
     redis.defineCommand('tributaryAckDelete', { numberOfKeys: 1, lua: lua('ack-delete') });
     redis.defineCommand('tributaryReplayDead', { lua: lua('replay-dead') });
+    redis.defineCommand('tributaryEraseDead', { numberOfKeys: 2, lua: lua('erase-dead') });
   }
   return r;
 }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { ObjectStore } from '../archive/object-store.ts';
+import { DeadLetterStream } from '../buffer/dead-letter.ts';
 import { type BufferKeys, CONSUMER_GROUP } from '../buffer/keys.ts';
 import { partitionFor } from '../buffer/partition.ts';
 import type { RedisLike } from '../buffer/redis-client.ts';
@@ -10,6 +11,7 @@ import { findNamed } from '../buffer/redis-reply.ts';
 import type { WorkerStatusBoard } from '../buffer/worker-status.ts';
 import { pseudonymize } from '../events/pseudonym.ts';
 import {
+  type ClaimedRequest,
   claimRequest,
   completeRequest,
   createErasureRequest,
@@ -25,7 +27,7 @@ import { errorSummary } from '../telemetry/log-errors.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { inSpan } from '../telemetry/tracing.ts';
 import { eraseFromArchives } from './archive-erasure.ts';
-import type { SubjectRegistry } from './subjects.ts';
+import { erasureCovers, type SubjectRegistry } from './subjects.ts';
 
 export interface ErasureOptions {
   pool: pg.Pool;
@@ -57,9 +59,10 @@ const DEFAULT_STALE_MS = 60_000;
  * announced to every process first (workers then drop the subject's buffered events
  * received before it); the job then deletes the subject's rows (under their id and its
  * HMAC pseudonym) in batches, waits until every entry that was in the buffer at the time
- * has been through a worker and every checkpoint is replayed, rewrites each archive
- * object holding the subject's rows, and sweeps the database once more. Every step is
- * idempotent, so a job that dies is simply run again by any process.
+ * has been through a worker and every checkpoint is replayed, deletes the subject's dead
+ * letters, rewrites each archive object holding the subject's rows, and sweeps the
+ * database once more. Every step is idempotent, so a job that dies is simply run again by
+ * any process.
  */
 export class ErasureService {
   readonly #o: ErasureOptions;
@@ -67,11 +70,13 @@ export class ErasureService {
   readonly #staleMs: number;
   readonly #holder = `${hostname()}-${process.pid}`;
   readonly #running = new Set<string>();
+  readonly #deadLetters: DeadLetterStream;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(opts: ErasureOptions) {
     this.#o = opts;
     this.#staleMs = opts.staleMs ?? DEFAULT_STALE_MS;
+    this.#deadLetters = new DeadLetterStream({ redis: opts.redis, keys: opts.keys });
   }
 
   async request(userId: string, keyId: string | null): Promise<string> {
@@ -85,7 +90,7 @@ export class ErasureService {
     return id;
   }
 
-  /** The request as recorded, with the drops workers counted so far (they go on after completion). */
+  /** The request as recorded, with the drops counted so far in Redis (workers' go on after completion). */
   async status(id: string): Promise<DsarStatus | undefined> {
     const found = await erasureStatus(this.#o.pool, id);
     if (!found) return undefined;
@@ -93,6 +98,7 @@ export class ErasureService {
     const counted = dropped as Record<string, string | undefined>;
     found.deleted.buffer = Math.max(found.deleted.buffer, Number(counted.buffer ?? 0));
     found.deleted.checkpoint = Math.max(found.deleted.checkpoint, Number(counted.checkpoint ?? 0));
+    found.deleted.deadLetter = Math.max(found.deleted.deadLetter, Number(counted.deadLetter ?? 0));
     return found;
   }
 
@@ -125,7 +131,7 @@ export class ErasureService {
       heartbeat.unref();
       logger.info({ requestId: id }, 'erasure started');
       await inSpan('dsar.erasure', { attributes: { 'tributary.dsar_request': id } }, () =>
-        this.#erase(id, claimed.userId, claimed.progress),
+        this.#erase(id, claimed),
       );
       logger.info({ requestId: id }, 'erasure completed');
     } catch (err) {
@@ -144,12 +150,15 @@ export class ErasureService {
     return secret ? [userId, pseudonymize(secret, userId)] : [userId];
   }
 
-  async #erase(id: string, userId: string, progress: Record<string, unknown>): Promise<void> {
+  async #erase(id: string, { userId, progress, at }: ClaimedRequest): Promise<void> {
     const { pool, metrics } = this.#o;
     const ids = this.#subjectIds(userId);
     await this.#deleteRows(id, ids);
     await this.#waitForBuffer(userId, String(progress.bufferHorizon ?? '0-0'));
     await this.#waitForCheckpoints();
+    // After the waits: an entry a worker dead-lettered from the buffer or a checkpoint has
+    // been moved by now.
+    await this.#eraseDeadLetters(id, userId, at);
     const archive = await this.#withRetentionLease(() =>
       eraseFromArchives({
         pool,
@@ -165,9 +174,11 @@ export class ErasureService {
     const dropped = await this.#o.redis.hgetall(this.#o.keys.dsarDropped(id));
     const buffer = Number(dropped.buffer ?? 0);
     const checkpoint = Number(dropped.checkpoint ?? 0);
-    await completeRequest(pool, id, { buffer, checkpoint });
+    const deadLetter = Number(dropped.deadLetter ?? 0);
+    await completeRequest(pool, id, { buffer, checkpoint, deadLetter });
     metrics.dsarRowsErased.inc({ place: 'buffer' }, buffer);
     metrics.dsarRowsErased.inc({ place: 'checkpoint' }, checkpoint);
+    metrics.dsarRowsErased.inc({ place: 'dead_letter' }, deadLetter);
     metrics.dsarRowsErased.inc({ place: 'archive' }, archive.rows);
     await this.#o.subjects.publish({ op: 'erasure_done', userId, requestId: id });
   }
@@ -204,6 +215,19 @@ export class ErasureService {
         .catch(() => [])) as unknown[];
       if ((horizon === '0-0' || after(delivered, horizon)) && pending.length === 0) return;
       await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  /**
+   * Deletes the subject's dead letters received up to the request (the rule workers apply
+   * to the buffer), counted in Redis with the workers' drops. The dead-letter stream is one
+   * key, read a page at a time. A replay racing this either finds an entry gone or has
+   * moved it back to the buffer, where a worker drops it as erased: it is never stored.
+   */
+  async #eraseDeadLetters(id: string, userId: string, at: number): Promise<void> {
+    for await (const page of this.#deadLetters.pages()) {
+      const ids = page.filter((l) => erasureCovers(l.fields.e ?? '', userId, at)).map((l) => l.id);
+      await this.#deadLetters.erase(ids, id);
     }
   }
 

@@ -3,11 +3,13 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import type { ObjectStore } from '../archive/object-store.ts';
 import { ParquetFiles } from '../archive/parquet.ts';
+import type { DeadLetterStream } from '../buffer/dead-letter.ts';
 import { pseudonymize } from '../events/pseudonym.ts';
 import { archivesWithRows } from '../store/archives.repo.ts';
 import { subjectEventsPage } from '../store/events.repo.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { type MetadataCipher, mayHoldSealedValue } from './metadata-cipher.ts';
+import { isSubjectsEvent } from './subjects.ts';
 
 export interface ExportOptions {
   pool: pg.Pool;
@@ -17,13 +19,17 @@ export interface ExportOptions {
   anonymizeSecret?: string | undefined;
   /** Opens encrypted metadata values, so the subject gets them readable. */
   cipher?: MetadataCipher | undefined;
+  /** Events that could not be stored, exported too (`"source":"dead_letter"`); absent: not read. */
+  deadLetters?: DeadLetterStream | undefined;
   pageRows?: number;
 }
 
 /**
- * Every stored event of a subject as NDJSON lines: from PostgreSQL (keyset pages, oldest
+ * Every event held of a subject as NDJSON lines: from PostgreSQL (keyset pages, oldest
  * first, one short query each, so memory stays flat and no connection is held between
- * pages), then from each archive object holding some (read with DuckDB a chunk at a time).
+ * pages), then from the dead-letter stream (received but never stored; read a page at a
+ * time), then from each archive object holding some (read with DuckDB a chunk at a time).
+ * Each line says where it came from in `source` (`database`, `dead_letter`, `archive`).
  * Rows are found under the subject's id and, with ANONYMIZE_SECRET, its HMAC pseudonym.
  * Archives whose rows are restored into PostgreSQL are skipped (they were read there).
  * Encrypted metadata values are decrypted (with `cipher`) on the way out.
@@ -46,6 +52,8 @@ export async function* exportSubject(o: ExportOptions, userId: string): AsyncGen
       after = { ts: last.ts, id: last.id };
     }
   }
+
+  if (o.deadLetters) yield* deadLetterLines(o, o.deadLetters, userId);
 
   const archives = await archivesWithRows(o.pool);
   if (archives.length === 0) return;
@@ -71,6 +79,36 @@ export async function* exportSubject(o: ExportOptions, userId: string): AsyncGen
   } finally {
     parquet.close();
     await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The subject's dead-lettered events (under their own id: buffered events are never
+ * pseudonymised) as export lines, a page of the dead-letter stream at a time.
+ */
+async function* deadLetterLines(
+  o: ExportOptions,
+  dead: DeadLetterStream,
+  userId: string,
+): AsyncGenerator<string> {
+  for await (const page of dead.pages()) {
+    const lines: string[] = [];
+    for (const { fields } of page) {
+      const json = fields.e ?? '';
+      if (!isSubjectsEvent(json, userId)) continue;
+      const event = JSON.parse(json) as Record<string, unknown>;
+      const metadata = event.metadata ?? null;
+      lines.push(
+        JSON.stringify({
+          ...event,
+          message: event.message ?? null,
+          metadata: o.cipher ? o.cipher.open(metadata) : metadata,
+          source: 'dead_letter',
+        }),
+      );
+    }
+    if (lines.length > 0) yield `${lines.join('\n')}\n`;
+    o.metrics.exportRows.inc({ source: 'dead_letter' }, lines.length);
   }
 }
 

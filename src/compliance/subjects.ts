@@ -10,6 +10,38 @@ const USER_ID_FIELD = /"userId":"((?:[^"\\]|\\.)*)"/g;
 
 export type DropReason = 'user_opt_out' | 'erased';
 
+/** The subject of a buffered event (its JSON) and when it was received (ms, NaN if unreadable). */
+function subjectOf(eventJson: string): { userId: string; received: number } | undefined {
+  let event: { userId?: unknown; receivedAt?: unknown };
+  try {
+    event = JSON.parse(eventJson) as typeof event;
+  } catch {
+    return undefined;
+  }
+  if (typeof event?.userId !== 'string') return undefined;
+  const received = typeof event.receivedAt === 'string' ? Date.parse(event.receivedAt) : Number.NaN;
+  return { userId: event.userId, received };
+}
+
+/** An erasure requested at `at` covers what was received no later, or at no readable time. */
+const erasedAt = (received: number, at: number) => !(received > at);
+
+/**
+ * Whether an erasure of `userId` requested at `at` (epoch ms) covers a buffered event (its
+ * JSON, as a stream or dead-letter entry holds it): the subject's own `userId` (never a
+ * `userId` inside metadata), received no later than the request. The same rule the
+ * workers apply to the buffer and checkpoints ({@link SubjectRegistry.dropReason}).
+ */
+export function erasureCovers(eventJson: string, userId: string, at: number): boolean {
+  const event = subjectOf(eventJson);
+  return event?.userId === userId && erasedAt(event.received, at);
+}
+
+/** Whether a buffered event (its JSON) is the subject's, whenever it was received. */
+export function isSubjectsEvent(eventJson: string, userId: string): boolean {
+  return subjectOf(eventJson)?.userId === userId;
+}
+
 /** A change every process applies at once (pub/sub); full reloads catch up on anything missed. */
 type Change =
   | { op: 'opt_out'; userId: string; at: number }
@@ -135,19 +167,13 @@ export class SubjectRegistry {
    */
   dropReason(eventJson: string): { reason: DropReason; userId: string } | undefined {
     if (this.empty || !this.#mentionsListedSubject(eventJson)) return undefined;
-    let event: { userId?: unknown; receivedAt?: unknown };
-    try {
-      event = JSON.parse(eventJson) as typeof event;
-    } catch {
-      return undefined;
-    }
-    if (typeof event.userId !== 'string') return undefined;
-    const received = typeof event.receivedAt === 'string' ? Date.parse(event.receivedAt) : Number.NaN;
-    const erasure = this.#erasures.get(event.userId);
-    if (erasure && !(received > erasure.at)) return { reason: 'erased', userId: event.userId };
-    const optedOutAt = this.#optOuts.get(event.userId);
-    if (optedOutAt !== undefined && !(received < optedOutAt))
-      return { reason: 'user_opt_out', userId: event.userId };
+    const event = subjectOf(eventJson);
+    if (!event) return undefined;
+    const { userId, received } = event;
+    const erasure = this.#erasures.get(userId);
+    if (erasure && erasedAt(received, erasure.at)) return { reason: 'erased', userId };
+    const optedOutAt = this.#optOuts.get(userId);
+    if (optedOutAt !== undefined && !(received < optedOutAt)) return { reason: 'user_opt_out', userId };
     return undefined;
   }
 

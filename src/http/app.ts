@@ -19,7 +19,7 @@ import type { AppEnv } from './env.ts';
 import { ApiError, errorResponse, toApiError } from './errors.ts';
 import type { KeyResolver } from './key-resolver.ts';
 import { auditTrail } from './middleware/audit.ts';
-import { authenticate } from './middleware/auth.ts';
+import { authenticate, clientAddress } from './middleware/auth.ts';
 import { splitListeners } from './middleware/listener.ts';
 import { type RateLimiter, rateLimit } from './middleware/rate-limit.ts';
 import { requestContext, requestLogger } from './middleware/request-context.ts';
@@ -74,6 +74,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   registerSecuritySchemes(app);
   app.use('*', requestContext(deps.logger, deps.metrics));
   app.use('*', apiSecureHeaders(deps.config.TLS_CERT_FILE !== undefined));
+  app.use('*', clientAddress(deps.config.TRUST_PROXY));
   // Before authentication, so refused calls are recorded too; before the listener
   // split, so admin calls tried on the public port are as well.
   app.use(

@@ -13,6 +13,8 @@ export interface AppEnv {
     logger: Logger | undefined;
     baseLogger: Logger;
     principal: Principal;
+    /** The client's address (`clientAddress` middleware): the audit trail's, by TRUST_PROXY. */
+    clientAddress: string | null | undefined;
     /** The code and message of this route's `400` for input zod refuses (`invalidInput`). */
     invalidInput: InvalidInput | undefined;
   };

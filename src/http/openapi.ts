@@ -44,7 +44,7 @@ const ERROR_MEANINGS = {
   413: 'The body is over the limit, also after gzip decompression (`payload_too_large`)',
   415: 'Unsupported Content-Type or Content-Encoding (`unsupported_media_type`)',
   431: 'The request headers are too large (`headers_too_large`); the connection is closed',
-  429: 'Over the key rate limit (`rate_limited`), or the buffer is full (`backpressure`); see Retry-After',
+  429: 'Over the key rate limit (`rate_limited`), the buffer is full (`backpressure`), or too many failed authentications from this address (`auth_throttled`); see Retry-After',
   500: 'Internal error (`internal`): not retriable as such; quote the requestId',
   503: 'A dependency is unavailable (`buffer_unavailable`, `database_unavailable`, `auth_unavailable`); retry after Retry-After',
 } as const;

@@ -2,8 +2,9 @@ import { BufferMonitor } from '../buffer/monitor.ts';
 import { EventProducer } from '../buffer/producer.ts';
 import type { WorkerStatusBoard } from '../buffer/worker-status.ts';
 import type { Deps } from '../deps.ts';
+import { FailedAuthThrottle } from '../http/auth-throttle.ts';
 import { KeyInvalidations, KeyResolver } from '../http/key-resolver.ts';
-import { findActiveKeyByHash } from '../store/api-keys.repo.ts';
+import { findActiveKeyByHash, isStoredKeyShape } from '../store/api-keys.repo.ts';
 import { registerAutoscaleMetrics, WorkerDemand } from '../telemetry/autoscale-metrics.ts';
 import { registerBufferMetrics } from '../telemetry/buffer-metrics.ts';
 
@@ -50,13 +51,27 @@ export function createProducer({ config, redis, redisKeys }: Deps): EventProduce
   });
 }
 
-/** API keys by hash, cached; revocations reach every API process over pub/sub (a connection of its own). */
+/**
+ * API keys by hash, cached; creations, revocations and rotations reach every API process
+ * over pub/sub (a connection of its own). Keys of the wrong shape cost no lookup, and with
+ * AUTH_FAILURES_PER_MINUTE an address that fails too often is throttled.
+ */
 export function createKeyResolver(deps: Deps): KeyResolver {
   const { config, redis, redisKeys, logger, db } = deps;
   return new KeyResolver({
     findByHash: (hash) => findActiveKeyByHash(db, hash),
+    storedKeyShape: isStoredKeyShape,
     adminApiKey: config.ADMIN_API_KEY,
     logger,
+    throttle:
+      config.AUTH_FAILURES_PER_MINUTE > 0
+        ? new FailedAuthThrottle({
+            redis,
+            keys: redisKeys,
+            perMinute: config.AUTH_FAILURES_PER_MINUTE,
+            logger,
+          })
+        : undefined,
     invalidations: new KeyInvalidations({
       redis,
       subscriber: deps.blockingRedis(1_000),

@@ -1,5 +1,6 @@
 import type { ObjectStore } from '../archive/object-store.ts';
 import { createObjectStore } from '../archive/object-store.ts';
+import type { DeadLetterStream } from '../buffer/dead-letter.ts';
 import type { WorkerStatusBoard } from '../buffer/worker-status.ts';
 import { ErasureService } from '../compliance/erasure.ts';
 import type { ExportOptions } from '../compliance/export.ts';
@@ -49,11 +50,12 @@ export function createErasure(
   });
 }
 
-/** What a subject's export reads: the database, the archive, and the cipher for their metadata. */
+/** What a subject's export reads: the database, the dead letters, the archive, and the cipher for their metadata. */
 export function exportOptions(
   { config, pool, metrics }: Deps,
   store: ObjectStore,
   cipher: MetadataCipher | undefined,
+  deadLetters: DeadLetterStream,
 ): ExportOptions {
   return {
     pool,
@@ -62,5 +64,6 @@ export function exportOptions(
     workDir: config.ARCHIVE_WORK_DIR,
     anonymizeSecret: config.ANONYMIZE_SECRET,
     cipher,
+    deadLetters,
   };
 }

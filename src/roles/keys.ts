@@ -41,6 +41,9 @@ async function createKey(services: Services, args: string[]): Promise<void> {
     scopes: scopes as Scope[],
     rateLimitPerMinute: rate,
   });
+  // Every API process forgets the keys it found unknown: the new one works at once.
+  await services.redisReady(2_000);
+  await services.deps.redis.publish(services.deps.redisKeys.keyInvalidations, info.id).catch(() => {});
   process.stdout.write(`${JSON.stringify({ id: info.id, key, scopes: info.scopes })}\n`);
 }
 

@@ -104,7 +104,7 @@ export class Services {
 
   exportOptions(): Promise<ExportOptions> {
     return this.#lifetimes.once('exports', async () =>
-      exportOptions(this.deps, (await this.retention()).store, await this.cipher()),
+      exportOptions(this.deps, (await this.retention()).store, await this.cipher(), await this.deadLetters()),
     );
   }
 

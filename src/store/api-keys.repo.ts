@@ -28,6 +28,14 @@ export function generateKey(): string {
   return `trb_${randomBytes(24).toString('base64url')}`;
 }
 
+/** What {@link generateKey} makes: `trb_` and 32 base64url characters (24 random bytes). */
+const STORED_KEY_SHAPE = /^trb_[A-Za-z0-9_-]{32}$/;
+
+/** Whether `key` can be a stored key at all; one that cannot needs no lookup. */
+export function isStoredKeyShape(key: string): boolean {
+  return STORED_KEY_SHAPE.test(key);
+}
+
 function toInfo(row: typeof apiKeys.$inferSelect): ApiKeyInfo {
   return {
     id: row.id,

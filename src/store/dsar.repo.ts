@@ -15,7 +15,7 @@ export interface DsarStatus {
   requestedAt: string;
   startedAt: string | null;
   finishedAt: string | null;
-  deleted: { database: number; buffer: number; checkpoint: number; archive: number };
+  deleted: { database: number; buffer: number; checkpoint: number; archive: number; deadLetter: number };
   archivesRewritten: number;
   error: string | null;
 }
@@ -47,7 +47,8 @@ export async function erasureStatus(pool: pg.Pool, id: string): Promise<DsarStat
     `SELECT id AS "requestId", user_id AS "userId", status, requested_at AS "requestedAt", started_at AS "startedAt",
             finished_at AS "finishedAt", archives_rewritten AS "archivesRewritten", error,
             json_build_object('database', deleted_database, 'buffer', deleted_buffer,
-                              'checkpoint', deleted_checkpoint, 'archive', deleted_archive) AS deleted
+                              'checkpoint', deleted_checkpoint, 'archive', deleted_archive,
+                              'deadLetter', coalesce((progress->>'deletedDeadLetter')::bigint, 0)) AS deleted
        FROM dsar_requests WHERE id = $1 AND kind = 'erasure'`,
     [id],
   );
@@ -113,17 +114,22 @@ export async function recordRequestError(pool: pg.Pool, id: string, message: str
   await pool.query(`UPDATE dsar_requests SET error = $2 WHERE id = $1 AND status = 'running'`, [id, message]);
 }
 
-/** Marks a request completed with the buffer and checkpoint drops workers counted. */
+/**
+ * Marks a request completed with the buffer and checkpoint drops workers counted and the
+ * dead letters deleted. That last count is kept in `progress` (`deletedDeadLetter`) rather
+ * than a column of its own, so it needed no migration.
+ */
 export async function completeRequest(
   pool: pg.Pool,
   id: string,
-  dropped: { buffer: number; checkpoint: number },
+  dropped: { buffer: number; checkpoint: number; deadLetter: number },
 ): Promise<void> {
   await pool.query(
     `UPDATE dsar_requests SET status = 'completed', finished_at = now(), error = NULL,
-            deleted_buffer = $2, deleted_checkpoint = $3
+            deleted_buffer = $2, deleted_checkpoint = $3,
+            progress = progress || jsonb_build_object('deletedDeadLetter', $4::bigint)
       WHERE id = $1`,
-    [id, dropped.buffer, dropped.checkpoint],
+    [id, dropped.buffer, dropped.checkpoint, dropped.deadLetter],
   );
 }
 

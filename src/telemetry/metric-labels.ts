@@ -17,8 +17,8 @@ export const COUNTER_LABEL_VALUES = {
   },
   tributary_retention_passes_total: { outcome: ['completed', 'failed'] },
   tributary_dsar_requests_total: { kind: ['erasure', 'export'] },
-  tributary_dsar_rows_erased_total: { place: ['database', 'buffer', 'checkpoint', 'archive'] },
-  tributary_dsar_export_rows_total: { source: ['database', 'archive'] },
+  tributary_dsar_rows_erased_total: { place: ['database', 'buffer', 'checkpoint', 'archive', 'dead_letter'] },
+  tributary_dsar_export_rows_total: { source: ['database', 'archive', 'dead_letter'] },
   tributary_metadata_decrypt_failures_total: { reason: ['unknown_key', 'bad_tag', 'malformed'] },
 } as const satisfies Record<string, Record<string, readonly string[]>>;
 

@@ -206,12 +206,12 @@ export class Metrics {
     );
     this.dsarRowsErased = labelledCounter(
       'tributary_dsar_rows_erased_total',
-      'Events erased for data-subject requests, by place (database, buffer, checkpoint, archive)',
+      'Events erased for data-subject requests, by place (database, buffer, checkpoint, archive, dead_letter)',
       registers,
     );
     this.exportRows = labelledCounter(
       'tributary_dsar_export_rows_total',
-      'Events streamed by subject exports, by source (database, archive)',
+      'Events streamed by subject exports, by source (database, archive, dead_letter)',
       registers,
     );
     this.metadataDecryptFailures = labelledCounter(

@@ -165,6 +165,45 @@ describe('Redis Cluster', () => {
     expect(perPartition).toEqual(keys.streams.map(() => 24 / PARTITIONS));
   });
 
+  test('erasure deletes and counts the subject’s dead letters: the stream and the counts live in other slots', async ({
+    testEnv: env,
+    client,
+  }) => {
+    const keys = bufferKeys(env.prefix, PARTITIONS);
+    const receivedAt = new Date(Date.now() - 60_000).toISOString();
+    const letter = (userId: string) =>
+      JSON.stringify({ ...event({ userId }), timestamp: 'not-a-date', receivedAt });
+    for (const userId of ['cluster-erased', 'cluster-erased', 'cluster-erased', 'cluster-kept']) {
+      await client.xadd(
+        keys.deadLetter,
+        '*',
+        'stream',
+        keys.stream(0),
+        'v',
+        '1',
+        'e',
+        letter(userId),
+        'error',
+        'x',
+      );
+    }
+    const url = apis[0]?.url as string;
+    const erase = await call(url, '/v1/users/cluster-erased/events', { method: 'DELETE' });
+    expect(erase.status).toBe(202);
+    const done = await waitFor(
+      async () => {
+        const s = await call(url, `/v1/dsar/${erase.body.requestId}`);
+        return s.body.status === 'completed' ? s.body : undefined;
+      },
+      60_000,
+      'erasure completed',
+    );
+    expect(done.deleted.deadLetter).toBe(3);
+    const left = await client.xrange(keys.deadLetter, '-', '+');
+    expect(left.map(([, f]) => JSON.parse(f[f.indexOf('e') + 1] as string).userId)).toEqual(['cluster-kept']);
+    await client.del(keys.deadLetter);
+  });
+
   test('kill -9 of a worker and of an API process mid-run: every acknowledged event is stored once', async ({
     testEnv: env,
     client,

@@ -89,6 +89,8 @@ export function createTestEnv(options: TestEnvOptions = {}): TestEnv {
     PORT: '0',
     HOST: '127.0.0.1',
     LOG_LEVEL: 'info',
+    // Tests refuse many keys from 127.0.0.1 on purpose (the scope matrix); the throttle's own test sets it low.
+    AUTH_FAILURES_PER_MINUTE: '100000',
     ...(checkpointDir ? { CHECKPOINT_DIR: checkpointDir } : {}),
     ...options.settings,
     ...extra,

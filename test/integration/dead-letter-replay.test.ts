@@ -126,4 +126,36 @@ describe('dead-letter replay', () => {
     expect(all).toHaveLength(40);
     expect(new Set(all).size).toBe(40);
   });
+
+  describe('erasure of dead letters racing a replay', () => {
+    for (const cluster of [false, true]) {
+      it(`${cluster ? 'on a cluster' : 'on one server'}: each entry is replayed or erased, once, and only the erased are counted`, async () => {
+        const keys = freshKeys();
+        const eraser = cluster ? asClusterClient() : env.redis.duplicate();
+        const replayer = asClusterClient();
+        const dead = new DeadLetterStream({ redis: eraser, keys });
+        const replay = new DeadLetterStream({ redis: replayer, keys });
+        // Half were moved back by a replay before the erasure got to them: only the rest count.
+        const ids = await deadLetters(keys, 60);
+        expect(await replay.replay(30)).toBe(30);
+        expect(await dead.erase(ids, 'req-1')).toBe(30);
+        expect(await redis.hget(keys.dsarDropped('req-1'), 'deadLetter')).toBe('30');
+        expect(await redis.ttl(keys.dsarDropped('req-1'))).toBeGreaterThan(0);
+        // Erasing again finds nothing and counts nothing more.
+        expect(await dead.erase(ids, 'req-1')).toBe(0);
+        expect(await redis.hget(keys.dsarDropped('req-1'), 'deadLetter')).toBe('30');
+
+        // At the same time: whichever gets an entry first has it, the other skips it.
+        const more = (await deadLetters(keys, 60)).filter((id) => !ids.includes(id));
+        const [erased, replayed] = await Promise.all([dead.erase(more, 'req-2'), replay.replay(1_000)]);
+        eraser.disconnect();
+        replayer.disconnect();
+        expect(erased + replayed).toBe(60);
+        expect(await redis.xlen(keys.deadLetter)).toBe(0);
+        const moved = (await buffered(keys)).flat();
+        expect(moved).toHaveLength(30 + replayed);
+        expect(Number((await redis.hget(keys.dsarDropped('req-2'), 'deadLetter')) ?? 0)).toBe(erased);
+      });
+    }
+  });
 });

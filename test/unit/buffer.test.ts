@@ -42,6 +42,7 @@ describe('bufferKeys', () => {
       deadLetter: keys.deadLetter,
       workers: keys.workers,
       rateLimit: keys.rateLimit('k-1'),
+      authFailures: keys.authFailures('192.0.2.7'),
       keyInvalidations: keys.keyInvalidations,
       subjects: keys.subjects,
       dsarDropped: keys.dsarDropped('r-1'),
@@ -54,6 +55,7 @@ describe('bufferKeys', () => {
       deadLetter: 't1:dead',
       workers: 't1:workers',
       rateLimit: 't1:ratelimit:{k-1}',
+      authFailures: 't1:authfail:192.0.2.7',
       keyInvalidations: 't1:api-keys:invalidate',
       subjects: 't1:subjects',
       dsarDropped: 't1:dsar:r-1:dropped',
@@ -61,6 +63,7 @@ describe('bufferKeys', () => {
     // The test above names every member: a new key must be added there too.
     expect(Object.keys(keys).sort()).toEqual(
       [
+        'authFailures',
         'dedupe',
         'deadLetter',
         'dsarDropped',

@@ -3,6 +3,7 @@ import type { Scope } from '../../store/api-keys.repo.ts';
 import type { AppEnv } from '../env.ts';
 import { ApiError, errors, withDb } from '../errors.ts';
 import type { KeyResolver, Principal } from '../key-resolver.ts';
+import { clientIp } from './audit.ts';
 
 function presentedKey(header: (name: string) => string | undefined): string | undefined {
   const direct = header('x-api-key');
@@ -19,10 +20,23 @@ async function principalOf(c: Context<AppEnv>, resolver: KeyResolver): Promise<P
   const key = presentedKey((n) => c.req.header(n));
   if (!key) throw new ApiError('unauthorized', 401, 'missing API key (x-api-key or Authorization: Bearer)');
   // Only an unreachable database is a 503 (`auth_unavailable`); any other failure is a 500.
-  const principal = await withDb(() => resolver.resolve(key), errors.authUnavailable);
+  // An address that failed too often is a 429 (`auth_throttled`, from the resolver).
+  const address = c.get('clientAddress');
+  const principal = await withDb(() => resolver.resolve(key, address), errors.authUnavailable);
   if (!principal) throw new ApiError('unauthorized', 401, 'unknown, revoked or expired API key');
   c.set('principal', principal);
   return principal;
+}
+
+/**
+ * Sets `clientAddress` (the socket's peer, or with `trustProxy` the first X-Forwarded-For
+ * entry, as the audit trail records it), which the failed-authentication throttle counts by.
+ */
+export function clientAddress(trustProxy: boolean): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    c.set('clientAddress', clientIp(c, trustProxy));
+    await next();
+  };
 }
 
 /**

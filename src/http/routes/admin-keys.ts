@@ -168,6 +168,8 @@ export function registerKeyRoutes(app: OpenAPIHono<AppEnv>, deps: AdminKeysDeps)
     bodyKind(c, ['json']);
     const input = NewKey.parse(parseJson(await readBody(c, BODY_LIMIT)));
     const { key, info } = await withDb(() => createApiKey(deps.db, input));
+    // Every API process forgets the keys it found unknown: the new one works at once.
+    await deps.keys.keyChanged(info.id);
     requestLogger(c, deps.logger).info({ keyId: info.id, scopes: info.scopes }, 'api key created');
     return c.json(shownOnce(key, info), 201);
   });

@@ -70,6 +70,10 @@ export const ErasureStatus = z
       buffer: z.number(),
       checkpoint: z.number(),
       archive: z.number(),
+      deadLetter: z.number().openapi({
+        description:
+          "The subject's entries deleted from the dead-letter stream (received before the request)",
+      }),
     }),
     archivesRewritten: z.number(),
     error: z.string().nullable(),
@@ -106,7 +110,11 @@ export const optIn = createRoute({
 });
 
 export const requestErasure = createRoute({
-  ...route('delete', '/v1/users/{userId}/events', 'Erase a subject: database, buffer and archives'),
+  ...route(
+    'delete',
+    '/v1/users/{userId}/events',
+    'Erase a subject: database, buffer, dead letters and archives',
+  ),
   operationId: 'requestErasure',
   description: 'Recorded and started in the background; follow it at /v1/dsar/{requestId}.',
   middleware: [subjectRefused],
@@ -133,12 +141,15 @@ export const getErasure = createRoute({
 export const exportEvents = createRoute({
   ...route('get', '/v1/users/{userId}/events/export', 'Export every stored event of a subject'),
   operationId: 'exportEvents',
-  description: 'Streamed from the database and the archives; a failure midway ends the stream early.',
+  description:
+    'Streamed from the database, the dead-letter stream and the archives; a failure midway ends the stream early. ' +
+    'Each line carries `source`: `database`, `dead_letter` (received but never stored: it could not be written, ' +
+    'and waits in the dead-letter stream for an operator) or `archive`.',
   middleware: [subjectRefused],
   request: { params: Subject },
   responses: {
     200: {
-      description: 'One stored event (StoredEvent) per line',
+      description: 'One event (StoredEvent, plus `source`) per line',
       content: { 'application/x-ndjson': { schema: { type: 'string' as const } } },
     },
     ...errorResponses(SUBJECT_ERRORS, unavailable),
