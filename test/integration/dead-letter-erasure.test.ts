@@ -90,7 +90,7 @@ async function completed(requestId: string) {
 /** The buffer is empty and nothing is pending: every replayed entry has been through a worker. */
 async function bufferDrained(): Promise<void> {
   await waitFor(async () => {
-    const b = await call(stack.url, '/health/buffer', { key: null });
+    const b = await call(stack.url, '/health/buffer');
     return b.body.length === 0 && b.body.pending === 0;
   });
 }

@@ -142,8 +142,9 @@ const detail = <const P extends string>(path: P, operationId: string, summary: s
   security: DETAILS_SCOPES.flatMap(needs),
   description: DETAIL_NOTE,
 });
-const DETAIL_ERRORS = errorResponses([401, 403, 404, ...ANY_ERRORS], {
+const DETAIL_ERRORS = errorResponses([401, 403, 404, 429, ...ANY_ERRORS], {
   404: 'With ADMIN_PORT set, on the public listener',
+  429: '`auth_throttled`: too many failed authentications from this address; see Retry-After',
 });
 
 export const live = createRoute({
