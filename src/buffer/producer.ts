@@ -1,3 +1,4 @@
+import { hash } from 'node:crypto';
 import type { NormalisedEvent } from '../events/event.schema.ts';
 import { BufferUnavailableError, toBufferError } from './errors.ts';
 import { type BufferKeys, ENTRY_FORMAT_VERSION } from './keys.ts';
@@ -120,7 +121,7 @@ export class EventProducer {
       for (let b = bucket; b >= bucket - DEDUPE_BUCKETS; b--) keys.push(this.#keys.dedupe(p, b));
     }
     const args: (string | Buffer | number)[] = [this.#ttlS, ENTRY_FORMAT_VERSION];
-    for (const { item } of slots) args.push(uuidBytes(item.event.id), item.json, item.traceparent);
+    for (const { item } of slots) args.push(dedupeMember(item.event), item.json, item.traceparent);
     try {
       const result = this.#waitPerCall
         ? await this.#enqueueAndWait(keys, args)
@@ -191,7 +192,13 @@ interface PendingSlot {
   index: number;
 }
 
-/** 16-byte form of a UUID: the dedupe sets hold these instead of 36-character strings. */
-function uuidBytes(id: string): Buffer {
-  return Buffer.from(id.replaceAll('-', ''), 'hex');
+/**
+ * What the dedupe sets hold for an event: the first 16 bytes of SHA-256(service, NUL, id).
+ * Ids are unique per service (ARCHITECTURE §11), so the member must tell services apart:
+ * a hash keeps it at the 16 bytes a bare UUID took (the service name would add up to 64
+ * per member), and SHA-256 leaves no way to craft another service's member from one's own
+ * ids. One hash of ~60 bytes per event (about a microsecond).
+ */
+export function dedupeMember(event: Pick<BufferedEvent['event'], 'service' | 'id'>): Buffer {
+  return hash('sha256', `${event.service}\u0000${event.id}`, 'buffer').subarray(0, 16);
 }

@@ -32,18 +32,24 @@ export interface ExportOptions {
  * Each line says where it came from in `source` (`database`, `dead_letter`, `archive`).
  * Rows are found under the subject's id and, with ANONYMIZE_SECRET, its HMAC pseudonym.
  * Archives whose rows are restored into PostgreSQL are skipped (they were read there).
- * Encrypted metadata values are decrypted (with `cipher`) on the way out.
+ * Encrypted metadata values are decrypted (with `cipher`) on the way out. With `services`
+ * (the asking key is bound to them, ARCHITECTURE §11) only those services' events are listed.
  * The consumer pulls lines one at a time, so a slow client slows the reading down.
  * Yields NDJSON text, a page (up to `pageRows` lines) at a time.
  */
-export async function* exportSubject(o: ExportOptions, userId: string): AsyncGenerator<string> {
+export async function* exportSubject(
+  o: ExportOptions,
+  userId: string,
+  services?: readonly string[] | null,
+): AsyncGenerator<string> {
+  const allowed = (service: unknown) => !services || services.includes(service as string);
   const ids = o.anonymizeSecret ? [userId, pseudonymize(o.anonymizeSecret, userId)] : [userId];
   const page = o.pageRows ?? 1_000;
   // One id at a time, so each page is a range of the (user_id, occurred_at, id) index.
   for (const subjectId of ids) {
     let after: { ts: string; id: string } | undefined;
     for (;;) {
-      const rows = await subjectEventsPage(o.pool, subjectId, page, after);
+      const rows = await subjectEventsPage(o.pool, subjectId, page, after, services ?? undefined);
       // One write per page: per-line writes would cost more than the query.
       if (rows.length > 0) yield `${rows.map((r) => openLine(o.cipher, r.line)).join('\n')}\n`;
       o.metrics.exportRows.inc({ source: 'database' }, rows.length);
@@ -53,7 +59,7 @@ export async function* exportSubject(o: ExportOptions, userId: string): AsyncGen
     }
   }
 
-  if (o.deadLetters) yield* deadLetterLines(o, o.deadLetters, userId);
+  if (o.deadLetters) yield* deadLetterLines(o, o.deadLetters, userId, allowed);
 
   const archives = await archivesWithRows(o.pool);
   if (archives.length === 0) return;
@@ -67,7 +73,8 @@ export async function* exportSubject(o: ExportOptions, userId: string): AsyncGen
     for (const a of archives) {
       const file = join(dir, `${a.id}.parquet`);
       await o.store.getFile(a.objectKey, file);
-      for await (const chunk of parquet.subjectRows(file, ids)) {
+      for await (const rows of parquet.subjectRows(file, ids)) {
+        const chunk = services ? rows.filter((row) => allowed(row.service)) : rows;
         for (const row of chunk) {
           const metadata = o.cipher ? o.cipher.open(row.metadata) : row.metadata;
           yield `${JSON.stringify({ ...row, metadata, source: 'archive' })}\n`;
@@ -90,6 +97,7 @@ async function* deadLetterLines(
   o: ExportOptions,
   dead: DeadLetterStream,
   userId: string,
+  allowed: (service: unknown) => boolean,
 ): AsyncGenerator<string> {
   for await (const page of dead.pages()) {
     const lines: string[] = [];
@@ -97,6 +105,7 @@ async function* deadLetterLines(
       const json = fields.e ?? '';
       if (!isSubjectsEvent(json, userId)) continue;
       const event = JSON.parse(json) as Record<string, unknown>;
+      if (!allowed(event.service)) continue;
       const metadata = event.metadata ?? null;
       lines.push(
         JSON.stringify({

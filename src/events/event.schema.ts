@@ -18,6 +18,8 @@ export interface NormalisedEvent {
   /** RFC 3339 UTC, millisecond precision: becomes `occurred_at`. */
   timestamp: string;
   receivedAt: string;
+  /** The API key that sent it (ARCHITECTURE §11): becomes `key_id`. */
+  keyId?: string;
   userId?: string;
   message?: string;
   metadata?: Record<string, unknown>;
@@ -28,6 +30,8 @@ export interface ValidationContext {
   now: number;
   /** Oldest accepted timestamp is `now - maxAgeMs`. */
   maxAgeMs: number;
+  /** The sending key's id, recorded with the event. */
+  keyId?: string;
 }
 
 export type ParseResult =
@@ -279,6 +283,7 @@ export function parseEvent(input: unknown, ctx: ValidationContext): ParseResult 
     timestamp: new Date(occurredMs).toISOString(),
     receivedAt: isoTime(ctx.now),
   };
+  if (ctx.keyId !== undefined) event.keyId = ctx.keyId;
   if (raw.userId != null) event.userId = raw.userId;
   if (raw.message != null) event.message = raw.message;
   if (raw.metadata != null) event.metadata = raw.metadata as Record<string, unknown>;

@@ -11,6 +11,8 @@ export interface Principal {
   keyId: string;
   scopes: readonly Scope[];
   rateLimitPerMinute: number | null;
+  /** Services it may write and read; null: every service. */
+  services: readonly string[] | null;
 }
 
 export interface KeyResolverOptions {
@@ -103,7 +105,7 @@ export class KeyResolver {
     const wait = !known && address ? this.#opts.throttle?.refusedFor(address) : undefined;
     if (wait) throw authThrottled(wait);
     if (this.#adminHash && timingSafeEqual(Buffer.from(hash, 'hex'), this.#adminHash)) {
-      return { keyId: 'admin-bootstrap', scopes: SCOPES, rateLimitPerMinute: null };
+      return { keyId: 'admin-bootstrap', scopes: SCOPES, rateLimitPerMinute: null, services: null };
     }
     // A rotated key past its expiry, answered from the cache.
     if (fresh) return this.#outcome(null, address);
@@ -125,7 +127,12 @@ export class KeyResolver {
         return this.#outcome(null, address);
       }
       const entry: CacheEntry = {
-        principal: { keyId: info.id, scopes: info.scopes, rateLimitPerMinute: info.rateLimitPerMinute },
+        principal: {
+          keyId: info.id,
+          scopes: info.scopes,
+          rateLimitPerMinute: info.rateLimitPerMinute,
+          services: info.services.length > 0 ? info.services : null,
+        },
         fetchedAt: now,
         expiresAt: info.expiresAt ? Date.parse(info.expiresAt) : null,
       };
@@ -270,4 +277,9 @@ export class KeyInvalidations {
       );
     }
   }
+}
+
+/** Whether `principal` may write and read `service`'s events. */
+export function mayUseService(principal: Pick<Principal, 'services'>, service: string): boolean {
+  return principal.services === null || principal.services.includes(service);
 }

@@ -29,6 +29,7 @@ export async function anonymizeRows(pool: pg.Pool, lease: RunLease, o: Anonymize
       rows.map((r) => ({
         ts: r.ts,
         id: r.id,
+        service: r.service,
         pseudonym: r.userId === null ? null : pseudonymize(o.secret, r.userId),
       })),
       o.piiKeys,

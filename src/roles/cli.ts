@@ -10,7 +10,7 @@ roles:
   retention               run one retention pass now (archive, verify, delete, anonymise)
   restore --from YYYY-MM [--to YYYY-MM] [--service NAME]
                           load archived rows back into PostgreSQL (idempotent)
-  keys create --name NAME --scopes ingest,read[,dsar,admin] [--rate-limit N]
+  keys create --name NAME --scopes ingest,read[,dsar,admin] [--services A,B] [--rate-limit N]
   keys list
   keys revoke ID
 

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import type { Config } from '../config.ts';
+import { eventShape } from '../events/event.schema.ts';
 import { createApiKey, listApiKeys, revokeApiKey, SCOPES, type Scope } from '../store/api-keys.repo.ts';
 import { USAGE, UsageError } from './cli.ts';
 import { createServices, type Services } from './services.ts';
@@ -26,7 +27,12 @@ export async function runKeys(config: Config, args: string[]): Promise<void> {
 async function createKey(services: Services, args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
-    options: { name: { type: 'string' }, scopes: { type: 'string' }, 'rate-limit': { type: 'string' } },
+    options: {
+      name: { type: 'string' },
+      scopes: { type: 'string' },
+      services: { type: 'string' },
+      'rate-limit': { type: 'string' },
+    },
   });
   const scopes = (values.scopes ?? '').split(',').filter(Boolean);
   const bad = scopes.filter((s) => !(SCOPES as readonly string[]).includes(s));
@@ -36,15 +42,23 @@ async function createKey(services: Services, args: string[]): Promise<void> {
   const rate = values['rate-limit'] === undefined ? null : Number(values['rate-limit']);
   if (rate !== null && (!Number.isInteger(rate) || rate < 1))
     throw new UsageError('--rate-limit must be a positive integer');
+  const bound = (values.services ?? '').split(',').filter(Boolean);
+  const badService = bound.find((s) => !eventShape.shape.service.safeParse(s).success);
+  if (badService !== undefined) {
+    throw new UsageError(`--services: "${badService}" is not a service name (1–64 of A-Z a-z 0-9 . _ -)`);
+  }
   const { key, info } = await createApiKey(services.deps.db, {
     name: values.name,
     scopes: scopes as Scope[],
+    services: bound,
     rateLimitPerMinute: rate,
   });
   // Every API process forgets the keys it found unknown: the new one works at once.
   await services.redisReady(2_000);
   await services.deps.redis.publish(services.deps.redisKeys.keyInvalidations, info.id).catch(() => {});
-  process.stdout.write(`${JSON.stringify({ id: info.id, key, scopes: info.scopes })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ id: info.id, key, scopes: info.scopes, services: info.services })}\n`,
+  );
 }
 
 async function revokeKey(services: Services, id: string): Promise<void> {

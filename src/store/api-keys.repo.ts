@@ -10,6 +10,8 @@ export interface ApiKeyInfo {
   id: string;
   name: string;
   scopes: Scope[];
+  /** Services the key may write and read; empty: every service. */
+  services: string[];
   rateLimitPerMinute: number | null;
   keyPrefix: string;
   createdAt: string;
@@ -41,6 +43,7 @@ function toInfo(row: typeof apiKeys.$inferSelect): ApiKeyInfo {
     id: row.id,
     name: row.name,
     scopes: row.scopes.filter((s): s is Scope => (SCOPES as readonly string[]).includes(s)),
+    services: row.services,
     rateLimitPerMinute: row.rateLimitPerMinute,
     keyPrefix: row.keyPrefix,
     createdAt: row.createdAt.toISOString(),
@@ -49,7 +52,7 @@ function toInfo(row: typeof apiKeys.$inferSelect): ApiKeyInfo {
   };
 }
 
-type NewKey = { name: string; scopes: Scope[]; rateLimitPerMinute?: number | null };
+type NewKey = { name: string; scopes: Scope[]; services?: string[]; rateLimitPerMinute?: number | null };
 
 export async function createApiKey(
   db: Pick<Db, 'insert'>,
@@ -63,6 +66,7 @@ export async function createApiKey(
       keyHash: hashKey(key),
       keyPrefix: key.slice(0, 8),
       scopes: [...new Set(input.scopes)],
+      services: [...new Set(input.services ?? [])].sort(),
       rateLimitPerMinute: input.rateLimitPerMinute ?? null,
     })
     .returning();
@@ -128,8 +132,30 @@ export async function rotateApiKey(
     const created = await createApiKey(tx, {
       name,
       scopes: toInfo(old).scopes,
+      services: old.services,
       rateLimitPerMinute: old.rateLimitPerMinute,
     });
     return { ...created, previous: toInfo(previous) };
   });
+}
+
+/** What `PATCH /v1/admin/keys/:id` may change; absent fields are left as they are. */
+export interface KeyChanges {
+  name?: string;
+  services?: string[];
+  rateLimitPerMinute?: number | null;
+}
+
+/** Changes an active key in place (its secret stays); undefined when no active key has this id. */
+export async function updateApiKey(db: Db, id: string, changes: KeyChanges): Promise<ApiKeyInfo | undefined> {
+  const set: Partial<typeof apiKeys.$inferInsert> = {};
+  if (changes.name !== undefined) set.name = changes.name;
+  if (changes.services !== undefined) set.services = [...new Set(changes.services)].sort();
+  if (changes.rateLimitPerMinute !== undefined) set.rateLimitPerMinute = changes.rateLimitPerMinute;
+  const [row] = await db
+    .update(apiKeys)
+    .set(set)
+    .where(and(eq(apiKeys.id, id), isActive()))
+    .returning();
+  return row ? toInfo(row) : undefined;
 }

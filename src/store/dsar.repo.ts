@@ -147,8 +147,8 @@ export async function eraseEventsBatch(
 ): Promise<number> {
   const { rows } = await pool.query<{ n: number }>(
     `WITH gone AS (
-       DELETE FROM events WHERE (occurred_at, id) IN (
-         SELECT occurred_at, id FROM events WHERE user_id = ANY($1::text[]) LIMIT $2)
+       DELETE FROM events WHERE (occurred_at, id, service) IN (
+         SELECT occurred_at, id, service FROM events WHERE user_id = ANY($1::text[]) LIMIT $2)
        RETURNING 1)
      UPDATE dsar_requests SET deleted_database = deleted_database + (SELECT count(*) FROM gone)
       WHERE id = $3 RETURNING (SELECT count(*) FROM gone)::int AS n`,

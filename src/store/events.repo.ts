@@ -1,4 +1,4 @@
-import { and, desc, eq, gte, lt, lte, or, type SQL, sql } from 'drizzle-orm';
+import { and, desc, eq, gte, inArray, lt, lte, or, type SQL, sql } from 'drizzle-orm';
 import type pg from 'pg';
 import { parseRfc3339 } from '../events/rfc3339.ts';
 import type { Db } from './db.ts';
@@ -9,13 +9,13 @@ import { events } from './schema.ts';
  * exactly as buffered (their `e` fields joined), so nothing is re-serialised per row:
  * PostgreSQL parses it once as jsonb and unpacks it with jsonb_array_elements (with `json`,
  * every `->>` parsed the row's text again: 1.4–1.7× slower here). drizzle cannot express this insert.
- * Rows already stored (same occurred_at and id) are skipped. Returns rows inserted.
+ * Rows already stored (same occurred_at, id and service) are skipped. Returns rows inserted.
  */
 export async function insertEventsJson(pool: pg.Pool, eventsJson: string): Promise<number> {
   const result = await pool.query(
-    `INSERT INTO events (id, occurred_at, received_at, service, type, user_id, message, metadata)
+    `INSERT INTO events (id, occurred_at, received_at, service, type, user_id, message, metadata, key_id)
      SELECT (r->>'id')::uuid, (r->>'timestamp')::timestamptz, (r->>'receivedAt')::timestamptz,
-            r->>'service', r->>'type', r->>'userId', r->>'message', r->'metadata'
+            r->>'service', r->>'type', r->>'userId', r->>'message', r->'metadata', r->>'keyId'
        FROM jsonb_array_elements($1::jsonb) AS r
      ON CONFLICT DO NOTHING`,
     [eventsJson],
@@ -25,6 +25,8 @@ export async function insertEventsJson(pool: pg.Pool, eventsJson: string): Promi
 
 export interface EventQuery {
   service?: string;
+  /** Only these services' events (a key bound to services); undefined: every service. */
+  services?: readonly string[];
   type?: string;
   userId?: string;
   from?: Date;
@@ -43,6 +45,8 @@ export interface StoredEvent {
   userId: string | null;
   message: string | null;
   metadata: Record<string, unknown> | null;
+  /** The key that wrote it; null for rows from before keys were recorded. */
+  keyId: string | null;
 }
 
 /** Exact (microsecond) occurred_at text, so cursors never skip or repeat a row. */
@@ -52,6 +56,7 @@ const occurredAtText = sql<string>`to_char(${events.occurredAt} AT TIME ZONE 'UT
 export async function queryEvents(db: Db, q: EventQuery): Promise<{ rows: StoredEvent[]; cursor?: string }> {
   const where: (SQL | undefined)[] = [
     q.service !== undefined ? eq(events.service, q.service) : undefined,
+    q.services !== undefined ? inArray(events.service, [...q.services]) : undefined,
     q.type !== undefined ? eq(events.type, q.type) : undefined,
     q.userId !== undefined ? eq(events.userId, q.userId) : undefined,
     q.from ? gte(events.occurredAt, q.from) : undefined,
@@ -71,6 +76,7 @@ export async function queryEvents(db: Db, q: EventQuery): Promise<{ rows: Stored
       userId: events.userId,
       message: events.message,
       metadata: events.metadata,
+      keyId: events.keyId,
     })
     .from(events)
     .where(and(...where))
@@ -88,6 +94,7 @@ export async function queryEvents(db: Db, q: EventQuery): Promise<{ rows: Stored
     userId: r.userId,
     message: r.message,
     metadata: r.metadata ?? null,
+    keyId: r.keyId,
   }));
   if (rows.length > q.limit && last) return { rows: out, cursor: encodeCursor(last.occurredAt, last.id) };
   return { rows: out };
@@ -121,17 +128,18 @@ export function decodeCursor(cursor: string): { occurredAt: string; id: string }
 export interface RowToAnonymize {
   ts: string;
   id: string;
+  service: string;
   userId: string | null;
 }
 
 /** The oldest `limit` rows not yet anonymised that occurred before `cutoff`. */
 export async function rowsToAnonymize(pool: pg.Pool, cutoff: Date, limit: number): Promise<RowToAnonymize[]> {
-  const { rows } = await pool.query<{ ts: string; id: string; user_id: string | null }>(
-    `SELECT occurred_at::text AS ts, id, user_id FROM events
+  const { rows } = await pool.query<{ ts: string; id: string; service: string; user_id: string | null }>(
+    `SELECT occurred_at::text AS ts, id, service, user_id FROM events
       WHERE NOT anonymized AND occurred_at < $1 ORDER BY occurred_at LIMIT $2`,
     [cutoff, limit],
   );
-  return rows.map((r) => ({ ts: r.ts, id: r.id, userId: r.user_id }));
+  return rows.map((r) => ({ ts: r.ts, id: r.id, service: r.service, userId: r.user_id }));
 }
 
 /**
@@ -143,13 +151,13 @@ export async function rowsToAnonymize(pool: pg.Pool, cutoff: Date, limit: number
  */
 export async function anonymizeEvents(
   pool: pg.Pool,
-  rows: readonly { ts: string; id: string; pseudonym: string | null }[],
+  rows: readonly { ts: string; id: string; service: string; pseudonym: string | null }[],
   piiKeys: readonly string[],
 ): Promise<number> {
   const res = await pool.query(
     `UPDATE events e SET user_id = u.pseudonym, metadata = e.metadata - $4::text[], anonymized = true
-       FROM unnest($1::timestamptz[], $2::uuid[], $3::text[]) AS u(ts, id, pseudonym)
-      WHERE e.occurred_at = u.ts AND e.id = u.id AND NOT e.anonymized
+       FROM unnest($1::timestamptz[], $2::uuid[], $3::text[], $7::text[]) AS u(ts, id, pseudonym, service)
+      WHERE e.occurred_at = u.ts AND e.id = u.id AND e.service = u.service AND NOT e.anonymized
         AND e.occurred_at BETWEEN $5::timestamptz AND $6::timestamptz`,
     [
       rows.map((r) => r.ts),
@@ -158,6 +166,7 @@ export async function anonymizeEvents(
       piiKeys,
       rows[0]?.ts,
       rows[rows.length - 1]?.ts,
+      rows.map((r) => r.service),
     ],
   );
   return res.rowCount ?? 0;
@@ -210,7 +219,10 @@ export async function subjectEventsPage(
   subjectId: string,
   limit: number,
   after?: { ts: string; id: string },
+  services?: readonly string[],
 ): Promise<ExportLine[]> {
+  const params: unknown[] = after ? [subjectId, limit, after.ts, after.id] : [subjectId, limit];
+  if (services) params.push(services);
   const { rows } = await pool.query<ExportLine>(
     `SELECT json_build_object('id', id, 'service', service, 'type', type,
               'timestamp', to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
@@ -218,9 +230,9 @@ export async function subjectEventsPage(
               'userId', user_id, 'message', message, 'metadata', metadata, 'source', 'database')::text AS line,
             occurred_at::text AS ts, id
        FROM events
-      WHERE user_id = $1 ${after ? AFTER_CURSOR : ''}
+      WHERE user_id = $1 ${after ? AFTER_CURSOR : ''} ${services ? `AND service = ANY($${params.length}::text[])` : ''}
       ORDER BY occurred_at, id LIMIT $2`,
-    after ? [subjectId, limit, after.ts, after.id] : [subjectId, limit],
+    params,
   );
   return rows;
 }

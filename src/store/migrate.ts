@@ -52,7 +52,12 @@ export interface MigrateResult {
  * PgBouncer): the lock that serialises migrations is a session lock, held across the
  * migrator's statements, and `ensureDatabase` connects to the `postgres` database.
  */
-export async function migrateDatabase(url: string, maxRetentionDays: number): Promise<MigrateResult> {
+export async function migrateDatabase(
+  url: string,
+  maxRetentionDays: number,
+  /** Another folder of migrations (tests migrate to an earlier schema with a copy of part of it). */
+  migrationsFolder = MIGRATIONS_FOLDER,
+): Promise<MigrateResult> {
   const databaseCreated = await ensureDatabase(url);
   const pool = new pg.Pool({ connectionString: url, max: 2, connectionTimeoutMillis: 5_000 });
   try {
@@ -60,7 +65,7 @@ export async function migrateDatabase(url: string, maxRetentionDays: number): Pr
     try {
       await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
       try {
-        await migrate(drizzle(client), { migrationsFolder: MIGRATIONS_FOLDER });
+        await migrate(drizzle(client), { migrationsFolder });
       } finally {
         await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
       }

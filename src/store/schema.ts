@@ -33,12 +33,15 @@ export const events = pgTable(
     metadata: jsonb('metadata').$type<Record<string, unknown>>(),
     /** Set by the retention pass once `user_id` is pseudonymised and PII keys removed. */
     anonymized: boolean('anonymized').notNull().default(false),
+    /** The API key that wrote the row (NULL for rows written before keys were recorded). */
+    keyId: text('key_id'),
   },
   (t) => [
     // (occurred_at, id) rather than (id, occurred_at): same uniqueness, but inserts land at the
     // right edge of the index instead of at random UUID positions, and a backward scan of it
-    // serves newest-first pagination with no extra index.
-    primaryKey({ columns: [t.occurredAt, t.id] }),
+    // serves newest-first pagination with no extra index. `service` last: ids are unique per
+    // service, so one service's id can never make another's event a duplicate (§11).
+    primaryKey({ columns: [t.occurredAt, t.id, t.service] }),
     index('events_service_occurred_at_idx').on(t.service, t.occurredAt.desc()),
     // A subject's events in time order: erasure finds them, export pages through them by key.
     index('events_user_id_occurred_at_idx').on(t.userId, t.occurredAt, t.id),
@@ -58,6 +61,8 @@ export const apiKeys = pgTable(
     /** First characters of the key, to tell keys apart in listings. */
     keyPrefix: text('key_prefix').notNull(),
     scopes: text('scopes').array().notNull(),
+    /** Services the key may write and read; empty: every service (operators' keys). */
+    services: text('services').array().notNull().default(sql`'{}'`),
     rateLimitPerMinute: integer('rate_limit_per_minute'),
     createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
     revokedAt: timestamp('revoked_at', { withTimezone: true, mode: 'date' }),

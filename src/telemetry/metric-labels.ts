@@ -8,7 +8,9 @@ import { Counter, type Registry } from 'prom-client';
  * lists against the types the code counts with (DbFailure, DropReason, …).
  */
 export const COUNTER_LABEL_VALUES = {
-  tributary_events_rejected_total: { reason: ['invalid_event', 'backpressure', 'buffer_unavailable'] },
+  tributary_events_rejected_total: {
+    reason: ['invalid_event', 'service_not_allowed', 'backpressure', 'buffer_unavailable'],
+  },
   tributary_events_skipped_total: { reason: ['user_opt_out', 'erased'] },
   tributary_insert_failures_total: { kind: ['unavailable', 'data', 'transient'] },
   tributary_circuit_breaker_transitions_total: {

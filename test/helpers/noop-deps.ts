@@ -52,6 +52,7 @@ function scopedKeys(): KeyResolver {
         id: key.id,
         name: key.scope,
         scopes: key.scope === 'none' ? [] : [key.scope],
+        services: [],
         rateLimitPerMinute: null,
         keyPrefix: 'key-',
         createdAt: new Date(0).toISOString(),

@@ -1,8 +1,15 @@
+import { randomUUID } from 'node:crypto';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { migrateDatabase } from '../../src/store/migrate.ts';
 import { createTestEnv } from '../helpers/env.ts';
 import { runTributary } from '../helpers/processes.ts';
 
 const env = createTestEnv();
+const MIGRATIONS = fileURLToPath(new URL('../../drizzle', import.meta.url));
 afterAll(async () => {
   await env.cleanup();
 });
@@ -57,6 +64,69 @@ describe('tributary migrate', () => {
     expect(created).toEqual([monthName(future)]);
     expect((await env.pool.query('SELECT count(*)::int AS n FROM events_default')).rows[0].n).toBe(0);
     expect((await env.pool.query(`SELECT count(*)::int AS n FROM ${monthName(future)}`)).rows[0].n).toBe(1);
+  });
+
+  it('binds keys to services without losing a row: a database at the schema before keeps every row and id', async () => {
+    // The migrations as they were before keys had services (0000–0003).
+    const old = mkdtempSync(join(tmpdir(), 'tributary-migrations-'));
+    const older = createTestEnv();
+    try {
+      cpSync(MIGRATIONS, old, { recursive: true });
+      const journalPath = join(old, 'meta', '_journal.json');
+      const journal = JSON.parse(readFileSync(journalPath, 'utf8')) as { entries: { tag: string }[] };
+      const at = journal.entries.findIndex((e) => e.tag === '0004_key_services');
+      expect(at).toBeGreaterThan(0);
+      for (const e of journal.entries.slice(at)) rmSync(join(old, `${e.tag}.sql`));
+      journal.entries = journal.entries.slice(0, at);
+      writeFileSync(journalPath, JSON.stringify(journal));
+      await migrateDatabase(older.databaseUrl, 30, old);
+
+      const now = Date.now();
+      const rows = Array.from({ length: 50 }, (_, i) => ({
+        id: randomUUID(),
+        at: new Date(now - i * 3_600_000).toISOString(),
+        service: i % 2 ? 'shop' : 'billing',
+      }));
+      for (const r of rows) {
+        await older.pool.query(
+          `INSERT INTO events (id, occurred_at, received_at, service, type, user_id) VALUES ($1, $2, now(), $3, 't', 'u')`,
+          [r.id, r.at, r.service],
+        );
+      }
+      await older.pool.query(
+        `INSERT INTO api_keys (name, key_hash, key_prefix, scopes) VALUES ('old', 'h', 'trb_old', '{ingest}')`,
+      );
+
+      const migrated = await runTributary(['migrate'], older.env());
+      expect(migrated.code, migrated.stderr).toBe(0);
+      const after = await older.pool.query<{ id: string; service: string; key_id: string | null }>(
+        'SELECT id, service, key_id FROM events ORDER BY id',
+      );
+      expect(after.rows.map((r) => `${r.id} ${r.service}`)).toEqual(
+        rows.map((r) => `${r.id} ${r.service}`).sort(),
+      );
+      expect(after.rows.every((r) => r.key_id === null)).toBe(true);
+      const key = await older.pool.query('SELECT services FROM api_keys');
+      expect(key.rows).toEqual([{ services: [] }]);
+      // The primary key is scoped to the service, on every partition.
+      const pks = await older.pool.query<{ rel: string; def: string }>(
+        `SELECT conrelid::regclass::text AS rel, pg_get_constraintdef(oid) AS def FROM pg_constraint
+          WHERE contype = 'p' AND conrelid::regclass::text LIKE 'events%'`,
+      );
+      expect(pks.rows.length).toBeGreaterThan(2);
+      for (const pk of pks.rows) expect(pk.def, pk.rel).toBe('PRIMARY KEY (occurred_at, id, service)');
+      // The same id and time under another service is another event.
+      const first = rows[0] as { id: string; at: string };
+      await older.pool.query(
+        `INSERT INTO events (id, occurred_at, received_at, service, type) VALUES ($1, $2, now(), 'other', 't')`,
+        [first.id, first.at],
+      );
+      const same = await older.pool.query('SELECT count(*)::int AS n FROM events WHERE id = $1', [first.id]);
+      expect(same.rows[0].n).toBe(2);
+    } finally {
+      rmSync(old, { recursive: true, force: true });
+      await older.cleanup();
+    }
   });
 
   it('refuses a bad configuration, naming the variable', async () => {

@@ -69,7 +69,7 @@ function harness(opts: { append?: (r: AuditRecord) => Promise<void>; trustProxy?
   );
   app.use('/v1/*', async (c, next) => {
     if (c.req.header('x-api-key') !== 'admin') throw new ApiError('unauthorized', 401, 'no key');
-    c.set('principal', { keyId: 'k1', scopes: ['admin'], rateLimitPerMinute: null });
+    c.set('principal', { keyId: 'k1', scopes: ['admin'], rateLimitPerMinute: null, services: null });
     await next();
   });
   app.post('/v1/admin/keys', (c) => c.json({ id: 'x', key: 'trb_secret' }, 201));

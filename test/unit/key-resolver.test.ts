@@ -12,6 +12,7 @@ const info: ApiKeyInfo = {
   id: 'k1',
   name: 'n',
   scopes: ['ingest'],
+  services: [],
   rateLimitPerMinute: null,
   keyPrefix: 'trb_abcd',
   createdAt: '',

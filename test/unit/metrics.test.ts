@@ -48,7 +48,7 @@ describe('labelled counters', () => {
       labelCombinations(values).map((labels) => seriesName(name, labels)),
     );
     // 3 + 2 + 3 + 3 + 2 + 2 + 5 + 3 + 3
-    expect(expected).toHaveLength(26);
+    expect(expected).toHaveLength(27);
     for (const s of expected) expect(found.get(s), s).toBe(0);
     expect(found.get('tributary_insert_failures_total{kind="unavailable"}')).toBe(0);
   });

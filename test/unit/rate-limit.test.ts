@@ -11,6 +11,7 @@ import { silentLogger } from '../../src/telemetry/logger.ts';
 const keyInfo = (id: string, rateLimitPerMinute: number | null): ApiKeyInfo => ({
   id,
   name: id,
+  services: [],
   scopes: ['read'],
   rateLimitPerMinute,
   keyPrefix: 'trb_xxxx',

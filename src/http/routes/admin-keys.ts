@@ -1,6 +1,7 @@
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
 import type { Logger } from 'pino';
 import type { Config } from '../../config.ts';
+import { eventShape } from '../../events/event.schema.ts';
 import {
   type ApiKeyInfo,
   createApiKey,
@@ -8,6 +9,7 @@ import {
   revokeApiKey,
   rotateApiKey,
   SCOPES,
+  updateApiKey,
 } from '../../store/api-keys.repo.ts';
 import type { Db } from '../../store/db.ts';
 import { bodyKind, parseJson, readBody } from '../body.ts';
@@ -26,10 +28,25 @@ export interface AdminKeysDeps {
 
 // ---- Declarations -------------------------------------------------------------------------
 
+const MAX_KEY_SERVICES = 100;
+/** The services a key may write and read (§11); empty or absent: every service. */
+const Services = z.array(eventShape.shape.service).max(MAX_KEY_SERVICES).openapi({
+  description:
+    'Services the key may write and read (each 1–64 of A-Z a-z 0-9 . _ -). Absent or empty: every service — keep that for operators’ keys.',
+});
+const KeyName = z.string().trim().min(1).max(128);
+const RateLimit = z
+  .number()
+  .int()
+  .min(1)
+  .max(10_000_000)
+  .openapi({ description: 'Events per minute (a batch of 100 spends 100); null: DEFAULT_KEY_RATE_LIMIT' });
+
 export const NewKey = z.strictObject({
-  name: z.string().trim().min(1).max(128),
+  name: KeyName,
   scopes: z.array(z.enum(SCOPES)).min(1),
-  rateLimitPerMinute: z.number().int().min(1).max(10_000_000).nullish(),
+  services: Services.optional(),
+  rateLimitPerMinute: RateLimit.nullish(),
 });
 export type NewKey = z.input<typeof NewKey>;
 
@@ -43,11 +60,21 @@ export const Rotation = z.strictObject({
 });
 export type Rotation = z.input<typeof Rotation>;
 
+export const KeyChange = z
+  .strictObject({
+    name: KeyName.optional(),
+    services: Services.optional(),
+    rateLimitPerMinute: RateLimit.nullish(),
+  })
+  .refine((v) => Object.keys(v).length > 0, { message: 'name, services or rateLimitPerMinute is required' });
+export type KeyChange = z.input<typeof KeyChange>;
+
 export const ApiKey = z
   .strictObject({
     id: z.guid(),
     name: z.string(),
     scopes: z.array(z.enum(SCOPES)),
+    services: z.array(z.string()).openapi({ description: 'Empty: every service' }),
     rateLimitPerMinute: z.number().int().nullable(),
     keyPrefix: z.string().openapi({ description: 'The first characters of the key, to recognise it' }),
     createdAt: z.string().openapi({ format: 'date-time' }),
@@ -61,6 +88,7 @@ const createdKeyShape = {
   key: z.string().openapi({ description: 'The key itself: shown once, never again' }),
   name: z.string(),
   scopes: z.array(z.enum(SCOPES)),
+  services: z.array(z.string()).openapi({ description: 'Empty: every service' }),
   rateLimitPerMinute: z.number().int().nullable(),
 };
 export const CreatedKey = z.strictObject(createdKeyShape).openapi('CreatedKey');
@@ -121,6 +149,26 @@ export const rotateKey = createRoute({
   },
 });
 
+export const updateKey = createRoute({
+  method: 'patch',
+  path: '/v1/admin/keys/{id}',
+  operationId: 'updateKey',
+  tags: ['admin'],
+  summary: 'Change a key’s services, rate limit or name',
+  description:
+    'The key itself stays the same, so no client changes anything; every API process applies the change at once. This is how keys made before services existed are bound to theirs.',
+  security: needs('admin'),
+  middleware: [invalidInput('invalid_request', 'invalid key change')],
+  request: {
+    params: KeyId,
+    body: { required: true, content: { 'application/json': { schema: handReadSchema(KeyChange) } } },
+  },
+  responses: {
+    200: { description: 'The key as it now is', content: json(ApiKey) },
+    ...errorResponses(BODY_ERRORS, { 404: 'No active key with this id', ...unavailable }),
+  },
+});
+
 export const listKeys = createRoute({
   method: 'get',
   path: '/v1/admin/keys',
@@ -156,13 +204,14 @@ const shownOnce = (key: string, info: ApiKeyInfo): CreatedKey => ({
   key,
   name: info.name,
   scopes: info.scopes,
+  services: info.services,
   rateLimitPerMinute: info.rateLimitPerMinute,
 });
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const BODY_LIMIT = 64 * 1024;
 
-/** `/v1/admin/keys*`: create, rotate, list, revoke. The `admin` scope is checked by `adminRoutes`. */
+/** `/v1/admin/keys*`: create, rotate, change, list, revoke. The `admin` scope is checked by `adminRoutes`. */
 export function registerKeyRoutes(app: OpenAPIHono<AppEnv>, deps: AdminKeysDeps): void {
   app.openapi(createKey, async (c) => {
     bodyKind(c, ['json']);
@@ -195,6 +244,21 @@ export function registerKeyRoutes(app: OpenAPIHono<AppEnv>, deps: AdminKeysDeps)
       },
       201,
     );
+  });
+
+  app.openapi(updateKey, async (c) => {
+    const { id } = c.req.valid('param');
+    bodyKind(c, ['json']);
+    const input = KeyChange.parse(parseJson(await readBody(c, BODY_LIMIT)));
+    const info = UUID.test(id) ? await withDb(() => updateApiKey(deps.db, id, input)) : undefined;
+    if (!info) throw new ApiError('not_found', 404, 'no active key with this id');
+    // Every API process drops its cached answer for the key (within milliseconds).
+    await deps.keys.keyChanged(id);
+    requestLogger(c, deps.logger).info(
+      { keyId: id, services: info.services, rateLimitPerMinute: info.rateLimitPerMinute },
+      'api key changed',
+    );
+    return c.json(info, 200);
   });
 
   app.openapi(listKeys, async (c) => {

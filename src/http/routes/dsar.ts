@@ -116,7 +116,8 @@ export const requestErasure = createRoute({
     'Erase a subject: database, buffer, dead letters and archives',
   ),
   operationId: 'requestErasure',
-  description: 'Recorded and started in the background; follow it at /v1/dsar/{requestId}.',
+  description:
+    'Recorded and started in the background; follow it at /v1/dsar/{requestId}. Erases the subject in every service, whatever services the key is bound to (as does the opt-out): a data subject’s rights do not depend on which key asks.',
   middleware: [subjectRefused],
   request: { params: Subject },
   responses: {
@@ -144,7 +145,7 @@ export const exportEvents = createRoute({
   description:
     'Streamed from the database, the dead-letter stream and the archives; a failure midway ends the stream early. ' +
     'Each line carries `source`: `database`, `dead_letter` (received but never stored: it could not be written, ' +
-    'and waits in the dead-letter stream for an operator) or `archive`.',
+    'and waits in the dead-letter stream for an operator) or `archive`. A key bound to services exports only their events.',
   middleware: [subjectRefused],
   request: { params: Subject },
   responses: {
@@ -211,7 +212,8 @@ export function dsarRoutes(deps: DsarRoutesDeps): OpenAPIHono<AppEnv> {
       c,
       async (s) => {
         let bytes = 0;
-        for await (const text of exportSubject(deps.exports, userId)) {
+        const services = c.get('principal')?.services ?? null;
+        for await (const text of exportSubject(deps.exports, userId, services)) {
           if (s.aborted) break;
           await s.write(text);
           bytes += text.length;

@@ -39,6 +39,10 @@ export const StoredEvent = z
     userId: z.string().nullable(),
     message: z.string().nullable(),
     metadata: z.record(z.string(), z.unknown()).nullable(),
+    keyId: z.string().nullable().openapi({
+      description:
+        'The id of the API key that sent the event; null for events stored before keys were recorded',
+    }),
   })
   .openapi('StoredEvent');
 
@@ -56,7 +60,8 @@ export const listEvents = createRoute({
   operationId: 'listEvents',
   tags: ['events'],
   summary: 'Read stored events',
-  description: 'Newest first, with keyset pagination.',
+  description:
+    'Newest first, with keyset pagination. A key bound to services sees only their events, whatever the filters say (a `service` outside them gives an empty page).',
   security: needs('read'),
   request: { query: EventQuery },
   responses: {
@@ -74,7 +79,12 @@ export function registerEventQuery(app: OpenAPIHono<AppEnv>, deps: EventQueryDep
     const { cursor, ...q } = c.req.valid('query');
     const after = cursor !== undefined ? decodeCursor(cursor) : undefined;
     if (cursor !== undefined && !after) throw errors.invalidCursor();
-    const page = await withDb(() => queryEvents(deps.db, after ? { ...q, after } : q));
+    const services = c.get('principal')?.services ?? null;
+    if (services !== null && q.service !== undefined && !services.includes(q.service)) {
+      return c.json({ events: [], nextCursor: null }, 200);
+    }
+    const scoped = services === null ? q : { ...q, services };
+    const page = await withDb(() => queryEvents(deps.db, after ? { ...scoped, after } : scoped));
     const cipher = deps.cipher;
     const rows = cipher ? page.rows.map((r) => ({ ...r, metadata: cipher.open(r.metadata) })) : page.rows;
     return c.json({ events: rows, nextCursor: page.cursor ?? null }, 200);

@@ -19,7 +19,7 @@ import { currentTraceparent, getTracer, inSpan, SpanKind } from '../../telemetry
 import { bodyKind, parseJson, readBody } from '../body.ts';
 import type { AppEnv } from '../env.ts';
 import { ApiError, errors, withBuffer } from '../errors.ts';
-import type { KeyResolver } from '../key-resolver.ts';
+import { type KeyResolver, mayUseService, type Principal } from '../key-resolver.ts';
 import { requireScope } from '../middleware/auth.ts';
 import { createRouter, errorResponses, handReadSchema, json, needs, V1_ERRORS } from '../openapi.ts';
 import { registerEventQuery } from './events-query.ts';
@@ -92,6 +92,7 @@ export const ingestOne = createRoute({
     },
     ...errorResponses(INGEST_ERRORS, {
       400: '`invalid_event` with `details`, `invalid_json`, `incomplete_body`',
+      403: 'Also `service_not_allowed`: the key is bound to other services (ARCHITECTURE §11)',
       429: 'Also `backpressure` while the buffer is over its high-water mark',
       503: 'Also `buffer_unavailable`',
     }),
@@ -104,7 +105,7 @@ export const ingestBatch = createRoute({
   operationId: 'ingestBatch',
   tags: ['events'],
   summary: 'Ingest a batch of events',
-  description: `Up to ${EVENT_LIMITS.maxBatchEvents} events, as \`{"events":[…]}\` or NDJSON; valid events are accepted even when others are rejected. Accepts \`Content-Encoding: gzip\`.`,
+  description: `Up to ${EVENT_LIMITS.maxBatchEvents} events, as \`{"events":[…]}\` or NDJSON; valid events are accepted even when others are rejected (\`invalid_event\`, \`invalid_json\`, or \`service_not_allowed\` for a service the key is not bound to). Accepts \`Content-Encoding: gzip\`.`,
   security: needs('ingest'),
   request: {
     body: {
@@ -166,7 +167,7 @@ export function eventRoutes(deps: EventRoutesDeps): OpenAPIHono<AppEnv> {
 function registerIngest(app: OpenAPIHono<AppEnv>, deps: EventRoutesDeps): void {
   const { config, producer, monitor, metrics } = deps;
   const maxAgeMs = maxRetentionDays(config) * 86_400_000;
-  const context = (): ValidationContext => ({ now: Date.now(), maxAgeMs });
+  const context = (keyId: string | undefined): ValidationContext => ({ now: Date.now(), maxAgeMs, keyId });
   // Undefined unless some metadata key is configured, so ingest pays nothing otherwise.
   const sealer = deps.cipher?.encrypting ? deps.cipher : undefined;
 
@@ -202,12 +203,18 @@ function registerIngest(app: OpenAPIHono<AppEnv>, deps: EventRoutesDeps): void {
     bodyKind(c, ['json']);
     const input = parseJson(await readBody(c, config.MAX_BODY_BYTES));
     metrics.eventsReceived.inc();
+    const principal = c.get('principal');
     const validation = getTracer().startSpan('tributary.validate');
-    const result = parseEvent(input, context());
+    const result = parseEvent(input, context(principal?.keyId));
     validation.end();
     if (!result.ok) {
       metrics.eventsRejected.inc({ reason: 'invalid_event' });
       throw new ApiError('invalid_event', 400, 'the event is invalid', { details: result.issues });
+    }
+    const refusal = serviceRefusal(principal, result.event.service);
+    if (refusal) {
+      metrics.eventsRejected.inc({ reason: refusal.code });
+      throw new ApiError(refusal.code, 403, refusal.message);
     }
     if (deps.subjects?.isOptedOut(result.event.userId)) {
       metrics.eventsSkipped.inc({ reason: 'user_opt_out' });
@@ -227,9 +234,11 @@ function registerIngest(app: OpenAPIHono<AppEnv>, deps: EventRoutesDeps): void {
     const inputs = kind === 'json' ? batchFromJson(text) : batchFromNdjson(text, rejected);
     metrics.eventsReceived.inc(inputs.length + rejected.length);
 
-    const ctx = context();
+    const principal = c.get('principal');
+    const ctx = context(principal?.keyId);
     const valid: { index: number; event: NormalisedEvent; json: string }[] = [];
     let skipped = 0;
+    let notAllowed = 0;
     const validation = getTracer().startSpan('tributary.validate', { attributes: { events: inputs.length } });
     for (const { index, value } of inputs) {
       const result = parseEvent(value, ctx);
@@ -240,6 +249,12 @@ function registerIngest(app: OpenAPIHono<AppEnv>, deps: EventRoutesDeps): void {
           message: 'the event is invalid',
           details: result.issues,
         });
+        continue;
+      }
+      const refusal = serviceRefusal(principal, result.event.service);
+      if (refusal) {
+        notAllowed++;
+        rejected.push({ index, ...refusal });
       } else if (deps.subjects?.isOptedOut(result.event.userId)) {
         skipped++;
       } else {
@@ -248,7 +263,10 @@ function registerIngest(app: OpenAPIHono<AppEnv>, deps: EventRoutesDeps): void {
       }
     }
     validation.end();
-    if (rejected.length > 0) metrics.eventsRejected.inc({ reason: 'invalid_event' }, rejected.length);
+    if (notAllowed > 0) metrics.eventsRejected.inc({ reason: 'service_not_allowed' }, notAllowed);
+    if (rejected.length > notAllowed) {
+      metrics.eventsRejected.inc({ reason: 'invalid_event' }, rejected.length - notAllowed);
+    }
     if (skipped > 0) metrics.eventsSkipped.inc({ reason: 'user_opt_out' }, skipped);
     if (valid.length > 0) refuseWhenFull(valid.length);
     const outcomes =
@@ -270,6 +288,17 @@ function registerIngest(app: OpenAPIHono<AppEnv>, deps: EventRoutesDeps): void {
       202,
     );
   });
+}
+
+interface ServiceRefusal {
+  code: 'service_not_allowed';
+  message: string;
+}
+
+/** Why `principal` may not write an event of `service` (ARCHITECTURE §11), or undefined when it may. */
+function serviceRefusal(principal: Principal | undefined, service: string): ServiceRefusal | undefined {
+  if (!principal || mayUseService(principal, service)) return undefined;
+  return { code: 'service_not_allowed', message: `this key may not write events of service "${service}"` };
 }
 
 function batchFromJson(text: string): { index: number; value: unknown }[] {
