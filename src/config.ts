@@ -146,8 +146,15 @@ const schema = z.object({
 
   /** An erasure job whose runner stopped reporting progress this long ago is taken over by another process. */
   DSAR_LOCK_TTL_MS: int(60_000, 1_000, 3_600_000),
-  /** Requests per minute for keys that have no limit of their own; unset: unlimited. */
+  /** Events per minute for stored keys that have no limit of their own; unset: unlimited. */
+  DEFAULT_KEY_RATE_LIMIT: z.coerce.number().int().min(1).max(100_000_000).optional(),
+  /** The former name of DEFAULT_KEY_RATE_LIMIT, still read. */
   DEFAULT_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).max(100_000_000).optional(),
+  /**
+   * The largest share of BUFFER_MAX_EVENTS one key's unpersisted events may hold; over it,
+   * that key alone gets 429 backpressure. Unset: no per-key share.
+   */
+  BUFFER_MAX_SHARE_PER_KEY: z.coerce.number().gt(0).max(1).optional(),
   /** How long a rotated key keeps working beside its replacement, by default. */
   KEY_ROTATION_OVERLAP_S: int(86_400, 0, 90 * DAY_S),
   /** TLS for the API port: both files (PEM) or neither. */

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { subtractAcknowledged } from './key-load.ts';
 import { type BufferKeys, CONSUMER_GROUP } from './keys.ts';
 import { isCluster, type RedisLike } from './redis-client.ts';
 import { findNamed } from './redis-reply.ts';
@@ -14,6 +15,8 @@ export interface StreamConsumerOptions {
   /** Unique per process: host + pid. */
   consumerName: string;
   logger: Logger;
+  /** Lower each key's count of buffered events on ack (BUFFER_MAX_SHARE_PER_KEY is set: buffer/key-load.ts). */
+  trackKeyLoad?: boolean;
 }
 
 /**
@@ -31,6 +34,7 @@ export class StreamConsumer {
   readonly #keys: BufferKeys;
   readonly #name: string;
   readonly #logger: Logger;
+  readonly #trackKeyLoad: boolean;
   #claimCursor: string[];
   /** On a cluster, the partition the next blocking read waits on (round robin). */
   #blockOn = 0;
@@ -40,6 +44,7 @@ export class StreamConsumer {
     this.#keys = opts.keys;
     this.#name = opts.consumerName;
     this.#logger = opts.logger;
+    this.#trackKeyLoad = opts.trackKeyLoad ?? false;
     this.#claimCursor = opts.keys.streams.map(() => '0-0');
   }
 
@@ -231,7 +236,9 @@ export class StreamConsumer {
   }
 
   /** Acknowledges and deletes entries (after their rows are committed). */
-  async ack(entries: readonly Pick<StreamEntry, 'partition' | 'id'>[]): Promise<number> {
+  async ack(
+    entries: readonly (Pick<StreamEntry, 'partition' | 'id'> & { event?: string | undefined })[],
+  ): Promise<number> {
     let acked = 0;
     const calls: Promise<number>[] = [];
     for (const [p, ids] of groupByPartition(entries)) {
@@ -243,6 +250,7 @@ export class StreamConsumer {
       }
     }
     for (const n of await Promise.all(calls)) acked += Number(n);
+    if (this.#trackKeyLoad) await subtractAcknowledged(this.#redis, this.#keys, entries, this.#logger);
     return acked;
   }
 

@@ -21,6 +21,11 @@ export interface BufferKeys {
   dedupe(partition: number, bucket: number): string;
   /** `PREFIX:dead` — the dead-letter stream. */
   readonly deadLetter: string;
+  /**
+   * `PREFIX:keyload` — hash: API key id → its events in the buffer, raised at ingest and
+   * lowered when workers acknowledge (buffer/key-load.ts). Used alone, no hash tag needed.
+   */
+  readonly keyLoad: string;
   /** `PREFIX:workers` — hash: consumer name → JSON status (breaker, checkpoint), refreshed by each worker. */
   readonly workers: string;
   /** `PREFIX:ratelimit:{keyId}` — the rate-limit bucket of one API key (http/middleware/rate-limit.lua). */
@@ -52,6 +57,7 @@ export function bufferKeys(prefix: string, partitions: number): BufferKeys {
     streams: Array.from({ length: partitions }, (_, p) => stream(p)),
     dedupe: (p, bucket) => `${prefix}:dedupe:{${p}}:${bucket}`,
     deadLetter: `${prefix}:dead`,
+    keyLoad: `${prefix}:keyload`,
     workers: `${prefix}:workers`,
     rateLimit: (keyId) => `${prefix}:ratelimit:{${keyId}}`,
     authFailures: (address) => `${prefix}:authfail:${address}`,

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { KeyLoad } from './key-load.ts';
 import { type BufferKeys, CONSUMER_GROUP } from './keys.ts';
 import { primaries, type RedisLike } from './redis-client.ts';
 import { findNamed } from './redis-reply.ts';
@@ -35,6 +36,8 @@ export interface BufferMonitorOptions {
   logger: Logger;
   /** How often the backpressure flag is refreshed. */
   intervalMs?: number;
+  /** BUFFER_MAX_SHARE_PER_KEY: with it, each key's events in the buffer are tracked ({@link BufferMonitor.keyLoad}). */
+  maxSharePerKey?: number | undefined;
 }
 
 /**
@@ -45,9 +48,20 @@ export class BufferMonitor {
   readonly #opts: BufferMonitorOptions;
   #timer: NodeJS.Timeout | undefined;
   #overloaded = false;
+  /** Each key's events in the buffer, with BUFFER_MAX_SHARE_PER_KEY; refreshed with the flag. */
+  readonly keyLoad: KeyLoad | undefined;
 
   constructor(opts: BufferMonitorOptions) {
     this.#opts = opts;
+    this.keyLoad =
+      opts.maxSharePerKey === undefined
+        ? undefined
+        : new KeyLoad({
+            redis: opts.redis,
+            keys: opts.keys,
+            logger: opts.logger,
+            maxPerKey: Math.floor(opts.maxEvents * opts.maxSharePerKey),
+          });
   }
 
   /** True while unpersisted entries or Redis memory are over their high-water marks. */
@@ -81,6 +95,8 @@ export class BufferMonitor {
     ]);
     const length = lengths.reduce<number>((sum, n) => sum + Number(n ?? 0), 0);
     this.#overloaded = this.#isOver(length, memoryRatio);
+    // Only when every stream answered: a missing length would reset the counts.
+    if (lengths.every((n) => n !== undefined)) await this.keyLoad?.refresh(length);
     return this.#overloaded;
   }
 

@@ -17,6 +17,10 @@ export function crossFieldProblem(config: Config): string | undefined {
   if (config.ENCRYPT_METADATA_KEYS.length > 0 && config.METADATA_ENCRYPTION_KEYS === undefined) {
     return 'METADATA_ENCRYPTION_KEYS: required when ENCRYPT_METADATA_KEYS is set (id:base64 of 32 bytes)';
   }
+  const { DEFAULT_KEY_RATE_LIMIT: limit, DEFAULT_RATE_LIMIT_PER_MINUTE: former } = config;
+  if (limit !== undefined && former !== undefined && limit !== former) {
+    return 'DEFAULT_KEY_RATE_LIMIT: DEFAULT_RATE_LIMIT_PER_MINUTE (its former name) is set to another value; unset it';
+  }
   if (config.BREAKER_MAX_HALF_OPEN_AFTER_MS < config.BREAKER_HALF_OPEN_AFTER_MS) {
     return 'BREAKER_MAX_HALF_OPEN_AFTER_MS: must not be below BREAKER_HALF_OPEN_AFTER_MS';
   }

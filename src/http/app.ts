@@ -41,6 +41,7 @@ export interface AppDeps {
     | 'RETENTION_BY_SERVICE'
     | 'TRUST_PROXY'
     | 'TLS_CERT_FILE'
+    | 'DEFAULT_KEY_RATE_LIMIT'
     | 'DEFAULT_RATE_LIMIT_PER_MINUTE'
     | 'KEY_ROTATION_OVERLAP_S'
   >;
@@ -94,7 +95,10 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   app.use(
     '/v1/*',
     authenticate(deps.keys),
-    rateLimit({ limiter: deps.rateLimiter, defaultPerMinute: deps.config.DEFAULT_RATE_LIMIT_PER_MINUTE }),
+    rateLimit({
+      limiter: deps.rateLimiter,
+      defaultPerMinute: deps.config.DEFAULT_KEY_RATE_LIMIT ?? deps.config.DEFAULT_RATE_LIMIT_PER_MINUTE,
+    }),
   );
 
   app.route('/', healthRoutes(deps));

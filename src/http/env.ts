@@ -15,6 +15,11 @@ export interface AppEnv {
     principal: Principal;
     /** The client's address (`clientAddress` middleware): the audit trail's, by TRUST_PROXY. */
     clientAddress: string | null | undefined;
+    /**
+     * Set by `rateLimit` on the ingest routes, whose limit counts events: spends `n` (the
+     * events of the request) once the body is read, or throws its 429 (`spendEvents`).
+     */
+    spendEvents: ((n: number) => Promise<void>) | undefined;
     /** The code and message of this route's `400` for input zod refuses (`invalidInput`). */
     invalidInput: InvalidInput | undefined;
   };

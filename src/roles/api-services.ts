@@ -6,7 +6,7 @@ import { FailedAuthThrottle } from '../http/auth-throttle.ts';
 import { KeyInvalidations, KeyResolver } from '../http/key-resolver.ts';
 import { findActiveKeyByHash, isStoredKeyShape } from '../store/api-keys.repo.ts';
 import { registerAutoscaleMetrics, WorkerDemand } from '../telemetry/autoscale-metrics.ts';
-import { registerBufferMetrics } from '../telemetry/buffer-metrics.ts';
+import { registerBufferMetrics, registerKeyLoadMetrics } from '../telemetry/buffer-metrics.ts';
 
 // How the API's own services are made from the clients; services.ts decides when (once, on
 // first use) and how they are closed.
@@ -18,10 +18,12 @@ export function startMonitor({ config, redis, redisKeys, logger, metrics }: Deps
     keys: redisKeys,
     maxEvents: config.BUFFER_MAX_EVENTS,
     maxMemoryRatio: config.BUFFER_MAX_MEMORY_RATIO,
+    maxSharePerKey: config.BUFFER_MAX_SHARE_PER_KEY,
     logger,
   });
   monitor.start();
   registerBufferMetrics(metrics.registry, monitor);
+  if (monitor.keyLoad) registerKeyLoadMetrics(metrics.registry, monitor.keyLoad);
   return monitor;
 }
 

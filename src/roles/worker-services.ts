@@ -22,6 +22,7 @@ export function createConsumer(deps: Deps): StreamConsumer {
     keys: redisKeys,
     consumerName: `${hostname()}-${process.pid}`,
     logger,
+    trackKeyLoad: config.BUFFER_MAX_SHARE_PER_KEY !== undefined,
   });
 }
 

@@ -1,4 +1,5 @@
 import { Gauge, type Registry } from 'prom-client';
+import type { KeyLoad } from '../buffer/key-load.ts';
 import type { BufferMonitor, BufferSnapshot } from '../buffer/monitor.ts';
 
 /** One snapshot serves every buffer gauge of a scrape. */
@@ -79,4 +80,19 @@ export function registerBufferMetrics(registry: Registry, monitor: BufferMonitor
   whole('tributary_backpressure_active', '1 while ingest answers 429 backpressure', (s) =>
     s.backpressure ? 1 : 0,
   );
+}
+
+/** `tributary_key_buffered_events{key_id}`: each key's events in the buffer (BUFFER_MAX_SHARE_PER_KEY). */
+export function registerKeyLoadMetrics(registry: Registry, load: KeyLoad): void {
+  new Gauge({
+    name: 'tributary_key_buffered_events',
+    help: 'Unpersisted events in the buffer per API key, as tracked for BUFFER_MAX_SHARE_PER_KEY',
+    labelNames: ['key_id'],
+    registers: [registry],
+    aggregator: 'max',
+    collect() {
+      this.reset();
+      for (const [keyId, n] of load.snapshot()) this.set({ key_id: keyId }, n);
+    },
+  });
 }

@@ -218,13 +218,13 @@ describe('per-key rate limit', () => {
     expect(first.headers.get('ratelimit-limit')).toBe('120');
     expect(first.headers.get('ratelimit-remaining')).toBe('119');
     expect(first.headers.get('ratelimit-reset')).toBe('1');
-    // A batch is one request.
+    // A batch spends one per event.
     const batch = await call(stack.url, '/v1/events/batch', {
       key: limited.key,
       body: { events: [event(), event(), event()] },
     });
     expect(batch.status).toBe(202);
-    expect(batch.headers.get('ratelimit-remaining')).toBe('118');
+    expect(batch.headers.get('ratelimit-remaining')).toBe('116');
     const unlimited = await call(stack.url, '/v1/events?limit=1', { key: ADMIN_KEY });
     expect(unlimited.headers.get('ratelimit-limit')).toBeNull();
   });

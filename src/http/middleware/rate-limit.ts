@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import type { Logger } from 'pino';
 import type { BufferKeys } from '../../buffer/keys.ts';
 import type { RedisLike } from '../../buffer/redis-client.ts';
@@ -47,8 +47,11 @@ export interface RateLimitDecision {
 }
 
 export interface RateLimiter {
-  /** Counts one request of `keyId`; undefined when that cannot be done now (the request goes through). */
-  consume(keyId: string, perMinute: number): Promise<RateLimitDecision | undefined>;
+  /**
+   * Spends `cost` (1 per request; an ingest request's events) of `keyId`'s allowance;
+   * undefined when that cannot be done now (the request goes through).
+   */
+  consume(keyId: string, perMinute: number, cost?: number): Promise<RateLimitDecision | undefined>;
 }
 
 export interface RedisRateLimiterOptions {
@@ -65,6 +68,8 @@ export interface RedisRateLimiterOptions {
 /** A key refused until `until` (ms, local clock): no request of it can pass before then. */
 interface Refusal {
   perMinute: number;
+  /** The cost refused: a smaller one may pass earlier, so only as large a cost is refused here. */
+  cost: number;
   until: number;
   fullAt: number;
 }
@@ -108,24 +113,28 @@ export class RedisRateLimiter implements RateLimiter {
     this.#clock = opts.now ?? Date.now;
   }
 
-  async consume(keyId: string, perMinute: number): Promise<RateLimitDecision | undefined> {
+  async consume(keyId: string, perMinute: number, cost = 1): Promise<RateLimitDecision | undefined> {
     const refusal = this.#refused.get(keyId);
     if (refusal) {
       const now = this.#clock();
-      if (refusal.perMinute === perMinute && now < refusal.until) {
+      if (refusal.perMinute === perMinute && cost >= refusal.cost && now < refusal.until) {
         return toDecision(perMinute, false, 0, refusal.until - now, refusal.fullAt - now);
       }
       this.#refused.delete(keyId);
     }
-    const reply = await this.#ask(keyId, perMinute);
+    const reply = await this.#ask(keyId, perMinute, cost);
     if (!reply) return undefined;
     const [allowed, remaining, retryAfterMs, resetMs] = reply;
-    if (allowed !== 1) this.#remember(keyId, perMinute, retryAfterMs, resetMs);
+    if (allowed !== 1) this.#remember(keyId, perMinute, cost, retryAfterMs, resetMs);
     return toDecision(perMinute, allowed === 1, remaining, retryAfterMs, resetMs);
   }
 
   /** One EVALSHA, or undefined (logged at debug) when Redis cannot answer in time. */
-  async #ask(keyId: string, perMinute: number): Promise<[number, number, number, number] | undefined> {
+  async #ask(
+    keyId: string,
+    perMinute: number,
+    cost: number,
+  ): Promise<[number, number, number, number] | undefined> {
     const { keys, logger, now } = this.#opts;
     // A disconnected client fails at once (no offline queue); skipping it saves building the call.
     if (this.#redis.status !== 'ready') {
@@ -135,7 +144,7 @@ export class RedisRateLimiter implements RateLimiter {
     let timer: NodeJS.Timeout | undefined;
     try {
       const reply = await Promise.race([
-        this.#redis.tributaryRateLimit(keys.rateLimit(keyId), perMinute, MINUTE_MS, now?.() ?? '', 1),
+        this.#redis.tributaryRateLimit(keys.rateLimit(keyId), perMinute, MINUTE_MS, now?.() ?? '', cost),
         new Promise<undefined>((resolve) => {
           timer = setTimeout(() => resolve(undefined), this.#opts.timeoutMs ?? 250);
         }),
@@ -150,14 +159,14 @@ export class RedisRateLimiter implements RateLimiter {
     }
   }
 
-  #remember(keyId: string, perMinute: number, retryAfterMs: number, resetMs: number): void {
+  #remember(keyId: string, perMinute: number, cost: number, retryAfterMs: number, resetMs: number): void {
     // Counted from when the answer arrived: later than Redis's now, so never too early.
     const now = this.#clock();
     if (this.#refused.size >= MAX_REFUSALS) {
       for (const [id, r] of this.#refused) if (r.until <= now) this.#refused.delete(id);
       if (this.#refused.size >= MAX_REFUSALS) return;
     }
-    this.#refused.set(keyId, { perMinute, until: now + retryAfterMs, fullAt: now + resetMs });
+    this.#refused.set(keyId, { perMinute, cost, until: now + retryAfterMs, fullAt: now + resetMs });
   }
 }
 
@@ -172,42 +181,80 @@ function headersOf(d: RateLimitDecision): [string, string][] {
 export interface RateLimitOptions {
   /** Absent: nothing is limited. */
   limiter: RateLimiter | undefined;
-  /** For keys without a limit of their own; undefined: those are unlimited. */
+  /** For stored keys without a limit of their own (DEFAULT_KEY_RATE_LIMIT); undefined: those are unlimited. */
   defaultPerMinute: number | undefined;
+}
+
+/** The routes whose limit counts events, not requests (ARCHITECTURE §11). */
+const EVENT_ROUTES = new Set(['/v1/events', '/v1/events/batch']);
+
+/** The bootstrap ADMIN_API_KEY: an operator's key, never limited. */
+const BOOTSTRAP_KEY_ID = 'admin-bootstrap';
+
+function rateLimited(d: RateLimitDecision, unit: string): ApiError {
+  return new ApiError(
+    'rate_limited',
+    429,
+    `this key is over its limit of ${d.limit} ${unit} per minute; retry in ${d.retryAfterS} s`,
+    { retryAfter: d.retryAfterS },
+  );
 }
 
 /**
  * Counts the request against its key's limit (after `authenticate`): over it, `429
  * rate_limited` with `Retry-After`; every response of a limited key carries the
  * `RateLimit-Limit`, `-Remaining` and `-Reset` headers. Unlimited keys cost no Redis call.
+ * On the ingest routes the limit counts events: the route spends them once it has read the
+ * body (`spendEvents`), so a batch of 100 spends 100.
  */
 export function rateLimit(opts: RateLimitOptions): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const principal = c.get('principal');
-    const perMinute = principal?.rateLimitPerMinute ?? opts.defaultPerMinute;
-    const decision =
-      opts.limiter && principal && perMinute !== undefined
-        ? await opts.limiter.consume(principal.keyId, perMinute)
-        : undefined;
-    if (!decision) return next();
-    const headers = headersOf(decision);
-    if (!decision.allowed) {
-      for (const [name, value] of headers) c.header(name, value);
-      return errorResponse(
-        c,
-        new ApiError(
-          'rate_limited',
-          429,
-          `this key is over its limit of ${decision.limit} requests per minute; retry in ${decision.retryAfterS} s`,
-          { retryAfter: decision.retryAfterS },
-        ),
-      );
-    }
+    const perMinute =
+      principal?.rateLimitPerMinute ??
+      (principal?.keyId === BOOTSTRAP_KEY_ID ? undefined : opts.defaultPerMinute);
+    const limiter = opts.limiter;
+    if (!limiter || !principal || perMinute === undefined) return next();
     // On Node's response the headers survive whatever response the route builds (errors,
     // streams); under `app.request()` they go on the Hono response instead.
     const outgoing = c.env?.outgoing;
-    if (outgoing) for (const [name, value] of headers) outgoing.setHeader(name, value);
+    const setHeaders = (d: RateLimitDecision) => {
+      for (const [name, value] of headersOf(d)) {
+        if (outgoing) outgoing.setHeader(name, value);
+        else c.header(name, value);
+      }
+    };
+    if (c.req.method === 'POST' && EVENT_ROUTES.has(c.req.path)) {
+      c.set('spendEvents', async (n: number) => {
+        if (n > perMinute) {
+          // Never allowed, however long the client waits: a 429 would have SDKs retry it
+          // forever, so this is the batch's own fault, like any other oversized batch.
+          throw new ApiError(
+            'batch_too_large',
+            413,
+            `this key may send at most ${perMinute} events a minute and the request holds ${n}; send smaller batches`,
+          );
+        }
+        const decision = await limiter.consume(principal.keyId, perMinute, n);
+        if (!decision) return;
+        setHeaders(decision);
+        if (!decision.allowed) throw rateLimited(decision, 'events');
+      });
+      return next();
+    }
+    const decision = await limiter.consume(principal.keyId, perMinute);
+    if (!decision) return next();
+    if (!decision.allowed) {
+      for (const [name, value] of headersOf(decision)) c.header(name, value);
+      return errorResponse(c, rateLimited(decision, 'requests'));
+    }
+    if (outgoing) setHeaders(decision);
     await next();
-    if (!outgoing) for (const [name, value] of headers) c.header(name, value);
+    if (!outgoing) setHeaders(decision);
   };
+}
+
+/** Spends `n` events of the caller's limit (ingest routes, once the body is read); throws its 429 or 413. */
+export async function spendEvents(c: Context<AppEnv>, n: number): Promise<void> {
+  await c.get('spendEvents')?.(n);
 }

@@ -21,6 +21,7 @@ import type { AppEnv } from '../env.ts';
 import { ApiError, errors, withBuffer } from '../errors.ts';
 import { type KeyResolver, mayUseService, type Principal } from '../key-resolver.ts';
 import { requireScope } from '../middleware/auth.ts';
+import { spendEvents } from '../middleware/rate-limit.ts';
 import { createRouter, errorResponses, handReadSchema, json, needs, V1_ERRORS } from '../openapi.ts';
 import { registerEventQuery } from './events-query.ts';
 
@@ -93,7 +94,7 @@ export const ingestOne = createRoute({
     ...errorResponses(INGEST_ERRORS, {
       400: '`invalid_event` with `details`, `invalid_json`, `incomplete_body`',
       403: 'Also `service_not_allowed`: the key is bound to other services (ARCHITECTURE §11)',
-      429: 'Also `backpressure` while the buffer is over its high-water mark',
+      429: '`rate_limited`: the key spent its events per minute (a batch spends one per event); `backpressure` while the buffer is over its high-water mark, or this key holds more than BUFFER_MAX_SHARE_PER_KEY of it',
       503: 'Also `buffer_unavailable`',
     }),
   },
@@ -142,8 +143,8 @@ export const ingestBatch = createRoute({
     },
     ...errorResponses(INGEST_ERRORS, {
       400: '`invalid_batch`, `invalid_json`, `incomplete_body`',
-      413: 'Also `batch_too_large`',
-      429: 'Also `backpressure` while the buffer is over its high-water mark',
+      413: 'Also `batch_too_large`: over the batch limit, or more events than the key may send in a minute (split it)',
+      429: '`rate_limited`: the key spent its events per minute (a batch spends one per event); `backpressure` while the buffer is over its high-water mark, or this key holds more than BUFFER_MAX_SHARE_PER_KEY of it',
       503: 'Also `buffer_unavailable`',
     }),
   },
@@ -192,16 +193,22 @@ function registerIngest(app: OpenAPIHono<AppEnv>, deps: EventRoutesDeps): void {
     }
   };
 
-  const refuseWhenFull = (count: number) => {
-    if (monitor.overloaded) {
+  // The whole buffer over its mark, or this key over its share of it (BUFFER_MAX_SHARE_PER_KEY).
+  const refuseWhenFull = (count: number, keyId: string | undefined) => {
+    if (monitor.overloaded || (keyId !== undefined && monitor.keyLoad?.isOver(keyId))) {
       metrics.eventsRejected.inc({ reason: 'backpressure' }, count);
       throw errors.backpressure();
     }
+  };
+  const counted = (keyId: string | undefined, outcomes: EnqueueOutcome[]) => {
+    if (keyId !== undefined) monitor.keyLoad?.added(keyId, outcomes.filter((o) => o === 'accepted').length);
+    return outcomes;
   };
 
   app.openapi({ ...ingestOne, middleware: [requireScope(deps.keys, 'ingest')] }, async (c) => {
     bodyKind(c, ['json']);
     const input = parseJson(await readBody(c, config.MAX_BODY_BYTES));
+    await spendEvents(c, 1);
     metrics.eventsReceived.inc();
     const principal = c.get('principal');
     const validation = getTracer().startSpan('tributary.validate');
@@ -220,9 +227,12 @@ function registerIngest(app: OpenAPIHono<AppEnv>, deps: EventRoutesDeps): void {
       metrics.eventsSkipped.inc({ reason: 'user_opt_out' });
       return c.json({ id: result.event.id, status: 'skipped', reason: 'user_opt_out' } as const, 202);
     }
-    refuseWhenFull(1);
+    refuseWhenFull(1, principal?.keyId);
     const { event, json } = sealer ? sealer.sealEvent(result) : result;
-    const [outcome] = await enqueue(() => [{ event, json, traceparent: currentTraceparent() }]);
+    const [outcome] = counted(
+      principal?.keyId,
+      await enqueue(() => [{ event, json, traceparent: currentTraceparent() }]),
+    );
     return c.json({ id: result.event.id, status: outcome ?? 'accepted' }, 202);
   });
 
@@ -232,6 +242,8 @@ function registerIngest(app: OpenAPIHono<AppEnv>, deps: EventRoutesDeps): void {
     const rejected: Rejection[] = [];
     // Both readers refuse more than EVENT_LIMITS.maxBatchEvents with 413 batch_too_large.
     const inputs = kind === 'json' ? batchFromJson(text) : batchFromNdjson(text, rejected);
+    // Every event of the request counts against the key's limit, valid or not.
+    await spendEvents(c, inputs.length + rejected.length);
     metrics.eventsReceived.inc(inputs.length + rejected.length);
 
     const principal = c.get('principal');
@@ -268,13 +280,16 @@ function registerIngest(app: OpenAPIHono<AppEnv>, deps: EventRoutesDeps): void {
       metrics.eventsRejected.inc({ reason: 'invalid_event' }, rejected.length - notAllowed);
     }
     if (skipped > 0) metrics.eventsSkipped.inc({ reason: 'user_opt_out' }, skipped);
-    if (valid.length > 0) refuseWhenFull(valid.length);
+    if (valid.length > 0) refuseWhenFull(valid.length, principal?.keyId);
     const outcomes =
       valid.length > 0
-        ? await enqueue(() => {
-            const traceparent = currentTraceparent();
-            return valid.map((v) => ({ event: v.event, json: v.json, traceparent }));
-          })
+        ? counted(
+            principal?.keyId,
+            await enqueue(() => {
+              const traceparent = currentTraceparent();
+              return valid.map((v) => ({ event: v.event, json: v.json, traceparent }));
+            }),
+          )
         : [];
     rejected.sort((a, b) => a.index - b.index);
     return c.json(
