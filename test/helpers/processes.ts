@@ -86,11 +86,18 @@ export async function startTributary(role: string, env: Record<string, string>):
   };
 
   let url = '';
-  if (role === 'serve' || role === 'all') {
-    const line = await waitForLog((l) => l.msg === 'listening');
-    url = `http://127.0.0.1:${line.port}`;
-  } else if (role === 'work') {
-    await waitForLog((l) => l.msg === 'worker started');
+  try {
+    if (role === 'serve' || role === 'all') {
+      const line = await waitForLog((l) => l.msg === 'listening');
+      url = `http://127.0.0.1:${line.port}`;
+    } else if (role === 'work') {
+      await waitForLog((l) => l.msg === 'worker started');
+    }
+  } catch (err) {
+    // Not ready in time: nothing will stop it later, so stop it here rather than leave it
+    // running (and loading the machine) after the test.
+    child.kill('SIGKILL');
+    throw err;
   }
 
   return {
