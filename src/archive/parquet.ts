@@ -11,8 +11,12 @@ import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
  * every value exact. The SQL here is DuckDB's, run in process on files, not PostgreSQL's.
  */
 
-/** Bumped when the columns of an archive file change; recorded in every manifest. */
-export const ARCHIVE_SCHEMA_VERSION = 1;
+/**
+ * Bumped when the columns of an archive file change; recorded in every manifest.
+ * 2: `key_id` (the API key that wrote the row, ARCHITECTURE §11) added last. Files of
+ * version 1 have no such column and are still read (their rows restore with no key).
+ */
+export const ARCHIVE_SCHEMA_VERSION = 2;
 
 /** Archive columns as they are in the Parquet file. */
 export const ARCHIVE_COLUMNS = [
@@ -25,6 +29,7 @@ export const ARCHIVE_COLUMNS = [
   { name: 'message', type: 'VARCHAR' },
   { name: 'metadata', type: 'JSON' },
   { name: 'anonymized', type: 'BOOLEAN' },
+  { name: 'key_id', type: 'VARCHAR' },
 ] as const;
 
 const lit = (path: string) => `'${path.replaceAll("'", "''")}'`;
@@ -122,14 +127,21 @@ export class ParquetFiles {
    * with the archive columns (NULL unquoted and empty, text always quoted).
    */
   async parquetToCsv(parquetPath: string, csvPath: string, where = 'true'): Promise<void> {
+    // Files written before key_id was archived (schema version 1) have no such column.
+    const keyId = (await this.#hasColumn(parquetPath, 'key_id')) ? 'key_id' : 'NULL::VARCHAR AS key_id';
     await this.#conn.run(
       `COPY (SELECT id, strftime(occurred_at, '%Y-%m-%dT%H:%M:%S.%fZ') AS occurred_at,
                     strftime(received_at, '%Y-%m-%dT%H:%M:%S.%fZ') AS received_at,
-                    service, type, user_id, message, metadata::VARCHAR AS metadata, anonymized
+                    service, type, user_id, message, metadata::VARCHAR AS metadata, anonymized, ${keyId}
                FROM read_parquet(${lit(parquetPath)}) WHERE ${where})
        TO ${lit(csvPath)} (FORMAT csv, HEADER false, QUOTE '"', ESCAPE '"',
-                          FORCE_QUOTE (service, type, user_id, message, metadata))`,
+                          FORCE_QUOTE (service, type, user_id, message, metadata, key_id))`,
     );
+  }
+
+  async #hasColumn(parquetPath: string, column: string): Promise<boolean> {
+    const reader = await this.#conn.runAndReadAll(`DESCRIBE SELECT * FROM read_parquet(${lit(parquetPath)})`);
+    return (reader.getRowObjectsJson() as { column_name: string }[]).some((c) => c.column_name === column);
   }
 
   /** Rows whose user_id is one of `userIds`. */

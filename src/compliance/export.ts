@@ -47,15 +47,15 @@ export async function* exportSubject(
   const page = o.pageRows ?? 1_000;
   // One id at a time, so each page is a range of the (user_id, occurred_at, id) index.
   for (const subjectId of ids) {
-    let after: { ts: string; id: string } | undefined;
+    let after: { ts: string; id: string; service: string } | undefined;
     for (;;) {
       const rows = await subjectEventsPage(o.pool, subjectId, page, after, services ?? undefined);
       // One write per page: per-line writes would cost more than the query.
       if (rows.length > 0) yield `${rows.map((r) => openLine(o.cipher, r.line)).join('\n')}\n`;
       o.metrics.exportRows.inc({ source: 'database' }, rows.length);
       if (rows.length < page) break;
-      const last = rows[rows.length - 1] as { ts: string; id: string };
-      after = { ts: last.ts, id: last.id };
+      const last = rows[rows.length - 1] as { ts: string; id: string; service: string };
+      after = { ts: last.ts, id: last.id, service: last.service };
     }
   }
 

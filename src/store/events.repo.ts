@@ -32,8 +32,12 @@ export interface EventQuery {
   from?: Date;
   to?: Date;
   limit: number;
-  /** Keyset position: rows strictly older than this (occurred_at, id). */
-  after?: { occurredAt: string; id: string };
+  /**
+   * Keyset position: rows strictly older than this (occurred_at, id, service). Ids are unique
+   * per service only (§11), so two rows can share (occurred_at, id); `service` is absent in
+   * cursors handed out before that, which go on working as they did.
+   */
+  after?: EventCursor;
 }
 
 export interface StoredEvent {
@@ -52,7 +56,7 @@ export interface StoredEvent {
 /** Exact (microsecond) occurred_at text, so cursors never skip or repeat a row. */
 const occurredAtText = sql<string>`to_char(${events.occurredAt} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
 
-/** Newest first, keyset-paginated on (occurred_at, id). Returns one row more than `limit` when there are more. */
+/** Newest first, keyset-paginated on (occurred_at, id, service), the primary key. Returns one row more than `limit` when there are more. */
 export async function queryEvents(db: Db, q: EventQuery): Promise<{ rows: StoredEvent[]; cursor?: string }> {
   const where: (SQL | undefined)[] = [
     q.service !== undefined ? eq(events.service, q.service) : undefined,
@@ -64,7 +68,13 @@ export async function queryEvents(db: Db, q: EventQuery): Promise<{ rows: Stored
   ];
   if (q.after) {
     const at = sql`${q.after.occurredAt}::timestamptz`;
-    where.push(or(lt(events.occurredAt, at), and(eq(events.occurredAt, at), lt(events.id, q.after.id))));
+    const sameId =
+      q.after.service === undefined
+        ? undefined
+        : and(eq(events.id, q.after.id), lt(events.service, q.after.service));
+    where.push(
+      or(lt(events.occurredAt, at), and(eq(events.occurredAt, at), or(lt(events.id, q.after.id), sameId))),
+    );
   }
   const rows = await db
     .select({
@@ -80,7 +90,7 @@ export async function queryEvents(db: Db, q: EventQuery): Promise<{ rows: Stored
     })
     .from(events)
     .where(and(...where))
-    .orderBy(desc(events.occurredAt), desc(events.id))
+    .orderBy(desc(events.occurredAt), desc(events.id), desc(events.service))
     .limit(q.limit + 1);
 
   const page = rows.slice(0, q.limit);
@@ -96,7 +106,12 @@ export async function queryEvents(db: Db, q: EventQuery): Promise<{ rows: Stored
     metadata: r.metadata ?? null,
     keyId: r.keyId,
   }));
-  if (rows.length > q.limit && last) return { rows: out, cursor: encodeCursor(last.occurredAt, last.id) };
+  if (rows.length > q.limit && last) {
+    return {
+      rows: out,
+      cursor: encodeCursor({ occurredAt: last.occurredAt, id: last.id, service: last.service }),
+    };
+  }
   return { rows: out };
 }
 
@@ -105,23 +120,36 @@ function isoMillis(micros: string): string {
   return micros.endsWith('000Z') ? `${micros.slice(0, -4)}Z` : micros;
 }
 
-export function encodeCursor(occurredAt: string, id: string): string {
-  return Buffer.from(`${occurredAt}|${id}`).toString('base64url');
+/** A position in the newest-first listing of events (see {@link EventQuery.after}). */
+export interface EventCursor {
+  occurredAt: string;
+  id: string;
+  service?: string;
 }
+
+export function encodeCursor(c: EventCursor): string {
+  const text = c.service === undefined ? `${c.occurredAt}|${c.id}` : `${c.occurredAt}|${c.id}|${c.service}`;
+  return Buffer.from(text).toString('base64url');
+}
+
+const SERVICE_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 
 /**
  * Decodes a cursor made by {@link encodeCursor}, exactly: undefined for anything else (extra
  * fields, a day that does not exist or a year PostgreSQL cannot hold, any other encoding of
- * the same text), so a tampered cursor is refused rather than sent to the database.
+ * the same text), so a tampered cursor is refused rather than sent to the database. Cursors
+ * without a service (handed out before ids were unique per service only) are still taken.
  */
-export function decodeCursor(cursor: string): { occurredAt: string; id: string } | undefined {
+export function decodeCursor(cursor: string): EventCursor | undefined {
   const parts = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  const [occurredAt, id] = parts;
-  if (parts.length !== 2 || !occurredAt || !id) return undefined;
+  const [occurredAt, id, service] = parts;
+  if (parts.length < 2 || parts.length > 3 || !occurredAt || !id) return undefined;
   if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/.test(occurredAt)) return undefined;
   if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id)) return undefined;
-  if (parseRfc3339(occurredAt) === undefined || encodeCursor(occurredAt, id) !== cursor) return undefined;
-  return { occurredAt, id };
+  if (service !== undefined && !SERVICE_NAME.test(service)) return undefined;
+  const decoded: EventCursor = service === undefined ? { occurredAt, id } : { occurredAt, id, service };
+  if (parseRfc3339(occurredAt) === undefined || encodeCursor(decoded) !== cursor) return undefined;
+  return decoded;
 }
 
 /** A row still to anonymise: occurred_at as text (a JS Date would round its microseconds away). */
@@ -198,8 +226,8 @@ export async function deleteArchivedEvents(
  * the index in order (a row comparison is estimated at a handful of rows, which made it
  * fetch and sort everything after the cursor for every page).
  */
-const AFTER_CURSOR =
-  'AND occurred_at >= $3::timestamptz AND (occurred_at > $3::timestamptz OR id > $4::uuid)';
+const AFTER_CURSOR = `AND occurred_at >= $3::timestamptz
+  AND (occurred_at > $3::timestamptz OR id > $4::uuid OR (id = $4::uuid AND service > $5))`;
 
 /** One exported event: its NDJSON line and its key, for the next page's cursor. */
 export interface ExportLine {
@@ -207,31 +235,35 @@ export interface ExportLine {
   /** occurred_at as PostgreSQL text (exact). */
   ts: string;
   id: string;
+  /** Ids are unique per service only: the cursor needs it to tell two rows apart. */
+  service: string;
 }
 
 /**
- * A page of one subject id's events, oldest first, after the cursor: a range of the
- * (user_id, occurred_at, id) index, one short query. Each line is built by PostgreSQL
+ * A page of one subject id's events, oldest first, after the cursor (occurred_at, id,
+ * service): a range of the (user_id, occurred_at, id) index, one short query. Each line is built by PostgreSQL
  * (`json_build_object`), so stored metadata is passed on without being parsed here.
  */
 export async function subjectEventsPage(
   pool: pg.Pool,
   subjectId: string,
   limit: number,
-  after?: { ts: string; id: string },
+  after?: { ts: string; id: string; service: string },
   services?: readonly string[],
 ): Promise<ExportLine[]> {
-  const params: unknown[] = after ? [subjectId, limit, after.ts, after.id] : [subjectId, limit];
+  const params: unknown[] = after
+    ? [subjectId, limit, after.ts, after.id, after.service]
+    : [subjectId, limit];
   if (services) params.push(services);
   const { rows } = await pool.query<ExportLine>(
     `SELECT json_build_object('id', id, 'service', service, 'type', type,
               'timestamp', to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
               'receivedAt', to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
               'userId', user_id, 'message', message, 'metadata', metadata, 'source', 'database')::text AS line,
-            occurred_at::text AS ts, id
+            occurred_at::text AS ts, id, service
        FROM events
       WHERE user_id = $1 ${after ? AFTER_CURSOR : ''} ${services ? `AND service = ANY($${params.length}::text[])` : ''}
-      ORDER BY occurred_at, id LIMIT $2`,
+      ORDER BY occurred_at, id, service LIMIT $2`,
     params,
   );
   return rows;

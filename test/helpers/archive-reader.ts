@@ -18,6 +18,8 @@ export interface ArchivedRow {
   message: string | null;
   metadata: string | null;
   anonymized: boolean;
+  /** The API key that wrote the row. */
+  key_id: string | null;
   year: string;
   month: string;
   hiveService: string;
@@ -70,7 +72,7 @@ export async function readArchive(config: ArchiveStoreConfig): Promise<ArchiveSn
       );
       const read = await conn.runAndReadAll(
         `SELECT id, epoch_us(occurred_at)::VARCHAR AS us, epoch_us(received_at)::VARCHAR AS "receivedUs", service,
-                type, user_id, message, metadata::VARCHAR AS metadata, anonymized
+                type, user_id, message, metadata::VARCHAR AS metadata, anonymized, key_id
            FROM read_parquet(${lit(path)}, hive_partitioning = false)`,
       );
       const [, year = '', month = '', hiveService = ''] =

@@ -10,15 +10,18 @@ export interface ExpectedIds {
   keys(): Iterable<string>;
 }
 
-/** Rows in the events table: total and distinct ids. */
+/**
+ * Rows in the events table: total and distinct events. An event is an id within a service
+ * (ARCHITECTURE §11: two services may use one id), so distinct counts (id, service).
+ */
 export async function countRows(pool: pg.Pool): Promise<{ rows: number; distinct: number }> {
   const r = await pool.query<{ rows: number; distinct: number }>(
-    'SELECT count(*)::int AS rows, count(DISTINCT id)::int AS "distinct" FROM events',
+    'SELECT count(*)::int AS rows, count(DISTINCT (id, service))::int AS "distinct" FROM events',
   );
   return r.rows[0] ?? { rows: 0, distinct: 0 };
 }
 
-/** Waits until every one of `ids` is a row in the events table. */
+/** Waits until every one of `ids` is a row in the events table (in some service). */
 export async function waitUntilStored(
   pool: pg.Pool,
   ids: string[],
@@ -28,7 +31,7 @@ export async function waitUntilStored(
   await waitFor(
     async () => {
       const { rows } = await pool.query<{ n: number }>(
-        'SELECT count(*)::int AS n FROM events WHERE id = ANY($1::uuid[])',
+        'SELECT count(DISTINCT id)::int AS n FROM events WHERE id = ANY($1::uuid[])',
         [ids],
       );
       return rows[0]?.n === ids.length;

@@ -152,10 +152,19 @@ describe('data-subject requests', () => {
   }) => {
     const subject = 'export-me';
     const now = Date.now();
+    // Two services, so a dsar key bound to one of them can be seen to export only its own.
+    const service = (i: number) => (i % 2 ? 'billing' : 'checkout');
     const old = Array.from({ length: 25 }, (_, i) =>
-      event({ userId: subject, timestamp: new Date(now - (80 + i) * DAY_MS).toISOString(), metadata: { i } }),
+      event({
+        userId: subject,
+        service: service(i),
+        timestamp: new Date(now - (80 + i) * DAY_MS).toISOString(),
+        metadata: { i },
+      }),
     );
-    const recent = Array.from({ length: 35 }, (_, i) => event({ userId: subject, metadata: { i: 100 + i } }));
+    const recent = Array.from({ length: 35 }, (_, i) =>
+      event({ userId: subject, service: service(i), metadata: { i: 100 + i } }),
+    );
     const sent = await send(stack, [...old, ...recent]);
     await waitStored(stack, sent.ids);
     const pass = await runTributary(['retention'], stack.env.env({ RETENTION_DAYS: '60' }));
@@ -178,6 +187,24 @@ describe('data-subject requests', () => {
       expect(l.userId).toBe(subject);
       expect(l.metadata).toEqual((byId.get(l.id) as { metadata: unknown }).metadata);
     }
+
+    // A dsar key bound to `billing` exports that service's events only, archive included.
+    const key = await call(stack.url, '/v1/admin/keys', {
+      body: { name: 'billing dsar', scopes: ['dsar'], services: ['billing'] },
+    });
+    expect(key.status).toBe(201);
+    const bound = await documentedFetch(`${stack.url}/v1/users/${subject}/events/export`, {
+      headers: { 'x-api-key': key.body.key },
+    });
+    expect(bound.status).toBe(200);
+    const billing = (await bound.text())
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { id: string; service: string; source: string });
+    const billed = [...old, ...recent].filter((e) => e.service === 'billing');
+    expect(new Set(billing.map((l) => l.id))).toEqual(new Set(billed.map((e) => e.id)));
+    expect(billing.filter((l) => l.source === 'archive')).toHaveLength(12);
+    expect(billing).toHaveLength(29);
   });
 
   test('an erasure job killed midway is finished by another process', async ({ stack }) => {

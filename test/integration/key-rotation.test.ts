@@ -66,10 +66,10 @@ async function warmBoth(key: string): Promise<void> {
 }
 
 /**
- * Milliseconds from now until `key` was refused for good: the time of the first of ten
- * refusals in a row, answered by both processes. Undefined when that has not happened within `ms`.
+ * Milliseconds from now until `key` was refused for good (with `status`): the time of the first
+ * of ten refusals in a row, answered by both processes. Undefined when that has not happened within `ms`.
  */
-async function msUntilRefusedEverywhere(key: string, ms: number): Promise<number | undefined> {
+async function msUntilRefusedEverywhere(key: string, ms: number, status = 401): Promise<number | undefined> {
   const start = performance.now();
   let streak: { requestId: string; at: number }[] = [];
   while (performance.now() - start < ms) {
@@ -77,7 +77,7 @@ async function msUntilRefusedEverywhere(key: string, ms: number): Promise<number
     const answer = await ingest(key);
     if (answer.status === 202) streak = [];
     else {
-      expect(answer.status).toBe(401);
+      expect(answer.status).toBe(status);
       streak.push({ requestId: answer.requestId, at });
     }
     if (streak.length >= 10) {
@@ -97,6 +97,21 @@ describe('key rotation and revocation', () => {
     // Long enough to see the 5 s cache expire, should pub/sub not work.
     const ms = await msUntilRefusedEverywhere(key, 7_000);
     console.log('revocation in effect on both API processes after', ms, 'ms');
+    expect(ms).toBeDefined();
+    expect(ms).toBeLessThan(2_000);
+  });
+
+  it('binds a key to services on every API process within a second (PATCH, pub/sub)', async () => {
+    const { id, key } = await createKey('to-bind');
+    await warmBoth(key);
+    // The events sent are of service `checkout`: bound elsewhere, the key may no longer send them.
+    const bound = await call(stack.url, `/v1/admin/keys/${id}`, {
+      method: 'PATCH',
+      body: { services: ['elsewhere'] },
+    });
+    expect(bound.status).toBe(200);
+    const ms = await msUntilRefusedEverywhere(key, 7_000, 403);
+    console.log('PATCH in effect on both API processes after', ms, 'ms');
     expect(ms).toBeDefined();
     expect(ms).toBeLessThan(2_000);
   });

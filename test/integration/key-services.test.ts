@@ -116,6 +116,45 @@ describe('keys bound to services', () => {
     expect(audit.body.entries.map((e: { target: string }) => e.target)).toContain(old.id);
   });
 
+  it('pages through rows that share an id and a time in two services, in reads and exports', async () => {
+    // Allowed now that ids are unique per service only; a cursor on (occurred_at, id) alone
+    // would skip the second row at a page boundary.
+    const id = crypto.randomUUID();
+    const timestamp = new Date(Date.now() - 600_000).toISOString();
+    const userId = `tie-${id}`;
+    for (const service of ['tie-a', 'tie-b']) {
+      const res = await call(stack.url, '/v1/events', { body: event({ id, service, timestamp, userId }) });
+      expect(res.body).toEqual({ id, status: 'accepted' });
+    }
+    await expect.poll(() => rowsOf(id), { timeout: 20_000 }).toHaveLength(2);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const after: string = cursor ? `&cursor=${cursor}` : '';
+      const page = await call(stack.url, `/v1/events?userId=${userId}&limit=1${after}`);
+      expect(page.status).toBe(200);
+      seen.push(...page.body.events.map((e: { service: string }) => e.service));
+      cursor = page.body.nextCursor;
+    } while (cursor && seen.length < 5);
+    expect(seen).toEqual(['tie-b', 'tie-a']);
+
+    // The export reads a subject's rows 1,000 at a time: put the tie across that boundary.
+    await stack.env.pool.query(
+      `INSERT INTO events (id, occurred_at, received_at, service, type, user_id)
+       SELECT gen_random_uuid(), $2::timestamptz - g * interval '1 second', now(), 'tie-a', 'older', $1
+         FROM generate_series(1, 999) AS g`,
+      [userId, timestamp],
+    );
+    const exported = await call(stack.url, `/v1/users/${userId}/events/export`);
+    expect(exported.status).toBe(200);
+    const lines = String(exported.body)
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { id: string; service: string });
+    expect(lines).toHaveLength(1_001);
+    expect(lines.filter((l) => l.id === id).map((l) => l.service)).toEqual(['tie-a', 'tie-b']);
+  });
+
   it('the CLI creates a key bound to services', async () => {
     const out = await runTributary(
       ['keys', 'create', '--name', 'cli', '--scopes', 'ingest', '--services', 'cli-a,cli-b'],

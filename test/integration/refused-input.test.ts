@@ -62,7 +62,9 @@ describe('cursors', () => {
       b64(`2026-13-45T99:99:99.999999Z|${id}`),
       b64(`0000-01-01T00:00:00.000000Z|${id}`),
       b64('2026-01-01T00:00:00.000000Z|not-a-uuid'),
-      b64(`2026-01-01T00:00:00.000000Z|${id}|extra`),
+      // The third field is the service (ids are unique per service only): a fourth is extra.
+      b64(`2026-01-01T00:00:00.000000Z|${id}|shop|extra`),
+      b64(`2026-01-01T00:00:00.000000Z|${id}|not a service`),
       `${b64(`2026-01-01T00:00:00.000000Z|${id}`)}!!`,
       'garbage',
     ]) {

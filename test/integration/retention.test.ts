@@ -33,7 +33,7 @@ describe('retention pass against a real S3 server', () => {
     sent = agedEvents(1_200, 1);
     await ingestAll(stack, sent);
     const { rows } = await stack.env.pool.query<Record<string, unknown>>(
-      `SELECT id, occurred_at::text, received_at::text, service, type, user_id, message, metadata::text, anonymized
+      `SELECT id, occurred_at::text, received_at::text, service, type, user_id, message, metadata::text, anonymized, key_id
          FROM events`,
     );
     before = new Map(rows.map((r) => [r.id as string, r]));
@@ -59,6 +59,8 @@ describe('retention pass against a real S3 server', () => {
       expect(byId.get(e.id), e.id).toBe(1);
       expectSameEvent(archive.rows.find((r) => r.id === e.id) as never, e);
     }
+    // The key that wrote each row is archived with it (§11: a forged event stays traceable).
+    expect(new Set(archive.rows.map((r) => r.key_id))).toEqual(new Set(['admin-bootstrap']));
     // Typed columns, zstd, and a manifest that matches every object.
     expect(archive.columnTypes.occurred_at).toBe('TIMESTAMP WITH TIME ZONE');
     expect(archive.columnTypes.metadata).toBe('JSON');
@@ -70,7 +72,7 @@ describe('retention pass against a real S3 server', () => {
         rows: file.rows,
         bytes: file.bytes,
         sha256: file.sha256,
-        schemaVersion: 1,
+        schemaVersion: 2,
       });
     }
 
@@ -80,7 +82,7 @@ describe('retention pass against a real S3 server', () => {
     );
     for (const e of expired) expect(left.has(e.id), `${e.id} still in PostgreSQL`).toBe(false);
     const { rows } = await stack.env.pool.query<Record<string, unknown>>(
-      `SELECT id, occurred_at::text, received_at::text, service, type, user_id, message, metadata::text, anonymized
+      `SELECT id, occurred_at::text, received_at::text, service, type, user_id, message, metadata::text, anonymized, key_id
          FROM events`,
     );
     expect(rows.length).toBe(kept.length);
@@ -170,7 +172,7 @@ describe('retention pass against a real S3 server', () => {
       inserted: inMonth.length,
     });
     const { rows } = await stack.env.pool.query<Record<string, unknown>>(
-      `SELECT id, occurred_at::text, received_at::text, service, type, user_id, message, metadata::text, anonymized
+      `SELECT id, occurred_at::text, received_at::text, service, type, user_id, message, metadata::text, anonymized, key_id
          FROM events WHERE id = ANY($1::uuid[])`,
       [inMonth.map((e) => e.id)],
     );

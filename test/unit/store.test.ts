@@ -97,11 +97,17 @@ describe('classifyDbError', () => {
 
 describe('cursor', () => {
   it('round-trips and refuses anything else', () => {
-    const c = encodeCursor('2026-01-02T03:04:05.123456Z', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11');
-    expect(decodeCursor(c)).toEqual({
-      occurredAt: '2026-01-02T03:04:05.123456Z',
-      id: 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+    const at = { occurredAt: '2026-01-02T03:04:05.123456Z', id: 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11' };
+    expect(decodeCursor(encodeCursor({ ...at, service: 'web.shop-1' }))).toEqual({
+      ...at,
+      service: 'web.shop-1',
     });
+    // Cursors handed out before ids were unique per service only (no service) still work.
+    expect(decodeCursor(encodeCursor(at))).toEqual(at);
+    const raw = (text: string) => Buffer.from(text).toString('base64url');
+    expect(decodeCursor(raw(`${at.occurredAt}|${at.id}|no spaces`))).toBeUndefined();
+    expect(decodeCursor(raw(`${at.occurredAt}|${at.id}|`))).toBeUndefined();
+    expect(decodeCursor(raw(`${at.occurredAt}|${at.id}|a|b`))).toBeUndefined();
     expect(decodeCursor('garbage')).toBeUndefined();
     expect(decodeCursor(Buffer.from("2026-01-02'; drop|x").toString('base64url'))).toBeUndefined();
   });

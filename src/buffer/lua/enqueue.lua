@@ -2,12 +2,13 @@
 -- so an id is marked as seen only when its entry was written.
 --
 -- KEYS[1]     the partition stream
--- KEYS[2]     the current dedupe bucket (a set of 16-byte ids), written to
+-- KEYS[2]     the current dedupe bucket (a set of 16-byte members, one per (service, id):
+--             producer.ts dedupeMember), written to
 -- KEYS[3..n]  older dedupe buckets of the window, only read
 --             (with dedupe off, only KEYS[1] is given)
 -- ARGV[1]     TTL in seconds of the current bucket
 -- ARGV[2]     entry format version (field `v`)
--- ARGV[3..]   triples: id (16 bytes), event JSON (field `e`), traceparent (field `tp`)
+-- ARGV[3..]   triples: dedupe member (16 bytes), event JSON (field `e`), traceparent (field `tp`)
 --
 -- Returns one element per event, in order: the new entry id, or 0 when the id was seen.
 local dedupe = #KEYS >= 2

@@ -1,0 +1,65 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ARCHIVE_COLUMNS, ARCHIVE_SCHEMA_VERSION, ParquetFiles } from '../../src/archive/parquet.ts';
+
+/**
+ * Archives written before `key_id` was archived (schema version 1) are still restored: their
+ * rows come back with no key. Files of the current version keep the key that wrote each row.
+ */
+const dir = mkdtempSync(join(tmpdir(), 'tributary-archive-versions-'));
+let files: ParquetFiles;
+beforeAll(async () => {
+  files = await ParquetFiles.open(join(dir, 'work'));
+});
+afterAll(() => {
+  files?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A Parquet file with the given SELECT list, written by DuckDB as an older Tributary would. */
+async function writeParquet(path: string, select: string): Promise<void> {
+  const db = await DuckDBInstance.create(':memory:');
+  const conn = await db.connect();
+  try {
+    await conn.run("SET TimeZone = 'UTC'");
+    await conn.run(`COPY (SELECT ${select}) TO '${path}' (FORMAT parquet, COMPRESSION zstd)`);
+  } finally {
+    conn.closeSync();
+    db.closeSync();
+  }
+}
+
+const V1_SELECT = `'9b2f1e4c-0000-4000-8000-000000000001' AS id,
+  TIMESTAMPTZ '2026-01-02 03:04:05.123456+00' AS occurred_at,
+  TIMESTAMPTZ '2026-01-02 03:04:06+00' AS received_at,
+  'shop' AS service, 'order.placed' AS type, 'u-1' AS user_id, NULL::VARCHAR AS message,
+  '{"a":1}'::JSON AS metadata, false AS anonymized`;
+
+describe('archive columns by schema version', () => {
+  it('the current version archives key_id last', () => {
+    expect(ARCHIVE_SCHEMA_VERSION).toBe(2);
+    expect(ARCHIVE_COLUMNS.at(-1)).toEqual({ name: 'key_id', type: 'VARCHAR' });
+  });
+
+  it('a version 1 file (no key_id column) reads back with key_id NULL', async () => {
+    const parquet = join(dir, 'v1.parquet');
+    const csv = join(dir, 'v1.csv');
+    await writeParquet(parquet, V1_SELECT);
+    await files.parquetToCsv(parquet, csv);
+    expect(readFileSync(csv, 'utf8')).toBe(
+      '9b2f1e4c-0000-4000-8000-000000000001,2026-01-02T03:04:05.123456Z,2026-01-02T03:04:06.000000Z,' +
+        '"shop","order.placed","u-1",,"{""a"":1}",false,\n',
+    );
+  });
+
+  it('a version 2 file keeps the key that wrote each row', async () => {
+    const parquet = join(dir, 'v2.parquet');
+    const csv = join(dir, 'v2.csv');
+    await writeParquet(parquet, `${V1_SELECT}, 'key-1' AS key_id`);
+    await files.parquetToCsv(parquet, csv);
+    expect(readFileSync(csv, 'utf8').trimEnd().split(',').at(-1)).toBe('"key-1"');
+  });
+});
