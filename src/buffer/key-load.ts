@@ -39,7 +39,9 @@ export class KeyLoad {
   /** Ingest accepted `n` events of `keyId` into the buffer. Not awaited: a lost count only lets the key through. */
   added(keyId: string, n: number): void {
     if (n <= 0) return;
+    // Counted here at once, not at the next poll: a fast key could fill the buffer in between.
     this.#counts.set(keyId, (this.#counts.get(keyId) ?? 0) + n);
+    this.#total += n;
     this.#redis.hincrby(this.#key, keyId, n).catch((err: unknown) => {
       this.#logger.debug({ err }, 'key load not counted');
     });

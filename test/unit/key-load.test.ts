@@ -36,6 +36,15 @@ describe('KeyLoad', () => {
     expect(l.isOver('b')).toBe(false);
   });
 
+  it('holds a key back as soon as this process has taken its share, before the next poll', async () => {
+    const l = load(fakeRedis());
+    await l.refresh(5);
+    l.added('a', 90);
+    expect(l.isOver('a')).toBe(false);
+    l.added('a', 20);
+    expect(l.isOver('a')).toBe(true);
+  });
+
   it('heals: a count is never read above the buffer’s length nor below 0, and is reset when the buffer is empty', async () => {
     const redis = fakeRedis();
     const l = load(redis);
