@@ -15,8 +15,9 @@ import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
  * Bumped when the columns of an archive file change; recorded in every manifest.
  * 2: `key_id` (the API key that wrote the row, ARCHITECTURE §11) added last. Files of
  * version 1 have no such column and are still read (their rows restore with no key).
+ * 3: `anonymous_id` (Segment's anonymousId, §12) added last; older files restore it as NULL.
  */
-export const ARCHIVE_SCHEMA_VERSION = 2;
+export const ARCHIVE_SCHEMA_VERSION = 3;
 
 /** Archive columns as they are in the Parquet file. */
 export const ARCHIVE_COLUMNS = [
@@ -30,6 +31,7 @@ export const ARCHIVE_COLUMNS = [
   { name: 'metadata', type: 'JSON' },
   { name: 'anonymized', type: 'BOOLEAN' },
   { name: 'key_id', type: 'VARCHAR' },
+  { name: 'anonymous_id', type: 'VARCHAR' },
 ] as const;
 
 const lit = (path: string) => `'${path.replaceAll("'", "''")}'`;
@@ -127,16 +129,23 @@ export class ParquetFiles {
    * with the archive columns (NULL unquoted and empty, text always quoted).
    */
   async parquetToCsv(parquetPath: string, csvPath: string, where = 'true'): Promise<void> {
-    // Files written before key_id was archived (schema version 1) have no such column.
-    const keyId = (await this.#hasColumn(parquetPath, 'key_id')) ? 'key_id' : 'NULL::VARCHAR AS key_id';
+    // Files of an older schema lack the columns added since (key_id: 1, anonymous_id: 1–2).
+    const keyId = await this.#columnOrNull(parquetPath, 'key_id');
+    const anonymousId = await this.#columnOrNull(parquetPath, 'anonymous_id');
     await this.#conn.run(
       `COPY (SELECT id, strftime(occurred_at, '%Y-%m-%dT%H:%M:%S.%fZ') AS occurred_at,
                     strftime(received_at, '%Y-%m-%dT%H:%M:%S.%fZ') AS received_at,
-                    service, type, user_id, message, metadata::VARCHAR AS metadata, anonymized, ${keyId}
+                    service, type, user_id, message, metadata::VARCHAR AS metadata, anonymized, ${keyId},
+                    ${anonymousId}
                FROM read_parquet(${lit(parquetPath)}) WHERE ${where})
        TO ${lit(csvPath)} (FORMAT csv, HEADER false, QUOTE '"', ESCAPE '"',
-                          FORCE_QUOTE (service, type, user_id, message, metadata, key_id))`,
+                          FORCE_QUOTE (service, type, user_id, message, metadata, key_id, anonymous_id))`,
     );
+  }
+
+  /** `column` when the file has it, else a NULL under its name (a file of an older schema). */
+  async #columnOrNull(parquetPath: string, column: string): Promise<string> {
+    return (await this.#hasColumn(parquetPath, column)) ? column : `NULL::VARCHAR AS ${column}`;
   }
 
   async #hasColumn(parquetPath: string, column: string): Promise<boolean> {

@@ -2,7 +2,7 @@ import { hash } from 'node:crypto';
 import type { NormalisedEvent } from '../events/event.schema.ts';
 import { BufferUnavailableError, toBufferError } from './errors.ts';
 import { type BufferKeys, ENTRY_FORMAT_VERSION } from './keys.ts';
-import { partitionFor } from './partition.ts';
+import { partitionFor, routingKeyOf } from './partition.ts';
 import { isCluster, type RedisLike } from './redis-client.ts';
 import { type BufferPipeline, registerScripts } from './scripts.ts';
 
@@ -60,7 +60,7 @@ export class EventProducer {
 
   /** Partition of an event: by subject when it has one, else by service. */
   partitionOf(event: NormalisedEvent): number {
-    return partitionFor(event.userId ?? event.service, this.#keys.partitions);
+    return partitionFor(routingKeyOf(event), this.#keys.partitions);
   }
 
   /**

@@ -21,6 +21,8 @@ export interface NormalisedEvent {
   /** The API key that sent it (ARCHITECTURE §11): becomes `key_id`. */
   keyId?: string;
   userId?: string;
+  /** A device or browser's id before the subject is known (Segment's `anonymousId`, §12). */
+  anonymousId?: string;
   message?: string;
   metadata?: Record<string, unknown>;
 }
@@ -59,6 +61,13 @@ const optional = <T extends z.ZodType>(schema: T) => schema.nullish();
 const routable = (userId: string) => userId !== '.' && userId !== '..';
 const UNROUTABLE_MESSAGE = 'cannot be "." or ".." (it could not be named in /v1/users/{userId})';
 
+/** `userId` and `anonymousId`: both name a data subject in /v1/users/{userId}. */
+const subjectId = () =>
+  text(1, EVENT_LIMITS.maxUserIdLength).refine(routable, {
+    params: { code: 'invalid_value' },
+    message: UNROUTABLE_MESSAGE,
+  });
+
 export const eventShape = z.strictObject({
   id: optional(z.guid({ message: 'must be a UUID' })),
   service: text(1, EVENT_LIMITS.maxServiceLength).regex(/^[A-Za-z0-9._-]+$/, {
@@ -66,12 +75,8 @@ export const eventShape = z.strictObject({
   }),
   type: text(1, EVENT_LIMITS.maxTypeLength),
   timestamp: optional(z.string().regex(RFC3339, { message: 'must be an RFC 3339 date-time' })),
-  userId: optional(
-    text(1, EVENT_LIMITS.maxUserIdLength).refine(routable, {
-      params: { code: 'invalid_value' },
-      message: UNROUTABLE_MESSAGE,
-    }),
-  ),
+  userId: optional(subjectId()),
+  anonymousId: optional(subjectId()),
   message: optional(text(0, EVENT_LIMITS.maxMessageLength)),
   metadata: optional(z.unknown()),
 });
@@ -217,6 +222,7 @@ const FIELDS: ReadonlySet<string> = new Set([
   'type',
   'timestamp',
   'userId',
+  'anonymousId',
   'message',
   'metadata',
 ]);
@@ -230,7 +236,7 @@ const isText = (v: unknown, min: number, max: number): v is string =>
  */
 export function fastShapeOk(o: Record<string, unknown>): boolean {
   for (const key in o) if (!FIELDS.has(key)) return false;
-  const { id, service, type, timestamp, userId, message } = o;
+  const { id, service, type, timestamp, userId, anonymousId, message } = o;
   return (
     (id == null || (typeof id === 'string' && GUID.test(id))) &&
     isText(service, 1, EVENT_LIMITS.maxServiceLength) &&
@@ -238,6 +244,8 @@ export function fastShapeOk(o: Record<string, unknown>): boolean {
     isText(type, 1, EVENT_LIMITS.maxTypeLength) &&
     (timestamp == null || (typeof timestamp === 'string' && RFC3339.test(timestamp))) &&
     (userId == null || (isText(userId, 1, EVENT_LIMITS.maxUserIdLength) && routable(userId))) &&
+    (anonymousId == null ||
+      (isText(anonymousId, 1, EVENT_LIMITS.maxUserIdLength) && routable(anonymousId))) &&
     (message == null || isText(message, 0, EVENT_LIMITS.maxMessageLength))
   );
 }
@@ -285,6 +293,7 @@ export function parseEvent(input: unknown, ctx: ValidationContext): ParseResult 
   };
   if (ctx.keyId !== undefined) event.keyId = ctx.keyId;
   if (raw.userId != null) event.userId = raw.userId;
+  if (raw.anonymousId != null) event.anonymousId = raw.anonymousId;
   if (raw.message != null) event.message = raw.message;
   if (raw.metadata != null) event.metadata = raw.metadata as Record<string, unknown>;
   const json = JSON.stringify(event);

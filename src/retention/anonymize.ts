@@ -14,7 +14,7 @@ export interface AnonymizeOptions {
 
 /**
  * Pseudonymises rows that occurred before `cutoff`: `user_id` becomes
- * HMAC-SHA256(secret, user_id) and the PII keys leave `metadata`, batch by batch, oldest
+ * HMAC-SHA256(secret, user_id) (`anonymous_id` likewise) and the PII keys leave `metadata`, batch by batch, oldest
  * first. The HMAC is computed here, so the secret never reaches the database or its logs.
  * Idempotent: a row is marked `anonymized` in the same statement and never touched again.
  */
@@ -31,6 +31,7 @@ export async function anonymizeRows(pool: pg.Pool, lease: RunLease, o: Anonymize
         id: r.id,
         service: r.service,
         pseudonym: r.userId === null ? null : pseudonymize(o.secret, r.userId),
+        anonymousPseudonym: r.anonymousId === null ? null : pseudonymize(o.secret, r.anonymousId),
       })),
       o.piiKeys,
     );

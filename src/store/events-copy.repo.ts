@@ -16,9 +16,10 @@ import { beginUntimed, connectForCopy } from './db.ts';
 const PG_UTC = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
 
 /** The SELECT list written as CSV: timestamps as UTC RFC 3339 with microseconds, metadata as JSON text. */
-const EXPORT_COLUMNS = `id, to_char(occurred_at AT TIME ZONE 'UTC', ${PG_UTC}), to_char(received_at AT TIME ZONE 'UTC', ${PG_UTC}), service, type, user_id, message, metadata::text, anonymized, key_id`;
+const EXPORT_COLUMNS = `id, to_char(occurred_at AT TIME ZONE 'UTC', ${PG_UTC}), to_char(received_at AT TIME ZONE 'UTC', ${PG_UTC}), service, type, user_id, message, metadata::text, anonymized, key_id, anonymous_id`;
 /** Every non-NULL text quoted, so an unquoted empty field means NULL. */
-const CSV_OPTIONS = 'FORMAT csv, FORCE_QUOTE (service, type, user_id, message, metadata, key_id)';
+const CSV_OPTIONS =
+  'FORMAT csv, FORCE_QUOTE (service, type, user_id, message, metadata, key_id, anonymous_id)';
 
 /** The rows of one archive unit: a service's rows in [from, to) of `source`. */
 export interface ExportScope {
@@ -72,15 +73,17 @@ export async function loadEventsFromCsv(
     await beginUntimed(client);
     await client.query(
       `CREATE TEMP TABLE restore_rows (id uuid, occurred_at timestamptz, received_at timestamptz, service text,
-         type text, user_id text, message text, metadata jsonb, anonymized boolean, key_id text) ON COMMIT DROP`,
+         type text, user_id text, message text, metadata jsonb, anonymized boolean, key_id text,
+         anonymous_id text) ON COMMIT DROP`,
     );
     await pipeline(
       createReadStream(csvPath),
       client.query(copyFrom('COPY restore_rows FROM STDIN WITH (FORMAT csv)')),
     );
     const res = await client.query(
-      `INSERT INTO events (id, occurred_at, received_at, service, type, user_id, message, metadata, anonymized, key_id)
-       SELECT id, occurred_at, received_at, service, type, user_id, message, metadata, anonymized, key_id
+      `INSERT INTO events (id, occurred_at, received_at, service, type, user_id, message, metadata, anonymized, key_id,
+                           anonymous_id)
+       SELECT id, occurred_at, received_at, service, type, user_id, message, metadata, anonymized, key_id, anonymous_id
          FROM restore_rows
        ON CONFLICT DO NOTHING`,
     );

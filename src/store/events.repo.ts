@@ -13,9 +13,10 @@ import { events } from './schema.ts';
  */
 export async function insertEventsJson(pool: pg.Pool, eventsJson: string): Promise<number> {
   const result = await pool.query(
-    `INSERT INTO events (id, occurred_at, received_at, service, type, user_id, message, metadata, key_id)
+    `INSERT INTO events (id, occurred_at, received_at, service, type, user_id, message, metadata, key_id, anonymous_id)
      SELECT (r->>'id')::uuid, (r->>'timestamp')::timestamptz, (r->>'receivedAt')::timestamptz,
-            r->>'service', r->>'type', r->>'userId', r->>'message', r->'metadata', r->>'keyId'
+            r->>'service', r->>'type', r->>'userId', r->>'message', r->'metadata', r->>'keyId',
+            r->>'anonymousId'
        FROM jsonb_array_elements($1::jsonb) AS r
      ON CONFLICT DO NOTHING`,
     [eventsJson],
@@ -29,6 +30,7 @@ export interface EventQuery {
   services?: readonly string[];
   type?: string;
   userId?: string;
+  anonymousId?: string;
   from?: Date;
   to?: Date;
   limit: number;
@@ -47,6 +49,8 @@ export interface StoredEvent {
   timestamp: string;
   receivedAt: string;
   userId: string | null;
+  /** Segment's `anonymousId` (§12); null when the event carried none. */
+  anonymousId: string | null;
   message: string | null;
   metadata: Record<string, unknown> | null;
   /** The key that wrote it; null for rows from before keys were recorded. */
@@ -63,6 +67,7 @@ export async function queryEvents(db: Db, q: EventQuery): Promise<{ rows: Stored
     q.services !== undefined ? inArray(events.service, [...q.services]) : undefined,
     q.type !== undefined ? eq(events.type, q.type) : undefined,
     q.userId !== undefined ? eq(events.userId, q.userId) : undefined,
+    q.anonymousId !== undefined ? eq(events.anonymousId, q.anonymousId) : undefined,
     q.from ? gte(events.occurredAt, q.from) : undefined,
     q.to ? lte(events.occurredAt, q.to) : undefined,
   ];
@@ -84,6 +89,7 @@ export async function queryEvents(db: Db, q: EventQuery): Promise<{ rows: Stored
       occurredAt: occurredAtText,
       receivedAt: events.receivedAt,
       userId: events.userId,
+      anonymousId: events.anonymousId,
       message: events.message,
       metadata: events.metadata,
       keyId: events.keyId,
@@ -102,6 +108,7 @@ export async function queryEvents(db: Db, q: EventQuery): Promise<{ rows: Stored
     timestamp: isoMillis(r.occurredAt),
     receivedAt: r.receivedAt.toISOString(),
     userId: r.userId,
+    anonymousId: r.anonymousId,
     message: r.message,
     metadata: r.metadata ?? null,
     keyId: r.keyId,
@@ -158,20 +165,33 @@ export interface RowToAnonymize {
   id: string;
   service: string;
   userId: string | null;
+  anonymousId: string | null;
 }
 
 /** The oldest `limit` rows not yet anonymised that occurred before `cutoff`. */
 export async function rowsToAnonymize(pool: pg.Pool, cutoff: Date, limit: number): Promise<RowToAnonymize[]> {
-  const { rows } = await pool.query<{ ts: string; id: string; service: string; user_id: string | null }>(
-    `SELECT occurred_at::text AS ts, id, service, user_id FROM events
+  const { rows } = await pool.query<{
+    ts: string;
+    id: string;
+    service: string;
+    user_id: string | null;
+    anonymous_id: string | null;
+  }>(
+    `SELECT occurred_at::text AS ts, id, service, user_id, anonymous_id FROM events
       WHERE NOT anonymized AND occurred_at < $1 ORDER BY occurred_at LIMIT $2`,
     [cutoff, limit],
   );
-  return rows.map((r) => ({ ts: r.ts, id: r.id, service: r.service, userId: r.user_id }));
+  return rows.map((r) => ({
+    ts: r.ts,
+    id: r.id,
+    service: r.service,
+    userId: r.user_id,
+    anonymousId: r.anonymous_id,
+  }));
 }
 
 /**
- * Writes each row's pseudonym in place of its user id, removes `piiKeys` from its metadata
+ * Writes each row's pseudonyms in place of its user id and anonymous id, removes `piiKeys` from its metadata
  * and marks it anonymised, in one statement (unnest of the keys: drizzle cannot express
  * it). Rows anonymised meanwhile are left alone. `rows` must be in occurred_at order: its
  * first and last bound the statement to the partitions the batch touches.
@@ -179,12 +199,20 @@ export async function rowsToAnonymize(pool: pg.Pool, cutoff: Date, limit: number
  */
 export async function anonymizeEvents(
   pool: pg.Pool,
-  rows: readonly { ts: string; id: string; service: string; pseudonym: string | null }[],
+  rows: readonly {
+    ts: string;
+    id: string;
+    service: string;
+    pseudonym: string | null;
+    anonymousPseudonym: string | null;
+  }[],
   piiKeys: readonly string[],
 ): Promise<number> {
   const res = await pool.query(
-    `UPDATE events e SET user_id = u.pseudonym, metadata = e.metadata - $4::text[], anonymized = true
-       FROM unnest($1::timestamptz[], $2::uuid[], $3::text[], $7::text[]) AS u(ts, id, pseudonym, service)
+    `UPDATE events e SET user_id = u.pseudonym, anonymous_id = u.anonymous, metadata = e.metadata - $4::text[],
+            anonymized = true
+       FROM unnest($1::timestamptz[], $2::uuid[], $3::text[], $7::text[], $8::text[])
+            AS u(ts, id, pseudonym, service, anonymous)
       WHERE e.occurred_at = u.ts AND e.id = u.id AND e.service = u.service AND NOT e.anonymized
         AND e.occurred_at BETWEEN $5::timestamptz AND $6::timestamptz`,
     [
@@ -195,6 +223,7 @@ export async function anonymizeEvents(
       rows[0]?.ts,
       rows[rows.length - 1]?.ts,
       rows.map((r) => r.service),
+      rows.map((r) => r.anonymousPseudonym),
     ],
   );
   return res.rowCount ?? 0;
@@ -259,7 +288,8 @@ export async function subjectEventsPage(
     `SELECT json_build_object('id', id, 'service', service, 'type', type,
               'timestamp', to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
               'receivedAt', to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-              'userId', user_id, 'message', message, 'metadata', metadata, 'source', 'database')::text AS line,
+              'userId', user_id, 'anonymousId', anonymous_id, 'message', message, 'metadata', metadata,
+              'source', 'database')::text AS line,
             occurred_at::text AS ts, id, service
        FROM events
       WHERE user_id = $1 ${after ? AFTER_CURSOR : ''} ${services ? `AND service = ANY($${params.length}::text[])` : ''}

@@ -35,6 +35,8 @@ export const events = pgTable(
     anonymized: boolean('anonymized').notNull().default(false),
     /** The API key that wrote the row (NULL for rows written before keys were recorded). */
     keyId: text('key_id'),
+    /** Segment's `anonymousId` (§12): a subject before it is known, found by compliance. */
+    anonymousId: text('anonymous_id'),
   },
   (t) => [
     // (occurred_at, id) rather than (id, occurred_at): same uniqueness, but inserts land at the
@@ -45,6 +47,10 @@ export const events = pgTable(
     index('events_service_occurred_at_idx').on(t.service, t.occurredAt.desc()),
     // A subject's events in time order: erasure finds them, export pages through them by key.
     index('events_user_id_occurred_at_idx').on(t.userId, t.occurredAt, t.id),
+    // The same for a subject known only by its anonymousId (most rows have none).
+    index('events_anonymous_id_occurred_at_idx')
+      .on(t.anonymousId, t.occurredAt, t.id)
+      .where(sql`${t.anonymousId} IS NOT NULL`),
     index('events_received_at_brin').using('brin', t.receivedAt),
     // Rows still to anonymise: small once a pass has caught up, so no pass scans old months.
     index('events_not_anonymized_idx').on(t.occurredAt).where(sql`NOT ${t.anonymized}`),

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { DeadLetter, DeadLetterStream } from '../buffer/dead-letter.ts';
 import { ENTRY_FORMAT_VERSION } from '../buffer/keys.ts';
-import { partitionFor } from '../buffer/partition.ts';
+import { partitionFor, routingKeyOf } from '../buffer/partition.ts';
 import type { SubjectRegistry } from '../compliance/subjects.ts';
 import type { Config } from '../config.ts';
 import { classifyDbError } from '../store/errors.ts';
@@ -108,8 +108,8 @@ export class CheckpointReplays {
   #checkpointLetter(event: string | undefined, error: string): DeadLetter {
     let partition = 0;
     try {
-      const parsed = JSON.parse(event ?? '{}') as { userId?: string; service?: string };
-      partition = partitionFor(parsed.userId ?? parsed.service ?? '', this.#o.config.STREAM_PARTITIONS);
+      const parsed = JSON.parse(event ?? '{}') as Parameters<typeof routingKeyOf>[0];
+      partition = partitionFor(routingKeyOf(parsed), this.#o.config.STREAM_PARTITIONS);
     } catch {
       // unparsable: partition 0
     }

@@ -12,6 +12,7 @@ export interface SentEvent {
   type: string;
   timestamp: string;
   userId?: string;
+  anonymousId?: string;
   message?: string;
   metadata?: Record<string, unknown>;
   ageDays: number;
@@ -51,6 +52,7 @@ export function agedEvents(n: number, seed: number): SentEvent[] {
       ageDays,
     };
     if (k % 5 !== 0) e.userId = `user-${k % 17}`;
+    if (k % 3 === 1) e.anonymousId = `anon-${k % 11}`;
     if (message !== undefined) e.message = message;
     if (k % 4 !== 0) {
       e.metadata = {
@@ -85,11 +87,17 @@ export async function ingestAll(stack: Stack, events: SentEvent[]): Promise<void
 }
 
 /** The archived row carries exactly what was sent. */
-export function expectSameEvent(row: ArchivedRow, sent: SentEvent, userId = sent.userId ?? null): void {
+export function expectSameEvent(
+  row: ArchivedRow,
+  sent: SentEvent,
+  userId = sent.userId ?? null,
+  anonymousId = sent.anonymousId ?? null,
+): void {
   expect(row.us).toBe(String(Date.parse(sent.timestamp) * 1000));
   expect(row.service).toBe(sent.service);
   expect(row.type).toBe(sent.type);
   expect(row.user_id).toBe(userId);
+  expect(row.anonymous_id).toBe(anonymousId);
   expect(row.message).toBe(sent.message ?? null);
   if (sent.metadata === undefined) expect(row.metadata).toBeNull();
   else expect(JSON.parse(row.metadata as string)).toEqual(sent.metadata);

@@ -20,6 +20,7 @@ export interface ArchivedRow {
   anonymized: boolean;
   /** The API key that wrote the row. */
   key_id: string | null;
+  anonymous_id: string | null;
   year: string;
   month: string;
   hiveService: string;
@@ -72,7 +73,7 @@ export async function readArchive(config: ArchiveStoreConfig): Promise<ArchiveSn
       );
       const read = await conn.runAndReadAll(
         `SELECT id, epoch_us(occurred_at)::VARCHAR AS us, epoch_us(received_at)::VARCHAR AS "receivedUs", service,
-                type, user_id, message, metadata::VARCHAR AS metadata, anonymized, key_id
+                type, user_id, message, metadata::VARCHAR AS metadata, anonymized, key_id, anonymous_id
            FROM read_parquet(${lit(path)}, hive_partitioning = false)`,
       );
       const [, year = '', month = '', hiveService = ''] =

@@ -32,7 +32,7 @@ describe('anonymisation', () => {
   const rowsOf = async () =>
     (
       await stack.env.pool.query<Record<string, unknown>>(
-        'SELECT id, user_id, metadata, anonymized, message, type FROM events ORDER BY id',
+        'SELECT id, user_id, anonymous_id, metadata, anonymized, message, type FROM events ORDER BY id',
       )
     ).rows;
 
@@ -50,7 +50,7 @@ describe('anonymisation', () => {
     rmSync(archiveDir, { recursive: true, force: true });
   });
 
-  it('pseudonymises user ids and strips PII keys of rows past ANONYMIZE_AFTER_DAYS, idempotently', async () => {
+  it('pseudonymises user ids and anonymous ids and strips PII keys of rows past ANONYMIZE_AFTER_DAYS, idempotently', async () => {
     const pass = await runTributary(['retention'], anonEnv());
     expect(pass.code, pass.stderr).toBe(0);
     const old = sent.filter((e) => e.ageDays > 31);
@@ -63,6 +63,7 @@ describe('anonymisation', () => {
       const row = byId.get(e.id) as Record<string, unknown>;
       expect(row.anonymized).toBe(true);
       expect(row.user_id).toBe(e.userId === undefined ? null : hmac(e.userId));
+      expect(row.anonymous_id).toBe(e.anonymousId === undefined ? null : hmac(e.anonymousId));
       if (e.metadata) {
         const { email: _e, ip: _i, ...rest } = e.metadata;
         expect(row.metadata).toEqual(rest);
@@ -74,6 +75,7 @@ describe('anonymisation', () => {
       expect(row).toMatchObject({
         anonymized: false,
         user_id: e.userId ?? null,
+        anonymous_id: e.anonymousId ?? null,
         metadata: e.metadata ?? null,
       });
     }

@@ -6,8 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ARCHIVE_COLUMNS, ARCHIVE_SCHEMA_VERSION, ParquetFiles } from '../../src/archive/parquet.ts';
 
 /**
- * Archives written before `key_id` was archived (schema version 1) are still restored: their
- * rows come back with no key. Files of the current version keep the key that wrote each row.
+ * Archives written before `key_id` was archived (schema version 1) or before `anonymous_id`
+ * (version 2) are still restored: their rows come back with NULL in the columns they lack.
+ * Files of the current version keep both.
  */
 const dir = mkdtempSync(join(tmpdir(), 'tributary-archive-versions-'));
 let files: ParquetFiles;
@@ -39,27 +40,38 @@ const V1_SELECT = `'9b2f1e4c-0000-4000-8000-000000000001' AS id,
   '{"a":1}'::JSON AS metadata, false AS anonymized`;
 
 describe('archive columns by schema version', () => {
-  it('the current version archives key_id last', () => {
-    expect(ARCHIVE_SCHEMA_VERSION).toBe(2);
-    expect(ARCHIVE_COLUMNS.at(-1)).toEqual({ name: 'key_id', type: 'VARCHAR' });
+  it('the current version archives key_id, then anonymous_id, last', () => {
+    expect(ARCHIVE_SCHEMA_VERSION).toBe(3);
+    expect(ARCHIVE_COLUMNS.slice(-2)).toEqual([
+      { name: 'key_id', type: 'VARCHAR' },
+      { name: 'anonymous_id', type: 'VARCHAR' },
+    ]);
   });
 
-  it('a version 1 file (no key_id column) reads back with key_id NULL', async () => {
+  it('a version 1 file (no key_id column) reads back with key_id and anonymous_id NULL', async () => {
     const parquet = join(dir, 'v1.parquet');
     const csv = join(dir, 'v1.csv');
     await writeParquet(parquet, V1_SELECT);
     await files.parquetToCsv(parquet, csv);
     expect(readFileSync(csv, 'utf8')).toBe(
       '9b2f1e4c-0000-4000-8000-000000000001,2026-01-02T03:04:05.123456Z,2026-01-02T03:04:06.000000Z,' +
-        '"shop","order.placed","u-1",,"{""a"":1}",false,\n',
+        '"shop","order.placed","u-1",,"{""a"":1}",false,,\n',
     );
   });
 
-  it('a version 2 file keeps the key that wrote each row', async () => {
+  it('a version 2 file keeps the key that wrote each row, with anonymous_id NULL', async () => {
     const parquet = join(dir, 'v2.parquet');
     const csv = join(dir, 'v2.csv');
     await writeParquet(parquet, `${V1_SELECT}, 'key-1' AS key_id`);
     await files.parquetToCsv(parquet, csv);
-    expect(readFileSync(csv, 'utf8').trimEnd().split(',').at(-1)).toBe('"key-1"');
+    expect(readFileSync(csv, 'utf8').trimEnd().split(',').slice(-2)).toEqual(['"key-1"', '']);
+  });
+
+  it('a version 3 file keeps the anonymous id, an empty one apart from NULL', async () => {
+    const parquet = join(dir, 'v3.parquet');
+    const csv = join(dir, 'v3.csv');
+    await writeParquet(parquet, `${V1_SELECT}, 'key-1' AS key_id, 'anon-7' AS anonymous_id`);
+    await files.parquetToCsv(parquet, csv);
+    expect(readFileSync(csv, 'utf8').trimEnd().split(',').slice(-2)).toEqual(['"key-1"', '"anon-7"']);
   });
 });

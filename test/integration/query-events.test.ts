@@ -3,7 +3,7 @@ import { call, type Stack, startStack, waitFor } from '../helpers/stack.ts';
 
 let stack: Stack;
 const base = Date.now() - 5 * 86_400_000;
-const all: { id: string; service: string; userId: string; timestamp: string }[] = [];
+const all: { id: string; service: string; userId: string; anonymousId?: string; timestamp: string }[] = [];
 
 beforeAll(async () => {
   stack = await startStack({ workers: 1 });
@@ -12,6 +12,7 @@ beforeAll(async () => {
       id: crypto.randomUUID(),
       service: i % 2 === 0 ? 'web' : 'api',
       userId: `user-${i % 5}`,
+      ...(i % 3 === 0 ? { anonymousId: `anon-${i % 4}` } : {}),
       // Every tenth pair shares a timestamp, so pagination must break ties by id.
       timestamp: new Date(base + Math.floor(i / 2) * 60_000).toISOString(),
     });
@@ -51,13 +52,16 @@ describe('GET /v1/events', () => {
     expect(got.map((e) => e.id)).toEqual(newestFirst(all));
   });
 
-  it('filters by service, user and time range', async () => {
+  it('filters by service, user, anonymous id and time range', async () => {
     expect((await pages('service=web&limit=50')).map((e) => e.id)).toEqual(
       newestFirst(all.filter((e) => e.service === 'web')),
     );
     expect((await pages('userId=user-3&limit=10')).map((e) => e.id)).toEqual(
       newestFirst(all.filter((e) => e.userId === 'user-3')),
     );
+    const anon = all.filter((e) => e.anonymousId === 'anon-2');
+    expect(anon.length).toBeGreaterThan(10);
+    expect((await pages('anonymousId=anon-2&limit=10')).map((e) => e.id)).toEqual(newestFirst(anon));
     const from = all[100]?.timestamp as string;
     const to = all[150]?.timestamp as string;
     const ranged = await pages(`from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}&limit=1000`);
@@ -77,6 +81,7 @@ describe('GET /v1/events', () => {
       type: 'page.view',
       timestamp: first?.timestamp,
       userId: first?.userId,
+      anonymousId: first?.anonymousId ?? null,
       metadata: { i: 1 },
     });
   });

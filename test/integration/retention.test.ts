@@ -33,7 +33,8 @@ describe('retention pass against a real S3 server', () => {
     sent = agedEvents(1_200, 1);
     await ingestAll(stack, sent);
     const { rows } = await stack.env.pool.query<Record<string, unknown>>(
-      `SELECT id, occurred_at::text, received_at::text, service, type, user_id, message, metadata::text, anonymized, key_id
+      `SELECT id, occurred_at::text, received_at::text, service, type, user_id, message, metadata::text, anonymized, key_id,
+              anonymous_id
          FROM events`,
     );
     before = new Map(rows.map((r) => [r.id as string, r]));
@@ -72,7 +73,7 @@ describe('retention pass against a real S3 server', () => {
         rows: file.rows,
         bytes: file.bytes,
         sha256: file.sha256,
-        schemaVersion: 2,
+        schemaVersion: 3,
       });
     }
 
@@ -82,7 +83,8 @@ describe('retention pass against a real S3 server', () => {
     );
     for (const e of expired) expect(left.has(e.id), `${e.id} still in PostgreSQL`).toBe(false);
     const { rows } = await stack.env.pool.query<Record<string, unknown>>(
-      `SELECT id, occurred_at::text, received_at::text, service, type, user_id, message, metadata::text, anonymized, key_id
+      `SELECT id, occurred_at::text, received_at::text, service, type, user_id, message, metadata::text, anonymized, key_id,
+              anonymous_id
          FROM events`,
     );
     expect(rows.length).toBe(kept.length);
@@ -172,7 +174,8 @@ describe('retention pass against a real S3 server', () => {
       inserted: inMonth.length,
     });
     const { rows } = await stack.env.pool.query<Record<string, unknown>>(
-      `SELECT id, occurred_at::text, received_at::text, service, type, user_id, message, metadata::text, anonymized, key_id
+      `SELECT id, occurred_at::text, received_at::text, service, type, user_id, message, metadata::text, anonymized, key_id,
+              anonymous_id
          FROM events WHERE id = ANY($1::uuid[])`,
       [inMonth.map((e) => e.id)],
     );

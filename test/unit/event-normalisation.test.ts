@@ -37,8 +37,34 @@ describe('event normalisation', () => {
     expect(r.json).toBe(JSON.stringify(r.event));
   });
 
+  it('keeps an anonymousId right after the userId, under the same rules', () => {
+    const r = accepted({ anonymousId: 'a-1', userId: 'u-1', type: 't', service: 's' });
+    expect(Object.keys(r.event)).toEqual([
+      'id',
+      'service',
+      'type',
+      'timestamp',
+      'receivedAt',
+      'userId',
+      'anonymousId',
+    ]);
+    expect(r.event.anonymousId).toBe('a-1');
+    for (const bad of ['', '..', 'x'.repeat(257), 'a\u0000b', 7]) {
+      const refused = parseEvent({ service: 's', type: 't', anonymousId: bad }, ctx);
+      expect(refused.ok, JSON.stringify(bad)).toBe(false);
+      if (!refused.ok) expect(refused.issues.map((i) => i.path)).toEqual(['anonymousId']);
+    }
+  });
+
   it('leaves out the optional fields that are absent or null', () => {
-    const r = accepted({ service: 's', type: 't', userId: null, message: null, metadata: null });
+    const r = accepted({
+      service: 's',
+      type: 't',
+      userId: null,
+      anonymousId: null,
+      message: null,
+      metadata: null,
+    });
     expect(Object.keys(r.event)).toEqual(['id', 'service', 'type', 'timestamp', 'receivedAt']);
   });
 

@@ -22,6 +22,7 @@ export const EventQuery = z.strictObject({
   service: z.string().min(1).max(64).optional(),
   type: z.string().min(1).max(128).optional(),
   userId: z.string().min(1).max(256).optional(),
+  anonymousId: z.string().min(1).max(256).optional(),
   from: isoDate.optional().openapi({ description: 'Oldest `timestamp`, inclusive' }),
   to: isoDate.optional().openapi({ description: 'Newest `timestamp`, inclusive' }),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
@@ -37,6 +38,10 @@ export const StoredEvent = z
     timestamp: z.string().openapi({ format: 'date-time' }),
     receivedAt: z.string().openapi({ format: 'date-time' }),
     userId: z.string().nullable(),
+    anonymousId: z
+      .string()
+      .nullable()
+      .openapi({ description: "Segment's anonymousId: the subject before it was known" }),
     message: z.string().nullable(),
     metadata: z.record(z.string(), z.unknown()).nullable(),
     keyId: z.string().nullable().openapi({
