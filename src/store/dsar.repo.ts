@@ -21,21 +21,25 @@ export interface DsarStatus {
 }
 
 /**
- * Records a pending erasure request. `bufferHorizon` is the newest stream entry id of the
- * subject's partition at the time: the job waits until workers are past it.
+ * Records a pending erasure request. `bufferHorizons` holds the newest stream entry id of
+ * every partition at the time (by partition): the job waits until workers are past them.
+ * `subjects`: the subject's ids (`userId` and the ids linked to it), kept in `progress`
+ * (requests from before links have none and cover `user_id` alone).
  * @returns its id and request time (epoch ms).
  */
 export async function createErasureRequest(
   pool: pg.Pool,
   userId: string,
   keyId: string | null,
-  bufferHorizon: string,
+  bufferHorizons: readonly string[],
+  subjects: readonly string[],
 ): Promise<{ id: string; at: number }> {
   const { rows } = await pool.query<{ id: string; at: number }>(
     `INSERT INTO dsar_requests (kind, user_id, status, key_id, progress)
-     VALUES ('erasure', $1, 'pending', $2, jsonb_build_object('bufferHorizon', $3::text))
+     VALUES ('erasure', $1, 'pending', $2,
+             jsonb_build_object('bufferHorizons', to_jsonb($3::text[]), 'subjects', to_jsonb($4::text[])))
      RETURNING id, (extract(epoch FROM requested_at) * 1000)::float8 AS at`,
-    [userId, keyId, bufferHorizon],
+    [userId, keyId, bufferHorizons, subjects],
   );
   const { id, at } = rows[0] as { id: string; at: number };
   return { id, at: Number(at) };
@@ -55,15 +59,36 @@ export async function erasureStatus(pool: pg.Pool, id: string): Promise<DsarStat
   return rows[0];
 }
 
-/** Erasure requests not finished and not failed, with their request time (epoch ms). */
+/**
+ * Erasure requests not failed (completed ones included: their subjects stay erased), with
+ * their request time (epoch ms) and the subject ids they cover (`userId` alone for requests
+ * from before links).
+ */
 export async function openErasureRequests(
   pool: pg.Pool,
-): Promise<{ id: string; userId: string; at: number }[]> {
-  const { rows } = await pool.query<{ id: string; user_id: string; at: string }>(
-    `SELECT id, user_id, (extract(epoch FROM requested_at) * 1000)::float8 AS at
+): Promise<{ id: string; userId: string; at: number; subjects: string[] }[]> {
+  const { rows } = await pool.query<{ id: string; user_id: string; at: string; subjects: string[] | null }>(
+    `SELECT id, user_id, (extract(epoch FROM requested_at) * 1000)::float8 AS at, progress->'subjects' AS subjects
        FROM dsar_requests WHERE kind = 'erasure' AND status <> 'failed'`,
   );
-  return rows.map((r) => ({ id: r.id, userId: r.user_id, at: Number(r.at) }));
+  return rows.map((r) => ({
+    id: r.id,
+    userId: r.user_id,
+    at: Number(r.at),
+    subjects: Array.isArray(r.subjects) ? r.subjects : [r.user_id],
+  }));
+}
+
+/** Records the subject ids a request covers (`progress.subjects`), found linked after it was made. */
+export async function recordErasureSubjects(
+  pool: pg.Pool,
+  id: string,
+  subjects: readonly string[],
+): Promise<void> {
+  await pool.query(
+    `UPDATE dsar_requests SET progress = jsonb_set(progress, '{subjects}', to_jsonb($2::text[])) WHERE id = $1`,
+    [id, subjects],
+  );
 }
 
 /** Up to ten requests to run: pending, or running with no heartbeat for `staleMs`; oldest first. */
@@ -134,9 +159,9 @@ export async function completeRequest(
 }
 
 /**
- * Deletes up to `batchRows` events whose user_id is one of `subjectIds` and adds the
- * count to the request, in one statement: a job killed between batches neither loses nor
- * double-counts a batch.
+ * Deletes up to `batchRows` events whose user_id or anonymous_id is one of `subjectIds`
+ * (each found through its own index) and adds the count to the request, in one statement:
+ * a job killed between batches neither loses nor double-counts a batch.
  * @returns the rows deleted (0 when none are left).
  */
 export async function eraseEventsBatch(
@@ -148,7 +173,10 @@ export async function eraseEventsBatch(
   const { rows } = await pool.query<{ n: number }>(
     `WITH gone AS (
        DELETE FROM events WHERE (occurred_at, id, service) IN (
-         SELECT occurred_at, id, service FROM events WHERE user_id = ANY($1::text[]) LIMIT $2)
+         (SELECT occurred_at, id, service FROM events WHERE user_id = ANY($1::text[])
+          UNION ALL
+          SELECT occurred_at, id, service FROM events WHERE anonymous_id = ANY($1::text[]))
+         LIMIT $2)
        RETURNING 1)
      UPDATE dsar_requests SET deleted_database = deleted_database + (SELECT count(*) FROM gone)
       WHERE id = $3 RETURNING (SELECT count(*) FROM gone)::int AS n`,

@@ -6,13 +6,14 @@ import { partitionFor, routingKeyOf } from '../buffer/partition.ts';
 import type { SubjectRegistry } from '../compliance/subjects.ts';
 import type { Config } from '../config.ts';
 import { classifyDbError } from '../store/errors.ts';
+import { recordLinks } from '../store/subject-links.repo.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { inSpan } from '../telemetry/tracing.ts';
 import { type DatabaseBreaker, isBreakerOpen } from './breaker.ts';
 import type { Checkpoint } from './checkpoint/checkpoint.ts';
 import type { InFlightBatches } from './in-flight.ts';
 import { insertIsolating } from './persist.ts';
-import { dropUnwanted } from './subject-filter.ts';
+import { dropUnwanted, linksToRecord } from './subject-filter.ts';
 
 /** Feeds stored events to `persist`, oldest first, until done or `stop()`; resolves to the count replayed. */
 export type ReplaySource = (
@@ -92,11 +93,18 @@ export class CheckpointReplays {
     }
   }
 
-  /** One segment's events: dropped subjects skipped, the rest inserted, refused rows dead-lettered. */
+  /**
+   * One segment's events: the subject links they make recorded (dropped events' too, as
+   * from the buffer), dropped subjects skipped, the rest inserted, refused rows dead-lettered.
+   */
   async #store(all: string[]): Promise<void> {
     const { breaker, metrics, deadLetters, subjects, pool } = this.#o;
-    const { store: events } = await dropUnwanted(subjects, metrics, all, 'checkpoint', (e) => e);
-    const result = await breaker.execute(() => insertIsolating(pool, events));
+    const { store: events, dropped } = await dropUnwanted(subjects, metrics, all, 'checkpoint', (e) => e);
+    const { links } = linksToRecord(subjects, events, dropped, (e) => e);
+    const result = await breaker.execute(async () => {
+      await recordLinks(pool, links);
+      return insertIsolating(pool, events);
+    });
     metrics.eventsPersisted.inc(result.inserted);
     if (result.refused.length > 0) {
       await deadLetters.record(result.refused.map((r) => this.#checkpointLetter(events[r.index], r.error)));
