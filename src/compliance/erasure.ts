@@ -22,6 +22,7 @@ import {
   recordErasureSubjects,
   recordRequestError,
   requestsToRun,
+  startArchivePass,
 } from '../store/dsar.repo.ts';
 import { RetentionBusyError, RunLease } from '../store/run-leases.repo.ts';
 import { deleteLinks, linkedSubjects } from '../store/subject-links.repo.ts';
@@ -170,9 +171,10 @@ export class ErasureService {
     await this.#waitForBuffer(userId, progress);
     await this.#waitForCheckpoints();
     // Links made by events that were still buffered or checkpointed are stored by now.
-    const subjects = await linkedSubjects(pool, recorded);
+    const found = await linkedSubjects(pool, recorded);
+    // A worker may have added one meanwhile (an alias call of an erased id, late): kept too.
+    const subjects = await recordErasureSubjects(pool, id, found);
     if (subjects.length > recorded.length) {
-      await recordErasureSubjects(pool, id, subjects);
       await this.#o.subjects.publish({ op: 'erasure', userId, requestId: id, at, linked: subjects });
       this.#o.logger.info(
         { requestId: id, subjects: subjects.length, added: subjects.length - recorded.length },
@@ -184,6 +186,7 @@ export class ErasureService {
     // After the waits: an entry a worker dead-lettered from the buffer or a checkpoint has
     // been moved by now.
     await this.#eraseDeadLetters(id, new Set(subjects), at);
+    await startArchivePass(pool, id, subjects.length);
     const archive = await this.#withRetentionLease(() =>
       eraseFromArchives({
         pool,
@@ -202,7 +205,11 @@ export class ErasureService {
     const buffer = Number(dropped.buffer ?? 0);
     const checkpoint = Number(dropped.checkpoint ?? 0);
     const deadLetter = Number(dropped.deadLetter ?? 0);
-    await completeRequest(pool, id, { buffer, checkpoint, deadLetter });
+    if (!(await completeRequest(pool, id, { buffer, checkpoint, deadLetter }, subjects.length))) {
+      // A worker linked one more id meanwhile: pending again, for a job to erase it too.
+      this.#o.logger.info({ requestId: id }, 'erasure reopened: more linked ids found');
+      return;
+    }
     metrics.dsarRowsErased.inc({ place: 'buffer' }, buffer);
     metrics.dsarRowsErased.inc({ place: 'checkpoint' }, checkpoint);
     metrics.dsarRowsErased.inc({ place: 'dead_letter' }, deadLetter);

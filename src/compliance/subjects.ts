@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { BufferKeys } from '../buffer/keys.ts';
 import type { RedisLike } from '../buffer/redis-client.ts';
-import { openErasureRequests } from '../store/dsar.repo.ts';
+import { extendErasureRequest, openErasureRequests } from '../store/dsar.repo.ts';
 import { listOptOuts } from '../store/opt-outs.repo.ts';
 
 /** A `"userId":"…"` or `"anonymousId":"…"` member in event JSON; the value as written (escapes undecoded). */
@@ -178,6 +178,34 @@ export class SubjectRegistry {
   /** Whether an erasure of this subject id was requested (it stays listed for good). */
   isErased(id: string): boolean {
     return this.#erasures.has(id);
+  }
+
+  /**
+   * Extends the erasures of `erased` ids to ids linked to them by events those erasures
+   * cover (see `linksToRecord` in worker/subject-filter.ts): recorded on each request
+   * (reopening a completed one) and announced to every process.
+   */
+  async extendErasures(pairs: readonly { erased: string; linked: string }[]): Promise<void> {
+    const done = new Set<string>();
+    for (const { erased, linked } of pairs) {
+      for (const requestId of this.#erasures.get(erased)?.requests ?? []) {
+        if (done.has(`${requestId} ${linked}`)) continue;
+        done.add(`${requestId} ${linked}`);
+        const extended = await extendErasureRequest(this.#o.pool, requestId, linked);
+        if (!extended) continue;
+        this.#o.logger.info(
+          { requestId, subjects: extended.subjects.length },
+          'erasure extended to a linked id',
+        );
+        await this.publish({
+          op: 'erasure',
+          userId: extended.userId,
+          requestId,
+          at: extended.at,
+          linked: extended.subjects,
+        });
+      }
+    }
   }
 
   /** Nothing to check: the worker skips parsing events altogether. */

@@ -79,14 +79,69 @@ export async function openErasureRequests(
   }));
 }
 
-/** Records the subject ids a request covers (`progress.subjects`), found linked after it was made. */
+/**
+ * Adds subject ids found linked after the request was made to those it covers
+ * (`progress.subjects`, kept in order; a worker may have added some meanwhile).
+ * @returns every subject id the request covers now.
+ */
 export async function recordErasureSubjects(
   pool: pg.Pool,
   id: string,
   subjects: readonly string[],
-): Promise<void> {
+): Promise<string[]> {
+  const { rows } = await pool.query<{ subjects: string[] }>(
+    `UPDATE dsar_requests
+        SET progress = jsonb_set(progress, '{subjects}',
+              (SELECT jsonb_agg(s ORDER BY first) FROM (
+                 SELECT s, min(n) AS first FROM (
+                   SELECT s, n FROM jsonb_array_elements_text(coalesce(progress->'subjects', jsonb_build_array(user_id)))
+                                    WITH ORDINALITY AS a(s, n)
+                   UNION ALL
+                   SELECT s, 1000000 + n FROM unnest($2::text[]) WITH ORDINALITY AS b(s, n)) AS both_sets
+                 GROUP BY s) AS merged))
+      WHERE id = $1 RETURNING progress->'subjects' AS subjects`,
+    [id, subjects],
+  );
+  return rows[0]?.subjects ?? [...subjects];
+}
+
+/**
+ * Adds `linked` to an erasure request's subjects, found linked to one of them by an event
+ * the erasure covers after the job had looked (an alias call in a checkpoint replayed
+ * late). A completed request is reopened (pending: a job runs it again, every step being
+ * idempotent); a running one is reopened when it completes ({@link completeRequest}).
+ * @returns the request's subject, time (epoch ms) and subject ids now; undefined when the
+ * id was already one of them, or the request failed or is not an erasure.
+ */
+export async function extendErasureRequest(
+  pool: pg.Pool,
+  id: string,
+  linked: string,
+): Promise<{ userId: string; at: number; subjects: string[] } | undefined> {
+  const { rows } = await pool.query<{ user_id: string; at: number; subjects: string[] }>(
+    `UPDATE dsar_requests
+        SET progress = jsonb_set(progress, '{subjects}',
+                                 coalesce(progress->'subjects', jsonb_build_array(user_id)) || to_jsonb($2::text)),
+            status = CASE WHEN status = 'completed' THEN 'pending' ELSE status END
+      WHERE id = $1 AND kind = 'erasure' AND status <> 'failed'
+        AND NOT coalesce(progress->'subjects', jsonb_build_array(user_id)) ? $2
+    RETURNING user_id, (extract(epoch FROM requested_at) * 1000)::float8 AS at, progress->'subjects' AS subjects`,
+    [id, linked],
+  );
+  const row = rows[0];
+  return row ? { userId: row.user_id, at: Number(row.at), subjects: row.subjects } : undefined;
+}
+
+/**
+ * Before a request's pass over the archives: the archives it recorded as done were looked
+ * through for another set of subject ids (`subjects`, its size) when that set has changed
+ * since, so they are forgotten and looked through again.
+ */
+export async function startArchivePass(pool: pg.Pool, id: string, subjects: number): Promise<void> {
   await pool.query(
-    `UPDATE dsar_requests SET progress = jsonb_set(progress, '{subjects}', to_jsonb($2::text[])) WHERE id = $1`,
+    `UPDATE dsar_requests
+        SET progress = (progress - 'archivesDone') || jsonb_build_object('archiveSubjects', $2::int)
+      WHERE id = $1 AND (progress->>'archiveSubjects')::int IS DISTINCT FROM $2::int`,
     [id, subjects],
   );
 }
@@ -142,20 +197,27 @@ export async function recordRequestError(pool: pg.Pool, id: string, message: str
 /**
  * Marks a request completed with the buffer and checkpoint drops workers counted and the
  * dead letters deleted. That last count is kept in `progress` (`deletedDeadLetter`) rather
- * than a column of its own, so it needed no migration.
+ * than a column of its own, so it needed no migration. When the request has gained subject
+ * ids since the job read them (`subjects`: how many it erased), it goes back to pending
+ * instead, for a job to erase those too.
+ * @returns whether it completed.
  */
 export async function completeRequest(
   pool: pg.Pool,
   id: string,
   dropped: { buffer: number; checkpoint: number; deadLetter: number },
-): Promise<void> {
-  await pool.query(
-    `UPDATE dsar_requests SET status = 'completed', finished_at = now(), error = NULL,
+  subjects = 1,
+): Promise<boolean> {
+  const { rows } = await pool.query<{ status: string }>(
+    `UPDATE dsar_requests
+        SET status = CASE WHEN jsonb_array_length(coalesce(progress->'subjects', '[]')) > $5 THEN 'pending' ELSE 'completed' END,
+            finished_at = now(), error = NULL,
             deleted_buffer = $2, deleted_checkpoint = $3,
             progress = progress || jsonb_build_object('deletedDeadLetter', $4::bigint)
-      WHERE id = $1`,
-    [id, dropped.buffer, dropped.checkpoint, dropped.deadLetter],
+      WHERE id = $1 RETURNING status`,
+    [id, dropped.buffer, dropped.checkpoint, dropped.deadLetter, subjects],
   );
+  return rows[0]?.status === 'completed';
 }
 
 /**

@@ -6,14 +6,13 @@ import { ENTRY_FORMAT_VERSION } from '../buffer/keys.ts';
 import type { SubjectRegistry } from '../compliance/subjects.ts';
 import type { Config } from '../config.ts';
 import { classifyDbError } from '../store/errors.ts';
-import { recordLinks, type SubjectLink } from '../store/subject-links.repo.ts';
 import { deadLetterReason } from '../telemetry/log-errors.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { currentTraceId, inSpan, linksTo, SpanKind } from '../telemetry/tracing.ts';
 import { type DatabaseBreaker, isBreakerOpen } from './breaker.ts';
 import { type Checkpoint, CheckpointFailedError } from './checkpoint/checkpoint.ts';
 import { insertIsolating } from './persist.ts';
-import { dropUnwanted, linksToRecord } from './subject-filter.ts';
+import { type BatchLinks, dropUnwanted, linksToRecord, recordBatchLinks } from './subject-filter.ts';
 
 export interface BatchWriterOptions {
   consumer: StreamConsumer;
@@ -92,14 +91,14 @@ export class BatchWriter {
     const { subjects, metrics, config } = this.#o;
     const started = performance.now();
     const { poison, candidates } = triage(entries, config.MAX_DELIVERIES);
-    const { store, dropped } = await dropUnwanted(
+    const { store, dropped, drops } = await dropUnwanted(
       subjects,
       metrics,
       candidates,
       'buffer',
       (e) => e.event as string,
     );
-    const { links, linking } = linksToRecord(subjects, store, dropped, (e) => e.event as string);
+    const { linking, ...links } = linksToRecord(subjects, store, dropped, drops, (e) => e.event as string);
     const outcome = await this.#persist(store, links, linking);
     if (!outcome) return; // stopping while the database is down: entries stay pending, nothing lost
     const dead = [...poison, ...outcome.refused];
@@ -163,10 +162,10 @@ export class BatchWriter {
    */
   async #persist(
     entries: StreamEntry[],
-    links: SubjectLink[],
+    links: BatchLinks,
     linking: StreamEntry[],
   ): Promise<Outcome | undefined> {
-    if (entries.length === 0 && links.length === 0)
+    if (entries.length === 0 && links.links.length === 0)
       return { inserted: 0, durable: [], refused: [], spilled: false };
     const { metrics, logger, config } = this.#o;
     const events = entries.map((e) => e.event as string);
@@ -201,8 +200,8 @@ export class BatchWriter {
    * The links (one statement, only when there are some), then one insert statement, through
    * the breaker; rows refused as data are isolated.
    */
-  async #insert(entries: StreamEntry[], events: string[], links: SubjectLink[]): Promise<Outcome> {
-    const { breaker, metrics, pool } = this.#o;
+  async #insert(entries: StreamEntry[], events: string[], links: BatchLinks): Promise<Outcome> {
+    const { breaker, metrics, pool, subjects } = this.#o;
     const end = metrics.insertDuration.startTimer();
     const result = await inSpan(
       'tributary.insert',
@@ -212,7 +211,7 @@ export class BatchWriter {
       },
       () =>
         breaker.execute(async () => {
-          await recordLinks(pool, links);
+          await recordBatchLinks(pool, subjects, links);
           return insertIsolating(pool, events);
         }),
     );

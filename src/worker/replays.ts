@@ -6,14 +6,13 @@ import { partitionFor, routingKeyOf } from '../buffer/partition.ts';
 import type { SubjectRegistry } from '../compliance/subjects.ts';
 import type { Config } from '../config.ts';
 import { classifyDbError } from '../store/errors.ts';
-import { recordLinks } from '../store/subject-links.repo.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { inSpan } from '../telemetry/tracing.ts';
 import { type DatabaseBreaker, isBreakerOpen } from './breaker.ts';
 import type { Checkpoint } from './checkpoint/checkpoint.ts';
 import type { InFlightBatches } from './in-flight.ts';
 import { insertIsolating } from './persist.ts';
-import { dropUnwanted, linksToRecord } from './subject-filter.ts';
+import { dropUnwanted, linksToRecord, recordBatchLinks } from './subject-filter.ts';
 
 /** Feeds stored events to `persist`, oldest first, until done or `stop()`; resolves to the count replayed. */
 export type ReplaySource = (
@@ -99,10 +98,14 @@ export class CheckpointReplays {
    */
   async #store(all: string[]): Promise<void> {
     const { breaker, metrics, deadLetters, subjects, pool } = this.#o;
-    const { store: events, dropped } = await dropUnwanted(subjects, metrics, all, 'checkpoint', (e) => e);
-    const { links } = linksToRecord(subjects, events, dropped, (e) => e);
+    const {
+      store: events,
+      dropped,
+      drops,
+    } = await dropUnwanted(subjects, metrics, all, 'checkpoint', (e) => e);
+    const { linking: _kept, ...links } = linksToRecord(subjects, events, dropped, drops, (e) => e);
     const result = await breaker.execute(async () => {
-      await recordLinks(pool, links);
+      await recordBatchLinks(pool, subjects, links);
       return insertIsolating(pool, events);
     });
     metrics.eventsPersisted.inc(result.inserted);
