@@ -25,7 +25,7 @@ import {
   startArchivePass,
 } from '../store/dsar.repo.ts';
 import { RetentionBusyError, RunLease } from '../store/run-leases.repo.ts';
-import { deleteLinks, linkedSubjects } from '../store/subject-links.repo.ts';
+import { deleteLinks, linkedSubjects, MAX_LINKED_SUBJECTS } from '../store/subject-links.repo.ts';
 import { errorSummary } from '../telemetry/log-errors.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { inSpan } from '../telemetry/tracing.ts';
@@ -179,6 +179,14 @@ export class ErasureService {
       this.#o.logger.info(
         { requestId: id, subjects: subjects.length, added: subjects.length - recorded.length },
         'erasure: more linked ids found after the buffer',
+      );
+    }
+    if (found.length >= MAX_LINKED_SUBJECTS) {
+      // A chain this long is more likely an id shared by many people (a kiosk's anonymousId)
+      // than one person: erased as far as the cap, and said so for an operator to look at.
+      this.#o.logger.warn(
+        { requestId: id, subjects: subjects.length, cap: MAX_LINKED_SUBJECTS },
+        'erasure: linked ids reach the cap; ids beyond it are not erased',
       );
     }
     const ids = this.#withPseudonyms(subjects);

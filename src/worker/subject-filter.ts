@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { DropReason, SubjectRegistry } from '../compliance/subjects.ts';
+import { classifyDbError } from '../store/errors.ts';
 import { recordLinks, type SubjectLink } from '../store/subject-links.repo.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { linksOf } from './subject-links.ts';
@@ -79,12 +80,21 @@ export function linksToRecord<T>(
   return { links, linking, extensions };
 }
 
-/** Records a batch's links (one statement, none without links) and extends the erasures they reach. */
+/**
+ * Records a batch's links (one statement, none without links) and extends the erasures they
+ * reach. Links PostgreSQL refuses as data are let go: they must not hold the batch back
+ * forever (ids are checked as ingest checks them, so none is expected).
+ */
 export async function recordBatchLinks(
   pool: pg.Pool,
   subjects: SubjectRegistry | undefined,
   { links, extensions }: BatchLinks,
 ): Promise<void> {
-  await recordLinks(pool, links);
+  try {
+    await recordLinks(pool, links);
+  } catch (err) {
+    if (classifyDbError(err) !== 'data') throw err;
+    return;
+  }
   if (extensions.length > 0) await subjects?.extendErasures(extensions);
 }

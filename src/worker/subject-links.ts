@@ -1,9 +1,15 @@
+import { EVENT_LIMITS } from '../events/limits.ts';
 import type { SubjectLink } from '../store/subject-links.repo.ts';
 
 /** Only events whose text holds one of these can carry a link; the rest are never parsed. */
 const MAY_LINK = ['"anonymousId":"', '"type":"alias"'];
 
-const isId = (v: unknown): v is string => typeof v === 'string' && v.length > 0;
+/**
+ * What ingest accepts as a subject id (1–256 characters, no NUL): `previousId` comes from
+ * metadata, where a longer value is allowed but could not be an index entry.
+ */
+const isId = (v: unknown): v is string =>
+  typeof v === 'string' && v.length > 0 && v.length <= EVENT_LIMITS.maxUserIdLength && !v.includes('\u0000');
 
 /**
  * The subject links a batch's events (their JSON as buffered) make (ARCHITECTURE §12),
@@ -19,7 +25,7 @@ export function linksOf(events: readonly string[]): SubjectLink[] {
   const add = (from: string, to: string, via: SubjectLink['via'], keyId: unknown) => {
     if (from === to) return;
     const key = JSON.stringify([from, to]);
-    if (!links.has(key)) links.set(key, { from, to, via, keyId: isId(keyId) ? keyId : null });
+    if (!links.has(key)) links.set(key, { from, to, via, keyId: typeof keyId === 'string' ? keyId : null });
   };
   for (const json of events) {
     if (!MAY_LINK.some((s) => json.includes(s))) continue;

@@ -38,6 +38,8 @@ describe('linksOf (the links a batch makes, §12)', () => {
         e({ type: 'alias', metadata: { previousId: 'p' } }),
         e({ type: 'alias', userId: 'u', metadata: { previousId: 'u' } }),
         e({ type: 'alias', userId: 'u', metadata: { previousId: 'enc:v1:k:abc' } }),
+        e({ type: 'alias', userId: 'u', metadata: { previousId: 'p'.repeat(257) } }),
+        e({ type: 'alias', userId: 'u', metadata: { previousId: '' } }),
         '{"type":"alias", broken',
       ]),
     ).toEqual([]);
