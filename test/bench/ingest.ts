@@ -24,7 +24,7 @@ import {
 } from './measure.ts';
 import type { BenchRow } from './report.ts';
 import type { Scenario } from './scenarios.ts';
-import { runWrk } from './wrk.ts';
+import { runWrk, type WrkSpec } from './wrk.ts';
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 
@@ -36,6 +36,9 @@ interface Contender {
   path: string;
   /** Events per request; 0 = one event, not wrapped in a batch. */
   batch: number;
+  /** Segment batches (with `authorization`, a write key) instead of native events. */
+  format?: 'segment';
+  authorization?: string;
   /** Processes whose CPU and RSS count for it (besides `server`). */
   extraPids?: Record<string, number>;
   tally: Tally;
@@ -58,7 +61,7 @@ async function measureWrk(c: Contender, connections: number, durationS = SETTING
         connections,
         threads: 1,
         durationS,
-        apiKey: ADMIN_KEY,
+        ...credentials(c),
       },
       (pid) => c.tally.meter.setPid('client', pid),
     );
@@ -68,6 +71,28 @@ async function measureWrk(c: Contender, connections: number, durationS = SETTING
   } finally {
     c.tally.meter.stop();
   }
+}
+
+/** How a contender's requests authenticate and what they carry. */
+function credentials(c: Contender): Pick<WrkSpec, 'apiKey' | 'format' | 'authorization'> {
+  return c.format === 'segment'
+    ? { format: 'segment', authorization: c.authorization ?? '' }
+    : { apiKey: ADMIN_KEY };
+}
+
+/**
+ * A Segment write key: a Tributary key with `ingest` scope bound to one service (the Segment
+ * routes store calls under the key's first service), as the Authorization header the SDKs send.
+ */
+async function segmentWriteKey(server: ServerChild): Promise<string> {
+  const res = await fetch(`${server.url}/v1/admin/keys`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-api-key': ADMIN_KEY },
+    body: JSON.stringify({ name: 'bench-segment', scopes: ['ingest'], services: ['web-shop'] }),
+  });
+  if (res.status !== 201) throw new Error(`creating the write key: ${res.status} ${await res.text()}`);
+  const { key } = (await res.json()) as { key: string };
+  return `Basic ${Buffer.from(`${key}:`).toString('base64')}`;
 }
 
 /** A short unmeasured run of each contender (JIT, connection pools, partitions). */
@@ -80,7 +105,7 @@ async function warmUp(contenders: Contender[], connections: number): Promise<voi
       connections,
       threads: 1,
       durationS: 2,
-      apiKey: ADMIN_KEY,
+      ...credentials(c),
     });
   }
 }
@@ -213,7 +238,10 @@ export async function singleEvents(ctx: BenchContext): Promise<number> {
   return contenders.find((c) => c.scenario === 'single')?.tally.rate ?? 0;
 }
 
-/** Batches of 100: Tributary (API only), the Express batch peer and raw XADD, interleaved. */
+/**
+ * Batches of 100: Tributary (API only), Tributary's Segment-compatible /v1/batch (100 track calls
+ * as analytics-node sends them), the Express batch peer and raw XADD, interleaved.
+ */
 export async function batches(ctx: BenchContext): Promise<void> {
   const { picked, env } = ctx;
   const path = '/v1/events/batch';
@@ -223,6 +251,22 @@ export async function batches(ctx: BenchContext): Promise<void> {
     const name = 'Tributary batch of 100';
     const after = bufferCheck(ctx, name, SETTINGS.batchConnections * batch);
     contenders.push(contender({ scenario: 'batch', name, server: await ctx.serve(), path, batch, after }));
+  }
+  if (picked.has('segment')) {
+    const name = 'Tributary Segment batch of 100';
+    const server = await ctx.serve();
+    contenders.push(
+      contender({
+        scenario: 'segment',
+        name,
+        server,
+        path: '/v1/batch',
+        batch,
+        format: 'segment',
+        authorization: await segmentWriteKey(server),
+        after: bufferCheck(ctx, name, SETTINGS.batchConnections * batch),
+      }),
+    );
   }
   let peer: ServerChild | undefined;
   if (picked.has('express-batch')) {
@@ -275,6 +319,8 @@ export async function batches(ctx: BenchContext): Promise<void> {
       'Express batch': rows.get('express-batch'),
     });
   }
+  const segment = rows.get('segment');
+  if (segment) segment.ratios = ratios(segment, { 'native batch': tributary });
   ctx.report.rows.push(...rows.values());
   if (peer) await stopChild(peer.child);
 }

@@ -6,8 +6,9 @@
  *   single events  trivial Hono route, Tributary, Express + pg, Fastify + pg, Express + BullMQ:
  *                  wrk, closed loop, 50 connections, taking turns in rounds (A B C…, then …C B A)
  *   half           Tributary single events at half the rate it reached, open loop: p50/p99
- *   batches        Tributary batch of 100 (API only), Express batch INSERT peer, raw pipelined
- *                  XADD of the same entries: wrk with 10 connections, taking turns
+ *   batches        Tributary batch of 100 (API only), Segment /v1/batch of 100 track calls
+ *                  (`segment`, reported as a ratio of the native batch), Express batch INSERT
+ *                  peer, raw pipelined XADD of the same entries: wrk with 10 connections, taking turns
  *   copy, e2e      raw COPY into the events table, then ingest + workers persisting for
  *                  BENCH_E2E_S (default 60) at an open-loop rate: persisted rows/s, backlog slope
  *   parquet        (only when named) the archive's Parquet writers on BENCH_PARQUET_ROWS rows

@@ -14,6 +14,10 @@ export interface WrkSpec {
   threads: number;
   durationS: number;
   apiKey?: string;
+  /** `segment`: Segment batches of `batch` track calls (wrk/ingest.lua); default native events. */
+  format?: 'native' | 'segment';
+  /** An Authorization header sent with every request (a Segment write key as Basic auth). */
+  authorization?: string;
 }
 
 export interface WrkResult {
@@ -72,6 +76,8 @@ export function runWrk(spec: WrkSpec, onStart: (pid: number) => void = () => {})
           BENCH_BATCH: String(spec.batch),
           BENCH_PATH: spec.path,
           BENCH_KEY: spec.apiKey ?? '',
+          BENCH_FORMAT: spec.format ?? 'native',
+          BENCH_AUTH: spec.authorization ?? '',
         },
         stdio: ['ignore', 'pipe', 'pipe'],
       },

@@ -1,10 +1,16 @@
 -- wrk script: POSTs fresh events to Tributary or a peer.
 -- BENCH_BATCH=N sends {"events":[...N events...]} to BENCH_PATH; otherwise one event per request.
+-- BENCH_FORMAT=segment sends Segment batches instead: {"batch":[...N track calls...],"sentAt"} with
+-- the fields @segment/analytics-node sends (messageId node-next-<ms>-<uuid>, context.library,
+-- _metadata, timestamp), the native event's metadata as properties; BENCH_AUTH is then the
+-- Authorization header (Basic, the write key as user name).
 -- Each event has a fresh random UUID (so none is answered as a duplicate), a current
 -- timestamp and a userId among 10,000, so events spread over every partition.
 local batch = tonumber(os.getenv("BENCH_BATCH") or "0")
 local path = os.getenv("BENCH_PATH") or "/v1/events"
 local key = os.getenv("BENCH_KEY") or ""
+local format = os.getenv("BENCH_FORMAT") or "native"
+local auth = os.getenv("BENCH_AUTH") or ""
 local hex = "0123456789abcdef"
 local services = { "checkout", "billing", "search", "accounts", "catalog" }
 local types = { "order.placed", "page.view", "cart.updated", "payment.captured", "user.signup" }
@@ -40,11 +46,30 @@ local function event()
     .. (n * 37 % 100000) .. ',"currency":"EUR"}}'
 end
 
+-- The same event as a Segment track call, as analytics-node sends it (one service: the write key's).
+local function segmentCall()
+  n = n + 1
+  local now = os.date("!%Y-%m-%dT%H:%M:%SZ")
+  return '{"type":"track","event":"' .. types[math.floor(n / 4) % 5 + 1] .. '","userId":"user-' .. math.random(0, 9999)
+    .. '","messageId":"node-next-' .. os.time() .. '000-' .. uuid() .. '","timestamp":"' .. now
+    .. '","properties":{"plan":"pro","country":"DE","path":"/checkout/confirm","sessionId":"s-' .. n
+    .. '","userAgent":"Mozilla/5.0 Firefox/128.0","durationMs":' .. (n % 1500) .. ',"amountCents":'
+    .. (n * 37 % 100000) .. ',"currency":"EUR"},"context":{"library":{"name":"@segment/analytics-node","version":"3.1.0"}}'
+    .. ',"_metadata":{"jsRuntime":"node"},"integrations":{}}'
+end
+
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 if key ~= "" then wrk.headers["x-api-key"] = key end
+if auth ~= "" then wrk.headers["Authorization"] = auth end
 
 request = function()
+  if format == "segment" then
+    local parts = {}
+    for i = 1, math.max(batch, 1) do parts[i] = segmentCall() end
+    return wrk.format(nil, path, nil,
+      '{"batch":[' .. table.concat(parts, ",") .. '],"sentAt":"' .. os.date("!%Y-%m-%dT%H:%M:%SZ") .. '"}')
+  end
   if batch > 0 then
     local parts = {}
     for i = 1, batch do parts[i] = event() end
