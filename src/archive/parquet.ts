@@ -153,46 +153,57 @@ export class ParquetFiles {
     return (reader.getRowObjectsJson() as { column_name: string }[]).some((c) => c.column_name === column);
   }
 
-  /** Rows whose user_id is one of `userIds`. */
-  async countSubject(parquetPath: string, userIds: readonly string[]): Promise<number> {
+  /**
+   * The condition a subject's row meets: its user_id or its anonymous_id is one of `ids`
+   * (files of schema 1–2 have no anonymous_id: user_id alone). Never NULL, so `NOT` of it
+   * keeps every other row.
+   */
+  async #subjectCondition(parquetPath: string, ids: readonly string[]): Promise<string> {
+    const list = ids.map(lit).join(', ');
+    const byUser = `coalesce(user_id IN (${list}), false)`;
+    return (await this.#hasColumn(parquetPath, 'anonymous_id'))
+      ? `(${byUser} OR coalesce(anonymous_id IN (${list}), false))`
+      : byUser;
+  }
+
+  /** Rows whose user_id or anonymous_id is one of `ids`. */
+  async countSubject(parquetPath: string, ids: readonly string[]): Promise<number> {
     const reader = await this.#conn.runAndReadAll(
-      `SELECT count(*)::BIGINT AS n FROM read_parquet(${lit(parquetPath)}) WHERE user_id IN (${userIds.map(lit).join(', ')})`,
+      `SELECT count(*)::BIGINT AS n FROM read_parquet(${lit(parquetPath)}) WHERE ${await this.#subjectCondition(parquetPath, ids)}`,
     );
     return Number((reader.getRowObjectsJson()[0] as { n: string | number }).n);
   }
 
-  /** A copy of the file without the rows of `userIds`, same columns, order and compression. */
-  async withoutSubject(src: string, dst: string, userIds: readonly string[]): Promise<void> {
+  /** A copy of the file without the rows of `ids` (user_id or anonymous_id), same columns, order and compression. */
+  async withoutSubject(src: string, dst: string, ids: readonly string[]): Promise<void> {
     await this.#conn.run(
-      `COPY (SELECT * FROM read_parquet(${lit(src)})
-              WHERE user_id IS NULL OR user_id NOT IN (${userIds.map(lit).join(', ')}))
+      `COPY (SELECT * FROM read_parquet(${lit(src)}) WHERE NOT ${await this.#subjectCondition(src, ids)})
        TO ${lit(dst)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)`,
     );
   }
 
-  /** The rows of `userIds`, as objects in the API's event shape, a chunk at a time. */
-  async *subjectRows(
-    parquetPath: string,
-    userIds: readonly string[],
-  ): AsyncGenerator<Record<string, unknown>[]> {
+  /** The rows of `ids` (user_id or anonymous_id), each once, as objects in the API's event shape, a chunk at a time. */
+  async *subjectRows(parquetPath: string, ids: readonly string[]): AsyncGenerator<Record<string, unknown>[]> {
+    const anonymousId = await this.#columnOrNull(parquetPath, 'anonymous_id');
     const result = await this.#conn.stream(
       `SELECT id, service, type, strftime(occurred_at, '%Y-%m-%dT%H:%M:%S.%gZ') AS timestamp,
               strftime(received_at, '%Y-%m-%dT%H:%M:%S.%gZ') AS "receivedAt", user_id AS "userId", message,
-              metadata::VARCHAR AS metadata
-         FROM read_parquet(${lit(parquetPath)}) WHERE user_id IN (${userIds.map(lit).join(', ')})
+              metadata::VARCHAR AS metadata, ${anonymousId}
+         FROM read_parquet(${lit(parquetPath)}) WHERE ${await this.#subjectCondition(parquetPath, ids)}
         ORDER BY occurred_at, id`,
     );
     for (;;) {
       const chunk = await result.fetchChunk();
       if (!chunk || chunk.rowCount === 0) break;
       yield (chunk.getRows() as (string | null)[][]).map(
-        ([id, service, type, timestamp, receivedAt, userId, message, metadata]) => ({
+        ([id, service, type, timestamp, receivedAt, userId, message, metadata, anonymous]) => ({
           id,
           service,
           type,
           timestamp,
           receivedAt,
           userId,
+          anonymousId: anonymous ?? null,
           message,
           metadata: metadata === null || metadata === undefined ? null : (JSON.parse(metadata) as unknown),
         }),

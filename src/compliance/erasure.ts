@@ -19,10 +19,13 @@ import {
   eraseEventsBatch,
   erasureStatus,
   heartbeatRequest,
+  recordErasureSubjects,
   recordRequestError,
   requestsToRun,
+  startArchivePass,
 } from '../store/dsar.repo.ts';
 import { RetentionBusyError, RunLease } from '../store/run-leases.repo.ts';
+import { deleteLinks, linkedSubjects, MAX_LINKED_SUBJECTS } from '../store/subject-links.repo.ts';
 import { errorSummary } from '../telemetry/log-errors.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { inSpan } from '../telemetry/tracing.ts';
@@ -55,14 +58,18 @@ export type { DsarStatus };
 const DEFAULT_STALE_MS = 60_000;
 
 /**
- * Erasure of a data subject, as a resumable background job. The request is recorded and
- * announced to every process first (workers then drop the subject's buffered events
- * received before it); the job then deletes the subject's rows (under their id and its
- * HMAC pseudonym) in batches, waits until every entry that was in the buffer at the time
- * has been through a worker and every checkpoint is replayed, deletes the subject's dead
- * letters, rewrites each archive object holding the subject's rows, and sweeps the
- * database once more. Every step is idempotent, so a job that dies is simply run again by
- * any process.
+ * Erasure of a data subject, as a resumable background job. The subject is the id asked
+ * for and every id linked to it (alias calls, events carrying a userId and an anonymousId:
+ * ARCHITECTURE §12); an event is the subject's when its `userId` or its `anonymousId` is
+ * one of them. The request is recorded and announced to every process first (workers then
+ * drop the subject's buffered events received before it); the job then deletes the
+ * subject's rows (under their ids and their HMAC pseudonyms) in batches, waits until every
+ * entry that was in the buffer at the time (in any partition) has been through a worker and
+ * every checkpoint is replayed, looks for ids linked meanwhile (the links of events that
+ * were still buffered are stored by then) and announces and deletes those too, deletes the
+ * subject's dead letters, rewrites each archive object holding the subject's rows, sweeps
+ * the database once more and deletes the subject's links. Every step is idempotent, so a
+ * job that dies is simply run again by any process.
  */
 export class ErasureService {
   readonly #o: ErasureOptions;
@@ -81,10 +88,16 @@ export class ErasureService {
 
   async request(userId: string, keyId: string | null): Promise<string> {
     const { pool, redis, keys, subjects } = this.#o;
-    const stream = keys.stream(partitionFor(userId, keys.partitions));
-    const last = (await redis.xrevrange(stream, '+', '-', 'COUNT', 1))[0]?.[0] ?? '0-0';
-    const { id, at } = await createErasureRequest(pool, userId, keyId, last);
-    await subjects.publish({ op: 'erasure', userId, requestId: id, at });
+    // Every partition: an id linked later may have events in any of them.
+    const horizons = await Promise.all(
+      Array.from(
+        { length: keys.partitions },
+        async (_, p) => (await redis.xrevrange(keys.stream(p), '+', '-', 'COUNT', 1))[0]?.[0] ?? '0-0',
+      ),
+    );
+    const linked = await linkedSubjects(pool, [userId]);
+    const { id, at } = await createErasureRequest(pool, userId, keyId, horizons, linked);
+    await subjects.publish({ op: 'erasure', userId, requestId: id, at, linked });
     this.#o.metrics.dsarRequests.inc({ kind: 'erasure' });
     void this.run(id);
     return id;
@@ -145,20 +158,43 @@ export class ErasureService {
     }
   }
 
-  #subjectIds(userId: string): string[] {
+  /** The subject's ids and, with ANONYMIZE_SECRET, their pseudonyms (anonymised rows carry those). */
+  #withPseudonyms(subjects: readonly string[]): string[] {
     const secret = this.#o.anonymizeSecret;
-    return secret ? [userId, pseudonymize(secret, userId)] : [userId];
+    return secret ? [...subjects, ...subjects.map((s) => pseudonymize(secret, s))] : [...subjects];
   }
 
   async #erase(id: string, { userId, progress, at }: ClaimedRequest): Promise<void> {
     const { pool, metrics } = this.#o;
-    const ids = this.#subjectIds(userId);
-    await this.#deleteRows(id, ids);
-    await this.#waitForBuffer(userId, String(progress.bufferHorizon ?? '0-0'));
+    const recorded = Array.isArray(progress.subjects) ? (progress.subjects as string[]) : [userId];
+    await this.#deleteRows(id, this.#withPseudonyms(recorded));
+    await this.#waitForBuffer(userId, progress);
     await this.#waitForCheckpoints();
+    // Links made by events that were still buffered or checkpointed are stored by now.
+    const found = await linkedSubjects(pool, recorded);
+    // A worker may have added one meanwhile (an alias call of an erased id, late): kept too.
+    const subjects = await recordErasureSubjects(pool, id, found);
+    if (subjects.length > recorded.length) {
+      await this.#o.subjects.publish({ op: 'erasure', userId, requestId: id, at, linked: subjects });
+      this.#o.logger.info(
+        { requestId: id, subjects: subjects.length, added: subjects.length - recorded.length },
+        'erasure: more linked ids found after the buffer',
+      );
+    }
+    if (found.length >= MAX_LINKED_SUBJECTS) {
+      // A chain this long is more likely an id shared by many people (a kiosk's anonymousId)
+      // than one person: erased as far as the cap, and said so for an operator to look at.
+      this.#o.logger.warn(
+        { requestId: id, subjects: subjects.length, cap: MAX_LINKED_SUBJECTS },
+        'erasure: linked ids reach the cap; ids beyond it are not erased',
+      );
+    }
+    const ids = this.#withPseudonyms(subjects);
+    await this.#deleteRows(id, ids);
     // After the waits: an entry a worker dead-lettered from the buffer or a checkpoint has
     // been moved by now.
-    await this.#eraseDeadLetters(id, userId, at);
+    await this.#eraseDeadLetters(id, new Set(subjects), at);
+    await startArchivePass(pool, id, subjects.length);
     const archive = await this.#withRetentionLease(() =>
       eraseFromArchives({
         pool,
@@ -171,11 +207,17 @@ export class ErasureService {
     );
     // Rows an in-flight batch wrote meanwhile.
     await this.#deleteRows(id, ids);
+    // Links are personal data too; workers write none between two erased ids again.
+    await deleteLinks(pool, subjects);
     const dropped = await this.#o.redis.hgetall(this.#o.keys.dsarDropped(id));
     const buffer = Number(dropped.buffer ?? 0);
     const checkpoint = Number(dropped.checkpoint ?? 0);
     const deadLetter = Number(dropped.deadLetter ?? 0);
-    await completeRequest(pool, id, { buffer, checkpoint, deadLetter });
+    if (!(await completeRequest(pool, id, { buffer, checkpoint, deadLetter }, subjects.length))) {
+      // A worker linked one more id meanwhile: pending again, for a job to erase it too.
+      this.#o.logger.info({ requestId: id }, 'erasure reopened: more linked ids found');
+      return;
+    }
     metrics.dsarRowsErased.inc({ place: 'buffer' }, buffer);
     metrics.dsarRowsErased.inc({ place: 'checkpoint' }, checkpoint);
     metrics.dsarRowsErased.inc({ place: 'dead_letter' }, deadLetter);
@@ -195,12 +237,29 @@ export class ErasureService {
   }
 
   /**
-   * Waits until every entry that was in the subject's partition stream when the request
-   * was made has been delivered and acknowledged (workers drop the subject's ones).
+   * Waits until every entry that was in the buffer when the request was made has been
+   * delivered and acknowledged (workers drop the subject's ones): in every partition, up to
+   * the horizons recorded then. A request from before links recorded one horizon, of the
+   * subject's own partition.
    */
-  async #waitForBuffer(userId: string, horizon: string): Promise<void> {
+  async #waitForBuffer(userId: string, progress: Record<string, unknown>): Promise<void> {
+    const { keys } = this.#o;
+    if (Array.isArray(progress.bufferHorizons)) {
+      const horizons = progress.bufferHorizons as string[];
+      for (const [p, horizon] of horizons.entries())
+        if (p < keys.partitions) await this.#waitForPartition(p, String(horizon));
+      return;
+    }
+    await this.#waitForPartition(
+      partitionFor(userId, keys.partitions),
+      String(progress.bufferHorizon ?? '0-0'),
+    );
+  }
+
+  /** Waits until one partition's workers are past `horizon` with nothing up to it pending. */
+  async #waitForPartition(partition: number, horizon: string): Promise<void> {
     const { redis, keys } = this.#o;
-    const stream = keys.stream(partitionFor(userId, keys.partitions));
+    const stream = keys.stream(partition);
     const after = (a: string, b: string) => {
       const [am, as] = a.split('-').map(Number) as [number, number];
       const [bm, bs] = b.split('-').map(Number) as [number, number];
@@ -224,9 +283,9 @@ export class ErasureService {
    * key, read a page at a time. A replay racing this either finds an entry gone or has
    * moved it back to the buffer, where a worker drops it as erased: it is never stored.
    */
-  async #eraseDeadLetters(id: string, userId: string, at: number): Promise<void> {
+  async #eraseDeadLetters(id: string, subjects: ReadonlySet<string>, at: number): Promise<void> {
     for await (const page of this.#deadLetters.pages()) {
-      const ids = page.filter((l) => erasureCovers(l.fields.e ?? '', userId, at)).map((l) => l.id);
+      const ids = page.filter((l) => erasureCovers(l.fields.e ?? '', subjects, at)).map((l) => l.id);
       await this.#deadLetters.erase(ids, id);
     }
   }

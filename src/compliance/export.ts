@@ -6,7 +6,8 @@ import { ParquetFiles } from '../archive/parquet.ts';
 import type { DeadLetterStream } from '../buffer/dead-letter.ts';
 import { pseudonymize } from '../events/pseudonym.ts';
 import { archivesWithRows } from '../store/archives.repo.ts';
-import { subjectEventsPage } from '../store/events.repo.ts';
+import { type SubjectColumn, subjectEventsPage } from '../store/events.repo.ts';
+import { linkedSubjects } from '../store/subject-links.repo.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { type MetadataCipher, mayHoldSealedValue } from './metadata-cipher.ts';
 import { isSubjectsEvent } from './subjects.ts';
@@ -30,7 +31,9 @@ export interface ExportOptions {
  * pages), then from the dead-letter stream (received but never stored; read a page at a
  * time), then from each archive object holding some (read with DuckDB a chunk at a time).
  * Each line says where it came from in `source` (`database`, `dead_letter`, `archive`).
- * Rows are found under the subject's id and, with ANONYMIZE_SECRET, its HMAC pseudonym.
+ * The subject is the id asked for and every id linked to it (ARCHITECTURE §12): rows whose
+ * user_id or anonymous_id is one of them (each row once), under the ids and, with
+ * ANONYMIZE_SECRET, their HMAC pseudonyms.
  * Archives whose rows are restored into PostgreSQL are skipped (they were read there).
  * Encrypted metadata values are decrypted (with `cipher`) on the way out. With `services`
  * (the asking key is bound to them, ARCHITECTURE §11) only those services' events are listed.
@@ -43,13 +46,20 @@ export async function* exportSubject(
   services?: readonly string[] | null,
 ): AsyncGenerator<string> {
   const allowed = (service: unknown) => !services || services.includes(service as string);
-  const ids = o.anonymizeSecret ? [userId, pseudonymize(o.anonymizeSecret, userId)] : [userId];
+  const subjects = await linkedSubjects(o.pool, [userId]);
+  const secret = o.anonymizeSecret;
+  const ids = secret ? [...subjects, ...subjects.map((s) => pseudonymize(secret, s))] : subjects;
   const page = o.pageRows ?? 1_000;
-  // One id at a time, so each page is a range of the (user_id, occurred_at, id) index.
-  for (const subjectId of ids) {
+  // One id and column at a time, so each page is a range of one index; rows an earlier
+  // user_id pass listed are left out of the anonymous_id pass.
+  const passes: [string, SubjectColumn][] = [
+    ...ids.map((id): [string, SubjectColumn] => [id, { column: 'user_id' }]),
+    ...ids.map((id): [string, SubjectColumn] => [id, { column: 'anonymous_id', exceptUserIds: ids }]),
+  ];
+  for (const [subjectId, by] of passes) {
     let after: { ts: string; id: string; service: string } | undefined;
     for (;;) {
-      const rows = await subjectEventsPage(o.pool, subjectId, page, after, services ?? undefined);
+      const rows = await subjectEventsPage(o.pool, subjectId, page, after, services ?? undefined, by);
       // One write per page: per-line writes would cost more than the query.
       if (rows.length > 0) yield `${rows.map((r) => openLine(o.cipher, r.line)).join('\n')}\n`;
       o.metrics.exportRows.inc({ source: 'database' }, rows.length);
@@ -59,7 +69,7 @@ export async function* exportSubject(
     }
   }
 
-  if (o.deadLetters) yield* deadLetterLines(o, o.deadLetters, userId, allowed);
+  if (o.deadLetters) yield* deadLetterLines(o, o.deadLetters, new Set(subjects), allowed);
 
   const archives = await archivesWithRows(o.pool);
   if (archives.length === 0) return;
@@ -90,20 +100,20 @@ export async function* exportSubject(
 }
 
 /**
- * The subject's dead-lettered events (under their own id: buffered events are never
+ * The subject's dead-lettered events (under their own ids: buffered events are never
  * pseudonymised) as export lines, a page of the dead-letter stream at a time.
  */
 async function* deadLetterLines(
   o: ExportOptions,
   dead: DeadLetterStream,
-  userId: string,
+  subjects: ReadonlySet<string>,
   allowed: (service: unknown) => boolean,
 ): AsyncGenerator<string> {
   for await (const page of dead.pages()) {
     const lines: string[] = [];
     for (const { fields } of page) {
       const json = fields.e ?? '';
-      if (!isSubjectsEvent(json, userId)) continue;
+      if (!isSubjectsEvent(json, subjects)) continue;
       const event = JSON.parse(json) as Record<string, unknown>;
       if (!allowed(event.service)) continue;
       const metadata = event.metadata ?? null;

@@ -2,51 +2,61 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { BufferKeys } from '../buffer/keys.ts';
 import type { RedisLike } from '../buffer/redis-client.ts';
-import { openErasureRequests } from '../store/dsar.repo.ts';
+import { extendErasureRequest, openErasureRequests } from '../store/dsar.repo.ts';
 import { listOptOuts } from '../store/opt-outs.repo.ts';
 
-/** A `"userId":"…"` member in event JSON; the value as written (escapes undecoded). */
-const USER_ID_FIELD = /"userId":"((?:[^"\\]|\\.)*)"/g;
+/** A `"userId":"…"` or `"anonymousId":"…"` member in event JSON; the value as written (escapes undecoded). */
+const SUBJECT_FIELD = /"(?:userId|anonymousId)":"((?:[^"\\]|\\.)*)"/g;
 
 export type DropReason = 'user_opt_out' | 'erased';
 
-/** The subject of a buffered event (its JSON) and when it was received (ms, NaN if unreadable). */
-function subjectOf(eventJson: string): { userId: string; received: number } | undefined {
-  let event: { userId?: unknown; receivedAt?: unknown };
+/**
+ * The subject ids of a buffered event (its JSON: `userId`, then `anonymousId`, those set)
+ * and when it was received (ms, NaN if unreadable).
+ */
+function subjectOf(eventJson: string): { ids: string[]; received: number } | undefined {
+  let event: { userId?: unknown; anonymousId?: unknown; receivedAt?: unknown };
   try {
     event = JSON.parse(eventJson) as typeof event;
   } catch {
     return undefined;
   }
-  if (typeof event?.userId !== 'string') return undefined;
+  if (typeof event !== 'object' || event === null) return undefined;
+  const ids = [event.userId, event.anonymousId].filter((v): v is string => typeof v === 'string');
+  if (ids.length === 0) return undefined;
   const received = typeof event.receivedAt === 'string' ? Date.parse(event.receivedAt) : Number.NaN;
-  return { userId: event.userId, received };
+  return { ids, received };
 }
 
 /** An erasure requested at `at` covers what was received no later, or at no readable time. */
 const erasedAt = (received: number, at: number) => !(received > at);
 
 /**
- * Whether an erasure of `userId` requested at `at` (epoch ms) covers a buffered event (its
- * JSON, as a stream or dead-letter entry holds it): the subject's own `userId` (never a
- * `userId` inside metadata), received no later than the request. The same rule the
- * workers apply to the buffer and checkpoints ({@link SubjectRegistry.dropReason}).
+ * Whether an erasure of a subject (`ids`: the id asked for and every id linked to it)
+ * requested at `at` (epoch ms) covers a buffered event (its JSON, as a stream or dead-letter
+ * entry holds it): its own `userId` or `anonymousId` (never one inside metadata) is one of
+ * `ids`, and it was received no later than the request. The same rule the workers apply to
+ * the buffer and checkpoints ({@link SubjectRegistry.dropReason}).
  */
-export function erasureCovers(eventJson: string, userId: string, at: number): boolean {
+export function erasureCovers(eventJson: string, ids: ReadonlySet<string>, at: number): boolean {
   const event = subjectOf(eventJson);
-  return event?.userId === userId && erasedAt(event.received, at);
+  return (event?.ids.some((id) => ids.has(id)) ?? false) && erasedAt(event?.received ?? 0, at);
 }
 
-/** Whether a buffered event (its JSON) is the subject's, whenever it was received. */
-export function isSubjectsEvent(eventJson: string, userId: string): boolean {
-  return subjectOf(eventJson)?.userId === userId;
+/** Whether a buffered event (its JSON) is the subject's (`userId` or `anonymousId` in `ids`), whenever it was received. */
+export function isSubjectsEvent(eventJson: string, ids: ReadonlySet<string>): boolean {
+  return subjectOf(eventJson)?.ids.some((id) => ids.has(id)) ?? false;
 }
 
-/** A change every process applies at once (pub/sub); full reloads catch up on anything missed. */
+/**
+ * A change every process applies at once (pub/sub); full reloads catch up on anything missed.
+ * `linked`: the ids linked to `userId` that the change covers too (ARCHITECTURE §12); absent
+ * in messages of processes from before links, which covered `userId` alone.
+ */
 type Change =
-  | { op: 'opt_out'; userId: string; at: number }
-  | { op: 'opt_in'; userId: string }
-  | { op: 'erasure'; userId: string; requestId: string; at: number }
+  | { op: 'opt_out'; userId: string; at: number; linked?: { userId: string; at: number }[] }
+  | { op: 'opt_in'; userId: string; linked?: string[] }
+  | { op: 'erasure'; userId: string; requestId: string; at: number; linked?: string[] }
   | { op: 'erasure_done'; userId: string; requestId: string };
 
 export interface SubjectRegistryOptions {
@@ -76,7 +86,7 @@ export interface SubjectRegistryOptions {
 export class SubjectRegistry {
   readonly #o: SubjectRegistryOptions;
   readonly #optOuts = new Map<string, number>();
-  /** userId → latest erasure request time (ms) and its request ids. */
+  /** Subject id (a userId or anonymousId) → latest erasure request time (ms) and its request ids. */
   readonly #erasures = new Map<string, { at: number; requests: Set<string> }>();
   readonly #channel: string;
   #timer: NodeJS.Timeout | undefined;
@@ -121,22 +131,27 @@ export class SubjectRegistry {
     this.#optOuts.clear();
     for (const r of opt) this.#optOuts.set(r.userId, r.at);
     this.#erasures.clear();
-    for (const r of era) this.#apply({ op: 'erasure', userId: r.userId, requestId: r.id, at: r.at });
+    for (const r of era)
+      this.#apply({ op: 'erasure', userId: r.userId, requestId: r.id, at: r.at, linked: r.subjects });
   }
 
   #apply(change: Change): void {
     switch (change.op) {
       case 'opt_out':
         this.#optOuts.set(change.userId, change.at);
+        for (const l of change.linked ?? []) this.#optOuts.set(l.userId, l.at);
         break;
       case 'opt_in':
         this.#optOuts.delete(change.userId);
+        for (const id of change.linked ?? []) this.#optOuts.delete(id);
         break;
       case 'erasure': {
-        const e = this.#erasures.get(change.userId) ?? { at: 0, requests: new Set<string>() };
-        e.at = Math.max(e.at, change.at);
-        e.requests.add(change.requestId);
-        this.#erasures.set(change.userId, e);
+        for (const id of new Set([change.userId, ...(change.linked ?? [])])) {
+          const e = this.#erasures.get(id) ?? { at: 0, requests: new Set<string>() };
+          e.at = Math.max(e.at, change.at);
+          e.requests.add(change.requestId);
+          this.#erasures.set(id, e);
+        }
         break;
       }
       case 'erasure_done':
@@ -152,8 +167,45 @@ export class SubjectRegistry {
     await this.#o.redis.publish(this.#channel, JSON.stringify(change));
   }
 
-  isOptedOut(userId: string | undefined): boolean {
-    return userId !== undefined && this.#optOuts.has(userId);
+  /** Whether an event with these ids must be answered `skipped`: either id opted out. */
+  isOptedOut(userId: string | undefined, anonymousId?: string): boolean {
+    return (
+      (userId !== undefined && this.#optOuts.has(userId)) ||
+      (anonymousId !== undefined && this.#optOuts.has(anonymousId))
+    );
+  }
+
+  /** Whether an erasure of this subject id was requested (it stays listed for good). */
+  isErased(id: string): boolean {
+    return this.#erasures.has(id);
+  }
+
+  /**
+   * Extends the erasures of `erased` ids to ids linked to them by events those erasures
+   * cover (see `linksToRecord` in worker/subject-filter.ts): recorded on each request
+   * (reopening a completed one) and announced to every process.
+   */
+  async extendErasures(pairs: readonly { erased: string; linked: string }[]): Promise<void> {
+    const done = new Set<string>();
+    for (const { erased, linked } of pairs) {
+      for (const requestId of this.#erasures.get(erased)?.requests ?? []) {
+        if (done.has(`${requestId} ${linked}`)) continue;
+        done.add(`${requestId} ${linked}`);
+        const extended = await extendErasureRequest(this.#o.pool, requestId, linked);
+        if (!extended) continue;
+        this.#o.logger.info(
+          { requestId, subjects: extended.subjects.length },
+          'erasure extended to a linked id',
+        );
+        await this.publish({
+          op: 'erasure',
+          userId: extended.userId,
+          requestId,
+          at: extended.at,
+          linked: extended.subjects,
+        });
+      }
+    }
   }
 
   /** Nothing to check: the worker skips parsing events altogether. */
@@ -169,22 +221,27 @@ export class SubjectRegistry {
     if (this.empty || !this.#mentionsListedSubject(eventJson)) return undefined;
     const event = subjectOf(eventJson);
     if (!event) return undefined;
-    const { userId, received } = event;
-    const erasure = this.#erasures.get(userId);
-    if (erasure && erasedAt(received, erasure.at)) return { reason: 'erased', userId };
-    const optedOutAt = this.#optOuts.get(userId);
-    if (optedOutAt !== undefined && !(received < optedOutAt)) return { reason: 'user_opt_out', userId };
+    const { ids, received } = event;
+    for (const id of ids) {
+      const erasure = this.#erasures.get(id);
+      if (erasure && erasedAt(received, erasure.at)) return { reason: 'erased', userId: id };
+    }
+    for (const id of ids) {
+      const optedOutAt = this.#optOuts.get(id);
+      if (optedOutAt !== undefined && !(received < optedOutAt)) return { reason: 'user_opt_out', userId: id };
+    }
     return undefined;
   }
 
   /**
    * A cheap screen before a full parse, so a worker parses only the events of listed
    * subjects (erasure markers stay for good, so the lists are rarely empty): does any
-   * `"userId":"…"` in the text name a listed subject? Every occurrence is tried, so a
-   * `userId` key inside metadata cannot hide the event's own; an escaped value is decoded.
+   * `"userId":"…"` or `"anonymousId":"…"` in the text name a listed subject? Every
+   * occurrence is tried, so such a key inside metadata cannot hide the event's own; an
+   * escaped value is decoded.
    */
   #mentionsListedSubject(json: string): boolean {
-    for (const match of json.matchAll(USER_ID_FIELD)) {
+    for (const match of json.matchAll(SUBJECT_FIELD)) {
       let id = match[1] as string;
       if (id.includes('\\')) {
         try {
@@ -199,7 +256,8 @@ export class SubjectRegistry {
   }
 
   /**
-   * Counts events of subjects being erased that a worker dropped, per erasure request and
+   * Counts events of subjects being erased that a worker dropped (`userId`: the erased id
+   * the event carried), per erasure request and
    * place (`buffer` or `checkpoint`), in Redis, where the erasure job reads them.
    */
   async recordDrops(

@@ -21,21 +21,25 @@ export interface DsarStatus {
 }
 
 /**
- * Records a pending erasure request. `bufferHorizon` is the newest stream entry id of the
- * subject's partition at the time: the job waits until workers are past it.
+ * Records a pending erasure request. `bufferHorizons` holds the newest stream entry id of
+ * every partition at the time (by partition): the job waits until workers are past them.
+ * `subjects`: the subject's ids (`userId` and the ids linked to it), kept in `progress`
+ * (requests from before links have none and cover `user_id` alone).
  * @returns its id and request time (epoch ms).
  */
 export async function createErasureRequest(
   pool: pg.Pool,
   userId: string,
   keyId: string | null,
-  bufferHorizon: string,
+  bufferHorizons: readonly string[],
+  subjects: readonly string[],
 ): Promise<{ id: string; at: number }> {
   const { rows } = await pool.query<{ id: string; at: number }>(
     `INSERT INTO dsar_requests (kind, user_id, status, key_id, progress)
-     VALUES ('erasure', $1, 'pending', $2, jsonb_build_object('bufferHorizon', $3::text))
+     VALUES ('erasure', $1, 'pending', $2,
+             jsonb_build_object('bufferHorizons', to_jsonb($3::text[]), 'subjects', to_jsonb($4::text[])))
      RETURNING id, (extract(epoch FROM requested_at) * 1000)::float8 AS at`,
-    [userId, keyId, bufferHorizon],
+    [userId, keyId, bufferHorizons, subjects],
   );
   const { id, at } = rows[0] as { id: string; at: number };
   return { id, at: Number(at) };
@@ -55,15 +59,91 @@ export async function erasureStatus(pool: pg.Pool, id: string): Promise<DsarStat
   return rows[0];
 }
 
-/** Erasure requests not finished and not failed, with their request time (epoch ms). */
+/**
+ * Erasure requests not failed (completed ones included: their subjects stay erased), with
+ * their request time (epoch ms) and the subject ids they cover (`userId` alone for requests
+ * from before links).
+ */
 export async function openErasureRequests(
   pool: pg.Pool,
-): Promise<{ id: string; userId: string; at: number }[]> {
-  const { rows } = await pool.query<{ id: string; user_id: string; at: string }>(
-    `SELECT id, user_id, (extract(epoch FROM requested_at) * 1000)::float8 AS at
+): Promise<{ id: string; userId: string; at: number; subjects: string[] }[]> {
+  const { rows } = await pool.query<{ id: string; user_id: string; at: string; subjects: string[] | null }>(
+    `SELECT id, user_id, (extract(epoch FROM requested_at) * 1000)::float8 AS at, progress->'subjects' AS subjects
        FROM dsar_requests WHERE kind = 'erasure' AND status <> 'failed'`,
   );
-  return rows.map((r) => ({ id: r.id, userId: r.user_id, at: Number(r.at) }));
+  return rows.map((r) => ({
+    id: r.id,
+    userId: r.user_id,
+    at: Number(r.at),
+    subjects: Array.isArray(r.subjects) ? r.subjects : [r.user_id],
+  }));
+}
+
+/**
+ * Adds subject ids found linked after the request was made to those it covers
+ * (`progress.subjects`, kept in order; a worker may have added some meanwhile).
+ * @returns every subject id the request covers now.
+ */
+export async function recordErasureSubjects(
+  pool: pg.Pool,
+  id: string,
+  subjects: readonly string[],
+): Promise<string[]> {
+  const { rows } = await pool.query<{ subjects: string[] }>(
+    `UPDATE dsar_requests
+        SET progress = jsonb_set(progress, '{subjects}',
+              (SELECT jsonb_agg(s ORDER BY first) FROM (
+                 SELECT s, min(n) AS first FROM (
+                   SELECT s, n FROM jsonb_array_elements_text(coalesce(progress->'subjects', jsonb_build_array(user_id)))
+                                    WITH ORDINALITY AS a(s, n)
+                   UNION ALL
+                   SELECT s, 1000000 + n FROM unnest($2::text[]) WITH ORDINALITY AS b(s, n)) AS both_sets
+                 GROUP BY s) AS merged))
+      WHERE id = $1 RETURNING progress->'subjects' AS subjects`,
+    [id, subjects],
+  );
+  return rows[0]?.subjects ?? [...subjects];
+}
+
+/**
+ * Adds `linked` to an erasure request's subjects, found linked to one of them by an event
+ * the erasure covers after the job had looked (an alias call in a checkpoint replayed
+ * late). A completed request is reopened (pending: a job runs it again, every step being
+ * idempotent); a running one is reopened when it completes ({@link completeRequest}).
+ * @returns the request's subject, time (epoch ms) and subject ids now; undefined when the
+ * id was already one of them, or the request failed or is not an erasure.
+ */
+export async function extendErasureRequest(
+  pool: pg.Pool,
+  id: string,
+  linked: string,
+): Promise<{ userId: string; at: number; subjects: string[] } | undefined> {
+  const { rows } = await pool.query<{ user_id: string; at: number; subjects: string[] }>(
+    `UPDATE dsar_requests
+        SET progress = jsonb_set(progress, '{subjects}',
+                                 coalesce(progress->'subjects', jsonb_build_array(user_id)) || to_jsonb($2::text)),
+            status = CASE WHEN status = 'completed' THEN 'pending' ELSE status END
+      WHERE id = $1 AND kind = 'erasure' AND status <> 'failed'
+        AND NOT coalesce(progress->'subjects', jsonb_build_array(user_id)) ? $2
+    RETURNING user_id, (extract(epoch FROM requested_at) * 1000)::float8 AS at, progress->'subjects' AS subjects`,
+    [id, linked],
+  );
+  const row = rows[0];
+  return row ? { userId: row.user_id, at: Number(row.at), subjects: row.subjects } : undefined;
+}
+
+/**
+ * Before a request's pass over the archives: the archives it recorded as done were looked
+ * through for another set of subject ids (`subjects`, its size) when that set has changed
+ * since, so they are forgotten and looked through again.
+ */
+export async function startArchivePass(pool: pg.Pool, id: string, subjects: number): Promise<void> {
+  await pool.query(
+    `UPDATE dsar_requests
+        SET progress = (progress - 'archivesDone') || jsonb_build_object('archiveSubjects', $2::int)
+      WHERE id = $1 AND (progress->>'archiveSubjects')::int IS DISTINCT FROM $2::int`,
+    [id, subjects],
+  );
 }
 
 /** Up to ten requests to run: pending, or running with no heartbeat for `staleMs`; oldest first. */
@@ -117,26 +197,33 @@ export async function recordRequestError(pool: pg.Pool, id: string, message: str
 /**
  * Marks a request completed with the buffer and checkpoint drops workers counted and the
  * dead letters deleted. That last count is kept in `progress` (`deletedDeadLetter`) rather
- * than a column of its own, so it needed no migration.
+ * than a column of its own, so it needed no migration. When the request has gained subject
+ * ids since the job read them (`subjects`: how many it erased), it goes back to pending
+ * instead, for a job to erase those too.
+ * @returns whether it completed.
  */
 export async function completeRequest(
   pool: pg.Pool,
   id: string,
   dropped: { buffer: number; checkpoint: number; deadLetter: number },
-): Promise<void> {
-  await pool.query(
-    `UPDATE dsar_requests SET status = 'completed', finished_at = now(), error = NULL,
+  subjects = 1,
+): Promise<boolean> {
+  const { rows } = await pool.query<{ status: string }>(
+    `UPDATE dsar_requests
+        SET status = CASE WHEN jsonb_array_length(coalesce(progress->'subjects', '[]')) > $5 THEN 'pending' ELSE 'completed' END,
+            finished_at = now(), error = NULL,
             deleted_buffer = $2, deleted_checkpoint = $3,
             progress = progress || jsonb_build_object('deletedDeadLetter', $4::bigint)
-      WHERE id = $1`,
-    [id, dropped.buffer, dropped.checkpoint, dropped.deadLetter],
+      WHERE id = $1 RETURNING status`,
+    [id, dropped.buffer, dropped.checkpoint, dropped.deadLetter, subjects],
   );
+  return rows[0]?.status === 'completed';
 }
 
 /**
- * Deletes up to `batchRows` events whose user_id is one of `subjectIds` and adds the
- * count to the request, in one statement: a job killed between batches neither loses nor
- * double-counts a batch.
+ * Deletes up to `batchRows` events whose user_id or anonymous_id is one of `subjectIds`
+ * (each found through its own index) and adds the count to the request, in one statement:
+ * a job killed between batches neither loses nor double-counts a batch.
  * @returns the rows deleted (0 when none are left).
  */
 export async function eraseEventsBatch(
@@ -148,7 +235,10 @@ export async function eraseEventsBatch(
   const { rows } = await pool.query<{ n: number }>(
     `WITH gone AS (
        DELETE FROM events WHERE (occurred_at, id, service) IN (
-         SELECT occurred_at, id, service FROM events WHERE user_id = ANY($1::text[]) LIMIT $2)
+         (SELECT occurred_at, id, service FROM events WHERE user_id = ANY($1::text[])
+          UNION ALL
+          SELECT occurred_at, id, service FROM events WHERE anonymous_id = ANY($1::text[]))
+         LIMIT $2)
        RETURNING 1)
      UPDATE dsar_requests SET deleted_database = deleted_database + (SELECT count(*) FROM gone)
       WHERE id = $3 RETURNING (SELECT count(*) FROM gone)::int AS n`,

@@ -269,8 +269,17 @@ export interface ExportLine {
 }
 
 /**
+ * Which rows of a subject id a page reads: those with it as `user_id`, or those with it as
+ * `anonymous_id` whose user_id is not one of `exceptUserIds` (rows the subject's user_id
+ * pages list already), so an event carrying two of a subject's ids is exported once.
+ */
+export type SubjectColumn =
+  | { column: 'user_id' }
+  | { column: 'anonymous_id'; exceptUserIds: readonly string[] };
+
+/**
  * A page of one subject id's events, oldest first, after the cursor (occurred_at, id,
- * service): a range of the (user_id, occurred_at, id) index, one short query. Each line is built by PostgreSQL
+ * service): a range of the (user_id | anonymous_id, occurred_at, id) index, one short query. Each line is built by PostgreSQL
  * (`json_build_object`), so stored metadata is passed on without being parsed here.
  */
 export async function subjectEventsPage(
@@ -279,11 +288,21 @@ export async function subjectEventsPage(
   limit: number,
   after?: { ts: string; id: string; service: string },
   services?: readonly string[],
+  by: SubjectColumn = { column: 'user_id' },
 ): Promise<ExportLine[]> {
   const params: unknown[] = after
     ? [subjectId, limit, after.ts, after.id, after.service]
     : [subjectId, limit];
-  if (services) params.push(services);
+  let inServices = '';
+  if (services) {
+    params.push(services);
+    inServices = `AND service = ANY($${params.length}::text[])`;
+  }
+  let match = 'user_id = $1';
+  if (by.column === 'anonymous_id') {
+    params.push(by.exceptUserIds);
+    match = `anonymous_id = $1 AND (user_id IS NULL OR user_id <> ALL($${params.length}::text[]))`;
+  }
   const { rows } = await pool.query<ExportLine>(
     `SELECT json_build_object('id', id, 'service', service, 'type', type,
               'timestamp', to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
@@ -292,7 +311,7 @@ export async function subjectEventsPage(
               'source', 'database')::text AS line,
             occurred_at::text AS ts, id, service
        FROM events
-      WHERE user_id = $1 ${after ? AFTER_CURSOR : ''} ${services ? `AND service = ANY($${params.length}::text[])` : ''}
+      WHERE ${match} ${after ? AFTER_CURSOR : ''} ${inServices}
       ORDER BY occurred_at, id, service LIMIT $2`,
     params,
   );

@@ -155,7 +155,32 @@ export const optOuts = pgTable('opt_outs', {
   userId: text('user_id').primaryKey(),
   keyId: text('key_id'),
   createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  /**
+   * The subject whose opt-out put this row here because the two ids are linked (§12);
+   * NULL when the subject opted out itself. Opting `via` back in removes the row.
+   */
+  via: text('via'),
 });
+
+/**
+ * Links between subject ids (§12): an `alias` event links its `metadata.previousId` to its
+ * `userId` (and its `anonymousId`, if any); any event carrying both a `userId` and an
+ * `anonymousId` links those (`via` says which rule). Written by the workers as batches are
+ * persisted; compliance follows them transitively, so erasing or exporting one id covers
+ * every id linked to it. One row per pair, found from either end.
+ */
+export const subjectLinks = pgTable(
+  'subject_links',
+  {
+    fromId: text('from_id').notNull(),
+    toId: text('to_id').notNull(),
+    via: text('via').notNull(),
+    /** The key that wrote the event that made the link. */
+    keyId: text('key_id'),
+    createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.fromId, t.toId] }), index('subject_links_to_idx').on(t.toId, t.fromId)],
+);
 
 /**
  * Data-subject requests (erasure). Counts per place are what the job removed; `progress`

@@ -12,7 +12,7 @@ import { currentTraceId, inSpan, linksTo, SpanKind } from '../telemetry/tracing.
 import { type DatabaseBreaker, isBreakerOpen } from './breaker.ts';
 import { type Checkpoint, CheckpointFailedError } from './checkpoint/checkpoint.ts';
 import { insertIsolating } from './persist.ts';
-import { dropUnwanted } from './subject-filter.ts';
+import { type BatchLinks, dropUnwanted, linksToRecord, recordBatchLinks } from './subject-filter.ts';
 
 export interface BatchWriterOptions {
   consumer: StreamConsumer;
@@ -91,14 +91,15 @@ export class BatchWriter {
     const { subjects, metrics, config } = this.#o;
     const started = performance.now();
     const { poison, candidates } = triage(entries, config.MAX_DELIVERIES);
-    const { store, dropped } = await dropUnwanted(
+    const { store, dropped, drops } = await dropUnwanted(
       subjects,
       metrics,
       candidates,
       'buffer',
       (e) => e.event as string,
     );
-    const outcome = await this.#persist(store);
+    const { linking, ...links } = linksToRecord(subjects, store, dropped, drops, (e) => e.event as string);
+    const outcome = await this.#persist(store, links, linking);
     if (!outcome) return; // stopping while the database is down: entries stay pending, nothing lost
     const dead = [...poison, ...outcome.refused];
     await this.#settle(dead, outcome.durable, dropped);
@@ -152,20 +153,27 @@ export class BatchWriter {
   }
 
   /**
-   * Stores the batch through the breaker. While the database is unavailable the batch is
-   * held (its entries touched so no other worker reclaims them) and retried; once the
-   * breaker is open and the backlog in Redis passes CHECKPOINT_SPILL_THRESHOLD it goes to
-   * the disk checkpoint instead. Undefined when asked to stop first.
+   * Stores the batch and the subject links it makes through the breaker. While the database
+   * is unavailable the batch is held (its entries touched so no other worker reclaims them)
+   * and retried; once the breaker is open and the backlog in Redis passes
+   * CHECKPOINT_SPILL_THRESHOLD it goes to the disk checkpoint instead, with the dropped
+   * events that make a link (`linking`: they are dropped again on replay, and their links
+   * recorded then). Undefined when asked to stop first.
    */
-  async #persist(entries: StreamEntry[]): Promise<Outcome | undefined> {
-    if (entries.length === 0) return { inserted: 0, durable: [], refused: [], spilled: false };
+  async #persist(
+    entries: StreamEntry[],
+    links: BatchLinks,
+    linking: StreamEntry[],
+  ): Promise<Outcome | undefined> {
+    if (entries.length === 0 && links.links.length === 0)
+      return { inserted: 0, durable: [], refused: [], spilled: false };
     const { metrics, logger, config } = this.#o;
     const events = entries.map((e) => e.event as string);
     let attempt = 0;
     let touchedAt = Date.now();
     for (;;) {
       try {
-        return await this.#insert(entries, events);
+        return await this.#insert(entries, events, links);
       } catch (err) {
         const open = isBreakerOpen(err);
         if (!open) {
@@ -174,7 +182,7 @@ export class BatchWriter {
           logger.warn({ err, kind, attempt }, 'batch insert failed');
         }
         if (this.#o.stopping()) return undefined;
-        const spilled = await this.#spill(entries, events);
+        const spilled = await this.#spill(entries, [...events, ...linking.map((e) => e.event as string)]);
         if (spilled) return spilled;
         attempt++;
         // Capped so the held entries are touched well within CLAIM_IDLE_MS.
@@ -188,9 +196,12 @@ export class BatchWriter {
     }
   }
 
-  /** One insert statement through the breaker; rows refused as data are isolated. */
-  async #insert(entries: StreamEntry[], events: string[]): Promise<Outcome> {
-    const { breaker, metrics, pool } = this.#o;
+  /**
+   * The links (one statement, only when there are some), then one insert statement, through
+   * the breaker; rows refused as data are isolated.
+   */
+  async #insert(entries: StreamEntry[], events: string[], links: BatchLinks): Promise<Outcome> {
+    const { breaker, metrics, pool, subjects } = this.#o;
     const end = metrics.insertDuration.startTimer();
     const result = await inSpan(
       'tributary.insert',
@@ -198,7 +209,11 @@ export class BatchWriter {
         kind: SpanKind.CLIENT,
         attributes: { 'db.system.name': 'postgresql', 'db.operation.name': 'INSERT', rows: events.length },
       },
-      () => breaker.execute(() => insertIsolating(pool, events)),
+      () =>
+        breaker.execute(async () => {
+          await recordBatchLinks(pool, subjects, links);
+          return insertIsolating(pool, events);
+        }),
     );
     end();
     const refusedAt = new Map(result.refused.map((r) => [r.index, r.error]));

@@ -12,7 +12,7 @@ import { type DatabaseBreaker, isBreakerOpen } from './breaker.ts';
 import type { Checkpoint } from './checkpoint/checkpoint.ts';
 import type { InFlightBatches } from './in-flight.ts';
 import { insertIsolating } from './persist.ts';
-import { dropUnwanted } from './subject-filter.ts';
+import { dropUnwanted, linksToRecord, recordBatchLinks } from './subject-filter.ts';
 
 /** Feeds stored events to `persist`, oldest first, until done or `stop()`; resolves to the count replayed. */
 export type ReplaySource = (
@@ -92,11 +92,22 @@ export class CheckpointReplays {
     }
   }
 
-  /** One segment's events: dropped subjects skipped, the rest inserted, refused rows dead-lettered. */
+  /**
+   * One segment's events: the subject links they make recorded (dropped events' too, as
+   * from the buffer), dropped subjects skipped, the rest inserted, refused rows dead-lettered.
+   */
   async #store(all: string[]): Promise<void> {
     const { breaker, metrics, deadLetters, subjects, pool } = this.#o;
-    const { store: events } = await dropUnwanted(subjects, metrics, all, 'checkpoint', (e) => e);
-    const result = await breaker.execute(() => insertIsolating(pool, events));
+    const {
+      store: events,
+      dropped,
+      drops,
+    } = await dropUnwanted(subjects, metrics, all, 'checkpoint', (e) => e);
+    const { linking: _kept, ...links } = linksToRecord(subjects, events, dropped, drops, (e) => e);
+    const result = await breaker.execute(async () => {
+      await recordBatchLinks(pool, subjects, links);
+      return insertIsolating(pool, events);
+    });
     metrics.eventsPersisted.inc(result.inserted);
     if (result.refused.length > 0) {
       await deadLetters.record(result.refused.map((r) => this.#checkpointLetter(events[r.index], r.error)));

@@ -173,4 +173,39 @@ describe('dead letters and data-subject requests', () => {
     await bufferDrained();
     expect(await rowsOf(subject)).toBe(0);
   });
+
+  it('dead letters of an anonymousId linked to the subject (alias) are exported and erased with it; others stay', async () => {
+    const [A, U] = ['dl-anon-a', 'dl-user-u'];
+    const linking = event({ type: 'alias', userId: U, metadata: { previousId: A } });
+    expect((await call(stack.url, '/v1/events', { body: linking })).status).toBe(202);
+    await waitUntilStored(stack.env.pool, [String(linking.id)]);
+    const anonymous = { userId: undefined, anonymousId: A };
+    const mine = [await deadLetter('', anonymous), await deadLetter('', anonymous), await deadLetter(U)];
+    const others = [
+      await deadLetter('dl-other-3', { anonymousId: 'dl-anon-other' }),
+      await deadLetter('', { userId: undefined, anonymousId: 'dl-anon-other' }),
+    ];
+
+    const res = await documentedFetch(`${stack.url}/v1/users/${U}/events/export`, {
+      headers: { 'x-api-key': ADMIN_KEY },
+    });
+    const lines = (await res.text())
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { id: string; source: string });
+    expect(lines.filter((l) => l.source === 'database').map((l) => l.id)).toEqual([linking.id]);
+    expect(
+      lines
+        .filter((l) => l.source === 'dead_letter')
+        .map((l) => l.id)
+        .sort(),
+    ).toEqual(mine.map((e) => e.id).sort());
+
+    const done = await completed(await erase(U));
+    expect(done.deleted).toMatchObject({ database: 1, deadLetter: 3 });
+    const left = (await stack.env.redis.xrange(deadKey(), '-', '+')).map(
+      ([, flat]) => JSON.parse(entryFields(flat).e ?? '{}').id as string,
+    );
+    expect(left.sort()).toEqual(others.map((e) => e.id).sort());
+  });
 });

@@ -8,6 +8,7 @@ import type { SubjectRegistry } from '../../compliance/subjects.ts';
 import { EVENT_LIMITS } from '../../events/limits.ts';
 import { ping } from '../../store/health.repo.ts';
 import * as optOuts from '../../store/opt-outs.repo.ts';
+import { linkedSubjects } from '../../store/subject-links.repo.ts';
 import type { AppEnv } from '../env.ts';
 import { ApiError, withBuffer, withDb } from '../errors.ts';
 import type { KeyResolver } from '../key-resolver.ts';
@@ -34,7 +35,7 @@ const Subject = z.object({
     .max(EVENT_LIMITS.maxUserIdLength)
     // biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is the character refused
     .regex(/^[^\u0000]*$/)
-    .openapi({ description: 'The data subject (an event `userId`), percent-encoded' }),
+    .openapi({ description: 'The data subject (an event `userId` or `anonymousId`), percent-encoded' }),
 });
 /** The same `400` for every subject refused, whatever the reason. */
 const subjectRefused = invalidInput(
@@ -90,6 +91,8 @@ const route = <const M extends 'get' | 'put' | 'delete', const P extends string>
 export const optOut = createRoute({
   ...route('put', '/v1/users/{userId}/opt-out', 'Opt a subject out: their events are skipped at ingest'),
   operationId: 'optOut',
+  description:
+    'The subject is a `userId` or an `anonymousId`; an event carrying either is skipped. Ids linked to it now (an `alias` call, an event carrying both a `userId` and an `anonymousId`) are opted out with it, and back in with it.',
   middleware: [subjectRefused],
   request: { params: Subject },
   responses: {
@@ -117,7 +120,7 @@ export const requestErasure = createRoute({
   ),
   operationId: 'requestErasure',
   description:
-    'Recorded and started in the background; follow it at /v1/dsar/{requestId}. Erases the subject in every service, whatever services the key is bound to (as does the opt-out): a data subject’s rights do not depend on which key asks.',
+    'Recorded and started in the background; follow it at /v1/dsar/{requestId}. The subject is a `userId` or an `anonymousId`, with every id linked to it (an `alias` call, an event carrying both): an event carrying any of them is erased. Erases the subject in every service, whatever services the key is bound to (as does the opt-out): a data subject’s rights do not depend on which key asks.',
   middleware: [subjectRefused],
   request: { params: Subject },
   responses: {
@@ -144,6 +147,7 @@ export const exportEvents = createRoute({
   operationId: 'exportEvents',
   description:
     'Streamed from the database, the dead-letter stream and the archives; a failure midway ends the stream early. ' +
+    'Every event whose `userId` or `anonymousId` is the subject or an id linked to it (an `alias` call, an event carrying both), each once. ' +
     'Each line carries `source`: `database`, `dead_letter` (received but never stored: it could not be written, ' +
     'and waits in the dead-letter stream for an operator) or `archive`. A key bound to services exports only their events.',
   middleware: [subjectRefused],
@@ -171,16 +175,26 @@ export function dsarRoutes(deps: DsarRoutesDeps): OpenAPIHono<AppEnv> {
 
   app.openapi(optOut, async (c) => {
     const { userId } = c.req.valid('param');
-    const since = await withDb(() => optOuts.optOut(deps.pool, userId, keyId(c)));
-    await deps.subjects.publish({ op: 'opt_out', userId, at: since.getTime() }).catch(() => {});
+    // The ids linked to the subject now (§12) are opted out with it.
+    const { at: since, linked } = await withDb(async () =>
+      optOuts.optOut(deps.pool, userId, keyId(c), await linkedSubjects(deps.pool, [userId])),
+    );
+    await deps.subjects
+      .publish({
+        op: 'opt_out',
+        userId,
+        at: since.getTime(),
+        linked: linked.map((l) => ({ userId: l.userId, at: l.at.getTime() })),
+      })
+      .catch(() => {});
     requestLogger(c, deps.logger).info('subject opted out');
     return c.json({ userId, optedOut: true, since: since.toISOString() }, 200);
   });
 
   app.openapi(optIn, async (c) => {
     const { userId } = c.req.valid('param');
-    await withDb(() => optOuts.optIn(deps.pool, userId));
-    await deps.subjects.publish({ op: 'opt_in', userId }).catch(() => {});
+    const linked = await withDb(() => optOuts.optIn(deps.pool, userId));
+    await deps.subjects.publish({ op: 'opt_in', userId, linked }).catch(() => {});
     return c.json({ userId, optedOut: false }, 200);
   });
 

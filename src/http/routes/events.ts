@@ -223,7 +223,7 @@ function registerIngest(app: OpenAPIHono<AppEnv>, deps: EventRoutesDeps): void {
       metrics.eventsRejected.inc({ reason: refusal.code });
       throw new ApiError(refusal.code, 403, refusal.message);
     }
-    if (deps.subjects?.isOptedOut(result.event.userId)) {
+    if (deps.subjects?.isOptedOut(result.event.userId, result.event.anonymousId)) {
       metrics.eventsSkipped.inc({ reason: 'user_opt_out' });
       return c.json({ id: result.event.id, status: 'skipped', reason: 'user_opt_out' } as const, 202);
     }
@@ -267,7 +267,7 @@ function registerIngest(app: OpenAPIHono<AppEnv>, deps: EventRoutesDeps): void {
       if (refusal) {
         notAllowed++;
         rejected.push({ index, ...refusal });
-      } else if (deps.subjects?.isOptedOut(result.event.userId)) {
+      } else if (deps.subjects?.isOptedOut(result.event.userId, result.event.anonymousId)) {
         skipped++;
       } else {
         const { event, json } = sealer ? sealer.sealEvent(result) : result;
