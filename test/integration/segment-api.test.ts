@@ -80,7 +80,11 @@ describe('authentication', () => {
     const calls = [track(), track(), track(), track()];
     const viaBasic = await segment('/v1/track', calls[0]);
     expect(viaBasic.status).toBe(200);
-    expect(viaBasic.body).toMatchObject({ success: true, accepted: 1, ids: [idOf(calls[0] as { messageId: string })] });
+    expect(viaBasic.body).toMatchObject({
+      success: true,
+      accepted: 1,
+      ids: [idOf(calls[0] as { messageId: string })],
+    });
     const viaBody = await call(stack.url, '/v1/track', { key: null, body: { ...calls[1], writeKey } });
     expect(viaBody.body).toMatchObject({ success: true, accepted: 1 });
     const viaBatchBody = await call(stack.url, '/v1/batch', {
