@@ -17,20 +17,30 @@ export const SEGMENT_PATHS: ReadonlyMap<string, SegmentCallType | 'batch'> = new
   ['/v1/alias', 'alias'],
 ]);
 
+/**
+ * Media types a Segment body arrives with, always holding JSON: `text/plain` is what
+ * `navigator.sendBeacon` sends a string as, and `application/x-www-form-urlencoded` what
+ * RudderStack's Node SDK sends its gzipped batches as (axios's default for a Buffer).
+ */
+const READABLE_TYPES: ReadonlySet<string> = new Set([
+  'application/json',
+  'text/plain',
+  'application/x-www-form-urlencoded',
+]);
+
 function readableType(c: Context<AppEnv>): boolean {
   const type = (c.req.header('content-type') ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
-  return type === 'application/json' || type === 'text/plain' || type.endsWith('+json');
+  return READABLE_TYPES.has(type) || type.endsWith('+json');
 }
 
 /**
- * A Segment request's body as an object: `application/json`, or `text/plain` (what
- * `navigator.sendBeacon` sends a string as) holding JSON, gzipped or not, at most 500 KB
- * before and after decompression. `415` for another type, `413` when larger, `400` when
- * it is not a JSON object.
+ * A Segment request's body as an object: JSON under one of {@link READABLE_TYPES}, gzipped
+ * or not, at most 500 KB before and after decompression. `415` for another type, `413` when
+ * larger, `400` when it is not a JSON object.
  */
 export async function readSegmentBody(c: Context<AppEnv>): Promise<Record<string, unknown>> {
   if (!readableType(c))
-    throw errors.unsupportedMediaType('Content-Type must be application/json or text/plain');
+    throw errors.unsupportedMediaType('Content-Type must be application/json (or text/plain) holding JSON');
   const body = parseJson(await readBody(c, SEGMENT_LIMITS.maxRequestBytes));
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new ApiError('invalid_request', 400, 'body must be a JSON object');

@@ -310,8 +310,8 @@ describe('refusals and limits', () => {
     const noBatch = await segment('/v1/batch', { calls: [] });
     expect(noBatch.body.error.code).toBe('invalid_batch');
     const form = await segment('/v1/track', undefined, {
-      raw: 'a=b',
-      contentType: 'application/x-www-form-urlencoded',
+      raw: '<track/>',
+      contentType: 'application/xml',
     });
     expect(form.status).toBe(415);
   });
@@ -333,7 +333,7 @@ describe('refusals and limits', () => {
 });
 
 describe('bodies', () => {
-  it('gzip, and text/plain as sendBeacon sends it (key in the body)', async () => {
+  it('gzip, text/plain as sendBeacon sends it (key in the body), and gzip labelled form-urlencoded as RudderStack’s Node SDK sends it', async () => {
     const zipped = track();
     const res = await call(stack.url, '/v1/batch', {
       key: null,
@@ -348,8 +348,16 @@ describe('bodies', () => {
       contentType: 'text/plain;charset=UTF-8',
     });
     expect(plain.body).toMatchObject({ success: true, accepted: 1 });
-    const rows = await rowsOf([idOf(zipped), idOf(beacon)]);
-    expect(rows.map((r) => r.type)).toEqual(['Order Completed', 'Order Completed']);
+    const rudder = track();
+    const labelled = await call(stack.url, '/v1/batch', {
+      key: null,
+      raw: gzipSync(JSON.stringify({ batch: [rudder], sentAt: new Date().toISOString() })),
+      contentType: 'application/x-www-form-urlencoded',
+      headers: { ...basic(writeKey), 'content-encoding': 'gzip' },
+    });
+    expect(labelled.body).toMatchObject({ success: true, accepted: 1 });
+    const rows = await rowsOf([idOf(zipped), idOf(beacon), idOf(rudder)]);
+    expect(rows.map((r) => r.type)).toEqual(['Order Completed', 'Order Completed', 'Order Completed']);
   });
 });
 

@@ -85,7 +85,7 @@ function declare(path: string, kind: SegmentCallType | 'batch') {
     operationId: `segment${name[0]?.toUpperCase()}${name.slice(1)}`,
     tags: ['segment'],
     summary: batch ? `Segment ${name}: up to ${SEGMENT_LIMITS.maxBatchCalls} calls` : `Segment ${name} call`,
-    description: `Segment's Tracking API (ARCHITECTURE §12). ${AUTH_TEXT} JSON or \`text/plain\` (sendBeacon), gzip or not, at most 500 KB; a call over 32 KB or invalid is refused on its own inside the \`200\`.`,
+    description: `Segment's Tracking API (ARCHITECTURE §12). ${AUTH_TEXT} JSON, also labelled \`text/plain\` (sendBeacon) or \`application/x-www-form-urlencoded\` (RudderStack's Node SDK), gzip or not, at most 500 KB; a call over 32 KB or invalid is refused on its own inside the \`200\`.`,
     security: [...needs('ingest'), { basic: ['ingest'] }],
     request: {
       body: {
@@ -93,6 +93,13 @@ function declare(path: string, kind: SegmentCallType | 'batch') {
         content: {
           'application/json': { schema: batch ? SEGMENT_BATCH : segmentCallRef },
           'text/plain': { schema: { type: 'string', description: 'The same JSON, as sendBeacon sends it' } },
+          'application/x-www-form-urlencoded': {
+            schema: {
+              type: 'string',
+              description:
+                'The same JSON (not form fields): what RudderStack’s Node SDK labels its gzipped batches',
+            },
+          },
         },
       },
     },
