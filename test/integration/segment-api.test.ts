@@ -278,6 +278,8 @@ describe('refusals and limits', () => {
     const single = await segment('/v1/track', big);
     expect(single.status).toBe(200);
     expect(single.body.rejected).toEqual([expect.objectContaining({ index: 0, code: 'event_too_large' })]);
+    const metrics = await call(stack.url, '/metrics', { key: null });
+    expect(metrics.body).toMatch(/tributary_events_rejected_total\{reason="event_too_large"\} [2-9]/);
   });
 
   it('2500 calls pass, 2501 are refused; a request over 500 KB is 413, gzipped or not', async () => {

@@ -206,6 +206,24 @@ describe('failures become 503 only through withDb and withBuffer', () => {
     }
   });
 
+  it('CORS: none unless CORS_ORIGINS is set; with *, any origin, never with credentials', async () => {
+    const preflight = (deps: AppDeps, path = '/v1/batch') =>
+      createApp(deps).request(path, {
+        method: 'OPTIONS',
+        headers: { origin: 'https://any.example', 'access-control-request-method': 'POST' },
+      });
+    const closed = await preflight(noopDeps());
+    expect(closed.headers.get('access-control-allow-origin')).toBeNull();
+    expect(closed.status).toBe(401);
+    const open = noopDeps({ config: { ...noopDeps().config, CORS_ORIGINS: ['*'] } });
+    const any = await preflight(open);
+    expect(any.status).toBe(204);
+    expect(any.headers.get('access-control-allow-origin')).toBe('*');
+    expect(any.headers.get('access-control-allow-credentials')).toBeNull();
+    expect((await preflight(open, '/v1/events')).status).toBe(204);
+    expect((await preflight(open, '/v1/admin/keys')).headers.get('access-control-allow-origin')).toBeNull();
+  });
+
   it('Segment routes: buffer unavailable 503 and backpressure 429 carry Retry-After (the SDKs retry them)', async () => {
     const bound = new KeyResolver({
       adminApiKey: undefined,
