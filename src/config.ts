@@ -165,6 +165,18 @@ const schema = z.object({
   /** Take the client address from X-Forwarded-For (behind a trusted load balancer). */
   TRUST_PROXY: bool(false),
   /**
+   * Browser origins (`https://shop.example`, comma-separated; `*` for any) that may call the
+   * ingest routes (`/v1/events`, `/v1/events/batch`, the Segment routes) with CORS; never
+   * with credentials. Unset: no CORS headers at all.
+   */
+  CORS_ORIGINS: commaList('').pipe(
+    z.array(
+      z
+        .string()
+        .regex(/^(\*|https?:\/\/[^/\s,]+)$/, 'each must be * or an origin: scheme://host[:port], no path'),
+    ),
+  ),
+  /**
    * Failed authentications allowed per minute from one client address (the audit log's,
    * see TRUST_PROXY) before its further attempts get 429 `auth_throttled`; 0: no throttle.
    */

@@ -20,6 +20,7 @@ import { ApiError, errorResponse, toApiError } from './errors.ts';
 import type { KeyResolver } from './key-resolver.ts';
 import { auditTrail } from './middleware/audit.ts';
 import { authenticate, clientAddress } from './middleware/auth.ts';
+import { ingestCors } from './middleware/cors.ts';
 import { splitListeners } from './middleware/listener.ts';
 import { type RateLimiter, rateLimit } from './middleware/rate-limit.ts';
 import { requestContext, requestLogger } from './middleware/request-context.ts';
@@ -32,6 +33,8 @@ import { registerDocument } from './routes/document.ts';
 import { dsarRoutes } from './routes/dsar.ts';
 import { eventRoutes } from './routes/events.ts';
 import { healthRoutes } from './routes/health.ts';
+import { segmentRoutes } from './routes/segment.ts';
+import { segmentBodyKey } from './segment-body.ts';
 
 export interface AppDeps {
   config: Pick<
@@ -44,6 +47,7 @@ export interface AppDeps {
     | 'DEFAULT_KEY_RATE_LIMIT'
     | 'DEFAULT_RATE_LIMIT_PER_MINUTE'
     | 'KEY_ROTATION_OVERLAP_S'
+    | 'CORS_ORIGINS'
   >;
   logger: Logger;
   metrics: Metrics;
@@ -90,6 +94,10 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   // After the audit trail, so a refused NUL is recorded too.
   app.use('*', refuseNul());
   app.use('*', splitListeners());
+  // Before authentication: a browser's preflight carries no key.
+  if (deps.config.CORS_ORIGINS.length > 0) app.use('*', ingestCors(deps.config.CORS_ORIGINS));
+  // A Segment call may carry its write key in the body: read before authentication.
+  app.use('/v1/*', segmentBodyKey());
   // Every /v1 route needs a key, and each request is counted once against its limit;
   // the routes then check their scope with requireScope.
   app.use(
@@ -103,6 +111,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
 
   app.route('/', healthRoutes(deps));
   app.route('/', eventRoutes(deps));
+  app.route('/', segmentRoutes(deps));
   app.route('/', adminRoutes(deps));
   app.route('/', auditRoutes(deps));
   app.route('/', dsarRoutes(deps));

@@ -20,6 +20,13 @@ export interface AppEnv {
      * events of the request) once the body is read, or throws its 429 (`spendEvents`).
      */
     spendEvents: ((n: number) => Promise<void>) | undefined;
+    /**
+     * A Segment route's body, read and parsed before authentication when no header carried
+     * a key (its `writeKey` is the key then); the route reads the body itself otherwise.
+     */
+    segmentBody: Record<string, unknown> | undefined;
+    /** The `writeKey` of that body: presented like a header's key, never logged. */
+    bodyKey: string | undefined;
     /** The code and message of this route's `400` for input zod refuses (`invalidInput`). */
     invalidInput: InvalidInput | undefined;
   };

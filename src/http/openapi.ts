@@ -147,6 +147,11 @@ has the body \`{"error":{"code","message","details?","requestId?"}}\`.`;
 /** Tags, in the order a reader meets them. */
 const TAGS = [
   { name: 'events', description: 'Ingest and read events' },
+  {
+    name: 'segment',
+    description:
+      "Segment's Tracking API, so Segment's and RudderStack's SDKs send here unchanged (scope `ingest`)",
+  },
   { name: 'compliance', description: 'Erasure, export and opt-out of a data subject (scope `dsar`)' },
   { name: 'admin', description: 'Keys, retention, archives, dead letters, audit log (scope `admin`)' },
   { name: 'operations', description: 'Health, metrics and this document; no key needed' },
@@ -164,6 +169,12 @@ export function registerSecuritySchemes(app: OpenAPIHono<AppEnv>): void {
     type: 'http',
     scheme: 'bearer',
     description: 'The same API key as `Authorization: Bearer KEY`',
+  });
+  app.openAPIRegistry.registerComponent('securitySchemes', 'basic', {
+    type: 'http',
+    scheme: 'basic',
+    description:
+      'The same API key as the user name of `Authorization: Basic` (password empty or ignored): a Segment write key',
   });
 }
 

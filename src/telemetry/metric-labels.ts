@@ -9,7 +9,7 @@ import { Counter, type Registry } from 'prom-client';
  */
 export const COUNTER_LABEL_VALUES = {
   tributary_events_rejected_total: {
-    reason: ['invalid_event', 'service_not_allowed', 'backpressure', 'buffer_unavailable'],
+    reason: ['invalid_event', 'service_not_allowed', 'event_too_large', 'backpressure', 'buffer_unavailable'],
   },
   tributary_events_skipped_total: { reason: ['user_opt_out', 'erased'] },
   tributary_insert_failures_total: { kind: ['unavailable', 'data', 'transient'] },

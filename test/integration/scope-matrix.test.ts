@@ -23,6 +23,8 @@ interface Route {
   body?: () => unknown;
   /** The service of the event an ingest route is sent. */
   service?: string;
+  /** Segment routes (§12): a key bound to no service gets 403 service_required. */
+  boundOnly?: true;
 }
 /** The service the bound keys may write and read, and one they may not. */
 const A = 'matrix-a';
@@ -47,6 +49,32 @@ const ROUTES: Route[] = [
       body: () => ({ events: [event({ service })] }),
     },
   ]),
+  // Segment's Tracking API: calls go to the key's first service.
+  ...['/v1/batch', '/v1/import'].map(
+    (path): Route => ({
+      method: 'POST',
+      path,
+      scope: 'ingest',
+      ok: [200],
+      boundOnly: true,
+      body: () => ({ batch: [{ type: 'track', event: 'matrix', messageId: randomUUID() }] }),
+    }),
+  ),
+  ...['track', 'identify', 'page', 'screen', 'group', 'alias'].map(
+    (type): Route => ({
+      method: 'POST',
+      path: `/v1/${type}`,
+      scope: 'ingest',
+      ok: [200],
+      boundOnly: true,
+      body: () => ({
+        event: 'matrix',
+        userId: 'matrix-user',
+        previousId: 'matrix-anon',
+        messageId: randomUUID(),
+      }),
+    }),
+  ),
   { method: 'GET', path: '/v1/events?limit=1', scope: 'read', ok: [200] },
   { method: 'GET', path: '/v1/admin/keys', scope: 'admin', ok: [200] },
   {
@@ -127,6 +155,7 @@ function expected(route: Route, caller: string): number[] {
   if (caller === 'none' || caller === 'bad') return [401];
   const allowed = typeof route.scope === 'string' ? [route.scope] : route.scope;
   if (!allowed.includes(scopeOf(caller)) && route.scope !== 'any key') return [403];
+  if (route.boundOnly && boundTo(caller) === undefined) return [403];
   // A single event of a service the key is not bound to: 403 service_not_allowed.
   const refused =
     route.service !== undefined && boundTo(caller) !== undefined && boundTo(caller) !== route.service;
@@ -160,7 +189,8 @@ describe('scopes and services on every route', () => {
         if (res.status === 401) expect(res.body.error.code).toBe('unauthorized');
         if (res.status === 403) {
           const scopeOk = route.scope === 'any key' || [route.scope].flat().includes(scopeOf(caller));
-          expect(res.body.error.code, where).toBe(scopeOk ? 'service_not_allowed' : 'forbidden');
+          const serviceCode = route.boundOnly ? 'service_required' : 'service_not_allowed';
+          expect(res.body.error.code, where).toBe(scopeOk ? serviceCode : 'forbidden');
         }
         // In a batch, an event of a service the key may not write is rejected on its own.
         if (route.path === '/v1/events/batch' && res.status === 202) {
@@ -171,6 +201,8 @@ describe('scopes and services on every route', () => {
             ]);
           else expect(res.body.accepted + res.body.duplicates, where).toBe(1);
         }
+        if (route.boundOnly && res.status === 200)
+          expect(res.body, where).toMatchObject({ accepted: 1, rejected: [] });
       }
     }
     expect(mismatches).toEqual([]);

@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
+import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { BufferFullError, BufferUnavailableError } from '../../src/buffer/errors.ts';
 import { type AppDeps, createApp } from '../../src/http/app.ts';
+import { KeyResolver } from '../../src/http/key-resolver.ts';
 import { createDb } from '../../src/store/db.ts';
 import { NOOP_ADMIN_KEY, noopDeps, scopedKey } from '../helpers/noop-deps.ts';
 import { checkResponse } from '../helpers/openapi.ts';
@@ -202,6 +204,70 @@ describe('failures become 503 only through withDb and withBuffer', () => {
       const bug = () => new TypeError('cannot read properties of undefined');
       expectError(await request(producing(bug), path, { body }), 500, 'internal');
     }
+  });
+
+  it('CORS: none unless CORS_ORIGINS is set; with *, any origin, never with credentials', async () => {
+    const preflight = (deps: AppDeps, path = '/v1/batch') =>
+      createApp(deps).request(path, {
+        method: 'OPTIONS',
+        headers: { origin: 'https://any.example', 'access-control-request-method': 'POST' },
+      });
+    const closed = await preflight(noopDeps());
+    expect(closed.headers.get('access-control-allow-origin')).toBeNull();
+    expect(closed.status).toBe(401);
+    const open = noopDeps({ config: { ...noopDeps().config, CORS_ORIGINS: ['*'] } });
+    const any = await preflight(open);
+    expect(any.status).toBe(204);
+    expect(any.headers.get('access-control-allow-origin')).toBe('*');
+    expect(any.headers.get('access-control-allow-credentials')).toBeNull();
+    expect((await preflight(open, '/v1/events')).status).toBe(204);
+    expect((await preflight(open, '/v1/admin/keys')).headers.get('access-control-allow-origin')).toBeNull();
+  });
+
+  it('Segment routes: buffer unavailable 503 and backpressure 429 carry Retry-After (the SDKs retry them)', async () => {
+    const bound = new KeyResolver({
+      adminApiKey: undefined,
+      logger: pino({ level: 'silent' }),
+      findByHash: async () => ({
+        id: '00000000-0000-4000-8000-0000000000aa',
+        name: 'web',
+        scopes: ['ingest'],
+        services: ['web'],
+        rateLimitPerMinute: null,
+        keyPrefix: 'key-',
+        createdAt: new Date(0).toISOString(),
+        revokedAt: null,
+        expiresAt: null,
+      }),
+    });
+    const failing = (err: () => Error, overloaded = false) =>
+      noopDeps({
+        keys: bound,
+        producer: { enqueue: async () => Promise.reject(err()) } as unknown as AppDeps['producer'],
+        ...(overloaded ? { monitor: { overloaded: true } as unknown as AppDeps['monitor'] } : {}),
+      });
+    const body = { batch: [{ type: 'track', event: 'E' }] };
+    const down = await request(
+      failing(() => new BufferUnavailableError('gone')),
+      '/v1/batch',
+      { body, key: 'w' },
+    );
+    expectError(down, 503, 'buffer_unavailable');
+    expect(down.headers.get('retry-after')).toBe('1');
+    const full = await request(
+      failing(() => new BufferFullError('OOM')),
+      '/v1/track',
+      { body: body.batch[0], key: 'w' },
+    );
+    expectError(full, 429, 'backpressure');
+    expect(full.headers.get('retry-after')).toBe('1');
+    const over = await request(
+      failing(() => new Error('unused'), true),
+      '/v1/batch',
+      { body, key: 'w' },
+    );
+    expectError(over, 429, 'backpressure');
+    expect(over.headers.get('retry-after')).toBe('1');
   });
 
   it('dead-letter replay: Redis gone is 503 buffer_unavailable; a Redis reply error (a bug) is 500', async () => {

@@ -28,6 +28,17 @@ describe('loadConfig', () => {
     expect(c.ADMIN_API_KEY).toBeUndefined();
   });
 
+  it('CORS_ORIGINS: unset is none; exact origins or *; a path or a bare host is refused', () => {
+    expect(loadConfig({}).CORS_ORIGINS).toEqual([]);
+    expect(loadConfig({ CORS_ORIGINS: 'https://shop.example, http://localhost:3000' }).CORS_ORIGINS).toEqual([
+      'https://shop.example',
+      'http://localhost:3000',
+    ]);
+    expect(loadConfig({ CORS_ORIGINS: '*' }).CORS_ORIGINS).toEqual(['*']);
+    for (const bad of ['https://shop.example/', 'shop.example', 'ftp://x.example'])
+      expect(() => loadConfig({ CORS_ORIGINS: bad }), bad).toThrow(/CORS_ORIGINS/);
+  });
+
   it('names every bad variable', () => {
     expect(() => loadConfig({ PORT: 'x', REDIS_URL: 'http://nope', ADMIN_API_KEY: 'short' })).toThrow(
       ConfigError,

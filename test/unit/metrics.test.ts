@@ -47,8 +47,8 @@ describe('labelled counters', () => {
     const expected = Object.entries(COUNTER_LABEL_VALUES).flatMap(([name, values]) =>
       labelCombinations(values).map((labels) => seriesName(name, labels)),
     );
-    // 3 + 2 + 3 + 3 + 2 + 2 + 5 + 3 + 3
-    expect(expected).toHaveLength(27);
+    // 5 + 2 + 3 + 3 + 2 + 2 + 5 + 3 + 3
+    expect(expected).toHaveLength(28);
     for (const s of expected) expect(found.get(s), s).toBe(0);
     expect(found.get('tributary_insert_failures_total{kind="unavailable"}')).toBe(0);
   });

@@ -5,11 +5,22 @@ import { ApiError, errors, withDb } from '../errors.ts';
 import type { KeyResolver, Principal } from '../key-resolver.ts';
 import { clientIp } from './audit.ts';
 
-function presentedKey(header: (name: string) => string | undefined): string | undefined {
+/**
+ * The key a request's headers carry: `x-api-key`, `Authorization: Bearer KEY`, or
+ * `Authorization: Basic base64(KEY:)` (Segment's write key as the user name; the password
+ * is ignored, ARCHITECTURE §12).
+ */
+export function presentedKey(header: (name: string) => string | undefined): string | undefined {
   const direct = header('x-api-key');
   if (direct) return direct.trim();
   const auth = header('authorization');
-  if (auth && /^bearer\s+/i.test(auth)) return auth.replace(/^bearer\s+/i, '').trim();
+  if (!auth) return undefined;
+  if (/^bearer\s+/i.test(auth)) return auth.replace(/^bearer\s+/i, '').trim();
+  if (/^basic\s+/i.test(auth)) {
+    const decoded = Buffer.from(auth.replace(/^basic\s+/i, '').trim(), 'base64').toString('utf8');
+    const user = decoded.split(':', 1)[0]?.trim();
+    return user || undefined;
+  }
   return undefined;
 }
 
@@ -17,8 +28,11 @@ function presentedKey(header: (name: string) => string | undefined): string | un
 async function principalOf(c: Context<AppEnv>, resolver: KeyResolver): Promise<Principal> {
   const known = c.get('principal');
   if (known) return known;
-  const key = presentedKey((n) => c.req.header(n));
-  if (!key) throw new ApiError('unauthorized', 401, 'missing API key (x-api-key or Authorization: Bearer)');
+  // `bodyKey`: a Segment call's `writeKey`, read before authentication on those routes only.
+  const key = presentedKey((n) => c.req.header(n)) ?? c.get('bodyKey');
+  if (!key) {
+    throw new ApiError('unauthorized', 401, 'missing API key (x-api-key, Authorization: Bearer or Basic)');
+  }
   // Only an unreachable database is a 503 (`auth_unavailable`); any other failure is a 500.
   // An address that failed too often is a 429 (`auth_throttled`, from the resolver).
   const address = c.get('clientAddress');

@@ -5,6 +5,7 @@ import type { BufferKeys } from '../../buffer/keys.ts';
 import type { RedisLike } from '../../buffer/redis-client.ts';
 import type { AppEnv } from '../env.ts';
 import { ApiError, errorResponse } from '../errors.ts';
+import { SEGMENT_PATHS } from '../segment-body.ts';
 
 const MINUTE_MS = 60_000;
 
@@ -185,8 +186,12 @@ export interface RateLimitOptions {
   defaultPerMinute: number | undefined;
 }
 
-/** The routes whose limit counts events, not requests (ARCHITECTURE §11). */
-const EVENT_ROUTES = new Set(['/v1/events', '/v1/events/batch']);
+/** The routes whose limit counts events, not requests (ARCHITECTURE §11, §12). */
+const EVENT_ROUTES: ReadonlySet<string> = new Set([
+  '/v1/events',
+  '/v1/events/batch',
+  ...SEGMENT_PATHS.keys(),
+]);
 
 /** The bootstrap ADMIN_API_KEY: an operator's key, never limited. */
 const BOOTSTRAP_KEY_ID = 'admin-bootstrap';

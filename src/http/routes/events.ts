@@ -1,41 +1,23 @@
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
-import type { BufferMonitor } from '../../buffer/monitor.ts';
-import type { BufferedEvent, EnqueueOutcome, EventProducer } from '../../buffer/producer.ts';
-import type { MetadataCipher } from '../../compliance/metadata-cipher.ts';
-import type { SubjectRegistry } from '../../compliance/subjects.ts';
 import type { Config } from '../../config.ts';
-import { maxRetentionDays } from '../../config.ts';
-import {
-  eventShape,
-  type NormalisedEvent,
-  parseEvent,
-  type ValidationContext,
-} from '../../events/event.schema.ts';
+import { eventShape } from '../../events/event.schema.ts';
 import { parseJsonExact } from '../../events/json-numbers.ts';
 import { EVENT_LIMITS } from '../../events/limits.ts';
 import type { Db } from '../../store/db.ts';
-import type { Metrics } from '../../telemetry/metrics.ts';
-import { currentTraceparent, getTracer, inSpan, SpanKind } from '../../telemetry/tracing.ts';
 import { bodyKind, parseJson, readBody } from '../body.ts';
 import type { AppEnv } from '../env.ts';
-import { ApiError, errors, withBuffer } from '../errors.ts';
-import { type KeyResolver, mayUseService, type Principal } from '../key-resolver.ts';
+import { ApiError } from '../errors.ts';
+import { type IngestDeps, ingestPipeline, type Rejection } from '../ingest.ts';
+import type { KeyResolver } from '../key-resolver.ts';
 import { requireScope } from '../middleware/auth.ts';
 import { spendEvents } from '../middleware/rate-limit.ts';
 import { createRouter, errorResponses, handReadSchema, json, needs, V1_ERRORS } from '../openapi.ts';
 import { registerEventQuery } from './events-query.ts';
 
-export interface EventRoutesDeps {
+export interface EventRoutesDeps extends IngestDeps {
   config: Pick<Config, 'MAX_BODY_BYTES' | 'RETENTION_DAYS' | 'RETENTION_BY_SERVICE'>;
-  /** Opted-out subjects: their events are answered `skipped` and never buffered. */
-  subjects?: SubjectRegistry;
-  /** Encrypts the configured metadata keys before buffering; opens them for `read`. */
-  cipher?: MetadataCipher | undefined;
-  producer: EventProducer;
-  monitor: BufferMonitor;
   db: Db;
   keys: KeyResolver;
-  metrics: Metrics;
 }
 
 // ---- Declarations -------------------------------------------------------------------------
@@ -56,13 +38,12 @@ export const IngestResult = z
   .openapi('IngestResult');
 export type IngestResult = z.infer<typeof IngestResult>;
 
-const Rejection = z.strictObject({
+const RejectionSchema = z.strictObject({
   index: z.number().int().min(0),
   code: z.string(),
   message: z.string(),
   details: z.array(z.strictObject({ path: z.string(), code: z.string(), message: z.string() })).optional(),
 });
-type Rejection = z.infer<typeof Rejection>;
 
 export const BatchResult = z
   .strictObject({
@@ -70,7 +51,7 @@ export const BatchResult = z
     duplicates: z.number().int().min(0),
     skipped: z.number().int().min(0),
     ids: z.array(Id).openapi({ description: 'In request order: every event now stored or buffered' }),
-    rejected: z.array(Rejection),
+    rejected: z.array(RejectionSchema),
   })
   .openapi('BatchResult');
 export type BatchResult = z.infer<typeof BatchResult>;
@@ -166,74 +147,15 @@ export function eventRoutes(deps: EventRoutesDeps): OpenAPIHono<AppEnv> {
  * their declarations carry no zod validator.
  */
 function registerIngest(app: OpenAPIHono<AppEnv>, deps: EventRoutesDeps): void {
-  const { config, producer, monitor, metrics } = deps;
-  const maxAgeMs = maxRetentionDays(config) * 86_400_000;
-  const context = (keyId: string | undefined): ValidationContext => ({ now: Date.now(), maxAgeMs, keyId });
-  // Undefined unless some metadata key is configured, so ingest pays nothing otherwise.
-  const sealer = deps.cipher?.encrypting ? deps.cipher : undefined;
-
-  /**
-   * Buffers the events `build` returns, inside a producer span: the traceparent each entry
-   * carries is that span's, so a worker's batch span links to it.
-   */
-  const enqueue = (build: () => BufferedEvent[]): Promise<EnqueueOutcome[]> =>
-    inSpan(
-      'tributary.enqueue',
-      { kind: SpanKind.PRODUCER, attributes: { 'messaging.system': 'redis' } },
-      () => enqueueNow(build()),
-    );
-  const enqueueNow = async (items: BufferedEvent[]): Promise<EnqueueOutcome[]> => {
-    try {
-      const outcomes = await withBuffer(() => producer.enqueue(items));
-      for (const o of outcomes) (o === 'accepted' ? metrics.eventsAccepted : metrics.eventsDuplicate).inc();
-      return outcomes;
-    } catch (err) {
-      metrics.eventsRejected.inc({ reason: err instanceof ApiError ? err.code : 'internal' }, items.length);
-      throw err;
-    }
-  };
-
-  // The whole buffer over its mark, or this key over its share of it (BUFFER_MAX_SHARE_PER_KEY).
-  const refuseWhenFull = (count: number, keyId: string | undefined) => {
-    if (monitor.overloaded || (keyId !== undefined && monitor.keyLoad?.isOver(keyId))) {
-      metrics.eventsRejected.inc({ reason: 'backpressure' }, count);
-      throw errors.backpressure();
-    }
-  };
-  const counted = (keyId: string | undefined, outcomes: EnqueueOutcome[]) => {
-    if (keyId !== undefined) monitor.keyLoad?.added(keyId, outcomes.filter((o) => o === 'accepted').length);
-    return outcomes;
-  };
+  const { config, metrics } = deps;
+  const pipeline = ingestPipeline(deps);
 
   app.openapi({ ...ingestOne, middleware: [requireScope(deps.keys, 'ingest')] }, async (c) => {
     bodyKind(c, ['json']);
     const input = parseJson(await readBody(c, config.MAX_BODY_BYTES));
     await spendEvents(c, 1);
     metrics.eventsReceived.inc();
-    const principal = c.get('principal');
-    const validation = getTracer().startSpan('tributary.validate');
-    const result = parseEvent(input, context(principal?.keyId));
-    validation.end();
-    if (!result.ok) {
-      metrics.eventsRejected.inc({ reason: 'invalid_event' });
-      throw new ApiError('invalid_event', 400, 'the event is invalid', { details: result.issues });
-    }
-    const refusal = serviceRefusal(principal, result.event.service);
-    if (refusal) {
-      metrics.eventsRejected.inc({ reason: refusal.code });
-      throw new ApiError(refusal.code, 403, refusal.message);
-    }
-    if (deps.subjects?.isOptedOut(result.event.userId, result.event.anonymousId)) {
-      metrics.eventsSkipped.inc({ reason: 'user_opt_out' });
-      return c.json({ id: result.event.id, status: 'skipped', reason: 'user_opt_out' } as const, 202);
-    }
-    refuseWhenFull(1, principal?.keyId);
-    const { event, json } = sealer ? sealer.sealEvent(result) : result;
-    const [outcome] = counted(
-      principal?.keyId,
-      await enqueue(() => [{ event, json, traceparent: currentTraceparent() }]),
-    );
-    return c.json({ id: result.event.id, status: outcome ?? 'accepted' }, 202);
+    return c.json(await pipeline.one(c.get('principal'), input), 202);
   });
 
   app.openapi({ ...ingestBatch, middleware: [requireScope(deps.keys, 'ingest')] }, async (c) => {
@@ -245,75 +167,10 @@ function registerIngest(app: OpenAPIHono<AppEnv>, deps: EventRoutesDeps): void {
     // Every event of the request counts against the key's limit, valid or not.
     await spendEvents(c, inputs.length + rejected.length);
     metrics.eventsReceived.inc(inputs.length + rejected.length);
-
     const principal = c.get('principal');
-    const ctx = context(principal?.keyId);
-    const valid: { index: number; event: NormalisedEvent; json: string }[] = [];
-    let skipped = 0;
-    let notAllowed = 0;
-    const validation = getTracer().startSpan('tributary.validate', { attributes: { events: inputs.length } });
-    for (const { index, value } of inputs) {
-      const result = parseEvent(value, ctx);
-      if (!result.ok) {
-        rejected.push({
-          index,
-          code: 'invalid_event',
-          message: 'the event is invalid',
-          details: result.issues,
-        });
-        continue;
-      }
-      const refusal = serviceRefusal(principal, result.event.service);
-      if (refusal) {
-        notAllowed++;
-        rejected.push({ index, ...refusal });
-      } else if (deps.subjects?.isOptedOut(result.event.userId, result.event.anonymousId)) {
-        skipped++;
-      } else {
-        const { event, json } = sealer ? sealer.sealEvent(result) : result;
-        valid.push({ index, event, json });
-      }
-    }
-    validation.end();
-    if (notAllowed > 0) metrics.eventsRejected.inc({ reason: 'service_not_allowed' }, notAllowed);
-    if (rejected.length > notAllowed) {
-      metrics.eventsRejected.inc({ reason: 'invalid_event' }, rejected.length - notAllowed);
-    }
-    if (skipped > 0) metrics.eventsSkipped.inc({ reason: 'user_opt_out' }, skipped);
-    if (valid.length > 0) refuseWhenFull(valid.length, principal?.keyId);
-    const outcomes =
-      valid.length > 0
-        ? counted(
-            principal?.keyId,
-            await enqueue(() => {
-              const traceparent = currentTraceparent();
-              return valid.map((v) => ({ event: v.event, json: v.json, traceparent }));
-            }),
-          )
-        : [];
-    rejected.sort((a, b) => a.index - b.index);
-    return c.json(
-      {
-        accepted: outcomes.filter((o) => o === 'accepted').length,
-        duplicates: outcomes.filter((o) => o === 'duplicate').length,
-        skipped,
-        ids: valid.map((v) => v.event.id),
-        rejected,
-      },
-      202,
-    );
+    const ctx = pipeline.validation(principal?.keyId);
+    return c.json(await pipeline.many(principal, inputs, rejected, ctx), 202);
   });
-}
-
-interface ServiceRefusal {
-  code: 'service_not_allowed';
-  message: string;
-}
-
-/** Why `principal` may not write an event of `service` (ARCHITECTURE §11), or undefined when it may. */
-function serviceRefusal(principal: Principal | undefined, service: string): ServiceRefusal | undefined {
-  if (!principal || mayUseService(principal, service)) return undefined;
-  return { code: 'service_not_allowed', message: `this key may not write events of service "${service}"` };
 }
 
 function batchFromJson(text: string): { index: number; value: unknown }[] {

@@ -1,0 +1,205 @@
+import type { BufferMonitor } from '../buffer/monitor.ts';
+import type { BufferedEvent, EnqueueOutcome, EventProducer } from '../buffer/producer.ts';
+import type { MetadataCipher } from '../compliance/metadata-cipher.ts';
+import type { SubjectRegistry } from '../compliance/subjects.ts';
+import type { Config } from '../config.ts';
+import { maxRetentionDays } from '../config.ts';
+import { type NormalisedEvent, parseEvent, type ValidationContext } from '../events/event.schema.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
+import { currentTraceparent, getTracer, inSpan, SpanKind } from '../telemetry/tracing.ts';
+import { ApiError, errors, withBuffer } from './errors.ts';
+import { mayUseService, type Principal } from './key-resolver.ts';
+
+// What every ingest route does once it holds event inputs: validate, check the key's
+// services and opt-outs, seal, refuse when the buffer is full, buffer, count. The native
+// routes (`routes/events.ts`) and the Segment ones (`routes/segment.ts`) differ only in
+// how they read a body into inputs.
+
+export interface IngestDeps {
+  config: Pick<Config, 'RETENTION_DAYS' | 'RETENTION_BY_SERVICE'>;
+  /** Opted-out subjects: their events are answered `skipped` and never buffered. */
+  subjects?: SubjectRegistry | undefined;
+  /** Encrypts the configured metadata keys before buffering. */
+  cipher?: MetadataCipher | undefined;
+  producer: EventProducer;
+  monitor: BufferMonitor;
+  metrics: Metrics;
+}
+
+/** One event of a batch refused on its own. */
+export interface Rejection {
+  index: number;
+  code: string;
+  message: string;
+  details?: { path: string; code: string; message: string }[];
+}
+
+/** What a batch request answers (the `BatchResult` schema). */
+export interface BatchOutcome {
+  accepted: number;
+  duplicates: number;
+  skipped: number;
+  ids: string[];
+  rejected: Rejection[];
+}
+
+export type SingleOutcome =
+  | { id: string; status: EnqueueOutcome }
+  | { id: string; status: 'skipped'; reason: 'user_opt_out' };
+
+/** Refusal codes counted under their own `reason`; any other refusal counts as `invalid_event`. */
+const OWN_REASONS = new Set(['service_not_allowed', 'event_too_large'] as const);
+type RejectReason = 'invalid_event' | 'service_not_allowed' | 'event_too_large';
+
+export interface IngestPipeline {
+  /** The validation context of a request received at `now`, sent with `keyId`. */
+  validation(keyId: string | undefined, now?: number): ValidationContext;
+  /** One event: `400 invalid_event`, `403 service_not_allowed`, or its outcome. */
+  one(principal: Principal | undefined, input: unknown): Promise<SingleOutcome>;
+  /**
+   * Events of one request, each refused on its own: `rejected` already holds those refused
+   * while reading (counted here too). Throws only for the whole request (backpressure, buffer).
+   */
+  many(
+    principal: Principal | undefined,
+    inputs: { index: number; value: unknown }[],
+    rejected: Rejection[],
+    ctx: ValidationContext,
+  ): Promise<BatchOutcome>;
+}
+
+/** Why `principal` may not write an event of `service` (ARCHITECTURE §11), or undefined when it may. */
+function serviceRefusal(principal: Principal | undefined, service: string): Rejection | undefined {
+  if (!principal || mayUseService(principal, service)) return undefined;
+  return {
+    index: 0,
+    code: 'service_not_allowed',
+    message: `this key may not write events of service "${service}"`,
+  };
+}
+
+export function ingestPipeline(deps: IngestDeps): IngestPipeline {
+  const { producer, monitor, metrics } = deps;
+  const maxAgeMs = maxRetentionDays(deps.config) * 86_400_000;
+  // Undefined unless some metadata key is configured, so ingest pays nothing otherwise.
+  const sealer = deps.cipher?.encrypting ? deps.cipher : undefined;
+  const validation = (keyId: string | undefined, now = Date.now()): ValidationContext => ({
+    now,
+    maxAgeMs,
+    keyId,
+  });
+
+  /**
+   * Buffers the events `build` returns, inside a producer span: the traceparent each entry
+   * carries is that span's, so a worker's batch span links to it.
+   */
+  const enqueue = (build: () => BufferedEvent[]): Promise<EnqueueOutcome[]> =>
+    inSpan(
+      'tributary.enqueue',
+      { kind: SpanKind.PRODUCER, attributes: { 'messaging.system': 'redis' } },
+      () => enqueueNow(build()),
+    );
+  const enqueueNow = async (items: BufferedEvent[]): Promise<EnqueueOutcome[]> => {
+    try {
+      const outcomes = await withBuffer(() => producer.enqueue(items));
+      for (const o of outcomes) (o === 'accepted' ? metrics.eventsAccepted : metrics.eventsDuplicate).inc();
+      return outcomes;
+    } catch (err) {
+      metrics.eventsRejected.inc({ reason: err instanceof ApiError ? err.code : 'internal' }, items.length);
+      throw err;
+    }
+  };
+  // The whole buffer over its mark, or this key over its share of it (BUFFER_MAX_SHARE_PER_KEY).
+  const refuseWhenFull = (count: number, keyId: string | undefined) => {
+    if (monitor.overloaded || (keyId !== undefined && monitor.keyLoad?.isOver(keyId))) {
+      metrics.eventsRejected.inc({ reason: 'backpressure' }, count);
+      throw errors.backpressure();
+    }
+  };
+  const counted = (keyId: string | undefined, outcomes: EnqueueOutcome[]) => {
+    if (keyId !== undefined) monitor.keyLoad?.added(keyId, outcomes.filter((o) => o === 'accepted').length);
+    return outcomes;
+  };
+  const countRejected = (rejected: Rejection[]) => {
+    const byReason = new Map<RejectReason, number>();
+    for (const r of rejected) {
+      const reason = OWN_REASONS.has(r.code as never) ? (r.code as RejectReason) : 'invalid_event';
+      byReason.set(reason, (byReason.get(reason) ?? 0) + 1);
+    }
+    for (const [reason, n] of byReason) metrics.eventsRejected.inc({ reason }, n);
+  };
+
+  return {
+    validation,
+
+    async one(principal, input) {
+      const span = getTracer().startSpan('tributary.validate');
+      const result = parseEvent(input, validation(principal?.keyId));
+      span.end();
+      if (!result.ok) {
+        metrics.eventsRejected.inc({ reason: 'invalid_event' });
+        throw new ApiError('invalid_event', 400, 'the event is invalid', { details: result.issues });
+      }
+      const refusal = serviceRefusal(principal, result.event.service);
+      if (refusal) {
+        metrics.eventsRejected.inc({ reason: 'service_not_allowed' });
+        throw new ApiError(refusal.code, 403, refusal.message);
+      }
+      if (deps.subjects?.isOptedOut(result.event.userId, result.event.anonymousId)) {
+        metrics.eventsSkipped.inc({ reason: 'user_opt_out' });
+        return { id: result.event.id, status: 'skipped', reason: 'user_opt_out' };
+      }
+      refuseWhenFull(1, principal?.keyId);
+      const { event, json } = sealer ? sealer.sealEvent(result) : result;
+      const [outcome] = counted(
+        principal?.keyId,
+        await enqueue(() => [{ event, json, traceparent: currentTraceparent() }]),
+      );
+      return { id: result.event.id, status: outcome ?? 'accepted' };
+    },
+
+    async many(principal, inputs, rejected, ctx) {
+      const valid: { event: NormalisedEvent; json: string }[] = [];
+      let skipped = 0;
+      const span = getTracer().startSpan('tributary.validate', { attributes: { events: inputs.length } });
+      for (const { index, value } of inputs) {
+        const result = parseEvent(value, ctx);
+        if (!result.ok) {
+          rejected.push({
+            index,
+            code: 'invalid_event',
+            message: 'the event is invalid',
+            details: result.issues,
+          });
+          continue;
+        }
+        const refusal = serviceRefusal(principal, result.event.service);
+        if (refusal) rejected.push({ ...refusal, index });
+        else if (deps.subjects?.isOptedOut(result.event.userId, result.event.anonymousId)) skipped++;
+        else valid.push(sealer ? sealer.sealEvent(result) : result);
+      }
+      span.end();
+      countRejected(rejected);
+      if (skipped > 0) metrics.eventsSkipped.inc({ reason: 'user_opt_out' }, skipped);
+      if (valid.length > 0) refuseWhenFull(valid.length, principal?.keyId);
+      const outcomes =
+        valid.length > 0
+          ? counted(
+              principal?.keyId,
+              await enqueue(() => {
+                const traceparent = currentTraceparent();
+                return valid.map((v) => ({ event: v.event, json: v.json, traceparent }));
+              }),
+            )
+          : [];
+      rejected.sort((a, b) => a.index - b.index);
+      return {
+        accepted: outcomes.filter((o) => o === 'accepted').length,
+        duplicates: outcomes.filter((o) => o === 'duplicate').length,
+        skipped,
+        ids: valid.map((v) => v.event.id),
+        rejected,
+      };
+    },
+  };
+}
