@@ -36,12 +36,14 @@ export function linksOf(events: readonly string[]): SubjectLink[] {
       continue;
     }
     if (!isId(e?.userId)) continue;
-    const previousId = (e.metadata as { previousId?: unknown } | null | undefined)?.previousId;
+    const meta = e.metadata as { previousId?: unknown; segmentType?: unknown } | null | undefined;
+    const previousId = meta?.previousId;
+    // A Segment call keeps its call type in segmentType: a track call named "alias" is no alias.
+    const alias = e.type === 'alias' && (meta?.segmentType === undefined || meta.segmentType === 'alias');
     // A previousId sealed by METADATA_ENCRYPTION_KEYS cannot be read here: no link.
-    if (e.type === 'alias' && isId(previousId) && !previousId.startsWith('enc:v1:'))
+    if (alias && isId(previousId) && !previousId.startsWith('enc:v1:'))
       add(previousId, e.userId, 'alias', e.keyId);
-    if (isId(e.anonymousId))
-      add(e.anonymousId, e.userId, e.type === 'alias' ? 'alias' : 'anonymous_id', e.keyId);
+    if (isId(e.anonymousId)) add(e.anonymousId, e.userId, alias ? 'alias' : 'anonymous_id', e.keyId);
   }
   return [...links.values()];
 }

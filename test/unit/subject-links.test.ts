@@ -5,6 +5,12 @@ const e = (fields: Record<string, unknown>) =>
   JSON.stringify({ id: '1', service: 's', type: 'page', receivedAt: '2026-01-01T00:00:10.000Z', ...fields });
 
 describe('linksOf (the links a batch makes, §12)', () => {
+  it('a Segment alias call (segmentType alias) links like a native alias event', () => {
+    expect(
+      linksOf([e({ type: 'alias', userId: 'u', metadata: { segmentType: 'alias', previousId: 'p' } })]),
+    ).toEqual([{ from: 'p', to: 'u', via: 'alias', keyId: null }]);
+  });
+
   it('an alias links previousId to userId, and its anonymousId too', () => {
     expect(
       linksOf([
@@ -40,6 +46,8 @@ describe('linksOf (the links a batch makes, §12)', () => {
         e({ type: 'alias', userId: 'u', metadata: { previousId: 'enc:v1:k:abc' } }),
         e({ type: 'alias', userId: 'u', metadata: { previousId: 'p'.repeat(257) } }),
         e({ type: 'alias', userId: 'u', metadata: { previousId: '' } }),
+        // A Segment track call named "alias" that happens to carry a previousId field.
+        e({ type: 'alias', userId: 'u', metadata: { segmentType: 'track', previousId: 'p' } }),
         '{"type":"alias", broken',
       ]),
     ).toEqual([]);
