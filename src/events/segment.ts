@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { LossyNumber } from './json-numbers.ts';
 
 /**
@@ -34,17 +34,18 @@ export const MESSAGE_ID_NAMESPACE = 'e71a6375-fde9-49c3-bb49-ddac1a85d712';
 
 const GUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 
-/** RFC 9562 UUID version 5 (SHA-1) of `name` (UTF-8) in `namespace`. */
+const VARIANT = '89ab';
+
+/**
+ * RFC 9562 UUID version 5 (SHA-1) of `name` (UTF-8) in `namespace`: the first 16 bytes of
+ * the hash, version nibble 5, variant bits 10. One-shot `hash` (no Hash object per call:
+ * a third of the cost on a batch of 100).
+ */
 export function uuidV5(namespace: string, name: string): string {
-  const hash = createHash('sha1')
-    .update(Buffer.from(namespace.replaceAll('-', ''), 'hex'))
-    .update(name, 'utf8')
-    .digest();
-  const bytes = hash.subarray(0, 16);
-  bytes[6] = ((bytes[6] as number) & 0x0f) | 0x50;
-  bytes[8] = ((bytes[8] as number) & 0x3f) | 0x80;
-  const hex = bytes.toString('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  const ns = Buffer.from(namespace.replaceAll('-', ''), 'hex');
+  const hex = hash('sha1', Buffer.concat([ns, Buffer.from(name, 'utf8')]), 'hex');
+  const variant = VARIANT[Number.parseInt(hex[16] as string, 16) & 3] as string;
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }
 
 /**

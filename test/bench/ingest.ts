@@ -36,8 +36,8 @@ interface Contender {
   path: string;
   /** Events per request; 0 = one event, not wrapped in a batch. */
   batch: number;
-  /** Segment batches (with `authorization`, a write key) instead of native events. */
-  format?: 'segment';
+  /** Segment batches (with `authorization`, a write key), or native events with their content. */
+  format?: 'segment' | 'native-rich';
   authorization?: string;
   /** Processes whose CPU and RSS count for it (besides `server`). */
   extraPids?: Record<string, number>;
@@ -77,7 +77,7 @@ async function measureWrk(c: Contender, connections: number, durationS = SETTING
 function credentials(c: Contender): Pick<WrkSpec, 'apiKey' | 'format' | 'authorization'> {
   return c.format === 'segment'
     ? { format: 'segment', authorization: c.authorization ?? '' }
-    : { apiKey: ADMIN_KEY };
+    : { apiKey: ADMIN_KEY, ...(c.format ? { format: c.format } : {}) };
 }
 
 /**
@@ -252,6 +252,20 @@ export async function batches(ctx: BenchContext): Promise<void> {
     const after = bufferCheck(ctx, name, SETTINGS.batchConnections * batch);
     contenders.push(contender({ scenario: 'batch', name, server: await ctx.serve(), path, batch, after }));
   }
+  if (picked.has('segment-content')) {
+    const name = 'Tributary batch of 100, Segment content';
+    contenders.push(
+      contender({
+        scenario: 'segment-content',
+        name,
+        server: await ctx.serve(),
+        path,
+        batch,
+        format: 'native-rich',
+        after: bufferCheck(ctx, name, SETTINGS.batchConnections * batch),
+      }),
+    );
+  }
   if (picked.has('segment')) {
     const name = 'Tributary Segment batch of 100';
     const server = await ctx.serve();
@@ -320,7 +334,11 @@ export async function batches(ctx: BenchContext): Promise<void> {
     });
   }
   const segment = rows.get('segment');
-  if (segment) segment.ratios = ratios(segment, { 'native batch': tributary });
+  if (segment)
+    segment.ratios = ratios(segment, {
+      'native batch': tributary,
+      'native, same content': rows.get('segment-content'),
+    });
   ctx.report.rows.push(...rows.values());
   if (peer) await stopChild(peer.child);
 }

@@ -9,6 +9,8 @@ export const SCENARIOS = {
   half: 'Tributary single-event ingest at half the rate single reached, open loop: p99',
   batch: 'Tributary batch ingest, 100 events per request, API only',
   segment: 'Tributary Segment /v1/batch, 100 track calls per request, against native batches of 100',
+  'segment-content':
+    'native batches of 100 events carrying what the segment calls carry: the cost of the translation alone',
   'express-batch': 'peer: Express batch endpoint, one 100-row INSERT per request',
   xadd: 'limit: raw pipelined XADD of the same entries into the same streams',
   copy: 'limit: raw COPY of the same rows into the same partitioned table',
@@ -28,7 +30,7 @@ export const ALIASES: Record<string, Scenario[]> = {
   all: ALL.filter((s) => !BY_NAME_ONLY.includes(s)),
   peers: ['express-pg', 'fastify-pg', 'bullmq', 'express-batch'],
   limits: ['xadd', 'copy'],
-  ingest: ['trivial', 'single', 'half', 'batch', 'segment'],
+  ingest: ['trivial', 'single', 'half', 'batch', 'segment', 'segment-content'],
 };
 
 /**
@@ -53,7 +55,10 @@ export function selectScenarios(list: string, env: NodeJS.ProcessEnv = process.e
   }
   if (picked.has('half') && !env.BENCH_HALF_RATE) picked.add('single');
   // The Segment rate is reported as a ratio of the native batch rate, measured in the same rounds.
-  if (picked.has('segment')) picked.add('batch');
+  if (picked.has('segment')) {
+    picked.add('batch');
+    picked.add('segment-content');
+  }
   if (picked.has('e2e') && !env.BENCH_E2E_RATE) picked.add('copy');
   return picked;
 }

@@ -14,8 +14,11 @@ export interface WrkSpec {
   threads: number;
   durationS: number;
   apiKey?: string;
-  /** `segment`: Segment batches of `batch` track calls (wrk/ingest.lua); default native events. */
-  format?: 'native' | 'segment';
+  /**
+   * `segment`: Segment batches of `batch` track calls (wrk/ingest.lua); `native-rich`: native
+   * events carrying what those calls carry; default: native events.
+   */
+  format?: 'native' | 'native-rich' | 'segment';
   /** An Authorization header sent with every request (a Segment write key as Basic auth). */
   authorization?: string;
 }

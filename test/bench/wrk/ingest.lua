@@ -3,7 +3,9 @@
 -- BENCH_FORMAT=segment sends Segment batches instead: {"batch":[...N track calls...],"sentAt"} with
 -- the fields @segment/analytics-node sends (messageId node-next-<ms>-<uuid>, context.library,
 -- _metadata, timestamp), the native event's metadata as properties; BENCH_AUTH is then the
--- Authorization header (Basic, the write key as user name).
+-- Authorization header (Basic, the write key as user name). BENCH_FORMAT=native-rich sends native
+-- batches whose events carry what those calls carry (properties, context, _metadata,
+-- integrations, messageId in metadata): the baseline of the translation alone.
 -- Each event has a fresh random UUID (so none is answered as a duplicate), a current
 -- timestamp and a userId among 10,000, so events spread over every partition.
 local batch = tonumber(os.getenv("BENCH_BATCH") or "0")
@@ -58,6 +60,19 @@ local function segmentCall()
     .. ',"_metadata":{"jsRuntime":"node"},"integrations":{}}'
 end
 
+-- A native event with the content of segmentCall(): what the Segment route stores, sent natively.
+local function richEvent()
+  n = n + 1
+  local now = os.date("!%Y-%m-%dT%H:%M:%SZ")
+  return '{"id":"' .. uuid() .. '","service":"web-shop","type":"' .. types[math.floor(n / 4) % 5 + 1]
+    .. '","userId":"user-' .. math.random(0, 9999) .. '","timestamp":"' .. now
+    .. '","metadata":{"messageId":"node-next-' .. os.time() .. '000-' .. uuid() .. '","timestamp":"' .. now
+    .. '","properties":{"plan":"pro","country":"DE","path":"/checkout/confirm","sessionId":"s-' .. n
+    .. '","userAgent":"Mozilla/5.0 Firefox/128.0","durationMs":' .. (n % 1500) .. ',"amountCents":'
+    .. (n * 37 % 100000) .. ',"currency":"EUR"},"context":{"library":{"name":"@segment/analytics-node","version":"3.1.0"}}'
+    .. ',"_metadata":{"jsRuntime":"node"},"integrations":{}}}'
+end
+
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 if key ~= "" then wrk.headers["x-api-key"] = key end
@@ -72,7 +87,8 @@ request = function()
   end
   if batch > 0 then
     local parts = {}
-    for i = 1, batch do parts[i] = event() end
+    local make = format == "native-rich" and richEvent or event
+    for i = 1, batch do parts[i] = make() end
     return wrk.format(nil, path, nil, '{"events":[' .. table.concat(parts, ",") .. ']}')
   end
   return wrk.format(nil, path, nil, event())
