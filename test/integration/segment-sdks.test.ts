@@ -34,7 +34,13 @@ function startFlakyProxy(target: string): Promise<Server> {
     }
     const drop = n % 5 === 4;
     const out = httpRequest(
-      { host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers },
+      {
+        host: upstream.hostname,
+        port: upstream.port,
+        path: req.url,
+        method: req.method,
+        headers: req.headers,
+      },
       (answer) => {
         const chunks: Buffer[] = [];
         answer.on('data', (c: Buffer) => chunks.push(c));
@@ -73,7 +79,13 @@ afterAll(async () => {
 });
 
 type Call =
-  | { kind: 'track'; userId: string; anonymousId?: string; event: string; properties: Record<string, unknown> }
+  | {
+      kind: 'track';
+      userId: string;
+      anonymousId?: string;
+      event: string;
+      properties: Record<string, unknown>;
+    }
   | { kind: 'identify'; userId: string; anonymousId?: string; traits: Record<string, unknown> }
   | { kind: 'page'; userId: string; name: string; properties: Record<string, unknown> }
   | { kind: 'screen'; userId: string; name: string; properties: Record<string, unknown> }
@@ -149,7 +161,13 @@ describe('the real Segment and RudderStack SDKs', () => {
   it('@segment/analytics-node delivers thousands of mixed calls exactly once through retries', async () => {
     const run = `seg${Date.now()}`;
     const calls = mixedCalls(run, 2_000);
-    const analytics = new Analytics({ writeKey, host: proxyUrl, flushAt: 100, flushInterval: 200, maxRetries: 10 });
+    const analytics = new Analytics({
+      writeKey,
+      host: proxyUrl,
+      flushAt: 100,
+      flushInterval: 200,
+      maxRetries: 10,
+    });
     const failures: unknown[] = [];
     analytics.on('error', (err) => failures.push(err));
     for (const c of calls) {
