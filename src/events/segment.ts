@@ -10,7 +10,11 @@ import { LossyNumber } from './json-numbers.ts';
 
 /** Segment's own limits (its HTTP Tracking API documentation). */
 export const SEGMENT_LIMITS = {
-  /** One call, serialised as sent. Over it, that call is refused inside the `200`. */
+  /**
+   * One call, measured as the event it becomes (serialised as stored: the call's fields plus
+   * id, service and times, a couple of hundred bytes more). Over it, that call is refused
+   * inside the `200` (`event_too_large`, by the ingest pipeline, which serialises it anyway).
+   */
   maxCallBytes: 32 * 1024,
   /** A whole request, before and after gzip decompression. */
   maxRequestBytes: 500 * 1024,
@@ -66,6 +70,18 @@ function dateMs(value: unknown): number | undefined {
   return Number.isFinite(ms) ? ms : undefined;
 }
 
+let lastSentAt: unknown;
+let lastSentAtMs: number | undefined;
+
+/** {@link dateMs} of a `sentAt`, remembered for the last one: the calls of a batch share it. */
+function sentAtMs(value: unknown): number | undefined {
+  if (value !== lastSentAt) {
+    lastSentAt = value;
+    lastSentAtMs = dateMs(value);
+  }
+  return lastSentAtMs;
+}
+
 /**
  * Segment's clock-skew correction: with a client `timestamp` and the `sentAt` of the same
  * clock, the event happened `sentAt − timestamp` before it was received. Without `sentAt`
@@ -80,7 +96,7 @@ export function correctedTimestamp(
   if (timestamp == null) return receivedAt;
   const ts = dateMs(timestamp);
   if (ts === undefined) return undefined;
-  const sent = dateMs(sentAt);
+  const sent = sentAtMs(sentAt);
   const ms = sent === undefined ? ts : receivedAt - (sent - ts);
   // Outside the range a Date holds (±8.64e15 ms), `toISOString` would throw.
   return Math.abs(ms) <= 8.64e15 ? ms : undefined;
@@ -104,7 +120,7 @@ export interface SegmentCallOptions {
 }
 
 export interface SegmentRefusal {
-  code: 'invalid_event' | 'event_too_large';
+  code: 'invalid_event';
   message: string;
   details?: { path: string; code: string; message: string }[];
 }
@@ -152,9 +168,6 @@ function merged(batchValue: unknown, callValue: unknown): unknown {
  */
 export function mapSegmentCall(call: unknown, opts: SegmentCallOptions): MappedCall {
   if (!isPlainObject(call)) return invalid('', 'invalid_type', 'a call must be a JSON object');
-  if (Buffer.byteLength(JSON.stringify(call)) > SEGMENT_LIMITS.maxCallBytes) {
-    return { ok: false, code: 'event_too_large', message: 'the call is larger than 32 KB' };
-  }
   const callType = opts.routeType ?? call.type;
   if (!isSegmentCallType(callType)) {
     return invalid('type', 'invalid_value', `must be one of ${SEGMENT_CALL_TYPES.join(', ')}`);

@@ -65,6 +65,7 @@ export interface IngestPipeline {
     inputs: { index: number; value: unknown }[],
     rejected: Rejection[],
     ctx: ValidationContext,
+    maxEventBytes?: number,
   ): Promise<BatchOutcome>;
 }
 
@@ -158,19 +159,38 @@ export function ingestPipeline(deps: IngestDeps): IngestPipeline {
       return { id: result.event.id, status: outcome ?? 'accepted' };
     },
 
-    async many(principal, inputs, rejected, ctx) {
+    async many(principal, inputs, rejected, ctx, maxEventBytes) {
       const valid: { event: NormalisedEvent; json: string }[] = [];
       let skipped = 0;
       const span = getTracer().startSpan('tributary.validate', { attributes: { events: inputs.length } });
+      // With `maxEventBytes` (the Segment routes' 32 KB), an event over it as stored, or whose
+      // metadata is over the native limit, is refused as `event_too_large`; measured on the JSON
+      // parseEvent makes anyway, so an event is serialised once.
+      const tooLarge = (index: number): Rejection => ({
+        index,
+        code: 'event_too_large',
+        message: `the event is larger than ${Math.round((maxEventBytes ?? 0) / 1024)} KB`,
+      });
       for (const { index, value } of inputs) {
         const result = parseEvent(value, ctx);
         if (!result.ok) {
-          rejected.push({
-            index,
-            code: 'invalid_event',
-            message: 'the event is invalid',
-            details: result.issues,
-          });
+          const oversize = result.issues.length === 1 && result.issues[0]?.code === 'too_large';
+          if (maxEventBytes !== undefined && oversize) rejected.push(tooLarge(index));
+          else
+            rejected.push({
+              index,
+              code: 'invalid_event',
+              message: 'the event is invalid',
+              details: result.issues,
+            });
+          continue;
+        }
+        if (
+          maxEventBytes !== undefined &&
+          result.json.length * 3 > maxEventBytes &&
+          Buffer.byteLength(result.json) > maxEventBytes
+        ) {
+          rejected.push(tooLarge(index));
           continue;
         }
         const refusal = serviceRefusal(principal, result.event.service);

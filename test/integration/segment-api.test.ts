@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventIdOf } from '../../src/events/segment.ts';
+import { eventIdOf, mapSegmentCall } from '../../src/events/segment.ts';
 import { call, type Stack, startStack } from '../helpers/stack.ts';
 import { waitUntilStored } from '../helpers/stored-once.ts';
 
@@ -280,6 +280,25 @@ describe('refusals and limits', () => {
     expect(single.body.rejected).toEqual([expect.objectContaining({ index: 0, code: 'event_too_large' })]);
     const metrics = await call(stack.url, '/metrics', { key: null });
     expect(metrics.body).toMatch(/tributary_events_rejected_total\{reason="event_too_large"\} [2-9]/);
+  });
+
+  it('a call whose metadata fits but whose event is over 32 KB as stored is refused too', async () => {
+    // The padding that puts the mapped metadata just under the native 32 KiB: the event it
+    // becomes (id, service, times and the rest added) is then over 32 KB.
+    const mapped = (n: number) => {
+      const c = track({ properties: { pad: 'x'.repeat(n) } });
+      const m = mapSegmentCall(c, { service: SERVICE, receivedAt: Date.now() });
+      if (!m.ok) throw new Error(m.message);
+      return { c, metadataBytes: Buffer.byteLength(JSON.stringify(m.input.metadata)) };
+    };
+    let n = 32 * 1024 - 600;
+    while (mapped(n + 1).metadataBytes <= 32 * 1024) n++;
+    const { c: edge, metadataBytes } = mapped(n);
+    expect(metadataBytes).toBeLessThanOrEqual(32 * 1024);
+    const res = await segment('/v1/batch', { batch: [edge] });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ accepted: 0, ids: [] });
+    expect(res.body.rejected).toEqual([expect.objectContaining({ index: 0, code: 'event_too_large' })]);
   });
 
   it('2500 calls pass, 2501 are refused; a request over 500 KB is 413, gzipped or not', async () => {

@@ -5,7 +5,6 @@ import {
   eventIdOf,
   MESSAGE_ID_NAMESPACE,
   mapSegmentCall,
-  SEGMENT_LIMITS,
   uuidV5,
 } from '../../src/events/segment.ts';
 
@@ -182,15 +181,6 @@ describe('a Segment call as an event', () => {
     const input = mapped({ type: 'identify', userId: 42, anonymousId: 7 });
     expect(input).toMatchObject({ userId: '42', anonymousId: '7' });
     expect(input.id).toBeUndefined();
-  });
-
-  it('refuses a call over 32 KB as event_too_large, and one just under it passes', () => {
-    const base = { type: 'track', event: 'E', properties: { pad: '' } };
-    const overhead = JSON.stringify(base).length;
-    const fits = { ...base, properties: { pad: 'x'.repeat(SEGMENT_LIMITS.maxCallBytes - overhead) } };
-    expect(mapSegmentCall(fits, opts).ok).toBe(true);
-    const over = { ...base, properties: { pad: 'x'.repeat(SEGMENT_LIMITS.maxCallBytes - overhead + 1) } };
-    expect(mapSegmentCall(over, opts)).toMatchObject({ ok: false, code: 'event_too_large' });
   });
 
   it('what it makes passes parseEvent, which still applies the native rules', () => {

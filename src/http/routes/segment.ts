@@ -178,6 +178,7 @@ export function segmentRoutes(deps: SegmentRoutesDeps): OpenAPIHono<AppEnv> {
         inputs,
         rejected,
         pipeline.validation(principal.keyId, receivedAt),
+        SEGMENT_LIMITS.maxCallBytes,
       );
       return c.json({ success: true as const, ...outcome }, 200);
     });
