@@ -18,6 +18,16 @@ export const SEGMENT_PATHS: ReadonlyMap<string, SegmentCallType | 'batch'> = new
 ]);
 
 /**
+ * Every route that ingests events, native and Segment: their rate limit counts events
+ * (ARCHITECTURE §11) and browsers may call them with CORS (`CORS_ORIGINS`).
+ */
+export const INGEST_PATHS: ReadonlySet<string> = new Set([
+  '/v1/events',
+  '/v1/events/batch',
+  ...SEGMENT_PATHS.keys(),
+]);
+
+/**
  * Media types a Segment body arrives with, always holding JSON: `text/plain` is what
  * `navigator.sendBeacon` sends a string as, and `application/x-www-form-urlencoded` what
  * RudderStack's Node SDK sends its gzipped batches as (axios's default for a Buffer).

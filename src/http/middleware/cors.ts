@@ -1,13 +1,6 @@
 import type { MiddlewareHandler } from 'hono';
 import type { AppEnv } from '../env.ts';
-import { SEGMENT_PATHS } from '../segment-body.ts';
-
-/** The routes a browser may send events to (ARCHITECTURE §12). */
-const INGEST_PATHS: ReadonlySet<string> = new Set([
-  '/v1/events',
-  '/v1/events/batch',
-  ...SEGMENT_PATHS.keys(),
-]);
+import { INGEST_PATHS } from '../segment-body.ts';
 
 const ALLOW_HEADERS = 'Authorization, Content-Type, Content-Encoding, X-Api-Key, X-Request-Id';
 /** What a page's script may read of a response: when to retry, and the request's id. */

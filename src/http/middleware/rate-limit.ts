@@ -5,7 +5,7 @@ import type { BufferKeys } from '../../buffer/keys.ts';
 import type { RedisLike } from '../../buffer/redis-client.ts';
 import type { AppEnv } from '../env.ts';
 import { ApiError, errorResponse } from '../errors.ts';
-import { SEGMENT_PATHS } from '../segment-body.ts';
+import { INGEST_PATHS } from '../segment-body.ts';
 
 const MINUTE_MS = 60_000;
 
@@ -186,13 +186,6 @@ export interface RateLimitOptions {
   defaultPerMinute: number | undefined;
 }
 
-/** The routes whose limit counts events, not requests (ARCHITECTURE §11, §12). */
-const EVENT_ROUTES: ReadonlySet<string> = new Set([
-  '/v1/events',
-  '/v1/events/batch',
-  ...SEGMENT_PATHS.keys(),
-]);
-
 /** The bootstrap ADMIN_API_KEY: an operator's key, never limited. */
 const BOOTSTRAP_KEY_ID = 'admin-bootstrap';
 
@@ -229,7 +222,7 @@ export function rateLimit(opts: RateLimitOptions): MiddlewareHandler<AppEnv> {
         else c.header(name, value);
       }
     };
-    if (c.req.method === 'POST' && EVENT_ROUTES.has(c.req.path)) {
+    if (c.req.method === 'POST' && INGEST_PATHS.has(c.req.path)) {
       c.set('spendEvents', async (n: number) => {
         if (n > perMinute) {
           // Never allowed, however long the client waits: a 429 would have SDKs retry it
