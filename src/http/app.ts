@@ -11,6 +11,7 @@ import type { ExportOptions } from '../compliance/export.ts';
 import type { MetadataCipher } from '../compliance/metadata-cipher.ts';
 import type { SubjectRegistry } from '../compliance/subjects.ts';
 import type { Config } from '../config.ts';
+import { consoleRoutes } from '../console/serve.ts';
 import type { RetentionService } from '../retention/service.ts';
 import { appendAudit } from '../store/audit.repo.ts';
 import type { Db } from '../store/db.ts';
@@ -34,6 +35,7 @@ import { dsarRoutes } from './routes/dsar.ts';
 import { eventRoutes } from './routes/events.ts';
 import { healthRoutes } from './routes/health.ts';
 import { segmentRoutes } from './routes/segment.ts';
+import { whoamiRoutes } from './routes/whoami.ts';
 import { segmentBodyKey } from './segment-body.ts';
 
 export interface AppDeps {
@@ -68,6 +70,8 @@ export interface AppDeps {
   exports: ExportOptions;
   /** Encryption of configured metadata keys; absent, metadata is stored as sent. */
   cipher?: MetadataCipher | undefined;
+  /** The built web console (`npm run build`); absent, src/console/dist. */
+  consoleDir?: string;
 }
 
 /**
@@ -115,6 +119,9 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   app.route('/', adminRoutes(deps));
   app.route('/', auditRoutes(deps));
   app.route('/', dsarRoutes(deps));
+  app.route('/', whoamiRoutes());
+  // The console's page and files: no key to load them, not API operations (not in the document).
+  app.route('/', consoleRoutes(deps.consoleDir ? { distDir: deps.consoleDir } : {}));
   registerDocument(app);
 
   app.notFound((c) =>

@@ -105,6 +105,7 @@ const ROUTES: Route[] = [
   { method: 'DELETE', path: '/v1/users/matrix-user/events', scope: 'dsar', ok: [202] },
   { method: 'GET', path: `/v1/dsar/${randomUUID()}`, scope: 'dsar', ok: [404] },
   { method: 'GET', path: '/v1/users/matrix-user/events/export', scope: 'dsar', ok: [200] },
+  { method: 'GET', path: '/v1/whoami', scope: 'any key', ok: [200] },
   // Not a route, but under /v1: a key is needed even to learn that.
   { method: 'GET', path: '/v1/no-such-route', scope: 'any key', ok: [404] },
   { method: 'GET', path: '/health/live', scope: 'open', ok: [200] },
