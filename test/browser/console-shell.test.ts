@@ -1,18 +1,14 @@
 import { describe, expect } from 'vitest';
-import { consoleTest, PHONE, signIn, texts } from '../helpers/browser.ts';
 import { ADMIN_KEY } from '../helpers/env.ts';
-import { call } from '../helpers/stack.ts';
+import { call, waitFor } from '../helpers/stack.ts';
+import { consoleTest, PHONE, signIn, texts } from './console.ts';
 
 // The console's shell in a real Chromium against a real stack: signing in and out, where the
 // key is kept, deep links, the keyboard, and a phone's width.
 
-const test = consoleTest().extend({
-  // Until GET /v1/events/live is merged: the live page's request for it answers 404.
-  tab: async ({ tab }, use) => {
-    tab.expectProblem(/404 \(Not Found\) \(http:\S+\/v1\/events\/live/);
-    await use(tab);
-  },
-});
+const test = consoleTest();
+// Until GET /v1/events/live is merged: the live page's request for it answers 404.
+test.beforeEach(({ tab }) => tab.expectProblem(/404 \(Not Found\) \(http:\S+\/v1\/events\/live/));
 
 /** A stored key (so it has a name of its own) with these scopes. */
 async function createKey(url: string, name: string, scopes: string[]): Promise<string> {
@@ -158,6 +154,45 @@ describe('console shell', () => {
     await page.click('nav a[href="#/pipeline"]');
     await page.waitForFunction(() =>
       document.querySelector('main .notice')?.textContent?.includes('"admin"'),
+    );
+  });
+
+  test('the browser enforces the page’s policy: injected inline style and script are refused, and reported', async ({
+    stack,
+    tab,
+  }) => {
+    const { page } = tab;
+    tab.expectProblem(/^CSP: /);
+    tab.expectProblem(/violates the following Content Security Policy|TrustedHTML/);
+    await signIn(page, stack.url, ADMIN_KEY, '#/pipeline');
+    const outcome = await page.evaluate(() => {
+      const style = document.createElement('style');
+      style.append('body { background: rgb(1, 2, 3); }');
+      document.head.append(style);
+      let sinkRefused = false;
+      try {
+        document.body.insertAdjacentHTML('beforeend', '<img src=x onerror="window.__ran = true">');
+      } catch {
+        sinkRefused = true;
+      }
+      return {
+        background: getComputedStyle(document.body).backgroundColor,
+        sinkRefused,
+        ran: (window as unknown as { __ran?: boolean }).__ran === true,
+      };
+    });
+    expect(outcome).toEqual({
+      background: expect.not.stringContaining('1, 2, 3'),
+      sinkRefused: true,
+      ran: false,
+    });
+    // The page's violation events (reported asynchronously) name both directives.
+    const directives = () =>
+      new Set(tab.seen().flatMap((p) => (p.startsWith('CSP: ') ? [p.split(' ')[1]] : [])));
+    await waitFor(
+      async () => directives().has('style-src-elem') && directives().has('require-trusted-types-for'),
+      5_000,
+      'securitypolicyviolation events',
     );
   });
 });

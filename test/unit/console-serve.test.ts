@@ -16,6 +16,10 @@ const STYLE = 'main-EFGH5678.css';
 const HTML = `<!doctype html><link rel="stylesheet" href="/assets/${STYLE}"><script type="module" src="/assets/${SCRIPT}"></script>`;
 const JS = 'console.log("tributary console");'.repeat(50);
 
+interface ErrorBody {
+  error: { code: string; message: string };
+}
+
 const dirs: string[] = [];
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
@@ -87,7 +91,7 @@ describe('the console page and its assets', () => {
     for (const path of ['/assets/main-00000000.js', '/assets/..%2Findex.html', '/assets/', '/index.html']) {
       const res = await app.request(path);
       expect(res.status, path).toBe(404);
-      expect((await res.json()).error.code, path).toBe('not_found');
+      expect(((await res.json()) as ErrorBody).error.code, path).toBe('not_found');
     }
   });
 
@@ -106,7 +110,7 @@ describe('the console page and its assets', () => {
     const app = appOn(dir);
     const res = await app.request('/');
     expect(res.status).toBe(503);
-    const body = await res.json();
+    const body = (await res.json()) as ErrorBody;
     expect(body.error.code).toBe('console_not_built');
     expect(body.error.message).toContain('npm run build');
     expect((await app.request(`/assets/${SCRIPT}`)).status).toBe(404);

@@ -3,15 +3,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
-import { expect, test } from 'vitest';
-import { type Stack, type StackOptions, startStack } from './stack.ts';
+import { expect } from 'vitest';
+import { stackTest } from '../helpers/fixtures.ts';
+import type { StackOptions } from '../helpers/stack.ts';
 
 // The browser tests drive Debian's Chromium (nothing downloaded: puppeteer-core ships no
 // browser) against a real stack. Every page fails its test on a console error, an uncaught
 // exception or a Content-Security-Policy violation, unless the test said it expects it.
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-export const ARTIFACTS = fileURLToPath(new URL('../browser/artifacts/', import.meta.url));
+export const ARTIFACTS = fileURLToPath(new URL('./artifacts/', import.meta.url));
 
 export const DESKTOP = { width: 1280, height: 900 };
 export const PHONE = { width: 390, height: 844, isMobile: true, hasTouch: true, deviceScaleFactor: 2 };
@@ -47,6 +48,8 @@ export interface ConsolePage {
   page: Page;
   /** Console errors, page errors and CSP violations seen, except the ones a test expects. */
   problems(): string[];
+  /** Every one seen, the expected ones included. */
+  seen(): string[];
   /** A console error the test provokes on purpose (a 401 from a wrong key). */
   expectProblem(pattern: RegExp): void;
   /** Saves a full-page screenshot under test/browser/artifacts/; returns its path. */
@@ -76,6 +79,7 @@ export async function openPage(browser: Browser, viewport = DESKTOP): Promise<Co
   return {
     page,
     problems: () => seen.filter((p) => !expected.some((re) => re.test(p))),
+    seen: () => [...seen],
     expectProblem: (pattern) => expected.push(pattern),
     async screenshot(name) {
       mkdirSync(ARTIFACTS, { recursive: true });
@@ -100,52 +104,35 @@ export function texts(page: Page, selector: string): Promise<string[]> {
   return page.$$eval(selector, (els) => els.map((e) => (e.textContent ?? '').trim()));
 }
 
-export interface ConsoleFixtures {
-  /** A signed-out tab at 1280 px; its problems are checked when the test ends. */
-  tab: ConsolePage;
-}
-export interface ConsoleFileFixtures {
-  stack: Stack;
-  browser: Browser;
-}
-
 /**
- * Browser tests over one stack and one Chromium per file (each test gets its own tab and
- * browser context, so no session leaks between tests). When a test ends its tab is saved as
- * `<file>-<test>.png` and must have seen no unexpected error.
+ * Browser tests over one stack (`stack`) and one Chromium (`browser`) per file; each test gets
+ * its own tab in its own browser context (`tab`, 1280 px, signed out), so no session leaks
+ * between tests. When a test ends its tab is saved as `<file>-<test>.png` and must have seen
+ * no unexpected console error, page error or CSP violation.
  */
 export function consoleTest(options: StackOptions = { workers: 1 }) {
-  return test.extend<ConsoleFixtures, ConsoleFileFixtures>({
-    stack: [
-      // biome-ignore lint/correctness/noEmptyPattern: vitest reads a fixture's dependencies from this pattern
-      async ({}, use) => {
-        const stack = await startStack(options);
-        await use(stack);
-        await stack.close();
-      },
-      { scope: 'file' },
-    ],
-    browser: [
-      // biome-ignore lint/correctness/noEmptyPattern: vitest reads a fixture's dependencies from this pattern
-      async ({}, use) => {
-        const chromium = await launchChromium();
-        await use(chromium.browser);
-        await chromium.close();
-      },
-      { scope: 'file' },
-    ],
-    tab: async ({ browser, task }, use) => {
+  const extended = stackTest(options)
+    // biome-ignore lint/correctness/noEmptyPattern: vitest's fixture syntax (test/helpers/fixtures.ts)
+    .extend('browser', { scope: 'file' }, async ({}, { onCleanup }) => {
+      const chromium = await launchChromium();
+      onCleanup(() => chromium.close());
+      return chromium.browser;
+    })
+    .extend('tab', async ({ browser, task }, { onCleanup }) => {
       const tab = await openPage(browser);
-      await use(tab);
-      const file = (task.file.name.split('/').pop() ?? 'test').replace(/\.test\.ts$/, '');
-      const name = `${file}-${task.name}`
-        .replace(/[^A-Za-z0-9]+/g, '-')
-        .toLowerCase()
-        .slice(0, 100);
-      await tab.screenshot(name).catch(() => {});
-      const problems = tab.problems();
-      await tab.page.browserContext().close();
-      expect(problems, 'console errors, page errors or CSP violations').toEqual([]);
-    },
-  });
+      onCleanup(async () => {
+        const file = (task.file.name.split('/').pop() ?? 'test').replace(/\.test\.ts$/, '');
+        const name = `${file}-${task.name}`
+          .replace(/[^A-Za-z0-9]+/g, '-')
+          .toLowerCase()
+          .slice(0, 100);
+        await tab.screenshot(name).catch(() => {});
+        const problems = tab.problems();
+        await tab.page.browserContext().close();
+        expect(problems, 'console errors, page errors or CSP violations').toEqual([]);
+      });
+      return tab;
+    });
+  extended.beforeAll(async ({ browser: _launched }) => {});
+  return extended;
 }
