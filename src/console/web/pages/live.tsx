@@ -60,14 +60,15 @@ const TONES: Record<Outcome, Tone> = {
   refused: 'bad',
 };
 
-/** Each filter as the list the server takes (repeated or comma-separated: both are split here). */
-function filterValues(params: URLSearchParams, name: string): string[] {
-  return params
-    .getAll(name)
-    .flatMap((v) => v.split(','))
+const splitList = (text: string): string[] =>
+  text
+    .split(',')
     .map((v) => v.trim())
     .filter(Boolean);
-}
+
+/** Each filter as the list the server takes (repeated or comma-separated: both are split here). */
+const filterValues = (params: URLSearchParams, name: string): string[] =>
+  params.getAll(name).flatMap(splitList);
 
 function filterQuery(params: URLSearchParams): URLSearchParams {
   const query = new URLSearchParams();
@@ -222,8 +223,8 @@ function Filters({ params, setParams }: Pick<PageProps, 'params' | 'setParams'>)
     const form = new FormData(e.currentTarget as HTMLFormElement);
     const next = new URLSearchParams();
     for (const name of ['service', 'type'] as const) {
-      const value = String(form.get(name) ?? '').trim();
-      if (value) next.set(name, value);
+      const values = splitList(String(form.get(name) ?? ''));
+      if (values.length) next.set(name, values.join(','));
     }
     const outcomes = form.getAll('outcome').map(String);
     if (outcomes.length > 0 && outcomes.length < OUTCOMES.length) next.set('outcome', outcomes.join(','));

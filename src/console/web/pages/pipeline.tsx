@@ -51,6 +51,8 @@ interface Health {
 }
 
 const POLL_MS = 2_000;
+/** What one replay call moves at most (the route's default `limit`). */
+const REPLAY_LIMIT = 10_000;
 
 const STATUS_TONE: Record<Health['status'], Tone> = { ok: 'good', degraded: 'warn', unavailable: 'bad' };
 const breakerTone = (b: Health['circuitBreaker']): Tone =>
@@ -206,7 +208,7 @@ function DeadLetters(props: { count: number | null; canReplay: boolean; onReplay
             <p>
               {count === 1
                 ? 'Move it back to its stream? Workers will try to store it again.'
-                : `Move all ${formatCount(count ?? 0)} back to their streams? Workers will try to store them again.`}
+                : `Move ${(count ?? 0) > REPLAY_LIMIT ? `the oldest ${formatCount(REPLAY_LIMIT)} of the ${formatCount(count ?? 0)}` : `all ${formatCount(count ?? 0)}`} back to their streams? Workers will try to store them again.`}
             </p>
             <button type="button" class="primary" ref={confirmButton} onClick={replay} disabled={busy}>
               {busy ? 'Replaying…' : 'Replay now'}
