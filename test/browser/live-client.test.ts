@@ -11,7 +11,7 @@ import { launchChromium, openPage, signIn, texts } from './console.ts';
 // console (built, served by serve.ts under its real policy) and a fake `GET /v1/events/live`
 // whose frames and dropped connections the test decides. What a real server rarely does on
 // cue (drop a stream, report a gap, start sampling, refuse the key) is checked here; the
-// outcomes of real ingest are checked against the real server in live-view.test.ts.
+// outcomes of real ingest are checked against the real server in live-page.test.ts.
 
 const KEY = 'trb_consolelivecheckconsolelivecheck';
 

@@ -4,7 +4,7 @@ import { LineChart } from '../chart.tsx';
 import { LiveConnection, type LiveState } from '../live.ts';
 import type { PageProps } from '../routes.ts';
 import type { SseFrame } from '../sse.ts';
-import { Badge, ErrorNotice, elsewhereHint, formatCount, formatTime, type Tone } from '../ui.tsx';
+import { Badge, ErrorNotice, elsewhereHint, formatCount, formatTime, Section, type Tone } from '../ui.tsx';
 
 // The landing page: every ingest outcome as it happens (`GET /v1/events/live`), filtered by
 // service, type and outcome (kept in the address), with a throughput chart drawn from the
@@ -200,8 +200,7 @@ export function LivePage({ params, setParams }: PageProps) {
         </p>
       )}
       <Throughput stats={stats} />
-      <section aria-labelledby="outcomes-heading">
-        <h2 id="outcomes-heading">Outcomes</h2>
+      <Section id="outcomes" title="Outcomes">
         {rows.length === 0 ? (
           <p class="empty">Nothing yet. Outcomes appear here as events arrive.</p>
         ) : (
@@ -211,7 +210,7 @@ export function LivePage({ params, setParams }: PageProps) {
             ))}
           </ol>
         )}
-      </section>
+      </Section>
     </>
   );
 }
@@ -280,8 +279,7 @@ function Throughput({ stats }: { stats: Stats[] }) {
   );
   const last = stats.at(-1);
   return (
-    <section aria-labelledby="throughput-heading" class="throughput">
-      <h2 id="throughput-heading">Throughput</h2>
+    <Section id="throughput" title="Throughput" class="throughput">
       <LineChart
         label="Accepted and refused events per second, last two minutes"
         series={series}
@@ -292,7 +290,7 @@ function Throughput({ stats }: { stats: Stats[] }) {
           ? `Last second: ${formatCount(last.accepted)} accepted, ${formatCount(last.refused)} refused, ${formatCount(last.duplicate)} duplicate, ${formatCount(last.skipped)} skipped.`
           : 'Waiting for the first second of counts…'}
       </p>
-    </section>
+    </Section>
   );
 }
 
