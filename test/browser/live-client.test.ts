@@ -4,8 +4,8 @@ import { Hono } from 'hono';
 import type { Browser } from 'puppeteer-core';
 import { test as base, describe, expect } from 'vitest';
 import { consoleRoutes } from '../../src/console/serve.ts';
+import { launchChromium, openPage, signIn, texts } from '../helpers/browser.ts';
 import { waitFor } from '../helpers/stack.ts';
-import { launchChromium, openPage, signIn, texts } from './console.ts';
 
 // The live page's client side of the live-view protocol, against a scripted server: the real
 // console (built, served by serve.ts under its real policy) and a fake `GET /v1/events/live`
