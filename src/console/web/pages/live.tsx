@@ -165,7 +165,7 @@ export function LivePage({ params, setParams }: PageProps) {
         <p class={`live-status live-${state.kind}`} role="status">
           {statusText(state)}
         </p>
-        <button type="button" aria-pressed={paused} onClick={togglePause}>
+        <button type="button" class={paused ? 'paused' : undefined} onClick={togglePause}>
           {paused ? `Resume${held.count ? ` (${formatCount(held.count)} new)` : ''}` : 'Pause'}
         </button>
         <button type="button" onClick={() => setRows([])} disabled={rows.length === 0}>
