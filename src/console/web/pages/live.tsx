@@ -284,6 +284,7 @@ function Throughput({ stats }: { stats: Stats[] }) {
         label="Accepted and refused events per second, last two minutes"
         series={series}
         data={data}
+        windowSeconds={CHART_SECONDS}
       />
       <p class="chart-summary">
         {last
