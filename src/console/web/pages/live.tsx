@@ -110,7 +110,11 @@ export function LivePage({ params, setParams }: PageProps) {
   const sequence = useRef(0);
 
   useEffect(() => {
+    // New filters, new list: nothing of the old one is listed or held back.
     setRows([]);
+    heldRows.current = [];
+    dropped.current = 0;
+    setHeld({ count: 0, dropped: 0 });
     setStats([]);
     setSampling(undefined);
     setGap(undefined);
