@@ -46,10 +46,8 @@ interface Sampling {
   maxPerSecond: number;
 }
 
-/** Rows kept on screen; older ones drop off the end. */
+/** Rows kept on screen (and held while paused); older ones drop off the end. */
 const MAX_ROWS = 300;
-/** Rows held while paused, beyond which the oldest held are dropped (and counted). */
-const MAX_HELD = 2_000;
 /** Seconds of throughput the chart shows. */
 const CHART_SECONDS = 120;
 
@@ -100,21 +98,22 @@ export function LivePage({ params, setParams }: PageProps) {
   const [state, setState] = useState<LiveState>({ kind: 'connecting' });
   const [rows, setRows] = useState<Row[]>([]);
   const [paused, setPaused] = useState(false);
-  const [held, setHeld] = useState({ count: 0, dropped: 0 });
+  /** Outcomes that arrived while paused (the newest MAX_ROWS of them are held). */
+  const [held, setHeld] = useState(0);
   const [sampling, setSampling] = useState<Sampling | undefined>();
   const [gap, setGap] = useState<string | undefined>();
   const [stats, setStats] = useState<Stats[]>([]);
   const pausedRef = useRef(false);
   const heldRows = useRef<Row[]>([]);
-  const dropped = useRef(0);
+  const heldCount = useRef(0);
   const sequence = useRef(0);
 
   useEffect(() => {
     // New filters, new list: nothing of the old one is listed or held back.
     setRows([]);
     heldRows.current = [];
-    dropped.current = 0;
-    setHeld({ count: 0, dropped: 0 });
+    heldCount.current = 0;
+    setHeld(0);
     setStats([]);
     setSampling(undefined);
     setGap(undefined);
@@ -123,12 +122,8 @@ export function LivePage({ params, setParams }: PageProps) {
       if (frame.event === 'outcome') {
         const row = { key: frame.id || `n${sequence.current++}`, data: data as OutcomeData };
         if (pausedRef.current) {
-          heldRows.current.unshift(row);
-          if (heldRows.current.length > MAX_HELD) {
-            heldRows.current.length = MAX_HELD;
-            dropped.current++;
-          }
-          setHeld({ count: heldRows.current.length, dropped: dropped.current });
+          heldRows.current = [row, ...heldRows.current].slice(0, MAX_ROWS);
+          setHeld(++heldCount.current);
         } else {
           setRows((prev) => [row, ...prev].slice(0, MAX_ROWS));
         }
@@ -153,8 +148,8 @@ export function LivePage({ params, setParams }: PageProps) {
     if (!next) {
       const resumed = heldRows.current;
       heldRows.current = [];
-      dropped.current = 0;
-      setHeld({ count: 0, dropped: 0 });
+      heldCount.current = 0;
+      setHeld(0);
       setRows((prev) => [...resumed, ...prev].slice(0, MAX_ROWS));
     }
   };
@@ -170,7 +165,7 @@ export function LivePage({ params, setParams }: PageProps) {
           {statusText(state)}
         </p>
         <button type="button" class={paused ? 'paused' : undefined} onClick={togglePause}>
-          {paused ? `Resume${held.count ? ` (${formatCount(held.count)} new)` : ''}` : 'Pause'}
+          {paused ? `Resume${held ? ` (${formatCount(held)} new)` : ''}` : 'Pause'}
         </button>
         <button type="button" onClick={() => setRows([])} disabled={rows.length === 0}>
           Clear list
@@ -197,11 +192,6 @@ export function LivePage({ params, setParams }: PageProps) {
             Dismiss
           </button>
         </div>
-      )}
-      {held.dropped > 0 && (
-        <p class="notice notice-warn">
-          More than {formatCount(MAX_HELD)} arrived while paused; the oldest of them will not be listed.
-        </p>
       )}
       <Throughput stats={stats} />
       <Section id="outcomes" title="Outcomes">
