@@ -237,7 +237,8 @@ describe('Segment bodies', () => {
     const seen = call0();
     expect((await post(stack, '/v1/batch', { body: { batch: [seen] } })).body.accepted).toBe(1);
     // The client's clock is years behind: its timestamp is a minute before its sentAt.
-    const first = call0({ timestamp: '2020-01-01T00:00:00.000Z' });
+    const clientTime = '2020-01-01T00:00:00.000Z';
+    const first = call0({ timestamp: clientTime });
     const page = {
       type: 'page',
       name: 'Home',
@@ -277,7 +278,7 @@ describe('Segment bodies', () => {
         metadata: {
           segmentType: 'track',
           messageId: first.messageId,
-          timestamp: first.timestamp,
+          timestamp: clientTime,
           properties: { total: 12.5 },
           context: { library: { name: 'analytics-node' } },
           sentAt: body.sentAt,
