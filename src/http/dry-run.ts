@@ -43,7 +43,7 @@ export function dryRunOutcome(
         event,
       }),
     ),
-    ...rejected.map((r): DryRunResult => ({ status: 'rejected', ...r })),
+    ...rejected.map(({ index, ...refusal }): DryRunResult => ({ index, status: 'rejected', ...refusal })),
   ].sort((a, b) => a.index - b.index);
   const duplicates = repeats.filter(Boolean).length;
   return {
