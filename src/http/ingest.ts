@@ -154,7 +154,7 @@ export function ingestPipeline(deps: IngestDeps): IngestPipeline {
   /**
    * The per-event checks every ingest route and the dry run share: parse and validate, the
    * Segment size limit (`maxEventBytes`, 32 KB), the key's services, opt-outs. Refusals go
-   * into `rejected`; nothing is counted or buffered here.
+   * into `rejected`. The dry run calls it too, so nothing is counted, published or buffered here.
    */
   const screen = (
     principal: Principal | undefined,
