@@ -166,7 +166,7 @@ const schema = z.object({
   TRUST_PROXY: bool(false),
   /**
    * Browser origins (`https://shop.example`, comma-separated; `*` for any) that may call the
-   * ingest routes (`/v1/events`, `/v1/events/batch`, the Segment routes) with CORS; never
+   * ingest routes (`/v1/events`, `/v1/events/batch`, the Segment routes, `/v1/events/validate`) with CORS; never
    * with credentials. Unset: no CORS headers at all.
    */
   CORS_ORIGINS: commaList('').pipe(

@@ -34,6 +34,7 @@ import { dsarRoutes } from './routes/dsar.ts';
 import { eventRoutes } from './routes/events.ts';
 import { healthRoutes } from './routes/health.ts';
 import { segmentRoutes } from './routes/segment.ts';
+import { validateRoutes } from './routes/validate.ts';
 import { segmentBodyKey } from './segment-body.ts';
 
 export interface AppDeps {
@@ -112,6 +113,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   app.route('/', healthRoutes(deps));
   app.route('/', eventRoutes(deps));
   app.route('/', segmentRoutes(deps));
+  app.route('/', validateRoutes(deps));
   app.route('/', adminRoutes(deps));
   app.route('/', auditRoutes(deps));
   app.route('/', dsarRoutes(deps));

@@ -7,6 +7,7 @@ import { maxRetentionDays } from '../config.ts';
 import { type NormalisedEvent, parseEvent, type ValidationContext } from '../events/event.schema.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { currentTraceparent, getTracer, inSpan, SpanKind } from '../telemetry/tracing.ts';
+import { type DryRunOutcome, dryRunOutcome } from './dry-run.ts';
 import { ApiError, errors, withBuffer } from './errors.ts';
 import { mayUseService, type Principal } from './key-resolver.ts';
 
@@ -67,6 +68,26 @@ export interface IngestPipeline {
     ctx: ValidationContext,
     maxEventBytes?: number,
   ): Promise<BatchOutcome>;
+  /**
+   * What {@link many} would answer for the same inputs, per event too, storing nothing: the
+   * same checks, then a read-only look at the dedupe window. Counts nothing but
+   * `events_validated`; never refused for backpressure (it buffers nothing).
+   */
+  dryRun(
+    principal: Principal | undefined,
+    inputs: { index: number; value: unknown }[],
+    rejected: Rejection[],
+    ctx: ValidationContext,
+    maxEventBytes?: number,
+  ): Promise<DryRunOutcome>;
+}
+
+/** The per-event checks' verdict on a request's inputs, before anything is buffered or counted. */
+export interface Screened {
+  /** Events to buffer, in request order, as parsed (metadata not yet sealed). */
+  valid: { index: number; event: NormalisedEvent; json: string }[];
+  /** Events of opted-out subjects. */
+  skipped: { index: number; event: NormalisedEvent }[];
 }
 
 /** Why `principal` may not write an event of `service` (ARCHITECTURE §11), or undefined when it may. */
@@ -130,6 +151,60 @@ export function ingestPipeline(deps: IngestDeps): IngestPipeline {
     for (const [reason, n] of byReason) metrics.eventsRejected.inc({ reason }, n);
   };
 
+  /**
+   * The per-event checks every ingest route and the dry run share: parse and validate, the
+   * Segment size limit (`maxEventBytes`, 32 KB), the key's services, opt-outs. Refusals go
+   * into `rejected`. The dry run calls it too, so nothing is counted, published or buffered here.
+   */
+  const screen = (
+    principal: Principal | undefined,
+    inputs: { index: number; value: unknown }[],
+    rejected: Rejection[],
+    ctx: ValidationContext,
+    maxEventBytes: number | undefined,
+  ): Screened => {
+    const out: Screened = { valid: [], skipped: [] };
+    const span = getTracer().startSpan('tributary.validate', { attributes: { events: inputs.length } });
+    // With `maxEventBytes` (the Segment routes' 32 KB), an event over it as stored, or whose
+    // metadata is over the native limit, is refused as `event_too_large`; measured on the JSON
+    // parseEvent makes anyway, so an event is serialised once.
+    const tooLarge = (index: number): Rejection => ({
+      index,
+      code: 'event_too_large',
+      message: `the event is larger than ${Math.round((maxEventBytes ?? 0) / 1024)} KB`,
+    });
+    for (const { index, value } of inputs) {
+      const result = parseEvent(value, ctx);
+      if (!result.ok) {
+        const oversize = result.issues.length === 1 && result.issues[0]?.code === 'too_large';
+        if (maxEventBytes !== undefined && oversize) rejected.push(tooLarge(index));
+        else
+          rejected.push({
+            index,
+            code: 'invalid_event',
+            message: 'the event is invalid',
+            details: result.issues,
+          });
+        continue;
+      }
+      if (
+        maxEventBytes !== undefined &&
+        result.json.length * 3 > maxEventBytes &&
+        Buffer.byteLength(result.json) > maxEventBytes
+      ) {
+        rejected.push(tooLarge(index));
+        continue;
+      }
+      const refusal = serviceRefusal(principal, result.event.service);
+      if (refusal) rejected.push({ ...refusal, index });
+      else if (deps.subjects?.isOptedOut(result.event.userId, result.event.anonymousId))
+        out.skipped.push({ index, event: result.event });
+      else out.valid.push({ index, event: result.event, json: result.json });
+    }
+    span.end();
+    return out;
+  };
+
   return {
     validation,
 
@@ -160,47 +235,9 @@ export function ingestPipeline(deps: IngestDeps): IngestPipeline {
     },
 
     async many(principal, inputs, rejected, ctx, maxEventBytes) {
-      const valid: { event: NormalisedEvent; json: string }[] = [];
-      let skipped = 0;
-      const span = getTracer().startSpan('tributary.validate', { attributes: { events: inputs.length } });
-      // With `maxEventBytes` (the Segment routes' 32 KB), an event over it as stored, or whose
-      // metadata is over the native limit, is refused as `event_too_large`; measured on the JSON
-      // parseEvent makes anyway, so an event is serialised once.
-      const tooLarge = (index: number): Rejection => ({
-        index,
-        code: 'event_too_large',
-        message: `the event is larger than ${Math.round((maxEventBytes ?? 0) / 1024)} KB`,
-      });
-      for (const { index, value } of inputs) {
-        const result = parseEvent(value, ctx);
-        if (!result.ok) {
-          const oversize = result.issues.length === 1 && result.issues[0]?.code === 'too_large';
-          if (maxEventBytes !== undefined && oversize) rejected.push(tooLarge(index));
-          else
-            rejected.push({
-              index,
-              code: 'invalid_event',
-              message: 'the event is invalid',
-              details: result.issues,
-            });
-          continue;
-        }
-        if (
-          maxEventBytes !== undefined &&
-          result.json.length * 3 > maxEventBytes &&
-          Buffer.byteLength(result.json) > maxEventBytes
-        ) {
-          rejected.push(tooLarge(index));
-          continue;
-        }
-        const refusal = serviceRefusal(principal, result.event.service);
-        if (refusal) rejected.push({ ...refusal, index });
-        else if (deps.subjects?.isOptedOut(result.event.userId, result.event.anonymousId)) skipped++;
-        else valid.push(sealer ? sealer.sealEvent(result) : result);
-      }
-      span.end();
+      const { valid, skipped } = screen(principal, inputs, rejected, ctx, maxEventBytes);
       countRejected(rejected);
-      if (skipped > 0) metrics.eventsSkipped.inc({ reason: 'user_opt_out' }, skipped);
+      if (skipped.length > 0) metrics.eventsSkipped.inc({ reason: 'user_opt_out' }, skipped.length);
       if (valid.length > 0) refuseWhenFull(valid.length, principal?.keyId);
       const outcomes =
         valid.length > 0
@@ -208,7 +245,10 @@ export function ingestPipeline(deps: IngestDeps): IngestPipeline {
               principal?.keyId,
               await enqueue(() => {
                 const traceparent = currentTraceparent();
-                return valid.map((v) => ({ event: v.event, json: v.json, traceparent }));
+                return valid.map((v) => {
+                  const { event, json } = sealer ? sealer.sealEvent(v) : v;
+                  return { event, json, traceparent };
+                });
               }),
             )
           : [];
@@ -216,10 +256,18 @@ export function ingestPipeline(deps: IngestDeps): IngestPipeline {
       return {
         accepted: outcomes.filter((o) => o === 'accepted').length,
         duplicates: outcomes.filter((o) => o === 'duplicate').length,
-        skipped,
+        skipped: skipped.length,
         ids: valid.map((v) => v.event.id),
         rejected,
       };
+    },
+
+    async dryRun(principal, inputs, rejected, ctx, maxEventBytes) {
+      metrics.eventsValidated.inc(inputs.length + rejected.length);
+      const { valid, skipped } = screen(principal, inputs, rejected, ctx, maxEventBytes);
+      const repeats =
+        valid.length > 0 ? await withBuffer(() => producer.repeats(valid.map((v) => v.event))) : [];
+      return dryRunOutcome({ valid, skipped }, repeats, rejected);
     },
   };
 }

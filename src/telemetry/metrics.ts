@@ -16,6 +16,7 @@ export class Metrics {
   readonly eventsPersisted: Counter;
   readonly eventsDeadLettered: Counter;
   readonly eventsSkipped: Counter<'reason'>;
+  readonly eventsValidated: Counter;
   readonly batchSize: Histogram;
   readonly insertDuration: Histogram;
   readonly endToEndLatency: Histogram;
@@ -90,6 +91,11 @@ export class Metrics {
       'Events not stored on purpose: subject opted out (at ingest or by a worker) or being erased',
       registers,
     );
+    this.eventsValidated = new Counter({
+      name: 'tributary_events_validated_total',
+      help: 'Events checked by a dry run (POST /v1/events/validate): nothing stored, not counted as received',
+      registers,
+    });
     this.batchSize = new Histogram({
       name: 'tributary_batch_size',
       help: 'Entries per worker batch',

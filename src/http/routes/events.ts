@@ -58,6 +58,21 @@ export type BatchResult = z.infer<typeof BatchResult>;
 
 const INGEST_ERRORS = [400, 413, 415, ...V1_ERRORS] as const;
 
+/** The JSON body of a batch: `{"events":[…]}`. */
+export const BATCH_BODY = {
+  type: 'object' as const,
+  properties: {
+    events: {
+      type: 'array' as const,
+      items: eventInputRef,
+      minItems: 1,
+      maxItems: EVENT_LIMITS.maxBatchEvents,
+    },
+  },
+  required: ['events'],
+  additionalProperties: false,
+};
+
 export const ingestOne = createRoute({
   method: 'post',
   path: '/v1/events',
@@ -94,19 +109,7 @@ export const ingestBatch = createRoute({
       required: true,
       content: {
         'application/json': {
-          schema: {
-            type: 'object',
-            properties: {
-              events: {
-                type: 'array',
-                items: eventInputRef,
-                minItems: 1,
-                maxItems: EVENT_LIMITS.maxBatchEvents,
-              },
-            },
-            required: ['events'],
-            additionalProperties: false,
-          },
+          schema: BATCH_BODY,
         },
         'application/x-ndjson': {
           schema: {
@@ -163,7 +166,7 @@ function registerIngest(app: OpenAPIHono<AppEnv>, deps: EventRoutesDeps): void {
     const text = await readBody(c, config.MAX_BODY_BYTES);
     const rejected: Rejection[] = [];
     // Both readers refuse more than EVENT_LIMITS.maxBatchEvents with 413 batch_too_large.
-    const inputs = kind === 'json' ? batchFromJson(text) : batchFromNdjson(text, rejected);
+    const inputs = kind === 'json' ? batchFromJson(parseJson(text)) : batchFromNdjson(text, rejected);
     // Every event of the request counts against the key's limit, valid or not.
     await spendEvents(c, inputs.length + rejected.length);
     metrics.eventsReceived.inc(inputs.length + rejected.length);
@@ -173,8 +176,8 @@ function registerIngest(app: OpenAPIHono<AppEnv>, deps: EventRoutesDeps): void {
   });
 }
 
-function batchFromJson(text: string): { index: number; value: unknown }[] {
-  const body = parseJson(text);
+/** The events of a parsed `{"events":[…]}` body, by index; `400 invalid_batch` or `413 batch_too_large` for the whole body. */
+export function batchFromJson(body: unknown): { index: number; value: unknown }[] {
   if (typeof body !== 'object' || body === null || !Array.isArray((body as { events?: unknown }).events)) {
     throw new ApiError('invalid_batch', 400, 'body must be {"events": [...]}');
   }
@@ -191,7 +194,7 @@ function batchFromJson(text: string): { index: number; value: unknown }[] {
 }
 
 /** One event per non-empty line; a line that is not JSON is rejected on its own. */
-function batchFromNdjson(text: string, rejected: Rejection[]): { index: number; value: unknown }[] {
+export function batchFromNdjson(text: string, rejected: Rejection[]): { index: number; value: unknown }[] {
   const out: { index: number; value: unknown }[] = [];
   let index = 0;
   for (const line of text.split('\n')) {
