@@ -99,7 +99,8 @@ export class LiveRequest {
   /** One input refused on its own; `validated` is what the pipeline checked (a Segment call mapped). */
   refused(index: number, refusal: LiveRefusal, validated?: unknown): void {
     const input = this.sent ? this.sent(index) : validated;
-    const named = validated ?? input;
+    // Its id, service and type are an event's: of what was validated, never of a raw call.
+    const named = validated;
     const service = stringField(named, 'service', 64);
     this.#emit(
       'refused',
