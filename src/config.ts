@@ -198,7 +198,7 @@ const schema = z.object({
   /** The live view sends a `: ping` comment this often, so proxies keep the connection open. */
   LIVE_HEARTBEAT_S: int(15, 1, 3_600),
   /**
-   * Flushes (entries of up to 500 records or 256 KiB each) the live stream keeps for resuming
+   * Flushes (entries of up to 500 records or 128 KiB each) the live stream keeps for resuming
    * with Last-Event-ID; older ones are trimmed. Also bounds its Redis memory.
    */
   LIVE_RETAIN_ENTRIES: int(1_000, 10, 1_000_000),

@@ -41,7 +41,7 @@ export class LivePublisher implements LiveSink {
   #failureLogged = 0;
 
   constructor(opts: LivePublisherOptions) {
-    this.#opts = { flushMs: 100, maxRecords: 500, maxBytes: 256 * 1024, idleTtlMs: 600_000, ...opts };
+    this.#opts = { flushMs: 100, maxRecords: 500, maxBytes: 128 * 1024, idleTtlMs: 600_000, ...opts };
   }
 
   publish(header: RecordHeader, line: string): void {
