@@ -166,7 +166,7 @@ export function ingestPipeline(deps: IngestDeps): IngestPipeline {
         principal?.keyId,
         await enqueue(() => [{ event, json, traceparent: currentTraceparent() }]),
       );
-      live?.stored({ index: 0, event, json, outcome });
+      live?.stored(0, outcome, event, json);
       return { id: result.event.id, status: outcome };
     },
 

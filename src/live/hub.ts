@@ -15,6 +15,7 @@ import { LiveReader } from './reader.ts';
 export interface LiveHubOptions {
   config: Pick<Config, 'LIVE_MAX_EVENTS_PER_S' | 'LIVE_HEARTBEAT_S' | 'LIVE_RETAIN_ENTRIES'>;
   redis: RedisLike;
+  /** A new connection (the reader's blocking one, the publisher's own), made on first use. */
   blockingRedis: (blockMs: number) => RedisLike;
   keys: Pick<BufferKeys, 'live' | 'liveListeners'>;
   metrics: Pick<
@@ -57,7 +58,7 @@ export class LiveHub {
     const { redis, keys, logger, metrics, config } = opts;
     this.#presence = new LivePresence({ redis, key: keys.liveListeners, logger });
     this.publisher = new LivePublisher({
-      redis,
+      connect: () => opts.blockingRedis(1_000),
       key: keys.live,
       retainEntries: config.LIVE_RETAIN_ENTRIES,
       metrics,

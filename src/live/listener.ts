@@ -120,8 +120,8 @@ export class LiveListener {
       if (!header || !this.#wanted(header)) continue;
       if (!replayed) this.#stats[header[0]]++;
       if (!this.#sampler.offer(now)) continue;
-      const line = entry.line(i);
-      if (line) this.#outcome(entry.id, i, line);
+      const frame = entry.frame(i);
+      if (frame) this.#outcome(entry.id, i, frame);
       if (this.#closed) return;
     }
     this.#announceSampling();
@@ -140,12 +140,12 @@ export class LiveListener {
     this.#opts.onClose(this, reason);
   }
 
-  #outcome(entryId: string, index: number, line: Buffer): void {
+  #outcome(entryId: string, index: number, data: Buffer): void {
     const head = encoder.encode(`event: outcome\nid: ${entryId}/${index}\ndata: `);
-    const frame = new Uint8Array(head.length + line.length + DATA_END.length);
+    const frame = new Uint8Array(head.length + data.length + DATA_END.length);
     frame.set(head, 0);
-    frame.set(line, head.length);
-    frame.set(DATA_END, head.length + line.length);
+    frame.set(data, head.length);
+    frame.set(DATA_END, head.length + data.length);
     if (this.#write(frame)) {
       this.sent++;
       return;

@@ -1,6 +1,6 @@
 import type { NormalisedEvent } from '../events/event.schema.ts';
 import { LossyNumber } from '../events/json-numbers.ts';
-import type { RecordHeader } from './entry.ts';
+import type { LiveOutcome, RequestPart } from './entry.ts';
 import type { LiveSink } from './publisher.ts';
 
 /** What one ingest request's records share. */
@@ -21,14 +21,6 @@ export interface LiveRefusal {
   code: string;
   message: string;
   details?: readonly { path?: string; code?: string; message: string }[] | undefined;
-}
-
-/** An event of a batch that is now in the buffer (accepted) or was already (duplicate). */
-export interface StoredOutcome {
-  index: number;
-  event: NormalisedEvent;
-  json: string;
-  outcome: 'accepted' | 'duplicate';
 }
 
 /** A refused input is sent along only up to this size (serialised), else `inputTruncated`. */
@@ -64,10 +56,11 @@ const refusalFields = (r: LiveRefusal) =>
   `,"code":${quote(r.code)},"message":${quote(r.message)}${r.details ? `,"details":${JSON.stringify(r.details)}` : ''}`;
 
 /**
- * The live records of one ingest request (the `outcome` frames of the protocol), built only
- * while someone listens: each is a header and a JSON line made by joining strings, with
- * the event JSON the pipeline made for the buffer embedded as it is. `published` is set
- * once the request's own frames are out, so the error path adds no second one.
+ * The live records of one ingest request (the `outcome` frames of the protocol), made only
+ * while someone listens. What its records share is written once per request; an accepted or
+ * duplicate record carries the event JSON the pipeline made for the buffer, as it is, and
+ * nothing is built per record but its header. `published` is set once the request's own
+ * records are out, so the error path adds no second one.
  */
 export class LiveRequest {
   published = false;
@@ -78,18 +71,19 @@ export class LiveRequest {
   /** The service a refused input with none of its own stands for (a Segment key's first). */
   service: string | undefined;
   readonly #sink: LiveSink;
-  readonly #init: LiveRequestInit;
-  readonly #common: string;
+  readonly #part: RequestPart;
 
   constructor(sink: LiveSink, init: LiveRequestInit) {
     this.#sink = sink;
-    this.#init = init;
-    this.#common = `"at":"${new Date(init.at).toISOString()}","route":${quote(init.route)},"requestId":${quote(init.requestId)},"keyId":${quote(init.keyId)}`;
+    this.#part = {
+      keyId: init.keyId,
+      keyServices: init.keyServices,
+      fields: `"at":"${new Date(init.at).toISOString()}","route":${quote(init.route)},"requestId":${quote(init.requestId)},"keyId":${quote(init.keyId)}`,
+    };
   }
 
-  stored(s: StoredOutcome): void {
-    const { event } = s;
-    this.#emit(s.outcome, s.index, event.id, event.service, event.type, `,"event":${s.json}`);
+  stored(index: number, outcome: 'accepted' | 'duplicate', event: NormalisedEvent, json: string): void {
+    this.#emit(outcome, index, event.id, event.service, event.type, json);
   }
 
   skipped(index: number, event: NormalisedEvent): void {
@@ -100,14 +94,13 @@ export class LiveRequest {
   refused(index: number, refusal: LiveRefusal, validated?: unknown): void {
     const input = this.sent ? this.sent(index) : validated;
     // Its id, service and type are an event's: of what was validated, never of a raw call.
-    const named = validated;
-    const service = stringField(named, 'service', 64);
+    const service = stringField(validated, 'service', 64);
     this.#emit(
       'refused',
       index,
-      stringField(named, 'id', 64),
+      stringField(validated, 'id', 64),
       service !== null && SERVICE.test(service) ? service : (this.service ?? null),
-      stringField(named, 'type', 128),
+      stringField(validated, 'type', 128),
       refusalFields(refusal) + inputField(input),
     );
   }
@@ -120,7 +113,8 @@ export class LiveRequest {
 
   /**
    * A batch's outcomes, in request order: `valid[i]` (at request index `validIndex[i]`)
-   * was answered `outcomes[i]`; a refusal's input is the one at its index in `inputs`.
+   * was answered `outcomes[i]`; a refusal's input is the one at its index in `inputs`. Each
+   * list is in request order already: they are merged, not sorted.
    */
   batch(b: {
     inputs: readonly { index: number; value: unknown }[];
@@ -130,25 +124,32 @@ export class LiveRequest {
     validIndex: readonly number[];
     outcomes: readonly ('accepted' | 'duplicate')[];
   }): void {
-    const validated = new Map(b.inputs.map((i) => [i.index, i.value]));
-    const all: { index: number; send: () => void }[] = [
-      ...b.rejected.map((r) => ({
-        index: r.index,
-        send: () => this.refused(r.index, r, validated.get(r.index)),
-      })),
-      ...b.skipped.map((s) => ({ index: s.index, send: () => this.skipped(s.index, s.event) })),
-      ...b.valid.map((v, i) => {
-        const index = b.validIndex[i] ?? -1;
-        const outcome = b.outcomes[i] ?? 'accepted';
-        return { index, send: () => this.stored({ index, event: v.event, json: v.json, outcome }) };
-      }),
-    ];
-    all.sort((x, y) => x.index - y.index);
-    for (const o of all) o.send();
+    const { rejected, skipped, valid, validIndex, outcomes } = b;
+    const validated = rejected.length > 0 ? new Map(b.inputs.map((i) => [i.index, i.value])) : undefined;
+    let r = 0;
+    let s = 0;
+    let v = 0;
+    const at = (list: readonly { index: number }[], i: number) => list[i]?.index ?? Number.POSITIVE_INFINITY;
+    while (r < rejected.length || s < skipped.length || v < valid.length) {
+      const next = Math.min(at(rejected, r), at(skipped, s), validIndex[v] ?? Number.POSITIVE_INFINITY);
+      const refusal = rejected[r];
+      const skip = skipped[s];
+      const stored = valid[v];
+      if (refusal && refusal.index === next) {
+        this.refused(next, refusal, validated?.get(next));
+        r++;
+      } else if (skip && skip.index === next) {
+        this.skipped(next, skip.event);
+        s++;
+      } else if (stored) {
+        this.stored(next, outcomes[v] ?? 'accepted', stored.event, stored.json);
+        v++;
+      } else break;
+    }
   }
 
   #emit(
-    outcome: RecordHeader[0],
+    outcome: LiveOutcome,
     index: number | null,
     id: string | null,
     service: string | null,
@@ -156,10 +157,6 @@ export class LiveRequest {
     rest: string,
   ): void {
     this.published = true;
-    const { keyId, keyServices } = this.#init;
-    this.#sink.publish(
-      [outcome, service, type, keyId, service === null ? keyServices : null],
-      `{"outcome":"${outcome}",${this.#common},"index":${index},"id":${quote(id)},"service":${quote(service)},"type":${quote(type)}${rest}}`,
-    );
+    this.#sink.publish(this.#part, [outcome, service, type, 0, index, id], rest);
   }
 }

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { RedisLike } from '../buffer/redis-client.ts';
+import { whenReady } from './connection.ts';
 import { decodeEntry, type LiveEntry } from './entry.ts';
 
 export interface LiveReaderOptions {
@@ -135,22 +136,9 @@ export class LiveReader {
     this.#markStarted?.();
   }
 
-  /** The blocking connection, once it is ready (it fails fast rather than queue). */
-  async #ready(): Promise<RedisLike> {
+  /** The blocking connection, made on first use, once it is ready. */
+  #ready(): Promise<RedisLike> {
     this.#connection ??= this.#opts.blockingRedis(BLOCK_MS);
-    const connection = this.#connection;
-    if (connection.status === 'ready') return connection;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        connection.off('ready', onReady);
-        reject(new Error('the live stream connection is not ready'));
-      }, 5_000);
-      const onReady = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-      connection.once('ready', onReady);
-    });
-    return connection;
+    return whenReady(this.#connection);
   }
 }

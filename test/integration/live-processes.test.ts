@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { createTestEnv, type TestEnv } from '../helpers/env.ts';
 import { postOnNewConnection } from '../helpers/fresh-connection.ts';
-import { runTributary, startTributary, type TributaryProcess } from '../helpers/processes.ts';
+import { runTributary, type TributaryProcess } from '../helpers/processes.ts';
 import { openLive, type SseClient } from '../helpers/sse.ts';
 import { call, event, sleep, waitFor } from '../helpers/stack.ts';
 
@@ -23,8 +23,9 @@ beforeAll(async () => {
   env = createTestEnv({ settings: { LIVE_HEARTBEAT_S: '1' } });
   const migrated = await runTributary(['migrate'], env.env());
   expect(migrated.code).toBe(0);
-  pair = await startTributary('serve', env.env({ API_PROCESSES: '2' }));
-  sampled = await startTributary('serve', env.env({ LIVE_MAX_EVENTS_PER_S: String(MAX_PER_S) }));
+  // Started through the env, which kills them at cleanup.
+  pair = await env.start('serve', { API_PROCESSES: '2' });
+  sampled = await env.start('serve', { LIVE_MAX_EVENTS_PER_S: String(MAX_PER_S) });
   await waitFor(
     async () => pair.logs.filter((l) => l.msg === 'listening').length === 2,
     20_000,
@@ -32,6 +33,8 @@ beforeAll(async () => {
   );
 });
 afterAll(async () => {
+  // SIGTERM first: the primary stops its API processes, which a SIGKILL would leave running.
+  await pair?.stop();
   await env?.cleanup();
 });
 

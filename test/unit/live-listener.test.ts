@@ -1,6 +1,6 @@
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import { decodeEntry, encodeEntry, type LiveEntry, type RecordHeader } from '../../src/live/entry.ts';
+import { decodeEntry, encodeEntry, type LiveEntry, type StoredHeader } from '../../src/live/entry.ts';
 import { type CloseReason, LiveListener } from '../../src/live/listener.ts';
 import { Metrics } from '../../src/telemetry/metrics.ts';
 
@@ -27,15 +27,16 @@ function listener(
   return { l, metrics, closed };
 }
 
-/** An entry of `n` accepted records of service `s`, each line `{"n":i,…}` padded to `pad` bytes. */
+/** An entry of `n` accepted records of service `s`, each event `{"n":i,…}` padded to `pad` bytes. */
 function entry(id: string, n: number, s = 'a', pad = 0): LiveEntry {
-  const headers: RecordHeader[] = Array.from({ length: n }, () => ['accepted', s, 't', 'k', null]);
-  const lines = Array.from({ length: n }, (_, i) =>
+  const request = { keyId: 'k', keyServices: null, fields: '"requestId":"r"' };
+  const headers: StoredHeader[] = Array.from({ length: n }, (_, i) => ['accepted', s, 't', 0, i, `id-${i}`]);
+  const rests = Array.from({ length: n }, (_, i) =>
     JSON.stringify({ n: i, entry: id, pad: 'x'.repeat(pad) }),
   );
   return decodeEntry(
     id,
-    encodeEntry(headers, lines).map((f) => Buffer.from(f)),
+    encodeEntry([request], headers, rests.join('\n')).map((f) => Buffer.from(f)),
   ) as LiveEntry;
 }
 
@@ -79,7 +80,11 @@ describe('a live listener', () => {
       ['outcome', '5-0/0'],
       ['outcome', '5-0/1'],
     ]);
-    expect(got[1]?.[2]).toEqual({ n: 0, entry: '5-0', pad: '' });
+    expect(got[1]?.[2]).toMatchObject({
+      outcome: 'accepted',
+      index: 0,
+      event: { n: 0, entry: '5-0', pad: '' },
+    });
   });
 
   it('while replaying holds live entries back, then sends those the replay did not cover, once', async () => {

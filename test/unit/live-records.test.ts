@@ -5,19 +5,37 @@ import {
   compareIds,
   decodeEntry,
   encodeEntry,
+  type LiveEntry,
   parseLastEventId,
   type RecordHeader,
+  type RequestPart,
+  type StoredHeader,
 } from '../../src/live/entry.ts';
 import { LiveRequest, MAX_INPUT_BYTES } from '../../src/live/outcomes.ts';
 
-/** Records a LiveRequest publishes, with each line parsed. */
+/** What a LiveRequest publishes, and the frames a reader makes of it (through an entry). */
 function recorder() {
-  const records: { header: RecordHeader; line: string }[] = [];
+  const requests: RequestPart[] = [];
+  const headers: StoredHeader[] = [];
+  const rests: string[] = [];
+  const entry = () =>
+    decodeEntry(
+      '9-0',
+      encodeEntry(requests, headers, rests.join('\n')).map((f) => Buffer.from(f)),
+    ) as LiveEntry;
   return {
-    sink: { publish: (header: RecordHeader, line: string) => records.push({ header, line }) },
-    records,
+    sink: {
+      publish(request: RequestPart, header: StoredHeader, rest: string) {
+        if (!requests.includes(request)) requests.push(request);
+        header[3] = requests.indexOf(request);
+        headers.push(header);
+        rests.push(rest);
+      },
+    },
+    rests,
+    headers: () => entry().headers,
     // biome-ignore lint/suspicious/noExplicitAny: frames are inspected field by field
-    data: (): any[] => records.map((r) => JSON.parse(r.line)),
+    data: (): any[] => headers.map((_, i) => JSON.parse(entry().frame(i)?.toString() ?? 'null')),
   };
 }
 
@@ -35,21 +53,60 @@ const stored: NormalisedEvent = {
 };
 
 describe('live entries', () => {
-  it('carry headers and lines; a reader gets each line back as bytes, in order', () => {
-    const headers: RecordHeader[] = [
-      ['accepted', 's', 't', 'k', null],
-      ['refused', null, null, null, ['s']],
-      ['skipped', 's', 'ü', 'k', null],
+  it('carry what requests share once, and give a reader each record’s frame and header', () => {
+    const shop: RequestPart = { keyId: 'k', keyServices: ['s'], fields: '"at":"T","requestId":"r-1"' };
+    const other: RequestPart = { keyId: null, keyServices: null, fields: '"at":"U","requestId":"r-2"' };
+    const stored: StoredHeader[] = [
+      ['accepted', 's', 't', 0, 0, 'id-0'],
+      ['refused', null, null, 1, null, null],
+      ['skipped', 's', 'ü', 0, 1, 'id-1'],
     ];
-    const lines = ['{"a":1}', '{"b":"ü\\n"}', '{}'];
-    const fields = encodeEntry(headers, lines).map((f) => Buffer.from(f));
-    const entry = decodeEntry('5-1', fields);
-    expect(entry?.headers).toEqual(headers);
-    expect([0, 1, 2, 3].map((i) => entry?.line(i)?.toString())).toEqual([...lines, undefined]);
+    const rests = ['{"e":"ü\\n"}', ',"code":"x"', ',"code":"user_opt_out"'];
+    const entry = decodeEntry(
+      '5-1',
+      encodeEntry([shop, other], stored, rests.join('\n')).map((f) => Buffer.from(f)),
+    );
+    expect(entry?.headers).toEqual([
+      ['accepted', 's', 't', 'k', ['s']],
+      ['refused', null, null, null, null],
+      ['skipped', 's', 'ü', 'k', ['s']],
+    ]);
+    expect([0, 1, 2].map((i) => JSON.parse(entry?.frame(i)?.toString() ?? ''))).toEqual([
+      {
+        outcome: 'accepted',
+        at: 'T',
+        requestId: 'r-1',
+        index: 0,
+        id: 'id-0',
+        service: 's',
+        type: 't',
+        event: { e: 'ü\n' },
+      },
+      {
+        outcome: 'refused',
+        at: 'U',
+        requestId: 'r-2',
+        index: null,
+        id: null,
+        service: null,
+        type: null,
+        code: 'x',
+      },
+      {
+        outcome: 'skipped',
+        at: 'T',
+        requestId: 'r-1',
+        index: 1,
+        id: 'id-1',
+        service: 's',
+        type: 'ü',
+        code: 'user_opt_out',
+      },
+    ]);
+    expect(entry?.frame(3)).toBeUndefined();
     expect(decodeEntry('5-2', [Buffer.from('x'), Buffer.from('y')])).toBeUndefined();
-    expect(
-      decodeEntry('5-3', [Buffer.from('h'), Buffer.from('{'), Buffer.from('d'), Buffer.from('')]),
-    ).toBeUndefined();
+    const broken = ['q', '[', 'r', '', 'h', '[]', 'd', ''].map((f) => Buffer.from(f));
+    expect(decodeEntry('5-3', broken)).toBeUndefined();
   });
 
   it('ids order as Redis orders them, past what a double holds', () => {
@@ -68,12 +125,12 @@ describe('live entries', () => {
 });
 
 describe('the live records of an ingest request', () => {
-  it('accepted: the event JSON embedded as the pipeline made it, type escaped', () => {
+  it('accepted: the event JSON as the pipeline made it, nothing else built per record', () => {
     const r = recorder();
     const json = JSON.stringify({ ...stored, metadata: { sealed: 'enc:v1:…' } });
-    request(r.sink).stored({ index: 2, event: stored, json, outcome: 'accepted' });
-    expect(r.records[0]?.header).toEqual(['accepted', 'shop', 'order "paid"', 'k-1', null]);
-    expect(r.records[0]?.line).toContain(`"event":${json}}`);
+    request(r.sink).stored(2, 'accepted', stored, json);
+    expect(r.rests).toEqual([json]);
+    expect(r.headers()[0]).toEqual(['accepted', 'shop', 'order "paid"', 'k-1', ['shop']]);
     expect(r.data()[0]).toEqual({
       outcome: 'accepted',
       at: '2026-12-04T12:00:00.000Z',
@@ -97,7 +154,7 @@ describe('the live records of an ingest request', () => {
       id: stored.id,
       service: 'shop',
     });
-    expect(r.records[0]?.line).not.toContain('subject-1');
+    expect(JSON.stringify(r.data()[0])).not.toContain('subject-1');
     expect(r.data()[0]).not.toHaveProperty('event');
   });
 
@@ -111,7 +168,7 @@ describe('the live records of an ingest request', () => {
       { code: 'invalid_event', message: 'bad', details: [{ path: 'metadata.n', code: 'c', message: 'm' }] },
       input,
     );
-    expect(r.records[0]?.line).toContain(
+    expect(r.rests[0]).toContain(
       '"input":{"service":"shop","type":"t","id":"x","metadata":{"n":1e400,"m":0.1000000000000000000001}}',
     );
     expect(r.data()[0]).toMatchObject({
@@ -131,7 +188,7 @@ describe('the live records of an ingest request', () => {
     live.refused(0, { code: 'invalid_event', message: 'bad' }, { type: 't' });
     live.refused(1, { code: 'invalid_event', message: 'bad' }, { service: 'no spaces', type: 't' });
     live.refused(2, { code: 'invalid_event', message: 'bad' }, 'not an object');
-    expect(r.records.map((x) => x.header)).toEqual([
+    expect(r.headers()).toEqual([
       ['refused', null, 't', 'k-1', ['shop']],
       ['refused', null, 't', 'k-1', ['shop']],
       ['refused', null, null, 'k-1', ['shop']],
@@ -170,7 +227,7 @@ describe('the live records of an ingest request', () => {
     live.refusedRequest({ code: 'backpressure', message: 'full' });
     live.count = 7;
     live.refusedRequest({ code: 'backpressure', message: 'full' });
-    expect(r.records[0]?.header).toEqual(['refused', null, null, 'k-1', null]);
+    expect(r.headers()[0]).toEqual(['refused', null, null, 'k-1', null]);
     expect(r.data()).toEqual([
       expect.objectContaining({ index: null, id: null, service: null, type: null, code: 'backpressure' }),
       expect.objectContaining({ count: 7 }),
