@@ -5,6 +5,7 @@ import type { SubjectRegistry } from '../compliance/subjects.ts';
 import type { Config } from '../config.ts';
 import { maxRetentionDays } from '../config.ts';
 import { type NormalisedEvent, parseEvent, type ValidationContext } from '../events/event.schema.ts';
+import type { LiveRequest } from '../live/outcomes.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { currentTraceparent, getTracer, inSpan, SpanKind } from '../telemetry/tracing.ts';
 import { type DryRunOutcome, dryRunOutcome } from './dry-run.ts';
@@ -55,11 +56,15 @@ type RejectReason = 'invalid_event' | 'service_not_allowed' | 'event_too_large';
 export interface IngestPipeline {
   /** The validation context of a request received at `now`, sent with `keyId`. */
   validation(keyId: string | undefined, now?: number): ValidationContext;
-  /** One event: `400 invalid_event`, `403 service_not_allowed`, or its outcome. */
-  one(principal: Principal | undefined, input: unknown): Promise<SingleOutcome>;
+  /**
+   * One event: `400 invalid_event`, `403 service_not_allowed`, or its outcome. With `live`
+   * (someone has the live view open), its outcome is published there too.
+   */
+  one(principal: Principal | undefined, input: unknown, live?: LiveRequest): Promise<SingleOutcome>;
   /**
    * Events of one request, each refused on its own: `rejected` already holds those refused
    * while reading (counted here too). Throws only for the whole request (backpressure, buffer).
+   * With `live`, every event's outcome is published there once the request's is known.
    */
   many(
     principal: Principal | undefined,
@@ -67,6 +72,7 @@ export interface IngestPipeline {
     rejected: Rejection[],
     ctx: ValidationContext,
     maxEventBytes?: number,
+    live?: LiveRequest,
   ): Promise<BatchOutcome>;
   /**
    * What {@link many} would answer for the same inputs, per event too, storing nothing: the
@@ -208,51 +214,64 @@ export function ingestPipeline(deps: IngestDeps): IngestPipeline {
   return {
     validation,
 
-    async one(principal, input) {
+    async one(principal, input, live) {
       const span = getTracer().startSpan('tributary.validate');
       const result = parseEvent(input, validation(principal?.keyId));
       span.end();
       if (!result.ok) {
         metrics.eventsRejected.inc({ reason: 'invalid_event' });
-        throw new ApiError('invalid_event', 400, 'the event is invalid', { details: result.issues });
+        const err = new ApiError('invalid_event', 400, 'the event is invalid', { details: result.issues });
+        live?.refused(0, err, input);
+        throw err;
       }
       const refusal = serviceRefusal(principal, result.event.service);
       if (refusal) {
         metrics.eventsRejected.inc({ reason: 'service_not_allowed' });
+        live?.refused(0, refusal, input);
         throw new ApiError(refusal.code, 403, refusal.message);
       }
       if (deps.subjects?.isOptedOut(result.event.userId, result.event.anonymousId)) {
         metrics.eventsSkipped.inc({ reason: 'user_opt_out' });
+        live?.skipped(0, result.event);
         return { id: result.event.id, status: 'skipped', reason: 'user_opt_out' };
       }
       refuseWhenFull(1, principal?.keyId);
       const { event, json } = sealer ? sealer.sealEvent(result) : result;
-      const [outcome] = counted(
+      const [outcome = 'accepted'] = counted(
         principal?.keyId,
         await enqueue(() => [{ event, json, traceparent: currentTraceparent() }]),
       );
-      return { id: result.event.id, status: outcome ?? 'accepted' };
+      live?.stored(0, outcome, event, json);
+      return { id: result.event.id, status: outcome };
     },
 
-    async many(principal, inputs, rejected, ctx, maxEventBytes) {
+    async many(principal, inputs, rejected, ctx, maxEventBytes, live) {
       const { valid, skipped } = screen(principal, inputs, rejected, ctx, maxEventBytes);
       countRejected(rejected);
       if (skipped.length > 0) metrics.eventsSkipped.inc({ reason: 'user_opt_out' }, skipped.length);
       if (valid.length > 0) refuseWhenFull(valid.length, principal?.keyId);
+      // Sealed once: what is buffered is also what the live view shows.
+      const sealed = sealer ? valid.map((v) => sealer.sealEvent(v)) : valid;
       const outcomes =
-        valid.length > 0
+        sealed.length > 0
           ? counted(
               principal?.keyId,
               await enqueue(() => {
                 const traceparent = currentTraceparent();
-                return valid.map((v) => {
-                  const { event, json } = sealer ? sealer.sealEvent(v) : v;
-                  return { event, json, traceparent };
-                });
+                return sealed.map((v) => ({ event: v.event, json: v.json, traceparent }));
               }),
             )
           : [];
       rejected.sort((a, b) => a.index - b.index);
+      // The arguments are built only while someone listens (`live` is undefined otherwise).
+      live?.batch({
+        inputs,
+        rejected,
+        skipped,
+        valid: sealed,
+        validIndex: sealed.map((v) => v.index),
+        outcomes,
+      });
       return {
         accepted: outcomes.filter((o) => o === 'accepted').length,
         duplicates: outcomes.filter((o) => o === 'duplicate').length,

@@ -84,6 +84,8 @@ const ROUTES: Route[] = [
     }),
   ),
   { method: 'GET', path: '/v1/events?limit=1', scope: 'read', ok: [200] },
+  // A stream never ends: an unknown outcome shows the scope check without opening one (live-view.test.ts opens them).
+  { method: 'GET', path: '/v1/events/live?outcome=none', scope: 'read', ok: [400] },
   { method: 'GET', path: '/v1/admin/keys', scope: 'admin', ok: [200] },
   {
     method: 'POST',

@@ -5,10 +5,12 @@ import {
   type SegmentBatchFields,
   type SegmentCallType,
 } from '../../events/segment.ts';
+import type { LiveHub } from '../../live/hub.ts';
 import type { AppEnv } from '../env.ts';
 import { ApiError } from '../errors.ts';
 import { type IngestDeps, ingestPipeline, type Rejection } from '../ingest.ts';
 import type { KeyResolver, Principal } from '../key-resolver.ts';
+import { liveRequest } from '../live-request.ts';
 import { requireScope } from '../middleware/auth.ts';
 import { spendEvents } from '../middleware/rate-limit.ts';
 import { createRouter, errorResponses, handReadSchema, json, needs, V1_ERRORS } from '../openapi.ts';
@@ -17,6 +19,8 @@ import { BatchResult } from './events.ts';
 
 export interface SegmentRoutesDeps extends IngestDeps {
   keys: KeyResolver;
+  /** The live view, handed each request's outcomes while anyone listens. */
+  live?: LiveHub | undefined;
 }
 
 // ---- Declarations -------------------------------------------------------------------------
@@ -191,10 +195,16 @@ export function segmentRoutes(deps: SegmentRoutesDeps): OpenAPIHono<AppEnv> {
   for (const [path, kind] of SEGMENT_PATHS) {
     app.openapi({ ...declare(path, kind), middleware: [requireScope(deps.keys, 'ingest')] }, async (c) => {
       const principal = c.get('principal');
+      const live = liveRequest(c, deps.live);
       const service = segmentService(principal);
       const body = c.get('segmentBody') ?? (await readSegmentBody(c));
       const receivedAt = Date.now();
       const { calls, batch } = callsOf(body, kind);
+      if (live) {
+        live.count = calls.length;
+        live.service = service;
+        live.sent = (index) => calls[index];
+      }
       // Every call of the request counts against the key's limit, valid or not.
       if (calls.length > 0) await spendEvents(c, calls.length);
       deps.metrics.eventsReceived.inc(calls.length);
@@ -205,6 +215,7 @@ export function segmentRoutes(deps: SegmentRoutesDeps): OpenAPIHono<AppEnv> {
         rejected,
         pipeline.validation(principal.keyId, receivedAt),
         SEGMENT_LIMITS.maxCallBytes,
+        live,
       );
       return c.json({ success: true as const, ...outcome }, 200);
     });
