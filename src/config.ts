@@ -166,7 +166,7 @@ const schema = z.object({
   TRUST_PROXY: bool(false),
   /**
    * Browser origins (`https://shop.example`, comma-separated; `*` for any) that may call the
-   * ingest routes (`/v1/events`, `/v1/events/batch`, the Segment routes) with CORS; never
+   * ingest routes (`/v1/events`, `/v1/events/batch`, the Segment routes, `/v1/events/validate`) with CORS; never
    * with credentials. Unset: no CORS headers at all.
    */
   CORS_ORIGINS: commaList('').pipe(
@@ -188,6 +188,20 @@ const schema = z.object({
    * decrypt (rotation). Required with ENCRYPT_METADATA_KEYS.
    */
   METADATA_ENCRYPTION_KEYS: z.string().min(1).optional(),
+
+  /**
+   * The live view (`GET /v1/events/live`): outcome frames each listener gets per second at
+   * most; above it they are sampled, at a stated rate. 0 turns the live view off entirely
+   * (the route answers 404 `live_disabled` and ingest publishes nothing).
+   */
+  LIVE_MAX_EVENTS_PER_S: int(50, 0, 10_000),
+  /** The live view sends a `: ping` comment this often, so proxies keep the connection open. */
+  LIVE_HEARTBEAT_S: int(15, 1, 3_600),
+  /**
+   * Flushes (entries of up to 500 records or 128 KiB each) the live stream keeps for resuming
+   * with Last-Event-ID; older ones are trimmed. Also bounds its Redis memory.
+   */
+  LIVE_RETAIN_ENTRIES: int(1_000, 10, 1_000_000),
 
   /** Longest a graceful shutdown may take before the process exits anyway. */
   SHUTDOWN_TIMEOUT_MS: int(30_000, 100),

@@ -46,6 +46,16 @@ export interface BufferKeys {
    * single server only), so it needs no hash tag.
    */
   dsarDropped(requestId: string): string;
+  /**
+   * `PREFIX:live` — stream: the live view's outcome records, one entry per flush of an API
+   * process (live/publisher.ts), trimmed to LIVE_RETAIN_ENTRIES. Used alone.
+   */
+  readonly live: string;
+  /**
+   * `PREFIX:live:listeners` — sorted set: one member per open live-view connection, scored by
+   * when it expires unless refreshed (live/presence.ts). Used alone.
+   */
+  readonly liveListeners: string;
 }
 
 export function bufferKeys(prefix: string, partitions: number): BufferKeys {
@@ -64,6 +74,8 @@ export function bufferKeys(prefix: string, partitions: number): BufferKeys {
     keyInvalidations: `${prefix}:api-keys:invalidate`,
     subjects: `${prefix}:subjects`,
     dsarDropped: (requestId) => `${prefix}:dsar:${requestId}:dropped`,
+    live: `${prefix}:live`,
+    liveListeners: `${prefix}:live:listeners`,
   };
 }
 

@@ -93,6 +93,46 @@ export class EventProducer {
     });
   }
 
+  /**
+   * Which of `events` {@link enqueue} would answer `duplicate` now, in input order, writing
+   * nothing: an id already in its partition's dedupe window, or one repeated earlier in
+   * `events` within the same partition (the script remembers each id as it writes it). All
+   * false with dedupe off. For the dry run (`POST /v1/events/validate`).
+   * @throws BufferUnavailableError or BufferFullError
+   */
+  async repeats(events: readonly NormalisedEvent[]): Promise<boolean[]> {
+    const out = new Array<boolean>(events.length).fill(false);
+    if (this.#bucketS === 0 || events.length === 0) return out;
+    const bucket = Math.floor(this.#now() / 1000 / this.#bucketS);
+    const byPartition = new Map<number, { members: Buffer[]; at: number[] }>();
+    events.forEach((event, i) => {
+      const p = this.partitionOf(event);
+      const group = byPartition.get(p) ?? { members: [], at: [] };
+      if (group.at.length === 0) byPartition.set(p, group);
+      group.members.push(dedupeMember(event));
+      group.at.push(i);
+    });
+    try {
+      await Promise.all(
+        [...byPartition].map(async ([p, { members, at }]) => {
+          const buckets = Array.from({ length: DEDUPE_BUCKETS + 1 }, (_, k) =>
+            this.#keys.dedupe(p, bucket - k),
+          );
+          const replies = await Promise.all(buckets.map((key) => this.#redis.smismember(key, ...members)));
+          const earlier = new Set<string>();
+          members.forEach((member, k) => {
+            const text = member.toString('latin1');
+            if (earlier.has(text) || replies.some((r) => r[k] === 1)) out[at[k] as number] = true;
+            earlier.add(text);
+          });
+        }),
+      );
+    } catch (err) {
+      throw toBufferError(err);
+    }
+    return out;
+  }
+
   async #flush(): Promise<void> {
     const pending = [...this.#pending];
     this.#pending.clear();

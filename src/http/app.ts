@@ -12,6 +12,7 @@ import type { MetadataCipher } from '../compliance/metadata-cipher.ts';
 import type { SubjectRegistry } from '../compliance/subjects.ts';
 import type { Config } from '../config.ts';
 import { consoleRoutes } from '../console/serve.ts';
+import type { LiveHub } from '../live/hub.ts';
 import type { RetentionService } from '../retention/service.ts';
 import { appendAudit } from '../store/audit.repo.ts';
 import type { Db } from '../store/db.ts';
@@ -19,6 +20,7 @@ import type { Metrics } from '../telemetry/metrics.ts';
 import type { AppEnv } from './env.ts';
 import { ApiError, errorResponse, toApiError } from './errors.ts';
 import type { KeyResolver } from './key-resolver.ts';
+import { publishRefusedRequest } from './live-request.ts';
 import { auditTrail } from './middleware/audit.ts';
 import { authenticate, clientAddress } from './middleware/auth.ts';
 import { ingestCors } from './middleware/cors.ts';
@@ -34,7 +36,9 @@ import { registerDocument } from './routes/document.ts';
 import { dsarRoutes } from './routes/dsar.ts';
 import { eventRoutes } from './routes/events.ts';
 import { healthRoutes } from './routes/health.ts';
+import { liveRoutes } from './routes/live.ts';
 import { segmentRoutes } from './routes/segment.ts';
+import { validateRoutes } from './routes/validate.ts';
 import { whoamiRoutes } from './routes/whoami.ts';
 import { segmentBodyKey } from './segment-body.ts';
 
@@ -50,6 +54,7 @@ export interface AppDeps {
     | 'DEFAULT_RATE_LIMIT_PER_MINUTE'
     | 'KEY_ROTATION_OVERLAP_S'
     | 'CORS_ORIGINS'
+    | 'LIVE_MAX_EVENTS_PER_S'
   >;
   logger: Logger;
   metrics: Metrics;
@@ -70,6 +75,8 @@ export interface AppDeps {
   exports: ExportOptions;
   /** Encryption of configured metadata keys; absent, metadata is stored as sent. */
   cipher?: MetadataCipher | undefined;
+  /** The live view (`GET /v1/events/live`); absent when it is turned off. */
+  live?: LiveHub | undefined;
   /** The built web console (`npm run build`); absent, src/console/dist. */
   consoleDir?: string;
 }
@@ -115,7 +122,9 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
 
   app.route('/', healthRoutes(deps));
   app.route('/', eventRoutes(deps));
+  app.route('/', liveRoutes(deps));
   app.route('/', segmentRoutes(deps));
+  app.route('/', validateRoutes(deps));
   app.route('/', adminRoutes(deps));
   app.route('/', auditRoutes(deps));
   app.route('/', dsarRoutes(deps));
@@ -134,6 +143,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
     if (answer.status >= 500 && !(err instanceof ApiError)) {
       requestLogger(c, deps.logger).error({ err }, 'unhandled error');
     }
+    publishRefusedRequest(c, deps.live, answer);
     return errorResponse(c, answer);
   });
   return app;

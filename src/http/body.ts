@@ -11,9 +11,14 @@ const gunzipAsync = promisify(gunzip);
 
 export type BodyKind = 'json' | 'ndjson';
 
+/** The request's media type, lower-cased, without parameters ('' when none). */
+export function mediaType(c: Context<AppEnv>): string {
+  return (c.req.header('content-type') ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+}
+
 /** Media type of the request, checked against the kinds the route accepts. */
 export function bodyKind(c: Context<AppEnv>, accepted: readonly BodyKind[]): BodyKind {
-  const type = (c.req.header('content-type') ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+  const type = mediaType(c);
   if (accepted.includes('json') && (type === 'application/json' || type.endsWith('+json'))) return 'json';
   if (accepted.includes('ndjson') && (type === 'application/x-ndjson' || type === 'application/jsonl')) {
     return 'ndjson';

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
+import type { LiveRequest } from '../live/outcomes.ts';
 import type { InvalidInput } from './errors.ts';
 import type { Principal } from './key-resolver.ts';
 
@@ -27,6 +28,8 @@ export interface AppEnv {
     segmentBody: Record<string, unknown> | undefined;
     /** The `writeKey` of that body: presented like a header's key, never logged. */
     bodyKey: string | undefined;
+    /** An ingest request's live records, made only while someone has the live view open (`liveRequest`). */
+    liveRequest: LiveRequest | undefined;
     /** The code and message of this route's `400` for input zod refuses (`invalidInput`). */
     invalidInput: InvalidInput | undefined;
   };

@@ -5,8 +5,10 @@ import type { SubjectRegistry } from '../compliance/subjects.ts';
 import type { Config } from '../config.ts';
 import { maxRetentionDays } from '../config.ts';
 import { type NormalisedEvent, parseEvent, type ValidationContext } from '../events/event.schema.ts';
+import type { LiveRequest } from '../live/outcomes.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { currentTraceparent, getTracer, inSpan, SpanKind } from '../telemetry/tracing.ts';
+import { type DryRunOutcome, dryRunOutcome } from './dry-run.ts';
 import { ApiError, errors, withBuffer } from './errors.ts';
 import { mayUseService, type Principal } from './key-resolver.ts';
 
@@ -54,11 +56,15 @@ type RejectReason = 'invalid_event' | 'service_not_allowed' | 'event_too_large';
 export interface IngestPipeline {
   /** The validation context of a request received at `now`, sent with `keyId`. */
   validation(keyId: string | undefined, now?: number): ValidationContext;
-  /** One event: `400 invalid_event`, `403 service_not_allowed`, or its outcome. */
-  one(principal: Principal | undefined, input: unknown): Promise<SingleOutcome>;
+  /**
+   * One event: `400 invalid_event`, `403 service_not_allowed`, or its outcome. With `live`
+   * (someone has the live view open), its outcome is published there too.
+   */
+  one(principal: Principal | undefined, input: unknown, live?: LiveRequest): Promise<SingleOutcome>;
   /**
    * Events of one request, each refused on its own: `rejected` already holds those refused
    * while reading (counted here too). Throws only for the whole request (backpressure, buffer).
+   * With `live`, every event's outcome is published there once the request's is known.
    */
   many(
     principal: Principal | undefined,
@@ -66,7 +72,28 @@ export interface IngestPipeline {
     rejected: Rejection[],
     ctx: ValidationContext,
     maxEventBytes?: number,
+    live?: LiveRequest,
   ): Promise<BatchOutcome>;
+  /**
+   * What {@link many} would answer for the same inputs, per event too, storing nothing: the
+   * same checks, then a read-only look at the dedupe window. Counts nothing but
+   * `events_validated`; never refused for backpressure (it buffers nothing).
+   */
+  dryRun(
+    principal: Principal | undefined,
+    inputs: { index: number; value: unknown }[],
+    rejected: Rejection[],
+    ctx: ValidationContext,
+    maxEventBytes?: number,
+  ): Promise<DryRunOutcome>;
+}
+
+/** The per-event checks' verdict on a request's inputs, before anything is buffered or counted. */
+export interface Screened {
+  /** Events to buffer, in request order, as parsed (metadata not yet sealed). */
+  valid: { index: number; event: NormalisedEvent; json: string }[];
+  /** Events of opted-out subjects. */
+  skipped: { index: number; event: NormalisedEvent }[];
 }
 
 /** Why `principal` may not write an event of `service` (ARCHITECTURE §11), or undefined when it may. */
@@ -130,96 +157,136 @@ export function ingestPipeline(deps: IngestDeps): IngestPipeline {
     for (const [reason, n] of byReason) metrics.eventsRejected.inc({ reason }, n);
   };
 
+  /**
+   * The per-event checks every ingest route and the dry run share: parse and validate, the
+   * Segment size limit (`maxEventBytes`, 32 KB), the key's services, opt-outs. Refusals go
+   * into `rejected`. The dry run calls it too, so nothing is counted, published or buffered here.
+   */
+  const screen = (
+    principal: Principal | undefined,
+    inputs: { index: number; value: unknown }[],
+    rejected: Rejection[],
+    ctx: ValidationContext,
+    maxEventBytes: number | undefined,
+  ): Screened => {
+    const out: Screened = { valid: [], skipped: [] };
+    const span = getTracer().startSpan('tributary.validate', { attributes: { events: inputs.length } });
+    // With `maxEventBytes` (the Segment routes' 32 KB), an event over it as stored, or whose
+    // metadata is over the native limit, is refused as `event_too_large`; measured on the JSON
+    // parseEvent makes anyway, so an event is serialised once.
+    const tooLarge = (index: number): Rejection => ({
+      index,
+      code: 'event_too_large',
+      message: `the event is larger than ${Math.round((maxEventBytes ?? 0) / 1024)} KB`,
+    });
+    for (const { index, value } of inputs) {
+      const result = parseEvent(value, ctx);
+      if (!result.ok) {
+        const oversize = result.issues.length === 1 && result.issues[0]?.code === 'too_large';
+        if (maxEventBytes !== undefined && oversize) rejected.push(tooLarge(index));
+        else
+          rejected.push({
+            index,
+            code: 'invalid_event',
+            message: 'the event is invalid',
+            details: result.issues,
+          });
+        continue;
+      }
+      if (
+        maxEventBytes !== undefined &&
+        result.json.length * 3 > maxEventBytes &&
+        Buffer.byteLength(result.json) > maxEventBytes
+      ) {
+        rejected.push(tooLarge(index));
+        continue;
+      }
+      const refusal = serviceRefusal(principal, result.event.service);
+      if (refusal) rejected.push({ ...refusal, index });
+      else if (deps.subjects?.isOptedOut(result.event.userId, result.event.anonymousId))
+        out.skipped.push({ index, event: result.event });
+      else out.valid.push({ index, event: result.event, json: result.json });
+    }
+    span.end();
+    return out;
+  };
+
   return {
     validation,
 
-    async one(principal, input) {
+    async one(principal, input, live) {
       const span = getTracer().startSpan('tributary.validate');
       const result = parseEvent(input, validation(principal?.keyId));
       span.end();
       if (!result.ok) {
         metrics.eventsRejected.inc({ reason: 'invalid_event' });
-        throw new ApiError('invalid_event', 400, 'the event is invalid', { details: result.issues });
+        const err = new ApiError('invalid_event', 400, 'the event is invalid', { details: result.issues });
+        live?.refused(0, err, input);
+        throw err;
       }
       const refusal = serviceRefusal(principal, result.event.service);
       if (refusal) {
         metrics.eventsRejected.inc({ reason: 'service_not_allowed' });
+        live?.refused(0, refusal, input);
         throw new ApiError(refusal.code, 403, refusal.message);
       }
       if (deps.subjects?.isOptedOut(result.event.userId, result.event.anonymousId)) {
         metrics.eventsSkipped.inc({ reason: 'user_opt_out' });
+        live?.skipped(0, result.event);
         return { id: result.event.id, status: 'skipped', reason: 'user_opt_out' };
       }
       refuseWhenFull(1, principal?.keyId);
       const { event, json } = sealer ? sealer.sealEvent(result) : result;
-      const [outcome] = counted(
+      const [outcome = 'accepted'] = counted(
         principal?.keyId,
         await enqueue(() => [{ event, json, traceparent: currentTraceparent() }]),
       );
-      return { id: result.event.id, status: outcome ?? 'accepted' };
+      live?.stored(0, outcome, event, json);
+      return { id: result.event.id, status: outcome };
     },
 
-    async many(principal, inputs, rejected, ctx, maxEventBytes) {
-      const valid: { event: NormalisedEvent; json: string }[] = [];
-      let skipped = 0;
-      const span = getTracer().startSpan('tributary.validate', { attributes: { events: inputs.length } });
-      // With `maxEventBytes` (the Segment routes' 32 KB), an event over it as stored, or whose
-      // metadata is over the native limit, is refused as `event_too_large`; measured on the JSON
-      // parseEvent makes anyway, so an event is serialised once.
-      const tooLarge = (index: number): Rejection => ({
-        index,
-        code: 'event_too_large',
-        message: `the event is larger than ${Math.round((maxEventBytes ?? 0) / 1024)} KB`,
-      });
-      for (const { index, value } of inputs) {
-        const result = parseEvent(value, ctx);
-        if (!result.ok) {
-          const oversize = result.issues.length === 1 && result.issues[0]?.code === 'too_large';
-          if (maxEventBytes !== undefined && oversize) rejected.push(tooLarge(index));
-          else
-            rejected.push({
-              index,
-              code: 'invalid_event',
-              message: 'the event is invalid',
-              details: result.issues,
-            });
-          continue;
-        }
-        if (
-          maxEventBytes !== undefined &&
-          result.json.length * 3 > maxEventBytes &&
-          Buffer.byteLength(result.json) > maxEventBytes
-        ) {
-          rejected.push(tooLarge(index));
-          continue;
-        }
-        const refusal = serviceRefusal(principal, result.event.service);
-        if (refusal) rejected.push({ ...refusal, index });
-        else if (deps.subjects?.isOptedOut(result.event.userId, result.event.anonymousId)) skipped++;
-        else valid.push(sealer ? sealer.sealEvent(result) : result);
-      }
-      span.end();
+    async many(principal, inputs, rejected, ctx, maxEventBytes, live) {
+      const { valid, skipped } = screen(principal, inputs, rejected, ctx, maxEventBytes);
       countRejected(rejected);
-      if (skipped > 0) metrics.eventsSkipped.inc({ reason: 'user_opt_out' }, skipped);
+      if (skipped.length > 0) metrics.eventsSkipped.inc({ reason: 'user_opt_out' }, skipped.length);
       if (valid.length > 0) refuseWhenFull(valid.length, principal?.keyId);
+      // Sealed once: what is buffered is also what the live view shows.
+      const sealed = sealer ? valid.map((v) => sealer.sealEvent(v)) : valid;
       const outcomes =
-        valid.length > 0
+        sealed.length > 0
           ? counted(
               principal?.keyId,
               await enqueue(() => {
                 const traceparent = currentTraceparent();
-                return valid.map((v) => ({ event: v.event, json: v.json, traceparent }));
+                return sealed.map((v) => ({ event: v.event, json: v.json, traceparent }));
               }),
             )
           : [];
       rejected.sort((a, b) => a.index - b.index);
+      // The arguments are built only while someone listens (`live` is undefined otherwise).
+      live?.batch({
+        inputs,
+        rejected,
+        skipped,
+        valid: sealed,
+        validIndex: sealed.map((v) => v.index),
+        outcomes,
+      });
       return {
         accepted: outcomes.filter((o) => o === 'accepted').length,
         duplicates: outcomes.filter((o) => o === 'duplicate').length,
-        skipped,
+        skipped: skipped.length,
         ids: valid.map((v) => v.event.id),
         rejected,
       };
+    },
+
+    async dryRun(principal, inputs, rejected, ctx, maxEventBytes) {
+      metrics.eventsValidated.inc(inputs.length + rejected.length);
+      const { valid, skipped } = screen(principal, inputs, rejected, ctx, maxEventBytes);
+      const repeats =
+        valid.length > 0 ? await withBuffer(() => producer.repeats(valid.map((v) => v.event))) : [];
+      return dryRunOutcome({ valid, skipped }, repeats, rejected);
     },
   };
 }

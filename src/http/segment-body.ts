@@ -1,6 +1,6 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import { SEGMENT_LIMITS, type SegmentCallType } from '../events/segment.ts';
-import { parseJson, readBody } from './body.ts';
+import { mediaType, parseJson, readBody } from './body.ts';
 import type { AppEnv } from './env.ts';
 import { ApiError, errors } from './errors.ts';
 import { presentedKey } from './middleware/auth.ts';
@@ -27,6 +27,12 @@ export const INGEST_PATHS: ReadonlySet<string> = new Set([
   ...SEGMENT_PATHS.keys(),
 ]);
 
+/** The dry run of ingest (ARCHITECTURE §13): it buffers nothing, so its rate limit counts requests. */
+export const VALIDATE_PATH = '/v1/events/validate';
+
+/** What a browser page may call when CORS_ORIGINS lists it: every ingest route, and its dry run. */
+export const CORS_PATHS: ReadonlySet<string> = new Set([...INGEST_PATHS, VALIDATE_PATH]);
+
 /**
  * Media types a Segment body arrives with, always holding JSON: `text/plain` is what
  * `navigator.sendBeacon` sends a string as, and `application/x-www-form-urlencoded` what
@@ -38,8 +44,8 @@ const READABLE_TYPES: ReadonlySet<string> = new Set([
   'application/x-www-form-urlencoded',
 ]);
 
-function readableType(c: Context<AppEnv>): boolean {
-  const type = (c.req.header('content-type') ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+export function readableType(c: Context<AppEnv>): boolean {
+  const type = mediaType(c);
   return READABLE_TYPES.has(type) || type.endsWith('+json');
 }
 

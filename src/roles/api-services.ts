@@ -4,6 +4,7 @@ import type { WorkerStatusBoard } from '../buffer/worker-status.ts';
 import type { Deps } from '../deps.ts';
 import { FailedAuthThrottle } from '../http/auth-throttle.ts';
 import { KeyInvalidations, KeyResolver } from '../http/key-resolver.ts';
+import { LiveHub } from '../live/hub.ts';
 import { findActiveKeyByHash, isStoredKeyShape } from '../store/api-keys.repo.ts';
 import { registerAutoscaleMetrics, WorkerDemand } from '../telemetry/autoscale-metrics.ts';
 import { registerBufferMetrics, registerKeyLoadMetrics } from '../telemetry/buffer-metrics.ts';
@@ -81,4 +82,22 @@ export function createKeyResolver(deps: Deps): KeyResolver {
       logger,
     }),
   });
+}
+
+/**
+ * The live view of this API process, looking for listeners from now on; undefined when it
+ * is turned off (LIVE_MAX_EVENTS_PER_S=0).
+ */
+export function startLive({
+  config,
+  redis,
+  redisKeys,
+  metrics,
+  logger,
+  blockingRedis,
+}: Deps): LiveHub | undefined {
+  if (config.LIVE_MAX_EVENTS_PER_S === 0) return undefined;
+  const hub = new LiveHub({ config, redis, blockingRedis, keys: redisKeys, metrics, logger });
+  hub.start();
+  return hub;
 }

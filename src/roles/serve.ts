@@ -50,6 +50,7 @@ export async function buildApi(services: Services): Promise<Hono<AppEnv>> {
     cipher,
     keys: await services.keyResolver(),
     rateLimiter: await services.rateLimiter(),
+    live: await services.live(),
   });
 }
 
@@ -57,6 +58,11 @@ export async function buildApi(services: Services): Promise<Hono<AppEnv>> {
 export async function listen(services: Services, app: Hono<AppEnv>): Promise<void> {
   const { config, logger } = services.deps;
   const server = await startHttpServers(app, config);
-  services.defer('http', () => server.close());
+  const live = await services.live();
+  services.defer('http', async () => {
+    // An open live stream is a request in flight: end them, or closing would wait for them.
+    live?.closeStreams();
+    await server.close();
+  });
   logger.info({ port: server.port, adminPort: server.adminPort, tls: server.tls }, 'listening');
 }

@@ -11,13 +11,14 @@ import type { Config } from '../config.ts';
 import { createDeps, type Deps } from '../deps.ts';
 import type { KeyResolver } from '../http/key-resolver.ts';
 import { RedisRateLimiter } from '../http/middleware/rate-limit.ts';
+import type { LiveHub } from '../live/hub.ts';
 import type { RetentionService } from '../retention/service.ts';
 import type { WorkerDemand } from '../telemetry/autoscale-metrics.ts';
 import type { Checkpoint } from '../worker/checkpoint/checkpoint.ts';
 import { openOwnCheckpoint } from '../worker/checkpoint/slots.ts';
 import type { Maintenance } from '../worker/maintenance.ts';
 import type { Worker } from '../worker/worker.ts';
-import { createKeyResolver, createProducer, startDemand, startMonitor } from './api-services.ts';
+import { createKeyResolver, createProducer, startDemand, startLive, startMonitor } from './api-services.ts';
 import { createErasure, createRetention, exportOptions, startSubjects } from './compliance-services.ts';
 import { Lifetimes } from './lifetimes.ts';
 import { createConsumer, createWorker, slotOptions, startMaintenance } from './worker-services.ts';
@@ -146,6 +147,15 @@ export class Services {
 
   producer(): Promise<EventProducer> {
     return this.#lifetimes.once('producer', () => createProducer(this.deps));
+  }
+
+  /** The live view (undefined when turned off); the API's listener ends its streams first at shutdown. */
+  live(): Promise<LiveHub | undefined> {
+    return this.#lifetimes.once(
+      'live',
+      () => startLive(this.deps),
+      (live) => live?.close(),
+    );
   }
 
   keyResolver(): Promise<KeyResolver> {

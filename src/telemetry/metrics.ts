@@ -16,6 +16,7 @@ export class Metrics {
   readonly eventsPersisted: Counter;
   readonly eventsDeadLettered: Counter;
   readonly eventsSkipped: Counter<'reason'>;
+  readonly eventsValidated: Counter;
   readonly batchSize: Histogram;
   readonly insertDuration: Histogram;
   readonly endToEndLatency: Histogram;
@@ -43,6 +44,10 @@ export class Metrics {
   readonly dsarRowsErased: Counter<'place'>;
   readonly exportRows: Counter<'source'>;
   readonly metadataDecryptFailures: Counter<'reason'>;
+  readonly liveListeners: Gauge;
+  readonly liveRecordsPublished: Counter;
+  readonly livePublishFailures: Counter;
+  readonly liveFramesDropped: Counter;
 
   constructor(registry = new Registry(), opts: { processMetrics?: boolean } = {}) {
     this.registry = registry;
@@ -90,6 +95,11 @@ export class Metrics {
       'Events not stored on purpose: subject opted out (at ingest or by a worker) or being erased',
       registers,
     );
+    this.eventsValidated = new Counter({
+      name: 'tributary_events_validated_total',
+      help: 'Events checked by a dry run (POST /v1/events/validate): nothing stored, not counted as received',
+      registers,
+    });
     this.batchSize = new Histogram({
       name: 'tributary_batch_size',
       help: 'Entries per worker batch',
@@ -223,6 +233,26 @@ export class Metrics {
       name: 'tributary_retention_pass_duration_seconds',
       help: 'Duration of retention passes run by this process',
       buckets: [1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 12 * 3600],
+      registers,
+    });
+    this.liveListeners = new Gauge({
+      name: 'tributary_live_listeners',
+      help: 'Live-view (GET /v1/events/live) connections open on this process',
+      registers,
+    });
+    this.liveRecordsPublished = new Counter({
+      name: 'tributary_live_records_published_total',
+      help: 'Ingest outcomes written to the live stream (only while someone listens)',
+      registers,
+    });
+    this.livePublishFailures = new Counter({
+      name: 'tributary_live_publish_failures_total',
+      help: 'Flushes to the live stream that failed; their records are lost to the live view, never to ingest',
+      registers,
+    });
+    this.liveFramesDropped = new Counter({
+      name: 'tributary_live_frames_dropped_total',
+      help: 'Live-view outcome frames not sent because the client read too slowly (its connection is then closed)',
       registers,
     });
     this.auditWriteFailures = new Counter({

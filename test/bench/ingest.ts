@@ -29,7 +29,7 @@ import { runWrk, type WrkSpec } from './wrk.ts';
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 
 /** One side of a closed-loop comparison, driven by wrk. */
-interface Contender {
+export interface Contender {
   scenario: Scenario;
   name: string;
   server: ServerChild;
@@ -46,11 +46,15 @@ interface Contender {
   after?: (answered: number) => Promise<void>;
 }
 
-function contender(c: Omit<Contender, 'tally'>): Contender {
+export function contender(c: Omit<Contender, 'tally'>): Contender {
   return { ...c, tally: new Tally({ server: c.server.pid, ...c.extraPids, client: 0 }) };
 }
 
-async function measureWrk(c: Contender, connections: number, durationS = SETTINGS.roundS): Promise<number> {
+export async function measureWrk(
+  c: Contender,
+  connections: number,
+  durationS = SETTINGS.roundS,
+): Promise<number> {
   c.tally.meter.start();
   try {
     const result = await runWrk(
@@ -96,7 +100,7 @@ async function segmentWriteKey(server: ServerChild): Promise<string> {
 }
 
 /** A short unmeasured run of each contender (JIT, connection pools, partitions). */
-async function warmUp(contenders: Contender[], connections: number): Promise<void> {
+export async function warmUp(contenders: Contender[], connections: number): Promise<void> {
   for (const c of contenders) {
     await runWrk({
       url: c.server.url,
@@ -111,7 +115,7 @@ async function warmUp(contenders: Contender[], connections: number): Promise<voi
 }
 
 /** Checks that Tributary's buffer holds what it answered 202 for (± requests in flight), then empties it. */
-function bufferCheck(ctx: BenchContext, name: string, inFlight: number) {
+export function bufferCheck(ctx: BenchContext, name: string, inFlight: number) {
   return async (answered: number) => {
     await settle();
     const entries = await streamEntries(ctx.env);

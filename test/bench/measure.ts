@@ -38,6 +38,8 @@ export interface BenchContext {
   picked: Set<Scenario>;
   /** `tributary serve`, started when a picked scenario needs it. */
   serve: () => Promise<ServerChild>;
+  /** The environment `serve` runs with, for a scenario that starts one with other settings. */
+  serveEnv: Record<string, string>;
   peerEnv: Record<string, string>;
   /** Registers what to undo when the bench ends, also on failure or Ctrl-C. */
   onCleanup: (fn: () => Promise<void>) => void;

@@ -6,6 +6,8 @@
  *   single events  trivial Hono route, Tributary, Express + pg, Fastify + pg, Express + BullMQ:
  *                  wrk, closed loop, 50 connections, taking turns in rounds (A B C…, then …C B A)
  *   half           Tributary single events at half the rate it reached, open loop: p50/p99
+ *   live           the live view's cost: single and batch ingest with it off, on with nobody
+ *                  listening, and with one SSE listener reading every frame, taking turns
  *   batches        Tributary batch of 100 (API only), Segment /v1/batch of 100 track calls
  *                  (`segment`, reported as a ratio of the native batch), Express batch INSERT
  *                  peer, raw pipelined XADD of the same entries: wrk with 10 connections, taking turns
@@ -33,6 +35,7 @@ import { copyLimit, endToEnd } from './e2e.ts';
 import { halfRate } from './half-rate.ts';
 import { batches, singleEvents } from './ingest.ts';
 import { parquetLimit } from './limits/parquet.ts';
+import { liveOverhead } from './live.ts';
 import { type BenchContext, envNumber, findRedisPid, log, PARTITIONS, round, SETTINGS } from './measure.ts';
 import { type BenchReport, formatTable, writeReport } from './report.ts';
 import { type Scenario, scenarioHelp, selectScenarios } from './scenarios.ts';
@@ -87,6 +90,7 @@ async function bench(
       serve ??= startServe(tributaryEnv);
       return serve;
     },
+    serveEnv: tributaryEnv,
     peerEnv: {
       DATABASE_URL: env.databaseUrl,
       REDIS_URL: env.redisUrl,
@@ -101,6 +105,7 @@ async function bench(
   const singleRate = await singleEvents(ctx);
   if (picked.has('half')) await halfRate(ctx, singleRate);
   await batches(ctx);
+  await liveOverhead(ctx);
   const copyRate = picked.has('copy') ? await copyLimit(ctx) : 0;
   if (picked.has('e2e')) await endToEnd(ctx, tributaryEnv, copyRate);
   if (picked.has('parquet')) await parquetLimit(ctx);

@@ -12,6 +12,9 @@ export const SCENARIOS = {
   'segment-content':
     'native batches of 100 events carrying what the segment calls carry: the cost of the translation alone',
   'express-batch': 'peer: Express batch endpoint, one 100-row INSERT per request',
+  'live-single':
+    'live view: single events with it off, on with no listener, and with one SSE listener, taking turns',
+  'live-batch': 'live view: batches of 100 with it off, on with no listener, and with one SSE listener',
   xadd: 'limit: raw pipelined XADD of the same entries into the same streams',
   copy: 'limit: raw COPY of the same rows into the same partitioned table',
   e2e: 'end to end: batch ingest + workers persisting for BENCH_E2E_S, backlog slope',
@@ -31,6 +34,7 @@ export const ALIASES: Record<string, Scenario[]> = {
   peers: ['express-pg', 'fastify-pg', 'bullmq', 'express-batch'],
   limits: ['xadd', 'copy'],
   ingest: ['trivial', 'single', 'half', 'batch', 'segment', 'segment-content'],
+  live: ['live-single', 'live-batch'],
 };
 
 /**

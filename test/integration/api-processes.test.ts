@@ -1,6 +1,6 @@
-import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_KEY, createTestEnv, type TestEnv } from '../helpers/env.ts';
+import { createTestEnv, type TestEnv } from '../helpers/env.ts';
+import { postOnNewConnection } from '../helpers/fresh-connection.ts';
 import { documentedFetch } from '../helpers/openapi.ts';
 import { runTributary, startTributary, type TributaryProcess } from '../helpers/processes.ts';
 import { event, waitFor } from '../helpers/stack.ts';
@@ -20,25 +20,7 @@ afterAll(async () => {
 });
 
 /** One request on a connection of its own, so the primary hands each to the next process. */
-function post(body: unknown): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const payload = JSON.stringify(body);
-    const req = request(
-      `${serve.url}/v1/events`,
-      {
-        method: 'POST',
-        agent: false,
-        headers: { 'content-type': 'application/json', 'x-api-key': ADMIN_KEY, connection: 'close' },
-      },
-      (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
-}
+const post = (body: unknown) => postOnNewConnection(`${serve.url}/v1/events`, body);
 
 const accepted = async (): Promise<number> => {
   const text = await (await documentedFetch(`${serve.url}/metrics`)).text();

@@ -48,6 +48,14 @@ const ROUTES: Route[] = [
       service,
       body: () => ({ events: [event({ service })] }),
     },
+    {
+      method: 'POST',
+      path: '/v1/events/validate',
+      scope: 'ingest',
+      ok: [200],
+      service,
+      body: () => ({ events: [event({ service })] }),
+    },
   ]),
   // Segment's Tracking API: calls go to the key's first service.
   ...['/v1/batch', '/v1/import'].map(
@@ -76,6 +84,8 @@ const ROUTES: Route[] = [
     }),
   ),
   { method: 'GET', path: '/v1/events?limit=1', scope: 'read', ok: [200] },
+  // A stream never ends: an unknown outcome shows the scope check without opening one (live-view.test.ts opens them).
+  { method: 'GET', path: '/v1/events/live?outcome=none', scope: 'read', ok: [400] },
   { method: 'GET', path: '/v1/admin/keys', scope: 'admin', ok: [200] },
   {
     method: 'POST',
@@ -196,8 +206,9 @@ describe('scopes and services on every route', () => {
           const serviceCode = route.boundOnly ? 'service_required' : 'service_not_allowed';
           expect(res.body.error.code, where).toBe(scopeOk ? serviceCode : 'forbidden');
         }
-        // In a batch, an event of a service the key may not write is rejected on its own.
-        if (route.path === '/v1/events/batch' && res.status === 202) {
+        // In a batch (and its dry run), an event of a service the key may not write is rejected on its own.
+        const batchLike = route.path === '/v1/events/batch' || route.path === '/v1/events/validate';
+        if (batchLike && res.status === route.ok[0]) {
           const refused = boundTo(caller) !== undefined && boundTo(caller) !== route.service;
           if (refused)
             expect(res.body.rejected, where).toEqual([

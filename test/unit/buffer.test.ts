@@ -47,6 +47,8 @@ describe('bufferKeys', () => {
       keyInvalidations: keys.keyInvalidations,
       subjects: keys.subjects,
       dsarDropped: keys.dsarDropped('r-1'),
+      live: keys.live,
+      liveListeners: keys.liveListeners,
     }).toEqual({
       prefix: 't1',
       partitions: 2,
@@ -61,6 +63,8 @@ describe('bufferKeys', () => {
       keyInvalidations: 't1:api-keys:invalidate',
       subjects: 't1:subjects',
       dsarDropped: 't1:dsar:r-1:dropped',
+      live: 't1:live',
+      liveListeners: 't1:live:listeners',
     });
     // The test above names every member: a new key must be added there too.
     expect(Object.keys(keys).sort()).toEqual(
@@ -71,6 +75,8 @@ describe('bufferKeys', () => {
         'dsarDropped',
         'keyInvalidations',
         'keyLoad',
+        'live',
+        'liveListeners',
         'partitions',
         'prefix',
         'rateLimit',

@@ -79,6 +79,18 @@ describe('labelled counters', () => {
     expect(unlisted).toEqual([]);
   });
 
+  it('the live view adds four series, without labels, all at 0 before anyone listens', async () => {
+    const found = await series(new Metrics(new Registry()).registry);
+    const live = [...found.keys()].filter((s) => s.startsWith('tributary_live_'));
+    expect(live.sort()).toEqual([
+      'tributary_live_frames_dropped_total{}',
+      'tributary_live_listeners{}',
+      'tributary_live_publish_failures_total{}',
+      'tributary_live_records_published_total{}',
+    ]);
+    for (const s of live) expect(found.get(s), s).toBe(0);
+  });
+
   it('every counter is built in telemetry/metrics.ts, where the test above sees it', async () => {
     const root = new URL('../../src/', import.meta.url);
     const files = (await readdir(root, { recursive: true })).filter((f) => f.endsWith('.ts'));

@@ -1,6 +1,6 @@
 import type { MiddlewareHandler } from 'hono';
 import type { AppEnv } from '../env.ts';
-import { INGEST_PATHS } from '../segment-body.ts';
+import { CORS_PATHS } from '../segment-body.ts';
 
 const ALLOW_HEADERS = 'Authorization, Content-Type, Content-Encoding, X-Api-Key, X-Request-Id';
 /** What a page's script may read of a response: when to retry, and the request's id. */
@@ -8,7 +8,7 @@ const EXPOSE_HEADERS = 'Retry-After, X-Request-Id, RateLimit-Limit, RateLimit-Re
 const MAX_AGE_S = '600';
 
 /**
- * CORS on the ingest routes for the listed origins (`CORS_ORIGINS`; `*` for any): a
+ * CORS on the ingest routes (and their dry run) for the listed origins (`CORS_ORIGINS`; `*` for any): a
  * preflight is answered `204` here, before authentication (a browser sends no key with
  * it); an actual request gets `Access-Control-Allow-Origin` on whatever it is answered,
  * errors included, so the page can read a 429's Retry-After. Credentials are never allowed:
@@ -20,7 +20,7 @@ export function ingestCors(origins: readonly string[]): MiddlewareHandler<AppEnv
   const any = origins.includes('*');
   const listed = new Set(origins);
   return async (c, next) => {
-    if (!INGEST_PATHS.has(c.req.path)) return next();
+    if (!CORS_PATHS.has(c.req.path)) return next();
     const origin = c.req.header('origin');
     if (!origin || !(any || listed.has(origin))) return next();
     const allowOrigin = any ? '*' : origin;

@@ -3,12 +3,14 @@ import type { Config } from '../../config.ts';
 import { eventShape } from '../../events/event.schema.ts';
 import { parseJsonExact } from '../../events/json-numbers.ts';
 import { EVENT_LIMITS } from '../../events/limits.ts';
+import type { LiveHub } from '../../live/hub.ts';
 import type { Db } from '../../store/db.ts';
 import { bodyKind, parseJson, readBody } from '../body.ts';
 import type { AppEnv } from '../env.ts';
 import { ApiError } from '../errors.ts';
 import { type IngestDeps, ingestPipeline, type Rejection } from '../ingest.ts';
 import type { KeyResolver } from '../key-resolver.ts';
+import { liveRequest } from '../live-request.ts';
 import { requireScope } from '../middleware/auth.ts';
 import { spendEvents } from '../middleware/rate-limit.ts';
 import { createRouter, errorResponses, handReadSchema, json, needs, V1_ERRORS } from '../openapi.ts';
@@ -18,6 +20,8 @@ export interface EventRoutesDeps extends IngestDeps {
   config: Pick<Config, 'MAX_BODY_BYTES' | 'RETENTION_DAYS' | 'RETENTION_BY_SERVICE'>;
   db: Db;
   keys: KeyResolver;
+  /** The live view, handed each request's outcomes while anyone listens. */
+  live?: LiveHub | undefined;
 }
 
 // ---- Declarations -------------------------------------------------------------------------
@@ -58,6 +62,21 @@ export type BatchResult = z.infer<typeof BatchResult>;
 
 const INGEST_ERRORS = [400, 413, 415, ...V1_ERRORS] as const;
 
+/** The JSON body of a batch: `{"events":[…]}`. */
+export const BATCH_BODY = {
+  type: 'object' as const,
+  properties: {
+    events: {
+      type: 'array' as const,
+      items: eventInputRef,
+      minItems: 1,
+      maxItems: EVENT_LIMITS.maxBatchEvents,
+    },
+  },
+  required: ['events'],
+  additionalProperties: false,
+};
+
 export const ingestOne = createRoute({
   method: 'post',
   path: '/v1/events',
@@ -94,19 +113,7 @@ export const ingestBatch = createRoute({
       required: true,
       content: {
         'application/json': {
-          schema: {
-            type: 'object',
-            properties: {
-              events: {
-                type: 'array',
-                items: eventInputRef,
-                minItems: 1,
-                maxItems: EVENT_LIMITS.maxBatchEvents,
-              },
-            },
-            required: ['events'],
-            additionalProperties: false,
-          },
+          schema: BATCH_BODY,
         },
         'application/x-ndjson': {
           schema: {
@@ -151,30 +158,34 @@ function registerIngest(app: OpenAPIHono<AppEnv>, deps: EventRoutesDeps): void {
   const pipeline = ingestPipeline(deps);
 
   app.openapi({ ...ingestOne, middleware: [requireScope(deps.keys, 'ingest')] }, async (c) => {
+    const live = liveRequest(c, deps.live);
+    if (live) live.count = 1;
     bodyKind(c, ['json']);
     const input = parseJson(await readBody(c, config.MAX_BODY_BYTES));
     await spendEvents(c, 1);
     metrics.eventsReceived.inc();
-    return c.json(await pipeline.one(c.get('principal'), input), 202);
+    return c.json(await pipeline.one(c.get('principal'), input, live), 202);
   });
 
   app.openapi({ ...ingestBatch, middleware: [requireScope(deps.keys, 'ingest')] }, async (c) => {
+    const live = liveRequest(c, deps.live);
     const kind = bodyKind(c, ['json', 'ndjson']);
     const text = await readBody(c, config.MAX_BODY_BYTES);
     const rejected: Rejection[] = [];
     // Both readers refuse more than EVENT_LIMITS.maxBatchEvents with 413 batch_too_large.
-    const inputs = kind === 'json' ? batchFromJson(text) : batchFromNdjson(text, rejected);
+    const inputs = kind === 'json' ? batchFromJson(parseJson(text)) : batchFromNdjson(text, rejected);
+    if (live) live.count = inputs.length + rejected.length;
     // Every event of the request counts against the key's limit, valid or not.
     await spendEvents(c, inputs.length + rejected.length);
     metrics.eventsReceived.inc(inputs.length + rejected.length);
     const principal = c.get('principal');
     const ctx = pipeline.validation(principal?.keyId);
-    return c.json(await pipeline.many(principal, inputs, rejected, ctx), 202);
+    return c.json(await pipeline.many(principal, inputs, rejected, ctx, undefined, live), 202);
   });
 }
 
-function batchFromJson(text: string): { index: number; value: unknown }[] {
-  const body = parseJson(text);
+/** The events of a parsed `{"events":[…]}` body, by index; `400 invalid_batch` or `413 batch_too_large` for the whole body. */
+export function batchFromJson(body: unknown): { index: number; value: unknown }[] {
   if (typeof body !== 'object' || body === null || !Array.isArray((body as { events?: unknown }).events)) {
     throw new ApiError('invalid_batch', 400, 'body must be {"events": [...]}');
   }
@@ -191,7 +202,7 @@ function batchFromJson(text: string): { index: number; value: unknown }[] {
 }
 
 /** One event per non-empty line; a line that is not JSON is rejected on its own. */
-function batchFromNdjson(text: string, rejected: Rejection[]): { index: number; value: unknown }[] {
+export function batchFromNdjson(text: string, rejected: Rejection[]): { index: number; value: unknown }[] {
   const out: { index: number; value: unknown }[] = [];
   let index = 0;
   for (const line of text.split('\n')) {

@@ -5,10 +5,12 @@ import {
   type SegmentBatchFields,
   type SegmentCallType,
 } from '../../events/segment.ts';
+import type { LiveHub } from '../../live/hub.ts';
 import type { AppEnv } from '../env.ts';
 import { ApiError } from '../errors.ts';
 import { type IngestDeps, ingestPipeline, type Rejection } from '../ingest.ts';
-import type { KeyResolver } from '../key-resolver.ts';
+import type { KeyResolver, Principal } from '../key-resolver.ts';
+import { liveRequest } from '../live-request.ts';
 import { requireScope } from '../middleware/auth.ts';
 import { spendEvents } from '../middleware/rate-limit.ts';
 import { createRouter, errorResponses, handReadSchema, json, needs, V1_ERRORS } from '../openapi.ts';
@@ -17,6 +19,8 @@ import { BatchResult } from './events.ts';
 
 export interface SegmentRoutesDeps extends IngestDeps {
   keys: KeyResolver;
+  /** The live view, handed each request's outcomes while anyone listens. */
+  live?: LiveHub | undefined;
 }
 
 // ---- Declarations -------------------------------------------------------------------------
@@ -53,9 +57,10 @@ const SegmentCall = z
       'A Segment call. `messageId` becomes the event id (a UUIDv5 of service and messageId when it is not a UUID); `event` (track) or the call type becomes `type`; `anonymousId` is stored in a column of its own; every other field is kept in `metadata`, with `segmentType` naming the call type',
   });
 const SEGMENT_CALL = handReadSchema(SegmentCall);
-const segmentCallRef = { $ref: '#/components/schemas/SegmentCall' };
+export const segmentCallRef = { $ref: '#/components/schemas/SegmentCall' };
 
-const SEGMENT_BATCH = handReadSchema(
+/** A Segment batch body (`/v1/batch`), as JSON Schema. */
+export const SEGMENT_BATCH = handReadSchema(
   z.looseObject({
     batch: z.array(SegmentCall).max(SEGMENT_LIMITS.maxBatchCalls),
     context: object.optional().meta({ description: 'Merged into each call’s own (the call’s keys win)' }),
@@ -122,7 +127,7 @@ function declare(path: string, kind: SegmentCallType | 'batch') {
 // ---- Handlers -----------------------------------------------------------------------------
 
 /** The calls of a request, and what its batch says for all of them. */
-function callsOf(
+export function callsOf(
   body: Record<string, unknown>,
   kind: SegmentCallType | 'batch',
 ): { calls: unknown[]; batch: SegmentBatchFields | undefined } {
@@ -137,6 +142,51 @@ function callsOf(
   };
 }
 
+/** The service a write key's calls are stored under: its first (`403 service_required` when none). */
+export function segmentService(principal: Principal): string {
+  const service = principal.services?.[0];
+  if (service === undefined) {
+    throw new ApiError(
+      'service_required',
+      403,
+      'a write key must be bound to a service: its calls are stored under its first one',
+    );
+  }
+  return service;
+}
+
+/** The calls as native event inputs; a call that cannot be mapped is rejected on its own. */
+export function segmentInputs(
+  calls: unknown[],
+  opts: {
+    kind: SegmentCallType | 'batch';
+    service: string;
+    receivedAt: number;
+    batch: SegmentBatchFields | undefined;
+  },
+): { inputs: { index: number; value: unknown }[]; rejected: Rejection[] } {
+  const rejected: Rejection[] = [];
+  const inputs: { index: number; value: unknown }[] = [];
+  const routeType = opts.kind === 'batch' ? undefined : opts.kind;
+  calls.forEach((call, index) => {
+    const mapped = mapSegmentCall(call, {
+      routeType,
+      service: opts.service,
+      receivedAt: opts.receivedAt,
+      batch: opts.batch,
+    });
+    if (mapped.ok) inputs.push({ index, value: mapped.input });
+    else
+      rejected.push({
+        index,
+        code: mapped.code,
+        message: mapped.message,
+        ...(mapped.details ? { details: mapped.details } : {}),
+      });
+  });
+  return { inputs, rejected };
+}
+
 /** `POST /v1/batch`, `/v1/import`, `/v1/track`, `/v1/identify`, `/v1/page`, `/v1/screen`, `/v1/group`, `/v1/alias`. */
 export function segmentRoutes(deps: SegmentRoutesDeps): OpenAPIHono<AppEnv> {
   const app = createRouter();
@@ -145,40 +195,27 @@ export function segmentRoutes(deps: SegmentRoutesDeps): OpenAPIHono<AppEnv> {
   for (const [path, kind] of SEGMENT_PATHS) {
     app.openapi({ ...declare(path, kind), middleware: [requireScope(deps.keys, 'ingest')] }, async (c) => {
       const principal = c.get('principal');
-      const service = principal.services?.[0];
-      if (service === undefined) {
-        throw new ApiError(
-          'service_required',
-          403,
-          'a write key must be bound to a service: its calls are stored under its first one',
-        );
-      }
+      const live = liveRequest(c, deps.live);
+      const service = segmentService(principal);
       const body = c.get('segmentBody') ?? (await readSegmentBody(c));
       const receivedAt = Date.now();
       const { calls, batch } = callsOf(body, kind);
+      if (live) {
+        live.count = calls.length;
+        live.service = service;
+        live.sent = (index) => calls[index];
+      }
       // Every call of the request counts against the key's limit, valid or not.
       if (calls.length > 0) await spendEvents(c, calls.length);
       deps.metrics.eventsReceived.inc(calls.length);
-      const rejected: Rejection[] = [];
-      const inputs: { index: number; value: unknown }[] = [];
-      const routeType = kind === 'batch' ? undefined : kind;
-      calls.forEach((call, index) => {
-        const mapped = mapSegmentCall(call, { routeType, service, receivedAt, batch });
-        if (mapped.ok) inputs.push({ index, value: mapped.input });
-        else
-          rejected.push({
-            index,
-            code: mapped.code,
-            message: mapped.message,
-            ...(mapped.details ? { details: mapped.details } : {}),
-          });
-      });
+      const { inputs, rejected } = segmentInputs(calls, { kind, service, receivedAt, batch });
       const outcome = await pipeline.many(
         principal,
         inputs,
         rejected,
         pipeline.validation(principal.keyId, receivedAt),
         SEGMENT_LIMITS.maxCallBytes,
+        live,
       );
       return c.json({ success: true as const, ...outcome }, 200);
     });

@@ -1,0 +1,129 @@
+import type { Logger } from 'pino';
+import type { RedisLike } from '../buffer/redis-client.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
+import { whenReady } from './connection.ts';
+import { encodeEntry, type RequestPart, type StoredHeader } from './entry.ts';
+
+export interface LivePublisherOptions {
+  /**
+   * A connection of the publisher's own, made on the first flush: its large writes are kept
+   * out of the pipelines the buffer's writes share on the main client.
+   */
+  connect: () => RedisLike;
+  /** The live stream (`keys.live`). */
+  key: string;
+  /** Entries the stream keeps (MAXLEN ~). */
+  retainEntries: number;
+  metrics: Pick<Metrics, 'liveRecordsPublished' | 'livePublishFailures'>;
+  logger: Logger;
+  /** How long records wait to be written together. */
+  flushMs?: number;
+  maxRecords?: number;
+  maxBytes?: number;
+  /** The stream goes this long after its last write: nothing stays in Redis once nobody listens. */
+  idleTtlMs?: number;
+}
+
+/** Where ingest hands its outcome records (the publisher, or a test's list). */
+export interface LiveSink {
+  /** One record of `request`: its header (the request's place is the sink's to set) and the rest of its frame. */
+  publish(request: RequestPart, header: StoredHeader, rest: string): void;
+}
+
+/**
+ * Buffers this process's outcome records and writes them to the live stream together: one
+ * XADD per flush (every `flushMs`, or sooner at `maxRecords` / `maxBytes`), so a busy API
+ * pays one Redis command per flush, not per event. A failed flush is logged and counted and
+ * its records are gone; ingest never waits for it or sees it fail.
+ */
+const NEWLINE = 0x0a;
+
+export class LivePublisher implements LiveSink {
+  readonly #opts: Required<Omit<LivePublisherOptions, 'connect' | 'metrics' | 'logger'>> &
+    Pick<LivePublisherOptions, 'connect' | 'metrics' | 'logger'>;
+  #connection: RedisLike | undefined;
+  #requests: RequestPart[] = [];
+  #requestIndex = new Map<RequestPart, number>();
+  #headers: StoredHeader[] = [];
+  /** The records' rests, "\n"-separated, encoded as they come: no string is joined or copied twice. */
+  #data: Buffer | undefined;
+  #bytes = 0;
+  #chars = 0;
+  #timer: NodeJS.Timeout | undefined;
+  readonly #writes = new Set<Promise<void>>();
+  #failureLogged = 0;
+
+  constructor(opts: LivePublisherOptions) {
+    this.#opts = { flushMs: 100, maxRecords: 500, maxBytes: 128 * 1024, idleTtlMs: 600_000, ...opts };
+  }
+
+  publish(request: RequestPart, header: StoredHeader, rest: string): void {
+    // At most 3 bytes of UTF-8 per UTF-16 unit, and the separator.
+    const room = rest.length * 3 + 1;
+    if (this.#data && this.#bytes + room > this.#data.length) this.flush();
+    this.#data ??= Buffer.allocUnsafeSlow(Math.max(this.#opts.maxBytes + 16_384, room));
+    if (this.#headers.length > 0) this.#data[this.#bytes++] = NEWLINE;
+    this.#bytes += this.#data.write(rest, this.#bytes);
+    let index = this.#requestIndex.get(request);
+    if (index === undefined) {
+      index = this.#requests.push(request) - 1;
+      this.#requestIndex.set(request, index);
+      this.#chars += request.fields.length;
+    }
+    header[3] = index;
+    this.#headers.push(header);
+    // About what a header takes: close enough for a size cap.
+    this.#chars += 80;
+    if (this.#headers.length >= this.#opts.maxRecords || this.#bytes + this.#chars >= this.#opts.maxBytes) {
+      this.flush();
+    } else this.#timer ??= setTimeout(() => this.flush(), this.#opts.flushMs);
+  }
+
+  /** Writes what is buffered now; resolves when written (or failed). */
+  flush(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#headers.length === 0 || !this.#data) return Promise.resolve();
+    const fields = encodeEntry(this.#requests, this.#headers, this.#data.subarray(0, this.#bytes));
+    const records = this.#headers.length;
+    this.#requests = [];
+    this.#requestIndex = new Map();
+    this.#headers = [];
+    this.#data = undefined;
+    this.#bytes = 0;
+    this.#chars = 0;
+    const write = this.#write(fields, records);
+    this.#writes.add(write);
+    void write.finally(() => this.#writes.delete(write));
+    return write;
+  }
+
+  async #write(fields: (string | Buffer)[], records: number): Promise<void> {
+    const { key, retainEntries, idleTtlMs, metrics, logger } = this.#opts;
+    try {
+      this.#connection ??= this.#opts.connect();
+      const redis = await whenReady(this.#connection);
+      const replies = await redis
+        .pipeline()
+        .xadd(key, 'MAXLEN', '~', retainEntries, '*', ...fields)
+        .pexpire(key, idleTtlMs)
+        .exec();
+      const failed = replies?.find(([err]) => err)?.[0];
+      if (failed) throw failed;
+      metrics.liveRecordsPublished.inc(records);
+    } catch (err) {
+      metrics.livePublishFailures.inc();
+      // One line a minute at most: while Redis is away every flush fails.
+      if (Date.now() - this.#failureLogged > 60_000) {
+        this.#failureLogged = Date.now();
+        logger.warn({ err, records }, 'live view: writing outcome records failed');
+      }
+    }
+  }
+
+  /** Flushes what is buffered and waits for every write under way. */
+  async close(): Promise<void> {
+    await this.flush();
+    await Promise.all(this.#writes);
+  }
+}
