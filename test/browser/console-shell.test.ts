@@ -7,8 +7,6 @@ import { call, waitFor } from '../helpers/stack.ts';
 // key is kept, deep links, the keyboard, and a phone's width.
 
 const test = consoleTest();
-// Until GET /v1/events/live is merged: the live page's request for it answers 404.
-test.beforeEach(({ tab }) => tab.expectProblem(/404 \(Not Found\) \(http:\S+\/v1\/events\/live/));
 
 /** A stored key (so it has a name of its own) with these scopes. */
 async function createKey(url: string, name: string, scopes: string[]): Promise<string> {
