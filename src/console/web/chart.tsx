@@ -22,6 +22,13 @@ export interface ChartProps {
   height?: number;
 }
 
+const pad = (n: number) => String(n).padStart(2, '0');
+/** Seconds since the epoch as local `HH:MM:SS`. */
+const clockTime = (seconds: number) => {
+  const d = new Date(seconds * 1000);
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+};
+
 export function LineChart(props: ChartProps) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
@@ -35,10 +42,22 @@ export function LineChart(props: ChartProps) {
       legend: { show: true },
       cursor: { drag: { x: false, y: false } },
       scales: {
-        x: { time: true, range: (_u, _min, max) => [max - props.windowSeconds, max] },
+        x: {
+          time: true,
+          // Before the first point there is no max: the window ends now.
+          range: (_u, _min, max) => {
+            const end = Number.isFinite(max) ? max : Date.now() / 1000;
+            return [end - props.windowSeconds, end];
+          },
+        },
         y: { range: (_u, _min, max) => [0, Math.max(5, max * 1.1)] },
       },
-      axes: [{}, { label: 'per second', size: 56 }],
+      // Clock times only, at least 70 px apart: uPlot's default labels carry the date and
+      // run into each other on a phone.
+      axes: [
+        { space: 70, values: (_u, splits) => splits.map(clockTime) },
+        { label: 'per second', size: 56 },
+      ],
       series: [
         {},
         ...props.series.map((s) => ({ label: s.label, stroke: s.color, width: 2, points: { show: false } })),
