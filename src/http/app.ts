@@ -11,6 +11,7 @@ import type { ExportOptions } from '../compliance/export.ts';
 import type { MetadataCipher } from '../compliance/metadata-cipher.ts';
 import type { SubjectRegistry } from '../compliance/subjects.ts';
 import type { Config } from '../config.ts';
+import { consoleRoutes } from '../console/serve.ts';
 import type { LiveHub } from '../live/hub.ts';
 import type { RetentionService } from '../retention/service.ts';
 import { appendAudit } from '../store/audit.repo.ts';
@@ -38,6 +39,7 @@ import { healthRoutes } from './routes/health.ts';
 import { liveRoutes } from './routes/live.ts';
 import { segmentRoutes } from './routes/segment.ts';
 import { validateRoutes } from './routes/validate.ts';
+import { whoamiRoutes } from './routes/whoami.ts';
 import { segmentBodyKey } from './segment-body.ts';
 
 export interface AppDeps {
@@ -75,6 +77,8 @@ export interface AppDeps {
   cipher?: MetadataCipher | undefined;
   /** The live view (`GET /v1/events/live`); absent when it is turned off. */
   live?: LiveHub | undefined;
+  /** The built web console (`npm run build`); absent, src/console/dist. */
+  consoleDir?: string;
 }
 
 /**
@@ -124,6 +128,9 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   app.route('/', adminRoutes(deps));
   app.route('/', auditRoutes(deps));
   app.route('/', dsarRoutes(deps));
+  app.route('/', whoamiRoutes());
+  // The console's page and files: no key needed to load them.
+  app.route('/', consoleRoutes(deps.consoleDir ? { distDir: deps.consoleDir } : {}));
   registerDocument(app);
 
   app.notFound((c) =>

@@ -9,6 +9,8 @@ import { ApiError } from './errors.ts';
 /** Who is calling: a stored key, or the ADMIN_API_KEY bootstrap. */
 export interface Principal {
   keyId: string;
+  /** The key's name (`ADMIN_API_KEY` for the bootstrap key); absent where a principal is made by hand. */
+  name?: string;
   scopes: readonly Scope[];
   rateLimitPerMinute: number | null;
   /** Services it may write and read; null: every service. */
@@ -105,7 +107,13 @@ export class KeyResolver {
     const wait = !known && address ? this.#opts.throttle?.refusedFor(address) : undefined;
     if (wait) throw authThrottled(wait);
     if (this.#adminHash && timingSafeEqual(Buffer.from(hash, 'hex'), this.#adminHash)) {
-      return { keyId: 'admin-bootstrap', scopes: SCOPES, rateLimitPerMinute: null, services: null };
+      return {
+        keyId: 'admin-bootstrap',
+        name: 'ADMIN_API_KEY',
+        scopes: SCOPES,
+        rateLimitPerMinute: null,
+        services: null,
+      };
     }
     // A rotated key past its expiry, answered from the cache.
     if (fresh) return this.#outcome(null, address);
@@ -129,6 +137,7 @@ export class KeyResolver {
       const entry: CacheEntry = {
         principal: {
           keyId: info.id,
+          name: info.name,
           scopes: info.scopes,
           rateLimitPerMinute: info.rateLimitPerMinute,
           services: info.services.length > 0 ? info.services : null,

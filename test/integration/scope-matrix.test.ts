@@ -115,6 +115,7 @@ const ROUTES: Route[] = [
   { method: 'DELETE', path: '/v1/users/matrix-user/events', scope: 'dsar', ok: [202] },
   { method: 'GET', path: `/v1/dsar/${randomUUID()}`, scope: 'dsar', ok: [404] },
   { method: 'GET', path: '/v1/users/matrix-user/events/export', scope: 'dsar', ok: [200] },
+  { method: 'GET', path: '/v1/whoami', scope: 'any key', ok: [200] },
   // Not a route, but under /v1: a key is needed even to learn that.
   { method: 'GET', path: '/v1/no-such-route', scope: 'any key', ok: [404] },
   { method: 'GET', path: '/health/live', scope: 'open', ok: [200] },
@@ -125,6 +126,9 @@ const ROUTES: Route[] = [
   { method: 'GET', path: '/health/business', scope: ['read', 'admin'], ok: [200] },
   { method: 'GET', path: '/metrics', scope: 'open', ok: [200] },
   { method: 'GET', path: '/openapi.json', scope: 'open', ok: [200] },
+  // The console's page: 503 console_not_built where this run did not build it (`npm run build`).
+  { method: 'GET', path: '/', scope: 'open', ok: [200, 503] },
+  { method: 'GET', path: '/assets/main-NOSUCHFILE.js', scope: 'open', ok: [404] },
 ];
 
 let stack: Stack;

@@ -23,5 +23,6 @@ export function apiSecureHeaders(tls: boolean): MiddlewareHandler {
     xDownloadOptions: false,
     xPermittedCrossDomainPolicies: false,
     xXssProtection: false,
+    overwrite: false,
   });
 }

@@ -1,0 +1,32 @@
+import type { ComponentType } from 'preact';
+import type { Scope, Whoami } from './api.ts';
+import { LivePage } from './pages/live.tsx';
+import { PipelinePage } from './pages/pipeline.tsx';
+
+/** What the shell gives every page. */
+export interface PageProps {
+  who: Whoami;
+  /** The query of the page's address (`#/live?outcome=refused`): its state, kept on reload. */
+  params: URLSearchParams;
+  /** Replaces the page's query (a new history entry, so Back undoes it). */
+  setParams(next: URLSearchParams): void;
+}
+
+export interface Route {
+  /** The address is `#/<path>`. */
+  path: string;
+  /** Navigation label and document title. */
+  title: string;
+  /** A key with any of these may use the page; other keys are told which scope it needs. */
+  needs: readonly Scope[];
+  page: ComponentType<PageProps>;
+}
+
+/**
+ * The console's pages, in the order the navigation lists them; the first is the landing page.
+ * A new page is its file under `pages/` and one line here.
+ */
+export const ROUTES: readonly Route[] = [
+  { path: 'live', title: 'Live', needs: ['read'], page: LivePage },
+  { path: 'pipeline', title: 'Pipeline health', needs: ['read', 'admin'], page: PipelinePage },
+];
