@@ -35,6 +35,20 @@ export default defineConfig({
           fileParallelism: true,
         },
       },
+      {
+        test: {
+          name: 'browser',
+          include: ['test/browser/**/*.test.ts'],
+          globalSetup: ['test/browser/setup.ts'],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+          maxWorkers: 2,
+          fileParallelism: true,
+          // After the other projects: Chromium and a stack per file on two cores would
+          // slow the integration tests running beside them, and be slowed by them.
+          sequence: { groupOrder: 1 },
+        },
+      },
     ],
   },
 });

@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
@@ -41,10 +41,14 @@ function indexHtml(script: string, style: string): string {
 `;
 }
 
-/** Bundles the console (minified, with source maps) into `outDir`, replacing what was there. */
+/**
+ * Bundles the console (minified, with source maps) into `outDir`, replacing what was there.
+ * Built beside it and moved into place, so a running server never reads half a build.
+ */
 export async function buildConsole(outDir = DIST): Promise<BuiltFile[]> {
-  const assets = join(outDir, 'assets');
-  rmSync(outDir, { recursive: true, force: true });
+  const building = `${outDir.replace(/\/$/, '')}.building-${process.pid}`;
+  const assets = join(building, 'assets');
+  rmSync(building, { recursive: true, force: true });
   mkdirSync(assets, { recursive: true });
   const result = await build({
     entryPoints: [join(WEB, 'main.tsx')],
@@ -66,15 +70,18 @@ export async function buildConsole(outDir = DIST): Promise<BuiltFile[]> {
   const outputs = Object.entries(result.metafile.outputs);
   const entry = outputs.find(([, o]) => o.entryPoint !== undefined && o.cssBundle !== undefined);
   if (!entry?.[1].cssBundle) throw new Error('the console build made no script with a stylesheet');
-  writeFileSync(join(outDir, 'index.html'), indexHtml(basename(entry[0]), basename(entry[1].cssBundle)));
-  return outputs.map(([path]) => {
+  writeFileSync(join(building, 'index.html'), indexHtml(basename(entry[0]), basename(entry[1].cssBundle)));
+  const files = outputs.map(([path]) => {
     const body = readFileSync(path);
     return {
-      name: relative(outDir, path),
+      name: relative(building, path),
       bytes: body.length,
       gzipBytes: gzipSync(body, { level: 9 }).length,
     };
   });
+  rmSync(outDir, { recursive: true, force: true });
+  renameSync(building, outDir);
+  return files;
 }
 
 if (import.meta.main) {

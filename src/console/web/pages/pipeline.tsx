@@ -196,12 +196,18 @@ function DeadLetters(props: { count: number | null; canReplay: boolean; onReplay
         <span class="big-number" data-testid="dead-letters">
           {count === null ? 'unknown' : formatCount(count)}
         </span>{' '}
-        {count === 1 ? 'entry' : 'entries'} failed too often to be stored and wait in the dead-letter stream.
+        {count === 1
+          ? 'entry failed too often to be stored and waits in the dead-letter stream.'
+          : 'entries failed too often to be stored and wait in the dead-letter stream.'}
       </p>
       {props.canReplay ? (
         confirming ? (
           <div class="confirm">
-            <p>Move them back to their streams? Workers will try to store them again.</p>
+            <p>
+              {count === 1
+                ? 'Move it back to its stream? Workers will try to store it again.'
+                : `Move all ${formatCount(count ?? 0)} back to their streams? Workers will try to store them again.`}
+            </p>
             <button type="button" class="primary" ref={confirmButton} onClick={replay} disabled={busy}>
               {busy ? 'Replaying…' : 'Replay now'}
             </button>
