@@ -119,7 +119,7 @@ export function ArchivesSection({ version }: { version: number }) {
       {error !== undefined && <ErrorNotice error={error} title="Archives could not be read" />}
       {page && (
         <>
-          <p class="hint">
+          <p class="hint lead">
             Stored in <code>{page.location}</code>; newest first.
           </p>
           {page.archives.length === 0 ? (

@@ -1,9 +1,8 @@
-import type { ComponentChildren } from 'preact';
 import { useRef, useState } from 'preact/hooks';
+import { ADMIN_CALLS, Outcome, useAction } from './action.tsx';
 import { api } from './api.ts';
 import { type FieldProblem, type KeyFormInput, readKeyForm, SCOPES } from './keys.ts';
 import type { NewKeyShown } from './one-time-key.tsx';
-import { ErrorNotice, elsewhereHint } from './ui.tsx';
 
 const SCOPE_HELP: Record<(typeof SCOPES)[number], string> = {
   ingest: 'send events',
@@ -18,8 +17,7 @@ const EMPTY: KeyFormInput = { name: '', scopes: [], services: '', rateLimitPerMi
 export function KeyForm({ onCreated }: { onCreated(key: NewKeyShown): void }) {
   const [form, setForm] = useState<KeyFormInput>(EMPTY);
   const [problems, setProblems] = useState<FieldProblem[]>([]);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>();
+  const action = useAction();
   const formRef = useRef<HTMLFormElement>(null);
 
   const set = (field: keyof KeyFormInput, value: string | string[]) => {
@@ -29,10 +27,15 @@ export function KeyForm({ onCreated }: { onCreated(key: NewKeyShown): void }) {
   const toggleScope = (scope: string, on: boolean) =>
     set('scopes', on ? [...form.scopes, scope] : form.scopes.filter((s) => s !== scope));
   const problemOf = (field: keyof KeyFormInput) => problems.find((p) => p.field === field)?.message;
+  const fieldState = (field: TextKey) => ({
+    value: form[field],
+    problem: problemOf(field),
+    onValue: (value: string) => set(field, value),
+  });
 
   const submit = async (e: Event) => {
     e.preventDefault();
-    setError(undefined);
+    action.reset();
     const read = readKeyForm(form);
     if (!read.ok) {
       setProblems(read.problems);
@@ -40,39 +43,25 @@ export function KeyForm({ onCreated }: { onCreated(key: NewKeyShown): void }) {
       formRef.current?.querySelector<HTMLElement>(`[data-field="${read.problems[0]?.field}"]`)?.focus();
       return;
     }
-    setBusy(true);
-    try {
+    const created = await action.run(async () => {
       onCreated(await api<NewKeyShown>('/v1/admin/keys', { body: read.request }));
-      setForm(EMPTY);
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
+      return undefined;
+    });
+    if (created) setForm(EMPTY);
   };
 
-  const hint = elsewhereHint(error, 'admin calls', 'admin');
   return (
     <section aria-labelledby="create-heading">
       <h2 id="create-heading">Create a key</h2>
       <form class="key-form" ref={formRef} onSubmit={submit} novalidate aria-labelledby="create-heading">
-        <Field
+        <TextField
           id="key-name"
+          field="name"
           label="Name"
-          problem={problemOf('name')}
           help="Who or what uses it, e.g. web-shop backend."
-        >
-          <input
-            id="key-name"
-            data-field="name"
-            value={form.name}
-            maxLength={128}
-            autocomplete="off"
-            onInput={(e) => set('name', e.currentTarget.value)}
-            aria-invalid={problemOf('name') ? true : undefined}
-            aria-describedby="key-name-help key-name-problem"
-          />
-        </Field>
+          {...fieldState('name')}
+          maxLength={128}
+        />
         <fieldset class="scopes" aria-describedby="scopes-problem">
           <legend>Scopes</legend>
           {SCOPES.map((s, i) => (
@@ -94,73 +83,71 @@ export function KeyForm({ onCreated }: { onCreated(key: NewKeyShown): void }) {
             {problemOf('scopes')}
           </p>
         </fieldset>
-        <Field
+        <TextField
           id="key-services"
+          field="services"
           label="Services"
-          problem={problemOf('services')}
           help="The services it may write and read, separated by commas or spaces. Empty: every service — keep that for operators' keys."
-        >
-          <input
-            id="key-services"
-            data-field="services"
-            value={form.services}
-            autocomplete="off"
-            spellcheck={false}
-            placeholder="every service"
-            onInput={(e) => set('services', e.currentTarget.value)}
-            aria-invalid={problemOf('services') ? true : undefined}
-            aria-describedby="key-services-help key-services-problem"
-          />
-        </Field>
-        <Field
+          {...fieldState('services')}
+          placeholder="every service"
+        />
+        {/* Text, not type=number: a number field reads "12x" as empty, which would mean no limit. */}
+        <TextField
           id="key-rate"
+          field="rateLimitPerMinute"
           label="Rate limit (events per minute)"
-          problem={problemOf('rateLimitPerMinute')}
           help="A batch of 100 spends 100. Empty: the server's DEFAULT_KEY_RATE_LIMIT (none when unset)."
-        >
-          <input
-            id="key-rate"
-            data-field="rateLimitPerMinute"
-            // Text, not type=number: a number field reads "12x" as empty, which would mean no limit.
-            inputMode="numeric"
-            autocomplete="off"
-            value={form.rateLimitPerMinute}
-            onInput={(e) => set('rateLimitPerMinute', e.currentTarget.value)}
-            aria-invalid={problemOf('rateLimitPerMinute') ? true : undefined}
-            aria-describedby="key-rate-help key-rate-problem"
-          />
-        </Field>
+          {...fieldState('rateLimitPerMinute')}
+          inputMode="numeric"
+        />
         <div>
-          <button type="submit" class="primary" disabled={busy}>
-            {busy ? 'Creating…' : 'Create key'}
+          <button type="submit" class="primary" disabled={action.busy}>
+            {action.busy ? 'Creating…' : 'Create key'}
           </button>
         </div>
       </form>
-      {error !== undefined && (
-        <ErrorNotice error={error} title="Key not created">
-          {hint && <p>{hint}</p>}
-        </ErrorNotice>
-      )}
+      <Outcome action={action} title="Key not created" where={ADMIN_CALLS} />
     </section>
   );
 }
 
-function Field(props: {
+type TextKey = 'name' | 'services' | 'rateLimitPerMinute';
+
+/** A labelled text field with its help and its problem (announced), both tied to it for screen readers. */
+function TextField(props: {
   id: string;
+  field: TextKey;
   label: string;
   help: string;
+  value: string;
   problem: string | undefined;
-  children: ComponentChildren;
+  onValue(value: string): void;
+  maxLength?: number;
+  placeholder?: string;
+  inputMode?: 'numeric';
 }) {
+  const { id, field, problem } = props;
   return (
     <div class="field">
-      <label for={props.id}>{props.label}</label>
-      {props.children}
-      <p id={`${props.id}-help`} class="hint">
+      <label for={id}>{props.label}</label>
+      <input
+        id={id}
+        data-field={field}
+        value={props.value}
+        autocomplete="off"
+        spellcheck={false}
+        maxLength={props.maxLength}
+        placeholder={props.placeholder}
+        inputMode={props.inputMode}
+        onInput={(e) => props.onValue(e.currentTarget.value)}
+        aria-invalid={problem ? true : undefined}
+        aria-describedby={`${id}-help ${id}-problem`}
+      />
+      <p id={`${id}-help`} class="hint">
         {props.help}
       </p>
-      <p id={`${props.id}-problem`} class="field-problem" role="alert">
-        {props.problem}
+      <p id={`${id}-problem`} class="field-problem" role="alert">
+        {problem}
       </p>
     </div>
   );

@@ -1,10 +1,11 @@
 import { useState } from 'preact/hooks';
+import { ADMIN_CALLS, Outcome, useAction } from './action.tsx';
 import { api } from './api.ts';
 import { Confirm, useConfirmation } from './confirm.tsx';
 import { OVERLAPS } from './keys.ts';
 import type { NewKeyShown } from './one-time-key.tsx';
 import { formatDuration } from './time.ts';
-import { Badge, ErrorNotice } from './ui.tsx';
+import { Badge } from './ui.tsx';
 
 /** One key of `GET /v1/admin/keys` (never the secret). */
 export interface ApiKey {
@@ -55,24 +56,16 @@ export function KeyRow(props: {
   const rotate = useConfirmation<true>();
   const revoke = useConfirmation<true>();
   const [overlap, setOverlap] = useState(0);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<unknown>();
+  const action = useAction();
   const usable = !k.revokedAt && !(k.expiresAt && Date.parse(k.expiresAt) <= props.now);
 
-  /** Runs the confirmed call; on success the page moves focus (to the new key, the list). */
+  /** Runs the confirmed call; on success the page moves the focus (to the new key, the list). */
   const act = async (call: () => Promise<void>, close: (refocus: boolean) => void) => {
-    setBusy(true);
-    setError(undefined);
-    let ok = false;
-    try {
+    const ok = await action.run(async () => {
       await call();
-      ok = true;
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-      close(!ok);
-    }
+      return undefined;
+    });
+    close(!ok);
   };
   const doRotate = () =>
     act(async () => {
@@ -116,7 +109,7 @@ export function KeyRow(props: {
           <Confirm
             confirmLabel="Rotate"
             busyLabel="Rotating…"
-            busy={busy}
+            busy={action.busy}
             onConfirm={doRotate}
             onCancel={rotate.close}
           >
@@ -137,7 +130,7 @@ export function KeyRow(props: {
           <Confirm
             confirmLabel="Revoke"
             busyLabel="Revoking…"
-            busy={busy}
+            busy={action.busy}
             onConfirm={doRevoke}
             onCancel={revoke.close}
           >
@@ -156,7 +149,7 @@ export function KeyRow(props: {
             </button>
           </div>
         ) : null}
-        {error !== undefined && <ErrorNotice error={error} />}
+        <Outcome action={action} title="Not done" where={ADMIN_CALLS} />
       </td>
     </tr>
   );

@@ -13,9 +13,10 @@ export function watchDelay(elapsedMs: number): number {
   return 10_000;
 }
 
-/** A length of time in its largest sensible unit: "45 s", "12 min", "3 h 20 min", "7 days". */
+/** A length of time in its largest sensible unit: "under 1 s", "45 s", "12 min", "3 h 20 min", "7 days". */
 export function formatDuration(ms: number): string {
-  const s = Math.max(0, Math.round(ms / 1000));
+  if (ms < 1000) return 'under 1 s';
+  const s = Math.round(ms / 1000);
   if (s < 90) return `${s} s`;
   const min = Math.round(s / 60);
   if (min < 90) return `${min} min`;

@@ -1,11 +1,10 @@
 import '../pages.css';
 import { useRef, useState } from 'preact/hooks';
+import { COMPLIANCE_CALLS, Outcome, useAction } from '../action.tsx';
 import { ApiError, api } from '../api.ts';
 import {
-  type ErasureState,
   exportFileName,
   isFinished,
-  isRequestId,
   parseRemembered,
   type RememberedRequest,
   remember,
@@ -14,8 +13,9 @@ import {
 } from '../compliance.ts';
 import { Confirm, useConfirmation } from '../confirm.tsx';
 import { fetchFile, saveFile } from '../download.ts';
+import { type ErasureStatus, type Followed, RequestsSection } from '../erasure-requests.tsx';
 import type { PageProps } from '../routes.ts';
-import { Badge, ErrorNotice, elsewhereHint, formatBytes, formatCount, type Tone } from '../ui.tsx';
+import { formatBytes, formatCount } from '../ui.tsx';
 import { useWatch } from '../watch.ts';
 
 // Data-subject requests (§8, §12) for one subject id, a userId or an anonymousId: opt out and
@@ -23,48 +23,13 @@ import { useWatch } from '../watch.ts';
 // export (downloaded with the key in a header). The subject is never put in the address or in
 // storage; the erasure request ids are (session storage), so a reload still follows them.
 
-/** `GET /v1/dsar/:requestId`. */
-interface ErasureStatus {
-  requestId: string;
-  userId: string;
-  status: ErasureState;
-  requestedAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-  deleted: { database: number; buffer: number; checkpoint: number; archive: number; deadLetter: number };
-  archivesRewritten: number;
-  error: string | null;
-}
-
 interface OptOut {
   userId: string;
   optedOut: boolean;
   since?: string;
 }
 
-/** A followed request: as remembered, with its last answer or the error that answered instead. */
-interface Followed extends RememberedRequest {
-  status?: ErasureStatus;
-  error?: unknown;
-}
-
 const REQUESTS_ITEM = 'tributary.console.erasures';
-
-const STATUS_TONE: Record<ErasureState, Tone> = {
-  pending: 'neutral',
-  running: 'warn',
-  completed: 'good',
-  failed: 'bad',
-};
-
-/** Where the deleted events were, in the order an erasure visits them. */
-const PLACES: { key: keyof ErasureStatus['deleted']; label: string }[] = [
-  { key: 'database', label: 'Database' },
-  { key: 'buffer', label: 'Buffer' },
-  { key: 'checkpoint', label: 'Disk checkpoint' },
-  { key: 'deadLetter', label: 'Dead letters' },
-  { key: 'archive', label: 'Archive' },
-];
 
 const storeRequests = (list: readonly RememberedRequest[]) =>
   sessionStorage.setItem(
@@ -130,7 +95,7 @@ export function CompliancePage(_props: PageProps) {
   return (
     <>
       <h1>Compliance</h1>
-      <p class="hint">
+      <p class="hint lead">
         Requests about one data subject. Each is made with your key and written to the audit log; a subject is
         found by <code>userId</code> or <code>anonymousId</code>, with the ids linked to it.
       </p>
@@ -182,98 +147,63 @@ interface SubjectActionProps {
   current(): string | undefined;
 }
 
-/** A call's outcome as a section shows it: a result line, or the error with where to go instead. */
-function Outcome(props: { result: string | undefined; error: unknown; title: string }) {
-  const hint = elsewhereHint(props.error, 'compliance calls', 'public');
-  return (
-    <>
-      <div role="status">{props.result && <p class="notice">{props.result}</p>}</div>
-      {props.error !== undefined && (
-        <ErrorNotice error={props.error} title={props.title}>
-          {hint && <p>{hint}</p>}
-        </ErrorNotice>
-      )}
-    </>
-  );
-}
-
 function OptOutSection({ current }: SubjectActionProps) {
-  const [busy, setBusy] = useState(false);
-  const [result, setResult] = useState<string | undefined>();
-  const [error, setError] = useState<unknown>();
-
-  const change = async (optOut: boolean) => {
+  const action = useAction();
+  const change = (optOut: boolean) => {
     const subject = current();
     if (subject === undefined) return;
-    setBusy(true);
-    setResult(undefined);
-    setError(undefined);
-    try {
+    void action.run(async () => {
       const r = await api<OptOut>(subjectPath(subject, 'opt-out'), { method: optOut ? 'PUT' : 'DELETE' });
-      setResult(
-        r.optedOut
-          ? `${r.userId} is opted out${r.since ? ` since ${new Date(r.since).toLocaleString()}` : ''}: their events are skipped at ingest.`
-          : `${r.userId} is opted back in: their events are accepted again.`,
-      );
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-    }
+      return r.optedOut
+        ? `${r.userId} is opted out${r.since ? ` since ${new Date(r.since).toLocaleString()}` : ''}: their events are skipped at ingest.`
+        : `${r.userId} is opted back in: their events are accepted again.`;
+    });
   };
 
   return (
     <section aria-labelledby="optout-heading">
       <h2 id="optout-heading">Opt-out</h2>
-      <p class="hint">
+      <p class="hint lead">
         An opted-out subject's events are answered <code>skipped</code> and never stored, from any service.
       </p>
       <div class="actions">
-        <button type="button" onClick={() => change(true)} disabled={busy}>
+        <button type="button" onClick={() => change(true)} disabled={action.busy}>
           Opt out
         </button>
-        <button type="button" onClick={() => change(false)} disabled={busy}>
+        <button type="button" onClick={() => change(false)} disabled={action.busy}>
           Opt back in
         </button>
       </div>
-      <Outcome result={result} error={error} title="Opt-out not changed" />
+      <Outcome action={action} title="Opt-out not changed" where={COMPLIANCE_CALLS} />
     </section>
   );
 }
 
 function ErasureSection(props: SubjectActionProps & { onRequested(requestId: string): void }) {
   const confirmation = useConfirmation<string>();
-  const [busy, setBusy] = useState(false);
-  const [result, setResult] = useState<string | undefined>();
-  const [error, setError] = useState<unknown>();
+  const action = useAction();
 
   const ask = () => {
     const subject = props.current();
     if (subject === undefined) return;
-    setResult(undefined);
-    setError(undefined);
+    action.reset();
     confirmation.ask(subject);
   };
   const erase = async () => {
     const subject = confirmation.asking;
     if (subject === undefined) return;
-    setBusy(true);
-    try {
+    await action.run(async () => {
       const r = await api<{ requestId: string }>(subjectPath(subject, 'events'), { method: 'DELETE' });
       props.onRequested(r.requestId);
-      setResult(`Erasure requested (${r.requestId}); its progress is under Erasure requests below.`);
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-      confirmation.close();
-    }
+      return `Erasure requested (${r.requestId}); its progress is under Erasure requests below.`;
+    });
+    confirmation.close();
   };
 
   return (
     <section aria-labelledby="erasure-heading">
       <h2 id="erasure-heading">Erasure</h2>
-      <p class="hint">
+      <p class="hint lead">
         Deletes every event of the subject, and of the ids linked to it, in every service: from the database,
         the buffer, the disk checkpoint, the dead letters and the archives.
       </p>
@@ -285,7 +215,7 @@ function ErasureSection(props: SubjectActionProps & { onRequested(requestId: str
         <Confirm
           confirmLabel="Erase"
           busyLabel="Requesting…"
-          busy={busy}
+          busy={action.busy}
           onConfirm={erase}
           onCancel={confirmation.close}
         >
@@ -295,154 +225,42 @@ function ErasureSection(props: SubjectActionProps & { onRequested(requestId: str
           </p>
         </Confirm>
       )}
-      <Outcome result={result} error={error} title="Erasure not requested" />
+      <Outcome action={action} title="Erasure not requested" where={COMPLIANCE_CALLS} />
     </section>
   );
 }
 
 function ExportSection({ current }: SubjectActionProps) {
   const [progress, setProgress] = useState<string | undefined>();
-  const [busy, setBusy] = useState(false);
-  const [result, setResult] = useState<string | undefined>();
-  const [error, setError] = useState<unknown>();
+  const action = useAction();
 
   const download = async () => {
     const subject = current();
     if (subject === undefined) return;
-    setBusy(true);
-    setResult(undefined);
-    setError(undefined);
-    try {
+    await action.run(async () => {
       const file = await fetchFile(subjectPath(subject, 'events/export'), {
         accept: 'application/x-ndjson',
         onProgress: (lines, bytes) => setProgress(`${formatCount(lines)} events, ${formatBytes(bytes)}…`),
       });
       const name = exportFileName(subject, new Date());
       saveFile(file.blob, name);
-      setResult(
-        `Saved ${name}: ${formatCount(file.lines)} ${file.lines === 1 ? 'event' : 'events'} (${formatBytes(file.bytes)}).`,
-      );
-    } catch (err) {
-      setError(err);
-    } finally {
-      setBusy(false);
-      setProgress(undefined);
-    }
+      return `Saved ${name}: ${formatCount(file.lines)} ${file.lines === 1 ? 'event' : 'events'} (${formatBytes(file.bytes)}).`;
+    });
+    setProgress(undefined);
   };
 
   return (
     <section aria-labelledby="export-heading">
       <h2 id="export-heading">Export</h2>
-      <p class="hint">
+      <p class="hint lead">
         Every stored event of the subject, from the database, the dead letters and the archives, one JSON
         object per line (<code>source</code> says where each was found).
       </p>
-      <button type="button" onClick={download} disabled={busy}>
-        {busy ? 'Downloading…' : 'Download export'}
+      <button type="button" onClick={download} disabled={action.busy}>
+        {action.busy ? 'Downloading…' : 'Download export'}
       </button>
       {progress && <p class="hint">{progress}</p>}
-      <Outcome result={result} error={error} title="Export failed" />
+      <Outcome action={action} title="Export failed" where={COMPLIANCE_CALLS} />
     </section>
-  );
-}
-
-function RequestsSection(props: {
-  requests: Followed[];
-  onFollow(requestId: string): void;
-  onForget(requestId: string): void;
-}) {
-  const [id, setId] = useState('');
-  const [problem, setProblem] = useState<string | undefined>();
-  const add = (e: Event) => {
-    e.preventDefault();
-    const requestId = id.trim();
-    if (!isRequestId(requestId)) {
-      setProblem('A request id is a UUID, as the erasure request answered.');
-      return;
-    }
-    setProblem(undefined);
-    setId('');
-    props.onFollow(requestId);
-  };
-
-  return (
-    <section aria-labelledby="requests-heading">
-      <h2 id="requests-heading">Erasure requests</h2>
-      <p class="hint">
-        Followed until they end; this tab remembers their ids (not their subjects) across a reload.
-      </p>
-      {props.requests.length === 0 ? (
-        <p class="empty">None requested from this tab yet.</p>
-      ) : (
-        <ul class="requests">
-          {props.requests.map((r) => (
-            <RequestCard key={r.requestId} request={r} onForget={() => props.onForget(r.requestId)} />
-          ))}
-        </ul>
-      )}
-      <form class="inline-form" onSubmit={add} aria-label="Follow a request">
-        <label for="follow-id">Follow another request by id</label>
-        <input
-          id="follow-id"
-          value={id}
-          autocomplete="off"
-          spellcheck={false}
-          onInput={(e) => setId(e.currentTarget.value)}
-          aria-invalid={problem ? true : undefined}
-          aria-describedby="follow-problem"
-        />
-        <button type="submit">Follow</button>
-        <p id="follow-problem" class="field-problem" role="alert">
-          {problem}
-        </p>
-      </form>
-    </section>
-  );
-}
-
-function RequestCard({ request, onForget }: { request: Followed; onForget(): void }) {
-  const s = request.status;
-  return (
-    <li class="request" data-request-id={request.requestId}>
-      <div class="request-head">
-        <code class="request-id">{request.requestId}</code>
-        {s ? (
-          <Badge tone={STATUS_TONE[s.status]}>{s.status}</Badge>
-        ) : request.error === undefined ? (
-          <Badge tone="neutral">checking…</Badge>
-        ) : null}
-        <button
-          type="button"
-          class="small"
-          onClick={onForget}
-          aria-label={`Forget request ${request.requestId}`}
-        >
-          Forget
-        </button>
-      </div>
-      {s && (
-        <>
-          <p class="hint">
-            Subject <span class="subject-name">{s.userId}</span>, requested{' '}
-            {new Date(s.requestedAt).toLocaleString()}
-            {s.finishedAt && `, finished ${new Date(s.finishedAt).toLocaleString()}`}.
-          </p>
-          <dl class="counts" aria-label="Events deleted, by place">
-            {PLACES.map((p) => (
-              <div key={p.key} class="count">
-                <dt>{p.label}</dt>
-                <dd data-place={p.key}>{formatCount(s.deleted[p.key])}</dd>
-              </div>
-            ))}
-            <div class="count">
-              <dt>Archive objects rewritten</dt>
-              <dd data-place="archivesRewritten">{formatCount(s.archivesRewritten)}</dd>
-            </div>
-          </dl>
-          {s.error && <ErrorNotice error={new ApiError('erasure_failed', 0, s.error)} />}
-        </>
-      )}
-      {request.error !== undefined && <ErrorNotice error={request.error} title="Status not read" />}
-    </li>
   );
 }

@@ -1,11 +1,11 @@
 import '../pages.css';
 import { useEffect, useRef, useState } from 'preact/hooks';
+import { ADMIN_CALLS, Outcome } from '../action.tsx';
 import { api } from '../api.ts';
 import { KeyForm } from '../key-form.tsx';
 import { type ApiKey, KeyRow, type Rotated } from '../key-row.tsx';
 import { type NewKeyShown, OneTimeKey } from '../one-time-key.tsx';
 import type { PageProps } from '../routes.ts';
-import { ErrorNotice, elsewhereHint } from '../ui.tsx';
 
 // API keys (admin): the list (`GET /v1/admin/keys`, never the secrets), create
 // (`POST /v1/admin/keys`), rotate (`POST …/:id/rotate`) and revoke (`DELETE …/:id`). A new
@@ -53,7 +53,6 @@ export function KeysPage({ who, params, setParams }: PageProps) {
   const now = Date.now();
   const active = (k: ApiKey) => !k.revokedAt && !(k.expiresAt && Date.parse(k.expiresAt) <= now);
   const listed = (keys ?? []).filter((k) => showAll || active(k));
-  const hint = elsewhereHint(error, 'admin calls', 'admin');
 
   return (
     <>
@@ -72,11 +71,7 @@ export function KeysPage({ who, params, setParams }: PageProps) {
             Refresh
           </button>
         </div>
-        {error !== undefined && (
-          <ErrorNotice error={error} title="Keys could not be read">
-            {hint && <p>{hint}</p>}
-          </ErrorNotice>
-        )}
+        <Outcome action={{ result: undefined, error }} title="Keys could not be read" where={ADMIN_CALLS} />
         {keys === undefined ? (
           error === undefined && <p class="empty">Loading…</p>
         ) : listed.length === 0 ? (

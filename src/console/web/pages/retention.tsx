@@ -1,10 +1,11 @@
 import '../pages.css';
 import { useEffect, useRef, useState } from 'preact/hooks';
+import { ADMIN_CALLS, Outcome, useAction } from '../action.tsx';
 import { ApiError, api } from '../api.ts';
 import { ArchivesSection } from '../archives.tsx';
 import type { PageProps } from '../routes.ts';
 import { formatDuration } from '../time.ts';
-import { Badge, ErrorNotice, elsewhereHint, formatBytes, formatCount, type Tone } from '../ui.tsx';
+import { Badge, ErrorNotice, formatBytes, formatCount, type Tone } from '../ui.tsx';
 import { useWatch } from '../watch.ts';
 
 // Retention passes (`GET /v1/admin/retention/runs`, one with its steps at `…/runs/:runId`),
@@ -46,9 +47,7 @@ export function RetentionPage({ params, setParams }: PageProps) {
   const [runs, setRuns] = useState<Run[] | undefined>();
   const [selected, setSelected] = useState<Run | undefined>();
   const [error, setError] = useState<unknown>();
-  const [starting, setStarting] = useState(false);
-  const [started, setStarted] = useState<string | undefined>();
-  const [startError, setStartError] = useState<unknown>();
+  const start = useAction();
   // Bumped when a pass ends, so the archives it wrote are listed.
   const [archivesVersion, setArchivesVersion] = useState(0);
   const runId = params.get('run') ?? undefined;
@@ -102,45 +101,40 @@ export function RetentionPage({ params, setParams }: PageProps) {
   };
 
   const runNow = async () => {
-    setStarting(true);
-    setStarted(undefined);
-    setStartError(undefined);
-    try {
-      const r = await api<{ runId: string }>('/v1/admin/retention/run', { method: 'POST' });
-      setStarted(`Retention pass ${r.runId} started.`);
-      show(r.runId);
-    } catch (err) {
-      setStartError(err);
-      // Another pass is running: show that one instead.
-      const other =
-        err instanceof ApiError && err.code === 'retention_running' ? err.details[0]?.message : '';
-      if (other) show(other);
-    } finally {
-      setStarting(false);
-      await loadRuns();
-    }
+    await start.run(async () => {
+      try {
+        const r = await api<{ runId: string }>('/v1/admin/retention/run', { method: 'POST' });
+        show(r.runId);
+        return `Retention pass ${r.runId} started.`;
+      } catch (err) {
+        // Another pass is running: show that one instead.
+        const other =
+          err instanceof ApiError && err.code === 'retention_running' ? err.details[0]?.message : '';
+        if (other) show(other);
+        throw err;
+      }
+    });
+    await loadRuns();
   };
 
-  const hint = elsewhereHint(error ?? startError, 'admin calls', 'admin');
   return (
     <>
       <h1>Retention and archives</h1>
-      <p class="hint">
+      <p class="hint lead">
         A pass archives what has passed its retention to object storage as Parquet, verifies it, then deletes
         it from PostgreSQL; it also anonymises what has passed ANONYMIZE_AFTER_DAYS.
       </p>
       <div class="actions">
-        <button type="button" class="primary" onClick={runNow} disabled={starting || running}>
-          {starting ? 'Starting…' : running ? 'A pass is running' : 'Run a pass now'}
+        <button type="button" class="primary" onClick={runNow} disabled={start.busy || running}>
+          {start.busy ? 'Starting…' : running ? 'A pass is running' : 'Run a pass now'}
         </button>
       </div>
-      <div role="status">{started && <p class="notice">{started}</p>}</div>
-      {startError !== undefined && <ErrorNotice error={startError} title="Pass not started" />}
-      {error !== undefined && (
-        <ErrorNotice error={error} title="Retention could not be read">
-          {hint && <p>{hint}</p>}
-        </ErrorNotice>
-      )}
+      <Outcome action={start} title="Pass not started" where={ADMIN_CALLS} />
+      <Outcome
+        action={{ result: undefined, error }}
+        title="Retention could not be read"
+        where={ADMIN_CALLS}
+      />
       {selected && <RunDetail run={selected} onClose={() => show(undefined)} />}
       <RunsSection runs={runs} selectedId={runId} onShow={show} />
       <ArchivesSection version={archivesVersion} />
