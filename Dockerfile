@@ -1,5 +1,5 @@
-# Tributary runs TypeScript directly on Node 24 (type stripping): no build step,
-# only the production dependencies are installed.
+# Tributary runs TypeScript directly on Node 24 (type stripping): the server needs no build
+# step and only the production dependencies; the web console is bundled in a build stage.
 #
 # Keep a glibc base (Debian), not alpine: retention writes Parquet with DuckDB's native binding,
 # and npm installs only the build platform's prebuilt package (@duckdb/node-bindings-linux-x64,
@@ -11,6 +11,14 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 
+# The web console's static assets (src/console/dist), bundled in a stage of their own. What the
+# bundle needs (esbuild, preact, uplot) is in the production dependencies, because `prepare`
+# builds the console on every `npm ci`; esbuild's binary comes from its platform package
+# (@esbuild/linux-*), so the skipped install scripts do not matter.
+FROM deps AS console
+COPY src/console ./src/console
+RUN npm run build
+
 FROM node:24-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
@@ -19,6 +27,7 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY drizzle ./drizzle
 COPY src ./src
+COPY --from=console /app/src/console/dist ./src/console/dist
 # Fail the build, not the first retention pass, when the native binding is missing or cannot load.
 RUN node -e "import('@duckdb/node-api').then(async (d) => (await (await d.DuckDBInstance.create()).connect()).run('SELECT 1'))"
 # The workers' disk checkpoint: mount a persistent volume here. Workers sharing it each

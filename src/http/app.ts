@@ -120,7 +120,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   app.route('/', auditRoutes(deps));
   app.route('/', dsarRoutes(deps));
   app.route('/', whoamiRoutes());
-  // The console's page and files: no key to load them, not API operations (not in the document).
+  // The console's page and files: no key needed to load them.
   app.route('/', consoleRoutes(deps.consoleDir ? { distDir: deps.consoleDir } : {}));
   registerDocument(app);
 

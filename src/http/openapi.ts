@@ -155,6 +155,11 @@ const TAGS = [
   { name: 'compliance', description: 'Erasure, export and opt-out of a data subject (scope `dsar`)' },
   { name: 'admin', description: 'Keys, retention, archives, dead letters, audit log (scope `admin`)' },
   { name: 'operations', description: 'Health, metrics and this document; no key needed' },
+  {
+    name: 'console',
+    description:
+      'The web console: its page and files (no key needed to load them), and `whoami`, with which it signs in',
+  },
 ];
 
 /** Registers what the operations refer to: the two ways of presenting a key. */

@@ -1,7 +1,7 @@
 import { describe, expect } from 'vitest';
+import { consoleTest, PHONE, signIn, texts } from '../helpers/browser.ts';
 import { ADMIN_KEY } from '../helpers/env.ts';
 import { call, waitFor } from '../helpers/stack.ts';
-import { consoleTest, PHONE, signIn, texts } from './console.ts';
 
 // The console's shell in a real Chromium against a real stack: signing in and out, where the
 // key is kept, deep links, the keyboard, and a phone's width.

@@ -1,9 +1,9 @@
 import { describe, expect } from 'vitest';
 import { DeadLetterStream } from '../../src/buffer/dead-letter.ts';
 import { bufferKeys } from '../../src/buffer/keys.ts';
+import { consoleTest, signIn, texts } from '../helpers/browser.ts';
 import { ADMIN_KEY } from '../helpers/env.ts';
 import { call, waitFor } from '../helpers/stack.ts';
-import { consoleTest, signIn, texts } from './console.ts';
 
 // Pipeline health in a real Chromium against a real stack (serve + one worker): partitions,
 // workers and breaker from GET /health, and a dead letter replayed from the page.

@@ -116,6 +116,9 @@ const ROUTES: Route[] = [
   { method: 'GET', path: '/health/business', scope: ['read', 'admin'], ok: [200] },
   { method: 'GET', path: '/metrics', scope: 'open', ok: [200] },
   { method: 'GET', path: '/openapi.json', scope: 'open', ok: [200] },
+  // The console's page: 503 console_not_built where this run did not build it (`npm run build`).
+  { method: 'GET', path: '/', scope: 'open', ok: [200, 503] },
+  { method: 'GET', path: '/assets/main-NOSUCHFILE.js', scope: 'open', ok: [404] },
 ];
 
 let stack: Stack;

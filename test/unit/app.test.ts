@@ -1,9 +1,12 @@
-import { readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { BufferFullError, BufferUnavailableError } from '../../src/buffer/errors.ts';
 import { type AppDeps, createApp } from '../../src/http/app.ts';
 import { KeyResolver } from '../../src/http/key-resolver.ts';
+import { servedOnBothListeners } from '../../src/http/middleware/listener.ts';
 import { createDb } from '../../src/store/db.ts';
 import { NOOP_ADMIN_KEY, noopDeps, scopedKey } from '../helpers/noop-deps.ts';
 import { checkResponse } from '../helpers/openapi.ts';
@@ -13,6 +16,18 @@ import { checkResponse } from '../helpers/openapi.ts';
 
 const USER = 'subject-1';
 const RUN = '5f0c7f2e-3b1a-4c7e-9d2f-0a1b2c3d4e5f';
+/** A file of the console {@link builtConsole} makes. */
+const ASSET = 'main-TESTHASH.js';
+
+/** A console "built" into a temporary directory: a page and {@link ASSET}. */
+function builtConsole(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'tributary-console-'));
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
+  mkdirSync(join(dir, 'assets'));
+  writeFileSync(join(dir, 'index.html'), '<!doctype html><title>console</title>');
+  writeFileSync(join(dir, 'assets', ASSET), 'export {};');
+  return dir;
+}
 
 interface Answer {
   status: number;
@@ -326,7 +341,7 @@ describe('GET /openapi.json', () => {
 });
 
 /** Every operation of the document with its path parameters filled in. */
-async function operations(): Promise<{ method: string; path: string; scopes: string[] }[]> {
+async function operations(): Promise<{ method: string; path: string; scopes: string[]; open: boolean }[]> {
   const app = createApp(noopDeps());
   const document = (await (await app.request('/openapi.json')).json()) as {
     paths: Record<string, Record<string, { security?: Record<string, string[]>[] }>>;
@@ -334,8 +349,12 @@ async function operations(): Promise<{ method: string; path: string; scopes: str
   return Object.entries(document.paths).flatMap(([template, item]) =>
     Object.entries(item).map(([method, op]) => ({
       method: method.toUpperCase(),
-      path: template.replace(/\{(\w+)\}/g, (_, name: string) => (name === 'userId' ? USER : RUN)),
+      path: template.replace(/\{(\w+)\}/g, (_, name: string) =>
+        name === 'userId' ? USER : name === 'name' ? ASSET : RUN,
+      ),
       scopes: op.security?.flatMap((s) => Object.values(s).flat()) ?? [],
+      // `security: []`: no key at all (whoami needs a key, but no scope).
+      open: (op.security ?? []).length === 0,
     })),
   );
 }
@@ -354,13 +373,14 @@ describe('every operation (as Unkey runs its common route tests)', () => {
     }
   });
 
-  it('without a scope (liveness, readiness, metrics, this document): answered without a key', async () => {
-    const open = (await operations()).filter((op) => op.scopes.length === 0);
+  it('without a scope (liveness, readiness, metrics, this document, the console): answered without a key', async () => {
+    const open = (await operations()).filter((op) => op.open);
     expect(open.map((op) => op.path).sort()).toEqual(
-      ['/health/live', '/health/ready', '/metrics', '/openapi.json'].sort(),
+      ['/health/live', '/health/ready', '/metrics', '/openapi.json', '/', `/assets/${ASSET}`].sort(),
     );
+    const consoleDir = builtConsole();
     for (const op of open) {
-      const res = await request(noopDeps(), op.path, { key: null });
+      const res = await request(noopDeps({ consoleDir }), op.path, { key: null });
       expect([op.path, res.status]).toEqual([op.path, 200]);
     }
   });
@@ -372,7 +392,7 @@ describe('every operation (as Unkey runs its common route tests)', () => {
         op.path.startsWith('/v1/admin/') ||
         /^\/health(?!\/live|\/ready)/.test(op.path);
       const listener = adminOnly ? 'public' : 'admin';
-      if (op.path === '/health/live') continue;
+      if (servedOnBothListeners(op.path)) continue;
       const res = await request(noopDeps(), op.path, { method: op.method }, { listener });
       expect([op.method, op.path, res.status]).toEqual([op.method, op.path, 404]);
     }

@@ -39,7 +39,19 @@ function writeBuild(dir: string): void {
   writeFileSync(join(dir, 'index.html'), HTML);
 }
 
-const appOn = (consoleDir: string) => createApp(noopDeps({ consoleDir }));
+/** The app on a console in `consoleDir`; every answer must be one /openapi.json describes. */
+const appOn = (consoleDir: string) => {
+  const app = createApp(noopDeps({ consoleDir }));
+  return {
+    async request(path: string, init: RequestInit = {}, env?: Record<string, unknown>): Promise<Response> {
+      const res = await app.request(path, init, env as never);
+      const contentType = res.headers.get('content-type');
+      const text = contentType?.includes('json') ? await res.clone().text() : undefined;
+      checkResponse({ method: 'GET', path, status: res.status, contentType, text });
+      return res;
+    },
+  };
+};
 
 describe('the console page and its assets', () => {
   it('serves the page to anyone, revalidated at every load, under the console’s strict policy', async () => {

@@ -107,7 +107,8 @@ export async function api<T>(path: string, opts: CallOptions = {}): Promise<T> {
     if (err instanceof DOMException && err.name === 'AbortError') throw err;
     throw new ApiError('network_error', 0, 'the API could not be reached');
   }
-  if (res.status === 204) return undefined as T; // no body (a revoked key)
+  // 204 (a revoked key, say) has no body to read.
+  if (res.status === 204) return undefined as T;
   if (res.ok || opts.accept?.includes(res.status)) return (await res.json()) as T;
   const error = await errorFrom(res);
   if (res.status === 401 && opts.key === undefined) reportUnauthorized(error);

@@ -17,6 +17,8 @@ export interface ChartProps {
   series: readonly Series[];
   /** `[times (s since epoch), ...one array per series]`. */
   data: readonly (readonly number[])[];
+  /** The time axis always spans this many seconds up to the latest point. */
+  windowSeconds: number;
   height?: number;
 }
 
@@ -32,7 +34,10 @@ export function LineChart(props: ChartProps) {
       height: props.height ?? 180,
       legend: { show: true },
       cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(5, max * 1.1)] } },
+      scales: {
+        x: { time: true, range: (_u, _min, max) => [max - props.windowSeconds, max] },
+        y: { range: (_u, _min, max) => [0, Math.max(5, max * 1.1)] },
+      },
       axes: [{}, { label: 'per second', size: 56 }],
       series: [
         {},

@@ -43,6 +43,36 @@ export function elsewhereHint(error: unknown, what: string, port: 'public' | 'ad
   return `This port does not serve ${what}. Where ADMIN_PORT is set, ${what} is served on the ${port} port only: open the console there.`;
 }
 
+/** A titled part of a page; `id` names it (`<id>-heading`), for links and tests. */
+export function Section(props: { id: string; title: string; class?: string; children: ComponentChildren }) {
+  return (
+    <section aria-labelledby={`${props.id}-heading`} class={props.class}>
+      <h2 id={`${props.id}-heading`}>{props.title}</h2>
+      {props.children}
+    </section>
+  );
+}
+
+/** A table of rows with a header row; scrolls sideways on its own when too wide (a phone). */
+export function Table(props: { class?: string; columns: readonly string[]; children: ComponentChildren }) {
+  return (
+    <div class="table-scroll">
+      <table class={props.class}>
+        <thead>
+          <tr>
+            {props.columns.map((c) => (
+              <th scope="col" key={c}>
+                {c}
+              </th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>{props.children}</tbody>
+      </table>
+    </div>
+  );
+}
+
 export type Tone = 'good' | 'warn' | 'bad' | 'neutral';
 
 export function Badge(props: { tone: Tone; children: ComponentChildren }) {

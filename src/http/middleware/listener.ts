@@ -14,6 +14,9 @@ const ADMIN_ONLY = /^\/(?:(?:metrics|v1\/admin)(?:\/|$)|health(?:\/(?:buffer|dat
  */
 const BOTH = /^\/(?:health\/live|v1\/whoami|assets\/[^/]+)?$/;
 
+/** Whether `path` is answered on both listeners when ADMIN_PORT splits them. */
+export const servedOnBothListeners = (path: string): boolean => BOTH.test(path);
+
 export function listenerOf(c: Context<AppEnv>): Listener | undefined {
   return (c.env as { listener?: Listener } | undefined)?.listener;
 }
@@ -28,7 +31,11 @@ export function splitListeners(): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const listener = listenerOf(c);
     const path = c.req.path;
-    if (listener === undefined || BOTH.test(path) || ADMIN_ONLY.test(path) === (listener === 'admin')) {
+    if (
+      listener === undefined ||
+      servedOnBothListeners(path) ||
+      ADMIN_ONLY.test(path) === (listener === 'admin')
+    ) {
       return next();
     }
     throw new ApiError('not_found', 404, `no route for ${c.req.method} ${path}`);

@@ -21,7 +21,7 @@ export const whoami = createRoute({
   method: 'get',
   path: '/v1/whoami',
   operationId: 'whoami',
-  tags: ['operations'],
+  tags: ['console'],
   summary: 'The key this request carries: its name, scopes and services',
   description:
     'Any valid key, whatever its scopes; the web console signs in with it. With ADMIN_PORT set, served on both ports.',

@@ -4,7 +4,7 @@ import { LineChart } from '../chart.tsx';
 import { LiveConnection, type LiveState } from '../live.ts';
 import type { PageProps } from '../routes.ts';
 import type { SseFrame } from '../sse.ts';
-import { Badge, ErrorNotice, elsewhereHint, formatCount, formatTime, type Tone } from '../ui.tsx';
+import { Badge, ErrorNotice, elsewhereHint, formatCount, formatTime, Section, type Tone } from '../ui.tsx';
 
 // The landing page: every ingest outcome as it happens (`GET /v1/events/live`), filtered by
 // service, type and outcome (kept in the address), with a throughput chart drawn from the
@@ -60,14 +60,15 @@ const TONES: Record<Outcome, Tone> = {
   refused: 'bad',
 };
 
-/** Each filter as the list the server takes (repeated or comma-separated: both are split here). */
-function filterValues(params: URLSearchParams, name: string): string[] {
-  return params
-    .getAll(name)
-    .flatMap((v) => v.split(','))
+const splitList = (text: string): string[] =>
+  text
+    .split(',')
     .map((v) => v.trim())
     .filter(Boolean);
-}
+
+/** Each filter as the list the server takes (repeated or comma-separated: both are split here). */
+const filterValues = (params: URLSearchParams, name: string): string[] =>
+  params.getAll(name).flatMap(splitList);
 
 function filterQuery(params: URLSearchParams): URLSearchParams {
   const query = new URLSearchParams();
@@ -164,7 +165,7 @@ export function LivePage({ params, setParams }: PageProps) {
         <p class={`live-status live-${state.kind}`} role="status">
           {statusText(state)}
         </p>
-        <button type="button" aria-pressed={paused} onClick={togglePause}>
+        <button type="button" class={paused ? 'paused' : undefined} onClick={togglePause}>
           {paused ? `Resume${held.count ? ` (${formatCount(held.count)} new)` : ''}` : 'Pause'}
         </button>
         <button type="button" onClick={() => setRows([])} disabled={rows.length === 0}>
@@ -199,8 +200,7 @@ export function LivePage({ params, setParams }: PageProps) {
         </p>
       )}
       <Throughput stats={stats} />
-      <section aria-labelledby="outcomes-heading">
-        <h2 id="outcomes-heading">Outcomes</h2>
+      <Section id="outcomes" title="Outcomes">
         {rows.length === 0 ? (
           <p class="empty">Nothing yet. Outcomes appear here as events arrive.</p>
         ) : (
@@ -210,7 +210,7 @@ export function LivePage({ params, setParams }: PageProps) {
             ))}
           </ol>
         )}
-      </section>
+      </Section>
     </>
   );
 }
@@ -222,8 +222,8 @@ function Filters({ params, setParams }: Pick<PageProps, 'params' | 'setParams'>)
     const form = new FormData(e.currentTarget as HTMLFormElement);
     const next = new URLSearchParams();
     for (const name of ['service', 'type'] as const) {
-      const value = String(form.get(name) ?? '').trim();
-      if (value) next.set(name, value);
+      const values = splitList(String(form.get(name) ?? ''));
+      if (values.length) next.set(name, values.join(','));
     }
     const outcomes = form.getAll('outcome').map(String);
     if (outcomes.length > 0 && outcomes.length < OUTCOMES.length) next.set('outcome', outcomes.join(','));
@@ -279,19 +279,19 @@ function Throughput({ stats }: { stats: Stats[] }) {
   );
   const last = stats.at(-1);
   return (
-    <section aria-labelledby="throughput-heading" class="throughput">
-      <h2 id="throughput-heading">Throughput</h2>
+    <Section id="throughput" title="Throughput" class="throughput">
       <LineChart
         label="Accepted and refused events per second, last two minutes"
         series={series}
         data={data}
+        windowSeconds={CHART_SECONDS}
       />
       <p class="chart-summary">
         {last
           ? `Last second: ${formatCount(last.accepted)} accepted, ${formatCount(last.refused)} refused, ${formatCount(last.duplicate)} duplicate, ${formatCount(last.skipped)} skipped.`
           : 'Waiting for the first second of counts…'}
       </p>
-    </section>
+    </Section>
   );
 }
 

@@ -9,6 +9,8 @@ import {
   formatBytes,
   formatCount,
   formatPercent,
+  Section,
+  Table,
   type Tone,
   usePolling,
 } from '../ui.tsx';
@@ -51,6 +53,8 @@ interface Health {
 }
 
 const POLL_MS = 2_000;
+/** What one replay call moves at most (the route's default `limit`). */
+const REPLAY_LIMIT = 10_000;
 
 const STATUS_TONE: Record<Health['status'], Tone> = { ok: 'good', degraded: 'warn', unavailable: 'bad' };
 const breakerTone = (b: Health['circuitBreaker']): Tone =>
@@ -107,8 +111,7 @@ export function PipelinePage({ who }: PageProps) {
 function Overview({ health }: { health: Health }) {
   const b = health.buffer;
   return (
-    <section aria-labelledby="overview-heading">
-      <h2 id="overview-heading">Overview</h2>
+    <Section id="overview" title="Overview">
       <dl class="cards">
         <div class="card">
           <dt>Status</dt>
@@ -152,7 +155,7 @@ function Overview({ health }: { health: Health }) {
           </div>
         )}
       </dl>
-    </section>
+    </Section>
   );
 }
 
@@ -190,8 +193,7 @@ function DeadLetters(props: { count: number | null; canReplay: boolean; onReplay
 
   const count = props.count;
   return (
-    <section aria-labelledby="dead-heading">
-      <h2 id="dead-heading">Dead letters</h2>
+    <Section id="dead" title="Dead letters">
       <p>
         <span class="big-number" data-testid="dead-letters">
           {count === null ? 'unknown' : formatCount(count)}
@@ -206,7 +208,7 @@ function DeadLetters(props: { count: number | null; canReplay: boolean; onReplay
             <p>
               {count === 1
                 ? 'Move it back to its stream? Workers will try to store it again.'
-                : `Move all ${formatCount(count ?? 0)} back to their streams? Workers will try to store them again.`}
+                : `Move ${(count ?? 0) > REPLAY_LIMIT ? `the oldest ${formatCount(REPLAY_LIMIT)} of the ${formatCount(count ?? 0)}` : `all ${formatCount(count ?? 0)}`} back to their streams? Workers will try to store them again.`}
             </p>
             <button type="button" class="primary" ref={confirmButton} onClick={replay} disabled={busy}>
               {busy ? 'Replaying…' : 'Replay now'}
@@ -239,93 +241,66 @@ function DeadLetters(props: { count: number | null; canReplay: boolean; onReplay
           )}
         </ErrorNotice>
       )}
-    </section>
+    </Section>
   );
 }
 
 function Partitions({ health }: { health: Health }) {
   const parts = health.buffer?.partitions ?? [];
   return (
-    <section aria-labelledby="partitions-heading">
-      <h2 id="partitions-heading">Buffer by partition</h2>
+    <Section id="partitions" title="Buffer by partition">
       {parts.length === 0 ? (
         <p class="empty">No partition report.</p>
       ) : (
-        <div class="table-scroll">
-          <table class="partitions">
-            <thead>
-              <tr>
-                <th scope="col">Partition</th>
-                <th scope="col">Buffered</th>
-                <th scope="col">Pending</th>
-                <th scope="col">Lag</th>
-              </tr>
-            </thead>
-            <tbody>
-              {parts.map((p) => (
-                <tr key={p.partition}>
-                  <th scope="row">{p.partition}</th>
-                  <td>{formatCount(p.length)}</td>
-                  <td>{formatCount(p.pending)}</td>
-                  <td>{p.lag === null ? 'unknown' : formatCount(p.lag)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <Table class="partitions" columns={['Partition', 'Buffered', 'Pending', 'Lag']}>
+          {parts.map((p) => (
+            <tr key={p.partition}>
+              <th scope="row">{p.partition}</th>
+              <td>{formatCount(p.length)}</td>
+              <td>{formatCount(p.pending)}</td>
+              <td>{p.lag === null ? 'unknown' : formatCount(p.lag)}</td>
+            </tr>
+          ))}
+        </Table>
       )}
-    </section>
+    </Section>
   );
 }
 
 function Workers({ health }: { health: Health }) {
   const workers = health.workers;
   return (
-    <section aria-labelledby="workers-heading">
-      <h2 id="workers-heading">Workers</h2>
+    <Section id="workers" title="Workers">
       {workers === null ? (
         <p class="empty">The workers' reports could not be read.</p>
       ) : workers.length === 0 ? (
         <p class="empty">No worker is running: events stay in the buffer until one starts.</p>
       ) : (
-        <div class="table-scroll">
-          <table>
-            <thead>
-              <tr>
-                <th scope="col">Worker</th>
-                <th scope="col">Breaker</th>
-                <th scope="col">Checkpoint</th>
-                <th scope="col">Reported</th>
-              </tr>
-            </thead>
-            <tbody>
-              {workers.map((w) => (
-                <tr key={w.name}>
-                  <th scope="row">{w.name}</th>
-                  <td>
-                    <Badge tone={breakerTone(w.breaker)}>{w.breaker}</Badge>{' '}
-                    <span class="hint">since {formatAgo(w.breakerSince)}</span>
-                  </td>
-                  <td>
-                    {formatCount(w.checkpoint.events)} events, {formatBytes(w.checkpoint.bytes)}
-                    {w.checkpoint.failed && <Badge tone="bad">failed: {w.checkpoint.failed}</Badge>}
-                  </td>
-                  <td>{formatAgo(w.at)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <Table columns={['Worker', 'Breaker', 'Checkpoint', 'Reported']}>
+          {workers.map((w) => (
+            <tr key={w.name}>
+              <th scope="row">{w.name}</th>
+              <td>
+                <Badge tone={breakerTone(w.breaker)}>{w.breaker}</Badge>{' '}
+                <span class="hint">since {formatAgo(w.breakerSince)}</span>
+              </td>
+              <td>
+                {formatCount(w.checkpoint.events)} events, {formatBytes(w.checkpoint.bytes)}
+                {w.checkpoint.failed && <Badge tone="bad">failed: {w.checkpoint.failed}</Badge>}
+              </td>
+              <td>{formatAgo(w.at)}</td>
+            </tr>
+          ))}
+        </Table>
       )}
-    </section>
+    </Section>
   );
 }
 
 function Checkpoint({ health }: { health: Health }) {
   const c = health.checkpoint;
   return (
-    <section aria-labelledby="checkpoint-heading">
-      <h2 id="checkpoint-heading">Disk checkpoint</h2>
+    <Section id="checkpoint" title="Disk checkpoint">
       {c === null ? (
         <p class="empty">Unknown.</p>
       ) : (
@@ -348,6 +323,6 @@ function Checkpoint({ health }: { health: Health }) {
           )}
         </>
       )}
-    </section>
+    </Section>
   );
 }

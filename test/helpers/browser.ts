@@ -4,15 +4,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { expect } from 'vitest';
-import { stackTest } from '../helpers/fixtures.ts';
-import type { StackOptions } from '../helpers/stack.ts';
+import { stackTest } from './fixtures.ts';
+import type { StackOptions } from './stack.ts';
 
 // The browser tests drive Debian's Chromium (nothing downloaded: puppeteer-core ships no
 // browser) against a real stack. Every page fails its test on a console error, an uncaught
 // exception or a Content-Security-Policy violation, unless the test said it expects it.
 
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-export const ARTIFACTS = fileURLToPath(new URL('./artifacts/', import.meta.url));
+export const ARTIFACTS = fileURLToPath(new URL('../browser/artifacts/', import.meta.url));
 
 export const DESKTOP = { width: 1280, height: 900 };
 export const PHONE = { width: 390, height: 844, isMobile: true, hasTouch: true, deviceScaleFactor: 2 };
@@ -56,6 +56,11 @@ export interface ConsolePage {
   screenshot(name: string): Promise<string>;
 }
 
+/** Runs in the page before any of its scripts (as source: it is page code, not Node's). */
+const REPORT_CSP_VIOLATIONS = `document.addEventListener('securitypolicyviolation', (e) => {
+  window.__reportCspViolation(e.effectiveDirective + ' blocked ' + (e.blockedURI || '(inline)') + ' at ' + e.sourceFile + ':' + e.lineNumber);
+});`;
+
 /** A new tab watching for errors; the CSP listener is in place before any script of the page runs. */
 export async function openPage(browser: Browser, viewport = DESKTOP): Promise<ConsolePage> {
   const context = await browser.createBrowserContext();
@@ -68,14 +73,7 @@ export async function openPage(browser: Browser, viewport = DESKTOP): Promise<Co
   });
   page.on('pageerror', (e) => seen.push(`page error: ${e instanceof Error ? e.message : String(e)}`));
   await page.exposeFunction('__reportCspViolation', (text: string) => seen.push(`CSP: ${text}`));
-  await page.evaluateOnNewDocument(() => {
-    document.addEventListener('securitypolicyviolation', (e) => {
-      const report = (window as unknown as { __reportCspViolation(t: string): void }).__reportCspViolation;
-      report(
-        `${e.effectiveDirective} blocked ${e.blockedURI || '(inline)'} at ${e.sourceFile}:${e.lineNumber}`,
-      );
-    });
-  });
+  await page.evaluateOnNewDocument(REPORT_CSP_VIOLATIONS);
   return {
     page,
     problems: () => seen.filter((p) => !expected.some((re) => re.test(p))),

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { buildConsole } from '../../src/console/build.ts';
-import { setup as serversSetup } from '../helpers/global-setup.ts';
-import { CHROMIUM } from './console.ts';
+import { CHROMIUM } from './browser.ts';
+import { setup as serversSetup } from './global-setup.ts';
 
 /**
  * The browser project's set-up: the servers the stack needs, Chromium, and a console built
