@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'puppeteer-core';
 import { afterAll, describe, expect } from 'vitest';
+import { consoleTest, PHONE, signIn, texts } from '../helpers/browser.ts';
 import { call, event, type Stack, waitFor } from '../helpers/stack.ts';
 import { waitUntilStored } from '../helpers/stored-once.ts';
 import { auditedCalls, clickButton, createKey, sideScroll } from './api-calls.ts';
-import { consoleTest, PHONE, signIn, texts } from './console.ts';
 
 // The compliance page in a real Chromium against a real stack (serve + one worker), signed in
 // with a key that has only the dsar scope: opt-out (then ingest skips the subject), export

@@ -1,7 +1,7 @@
 import { describe, expect } from 'vitest';
+import { consoleTest, openPage, PHONE, signIn, texts } from '../helpers/browser.ts';
 import { call } from '../helpers/stack.ts';
 import { auditedCalls, clickButton, createKey, sideScroll, waitForText } from './api-calls.ts';
-import { consoleTest, openPage, PHONE, signIn, texts } from './console.ts';
 
 // The keys page in a real Chromium against a real stack: a key created with services and a
 // limit, shown once; signed in with in a second tab; rotated (the old key keeps working for the

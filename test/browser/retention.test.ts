@@ -2,10 +2,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect } from 'vitest';
+import { consoleTest, PHONE, signIn, texts } from '../helpers/browser.ts';
 import { call, event } from '../helpers/stack.ts';
 import { waitUntilStored } from '../helpers/stored-once.ts';
 import { auditedCalls, clickButton, createKey, sideScroll, waitForText } from './api-calls.ts';
-import { consoleTest, PHONE, signIn, texts } from './console.ts';
 
 // The retention page in a real Chromium against a real stack (serve + one worker): "run now",
 // the pass followed until it completes with its outcome and steps, and the archive it wrote in

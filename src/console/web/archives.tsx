@@ -1,6 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api } from './api.ts';
-import { Badge, ErrorNotice, formatBytes, formatCount, type Tone } from './ui.tsx';
+import { Badge, ErrorNotice, formatBytes, formatCount, Section, Table, type Tone } from './ui.tsx';
 
 // The archives table of the retention page: `GET /v1/admin/archives`, filtered by month,
 // service and status, a page at a time (keyset cursor).
@@ -80,8 +80,7 @@ export function ArchivesSection({ version }: { version: number }) {
   };
 
   return (
-    <section aria-labelledby="archives-heading">
-      <h2 id="archives-heading">Archives</h2>
+    <Section id="archives" title="Archives">
       <form class="filters archive-filters" onSubmit={apply} aria-label="Archive filters">
         <label>
           Month
@@ -134,50 +133,35 @@ export function ArchivesSection({ version }: { version: number }) {
           )}
         </>
       )}
-    </section>
+    </Section>
   );
 }
 
 function ArchiveTable({ archives }: { archives: Archive[] }) {
   return (
-    <div class="table-scroll">
-      <table class="archives">
-        <thead>
-          <tr>
-            <th scope="col">Month</th>
-            <th scope="col">Service</th>
-            <th scope="col">Status</th>
-            <th scope="col">Rows</th>
-            <th scope="col">Bytes</th>
-            <th scope="col">SHA-256</th>
-            <th scope="col">Object</th>
-            <th scope="col">Archived</th>
-          </tr>
-        </thead>
-        <tbody>
-          {archives.map((a) => (
-            <tr key={a.id} data-archive-id={a.id}>
-              <th scope="row">{a.month}</th>
-              <td>{a.service}</td>
-              <td>
-                <Badge tone={STATUS_TONE[a.status]}>{a.status}</Badge>
-                {a.holdUntil && (
-                  <span class="hint"> held until {new Date(a.holdUntil).toLocaleString()}</span>
-                )}
-              </td>
-              <td data-col="rows">{a.rowCount === null ? '—' : formatCount(a.rowCount)}</td>
-              <td>{a.bytes === null ? '—' : formatBytes(a.bytes)}</td>
-              <td>
-                <code class="hash">{a.sha256 ?? '—'}</code>
-              </td>
-              <td>
-                <code class="object-key">{a.objectKey}</code>
-              </td>
-              <td>{new Date(a.createdAt).toLocaleString()}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
+    <Table
+      class="archives"
+      columns={['Month', 'Service', 'Status', 'Rows', 'Bytes', 'SHA-256', 'Object', 'Archived']}
+    >
+      {archives.map((a) => (
+        <tr key={a.id} data-archive-id={a.id}>
+          <th scope="row">{a.month}</th>
+          <td>{a.service}</td>
+          <td>
+            <Badge tone={STATUS_TONE[a.status]}>{a.status}</Badge>
+            {a.holdUntil && <span class="hint"> held until {new Date(a.holdUntil).toLocaleString()}</span>}
+          </td>
+          <td data-col="rows">{a.rowCount === null ? '—' : formatCount(a.rowCount)}</td>
+          <td>{a.bytes === null ? '—' : formatBytes(a.bytes)}</td>
+          <td>
+            <code class="hash">{a.sha256 ?? '—'}</code>
+          </td>
+          <td>
+            <code class="object-key">{a.objectKey}</code>
+          </td>
+          <td>{new Date(a.createdAt).toLocaleString()}</td>
+        </tr>
+      ))}
+    </Table>
   );
 }

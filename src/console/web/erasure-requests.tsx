@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks';
 import { ApiError } from './api.ts';
 import { type ErasureState, isRequestId, type RememberedRequest } from './compliance.ts';
-import { Badge, ErrorNotice, formatCount, type Tone } from './ui.tsx';
+import { Badge, ErrorNotice, formatCount, Section, type Tone } from './ui.tsx';
 
 // The compliance page's erasure requests: each followed one with its state and what it
 // deleted where, and a field to follow another by its id.
@@ -61,8 +61,7 @@ export function RequestsSection(props: {
   };
 
   return (
-    <section aria-labelledby="requests-heading">
-      <h2 id="requests-heading">Erasure requests</h2>
+    <Section id="requests" title="Erasure requests">
       <p class="hint lead">
         Followed until they end; this tab remembers their ids (not their subjects) across a reload.
       </p>
@@ -91,7 +90,7 @@ export function RequestsSection(props: {
           {problem}
         </p>
       </form>
-    </section>
+    </Section>
   );
 }
 

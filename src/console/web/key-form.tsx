@@ -3,6 +3,7 @@ import { ADMIN_CALLS, Outcome, useAction } from './action.tsx';
 import { api } from './api.ts';
 import { type FieldProblem, type KeyFormInput, readKeyForm, SCOPES } from './keys.ts';
 import type { NewKeyShown } from './one-time-key.tsx';
+import { Section } from './ui.tsx';
 
 const SCOPE_HELP: Record<(typeof SCOPES)[number], string> = {
   ingest: 'send events',
@@ -51,8 +52,7 @@ export function KeyForm({ onCreated }: { onCreated(key: NewKeyShown): void }) {
   };
 
   return (
-    <section aria-labelledby="create-heading">
-      <h2 id="create-heading">Create a key</h2>
+    <Section id="create" title="Create a key">
       <form class="key-form" ref={formRef} onSubmit={submit} novalidate aria-labelledby="create-heading">
         <TextField
           id="key-name"
@@ -107,7 +107,7 @@ export function KeyForm({ onCreated }: { onCreated(key: NewKeyShown): void }) {
         </div>
       </form>
       <Outcome action={action} title="Key not created" where={ADMIN_CALLS} />
-    </section>
+    </Section>
   );
 }
 

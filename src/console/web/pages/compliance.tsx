@@ -15,7 +15,7 @@ import { Confirm, useConfirmation } from '../confirm.tsx';
 import { fetchFile, saveFile } from '../download.ts';
 import { type ErasureStatus, type Followed, RequestsSection } from '../erasure-requests.tsx';
 import type { PageProps } from '../routes.ts';
-import { formatBytes, formatCount } from '../ui.tsx';
+import { formatBytes, formatCount, Section } from '../ui.tsx';
 import { useWatch } from '../watch.ts';
 
 // Data-subject requests (§8, §12) for one subject id, a userId or an anonymousId: opt out and
@@ -161,8 +161,7 @@ function OptOutSection({ current }: SubjectActionProps) {
   };
 
   return (
-    <section aria-labelledby="optout-heading">
-      <h2 id="optout-heading">Opt-out</h2>
+    <Section id="optout" title="Opt-out">
       <p class="hint lead">
         An opted-out subject's events are answered <code>skipped</code> and never stored, from any service.
       </p>
@@ -175,7 +174,7 @@ function OptOutSection({ current }: SubjectActionProps) {
         </button>
       </div>
       <Outcome action={action} title="Opt-out not changed" where={COMPLIANCE_CALLS} />
-    </section>
+    </Section>
   );
 }
 
@@ -201,8 +200,7 @@ function ErasureSection(props: SubjectActionProps & { onRequested(requestId: str
   };
 
   return (
-    <section aria-labelledby="erasure-heading">
-      <h2 id="erasure-heading">Erasure</h2>
+    <Section id="erasure" title="Erasure">
       <p class="hint lead">
         Deletes every event of the subject, and of the ids linked to it, in every service: from the database,
         the buffer, the disk checkpoint, the dead letters and the archives.
@@ -226,7 +224,7 @@ function ErasureSection(props: SubjectActionProps & { onRequested(requestId: str
         </Confirm>
       )}
       <Outcome action={action} title="Erasure not requested" where={COMPLIANCE_CALLS} />
-    </section>
+    </Section>
   );
 }
 
@@ -250,8 +248,7 @@ function ExportSection({ current }: SubjectActionProps) {
   };
 
   return (
-    <section aria-labelledby="export-heading">
-      <h2 id="export-heading">Export</h2>
+    <Section id="export" title="Export">
       <p class="hint lead">
         Every stored event of the subject, from the database, the dead letters and the archives, one JSON
         object per line (<code>source</code> says where each was found).
@@ -261,6 +258,6 @@ function ExportSection({ current }: SubjectActionProps) {
       </button>
       {progress && <p class="hint">{progress}</p>}
       <Outcome action={action} title="Export failed" where={COMPLIANCE_CALLS} />
-    </section>
+    </Section>
   );
 }

@@ -6,6 +6,7 @@ import { KeyForm } from '../key-form.tsx';
 import { type ApiKey, KeyRow, type Rotated } from '../key-row.tsx';
 import { type NewKeyShown, OneTimeKey } from '../one-time-key.tsx';
 import type { PageProps } from '../routes.ts';
+import { Table } from '../ui.tsx';
 
 // API keys (admin): the list (`GET /v1/admin/keys`, never the secrets), create
 // (`POST /v1/admin/keys`), rotate (`POST …/:id/rotate`) and revoke (`DELETE …/:id`). A new
@@ -81,34 +82,30 @@ export function KeysPage({ who, params, setParams }: PageProps) {
               : 'No active key.'}
           </p>
         ) : (
-          <div class="table-scroll">
-            <table class="keys">
-              <thead>
-                <tr>
-                  <th scope="col">Name</th>
-                  <th scope="col">Key starts</th>
-                  <th scope="col">Scopes</th>
-                  <th scope="col">Services</th>
-                  <th scope="col">Limit per minute</th>
-                  <th scope="col">Created</th>
-                  <th scope="col">State</th>
-                  <th scope="col">Actions</th>
-                </tr>
-              </thead>
-              <tbody>
-                {listed.map((k) => (
-                  <KeyRow
-                    key={k.id}
-                    apiKey={k}
-                    ownKey={k.id === who.keyId}
-                    now={now}
-                    onRotated={onRotated}
-                    onRevoked={onRevoked}
-                  />
-                ))}
-              </tbody>
-            </table>
-          </div>
+          <Table
+            class="keys"
+            columns={[
+              'Name',
+              'Key starts',
+              'Scopes',
+              'Services',
+              'Limit per minute',
+              'Created',
+              'State',
+              'Actions',
+            ]}
+          >
+            {listed.map((k) => (
+              <KeyRow
+                key={k.id}
+                apiKey={k}
+                ownKey={k.id === who.keyId}
+                now={now}
+                onRotated={onRotated}
+                onRevoked={onRevoked}
+              />
+            ))}
+          </Table>
         )}
       </section>
     </>

@@ -5,7 +5,7 @@ import { ApiError, api } from '../api.ts';
 import { ArchivesSection } from '../archives.tsx';
 import type { PageProps } from '../routes.ts';
 import { formatDuration } from '../time.ts';
-import { Badge, ErrorNotice, formatBytes, formatCount, type Tone } from '../ui.tsx';
+import { Badge, ErrorNotice, formatBytes, formatCount, Section, Table, type Tone } from '../ui.tsx';
 import { useWatch } from '../watch.ts';
 
 // Retention passes (`GET /v1/admin/retention/runs`, one with its steps at `…/runs/:runId`),
@@ -149,66 +149,57 @@ function RunsSection(props: {
 }) {
   const { runs } = props;
   return (
-    <section aria-labelledby="runs-heading">
-      <h2 id="runs-heading">Passes</h2>
+    <Section id="runs" title="Passes">
       {runs === undefined ? (
         <p class="empty">Loading…</p>
       ) : runs.length === 0 ? (
         <p class="empty">No retention pass has run yet.</p>
       ) : (
-        <div class="table-scroll">
-          <table class="runs">
-            <caption class="hint">The {RUNS_SHOWN} newest, newest first.</caption>
-            <thead>
-              <tr>
-                <th scope="col">Started</th>
-                <th scope="col">Trigger</th>
-                <th scope="col">Status</th>
-                <th scope="col">Took</th>
-                <th scope="col">Archived</th>
-                <th scope="col">Deleted</th>
-                <th scope="col">Anonymised</th>
-                <th scope="col">Partitions dropped</th>
-                <th scope="col">
-                  <span class="visually-hidden">Details</span>
-                </th>
+        <>
+          <p class="hint lead">The {RUNS_SHOWN} newest, newest first.</p>
+          <Table
+            class="runs"
+            columns={[
+              'Started',
+              'Trigger',
+              'Status',
+              'Took',
+              'Archived',
+              'Deleted',
+              'Anonymised',
+              'Partitions dropped',
+              'Details',
+            ]}
+          >
+            {runs.map((r) => (
+              <tr key={r.id} data-run-id={r.id} aria-current={r.id === props.selectedId ? 'true' : undefined}>
+                <td>{new Date(r.startedAt).toLocaleString()}</td>
+                <td>{r.trigger}</td>
+                <td>
+                  <Badge tone={runTone(r.status)}>{r.status}</Badge>
+                </td>
+                <td>{took(r)}</td>
+                <td>
+                  {formatCount(r.rowsArchived)} rows, {formatBytes(r.bytesArchived)}
+                </td>
+                <td>{formatCount(r.rowsDeleted)}</td>
+                <td>{formatCount(r.rowsAnonymized)}</td>
+                <td>{r.partitionsDropped.length ? r.partitionsDropped.join(', ') : '—'}</td>
+                <td>
+                  <button type="button" class="small" onClick={() => props.onShow(r.id)}>
+                    Show
+                    <span class="visually-hidden">
+                      {' '}
+                      the pass started {new Date(r.startedAt).toLocaleString()}
+                    </span>
+                  </button>
+                </td>
               </tr>
-            </thead>
-            <tbody>
-              {runs.map((r) => (
-                <tr
-                  key={r.id}
-                  data-run-id={r.id}
-                  aria-current={r.id === props.selectedId ? 'true' : undefined}
-                >
-                  <td>{new Date(r.startedAt).toLocaleString()}</td>
-                  <td>{r.trigger}</td>
-                  <td>
-                    <Badge tone={runTone(r.status)}>{r.status}</Badge>
-                  </td>
-                  <td>{took(r)}</td>
-                  <td>
-                    {formatCount(r.rowsArchived)} rows, {formatBytes(r.bytesArchived)}
-                  </td>
-                  <td>{formatCount(r.rowsDeleted)}</td>
-                  <td>{formatCount(r.rowsAnonymized)}</td>
-                  <td>{r.partitionsDropped.length ? r.partitionsDropped.join(', ') : '—'}</td>
-                  <td>
-                    <button type="button" class="small" onClick={() => props.onShow(r.id)}>
-                      Show
-                      <span class="visually-hidden">
-                        {' '}
-                        the pass started {new Date(r.startedAt).toLocaleString()}
-                      </span>
-                    </button>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+            ))}
+          </Table>
+        </>
       )}
-    </section>
+    </Section>
   );
 }
 
