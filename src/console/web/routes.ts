@@ -1,7 +1,10 @@
 import type { ComponentType } from 'preact';
 import type { Scope, Whoami } from './api.ts';
+import { CompliancePage } from './pages/compliance.tsx';
+import { KeysPage } from './pages/keys.tsx';
 import { LivePage } from './pages/live.tsx';
 import { PipelinePage } from './pages/pipeline.tsx';
+import { RetentionPage } from './pages/retention.tsx';
 
 /** What the shell gives every page. */
 export interface PageProps {
@@ -29,4 +32,7 @@ export interface Route {
 export const ROUTES: readonly Route[] = [
   { path: 'live', title: 'Live', needs: ['read'], page: LivePage },
   { path: 'pipeline', title: 'Pipeline health', needs: ['read', 'admin'], page: PipelinePage },
+  { path: 'compliance', title: 'Compliance', needs: ['dsar'], page: CompliancePage },
+  { path: 'retention', title: 'Retention', needs: ['admin'], page: RetentionPage },
+  { path: 'keys', title: 'Keys', needs: ['admin'], page: KeysPage },
 ];
