@@ -5,7 +5,9 @@
 //      "keyId":…`), joined by "\n"
 //   h  JSON array, per record: [outcome, service, type, request, index, id]
 //   d  per record, the rest of its frame: the event JSON as the pipeline made it (accepted,
-//      duplicate), or `,"code":…` and what follows (skipped, refused); joined by "\n"
+//      duplicate), or `,"code":…` and what follows (skipped, refused); joined by "\n". Empty
+//      for a record that goes without its body (over the publisher's budget of bodies per
+//      second): it counts in `stats` but is never sent as a frame.
 // A publisher writes the event JSON it already has and builds no line per record; a reader
 // parses `q` and `h` only, and composes an `outcome` frame out of byte slices for the records
 // it sends (at most LIVE_MAX_EVENTS_PER_S a second per listener), never for the others.
@@ -53,6 +55,8 @@ export interface LiveEntry {
   headers: RecordHeader[];
   /** The `data:` JSON of record `index`'s `outcome` frame, as bytes. */
   frame(index: number): Buffer | undefined;
+  /** Whether record `index` carries its body, so it can be sent as a frame. */
+  sendable(index: number): boolean;
 }
 
 /**
@@ -128,11 +132,12 @@ export function decodeEntry(id: string, fields: readonly Buffer[]): LiveEntry | 
   return {
     id,
     headers,
+    sendable: (i) => (rest(i)?.length ?? 0) > 0,
     frame(i) {
       const header = stored[i];
       const shared = header && requestFields(header[3]);
       const tail = rest(i);
-      if (!header || !shared || !tail) return undefined;
+      if (!header || !shared || !tail || tail.length === 0) return undefined;
       const [outcome, service, type, , index, eventId] = header;
       const withEvent = outcome === 'accepted' || outcome === 'duplicate';
       return Buffer.concat([

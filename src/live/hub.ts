@@ -61,6 +61,7 @@ export class LiveHub {
       connect: () => opts.blockingRedis(1_000),
       key: keys.live,
       retainEntries: config.LIVE_RETAIN_ENTRIES,
+      bodiesPerSecond: 2 * config.LIVE_MAX_EVENTS_PER_S,
       metrics,
       logger,
     });

@@ -119,7 +119,7 @@ export class LiveListener {
       const header = headers[i];
       if (!header || !this.#wanted(header)) continue;
       if (!replayed) this.#stats[header[0]]++;
-      if (!this.#sampler.offer(now)) continue;
+      if (!this.#sampler.offer(now, entry.sendable(i))) continue;
       const frame = entry.frame(i);
       if (frame) this.#outcome(entry.id, i, frame);
       if (this.#closed) return;

@@ -14,6 +14,13 @@ export interface LivePublisherOptions {
   key: string;
   /** Entries the stream keeps (MAXLEN ~). */
   retainEntries: number;
+  /**
+   * Records of one outcome, service and type that carry their frame's body, per second; the
+   * others carry only their header (what filters, visibility and `stats` need). No listener
+   * sends more than LIVE_MAX_EVENTS_PER_S frames a second, so twice that is plenty, and a busy
+   * API does not copy every event to Redis a second time to have nearly all of it thrown away.
+   */
+  bodiesPerSecond: number;
   metrics: Pick<Metrics, 'liveRecordsPublished' | 'livePublishFailures'>;
   logger: Logger;
   /** How long records wait to be written together. */
@@ -52,12 +59,22 @@ export class LivePublisher implements LiveSink {
   #timer: NodeJS.Timeout | undefined;
   readonly #writes = new Set<Promise<void>>();
   #failureLogged = 0;
+  readonly #bodies: BodyBudget;
 
   constructor(opts: LivePublisherOptions) {
     this.#opts = { flushMs: 100, maxRecords: 500, maxBytes: 128 * 1024, idleTtlMs: 600_000, ...opts };
+    this.#bodies = new BodyBudget(opts.bodiesPerSecond);
   }
 
-  publish(request: RequestPart, header: StoredHeader, rest: string): void {
+  publish(request: RequestPart, header: StoredHeader, body: string): void {
+    // Over the budget, the record goes without its body (an empty line; see entry.ts) and
+    // without what only a frame needs.
+    let rest = body;
+    if (!this.#bodies.take(header[0], header[1], header[2])) {
+      rest = '';
+      header[4] = null;
+      header[5] = null;
+    }
     // At most 3 bytes of UTF-8 per UTF-16 unit, and the separator.
     const room = rest.length * 3 + 1;
     if (this.#data && this.#bytes + room > this.#data.length) this.flush();
@@ -126,4 +143,75 @@ export class LivePublisher implements LiveSink {
     await this.flush();
     await Promise.all(this.#writes);
   }
+}
+
+/**
+ * Per second, which records of each outcome, service and type carry a body: rare ones always
+ * do (a refusal among thousands of accepted events is never left out); of frequent ones, one
+ * in every `seen ÷ perSecond` of the second before, spread over the second rather than the
+ * first ones of it, and never more than `perSecond`.
+ */
+export class BodyBudget {
+  readonly #perSecond: number;
+  #second = 0;
+  /** Outcome → service → type → tally: looked up without making a key per record. */
+  #tallies = new Map<string, Map<string | null, Map<string | null, Tally>>>();
+
+  constructor(perSecond: number) {
+    this.#perSecond = perSecond;
+  }
+
+  take(outcome: string, service: string | null, type: string | null, now = Date.now()): boolean {
+    const second = Math.floor(now / 1000);
+    if (second !== this.#second) this.#nextSecond(second);
+    let byService = this.#tallies.get(outcome);
+    if (!byService) {
+      byService = new Map();
+      this.#tallies.set(outcome, byService);
+    }
+    let byType = byService.get(service);
+    if (!byType) {
+      byType = new Map();
+      byService.set(service, byType);
+    }
+    let tally = byType.get(type);
+    if (!tally) {
+      tally = { seen: 0, taken: 0, every: 1 };
+      byType.set(type, tally);
+    }
+    const nth = tally.seen++;
+    if (tally.taken >= this.#perSecond || nth % tally.every !== 0) return false;
+    tally.taken++;
+    return true;
+  }
+
+  #nextSecond(second: number): void {
+    // After a second with nothing published, every record starts afresh.
+    const quiet = second - this.#second > 1;
+    this.#second = second;
+    if (quiet) {
+      this.#tallies = new Map();
+      return;
+    }
+    for (const byService of this.#tallies.values()) {
+      for (const [service, byType] of byService) {
+        for (const [type, tally] of byType) {
+          if (tally.seen === 0) byType.delete(type);
+          else {
+            tally.every = Math.max(1, Math.ceil(tally.seen / this.#perSecond));
+            tally.seen = 0;
+            tally.taken = 0;
+          }
+        }
+        if (byType.size === 0) byService.delete(service);
+      }
+    }
+  }
+}
+
+interface Tally {
+  seen: number;
+  taken: number;
+  /** One record in this many carries its body this second. */
+  every: number;
 }

@@ -34,9 +34,16 @@ export class Sampler {
     this.#windowStart = now;
   }
 
-  /** Whether to send the record offered at `now`. */
-  offer(now: number): boolean {
+  /**
+   * Whether to send the record offered at `now`. One that cannot be sent (it went without its
+   * body) counts as matching and passes its turn to the next one that can.
+   */
+  offer(now: number, sendable = true): boolean {
     this.#matched++;
+    if (!sendable) {
+      if (this.rate < 1) this.#credit = Math.min(this.#credit + this.rate, 1);
+      return false;
+    }
     if (this.#kept >= this.maxPerSecond) {
       if (this.rate === 1) {
         const seconds = Math.max(now - this.#windowStart, 100) / 1000;
@@ -46,7 +53,7 @@ export class Sampler {
     }
     if (this.rate < 1) {
       this.#credit += this.rate;
-      if (this.#credit < 1) return false;
+      if (this.#credit < 1 - 1e-9) return false; // tenths add up to 0.999…
       this.#credit -= 1;
     }
     this.#kept++;

@@ -130,6 +130,31 @@ describe('the live view across API processes', () => {
     expect(stopped.data).toMatchObject({ rate: 1, maxPerSecond: MAX_PER_S });
   });
 
+  it('ships the bodies of only so many busy records a second, and every rare one', async () => {
+    const all = await listen(sampled.url, 'service=lp-busy');
+    const refusals = await listen(sampled.url, 'service=lp-busy&outcome=refused');
+    // One request: 300 accepted events of one type, one refusal in the middle.
+    const events: unknown[] = Array.from({ length: 300 }, () => event({ service: 'lp-busy', type: 'tick' }));
+    events.splice(150, 0, { service: 'lp-busy', type: 'tick', timestamp: 'yesterday' });
+    const answer = await call(sampled.url, '/v1/events/batch', { body: { events } });
+    expect(answer.body).toMatchObject({ accepted: 300, rejected: [{ index: 150 }] });
+    const refused = await refusals.next((f) => f.event === 'outcome');
+    expect(refused.data).toMatchObject({ outcome: 'refused', index: 150, code: 'invalid_event' });
+    const counted = () => all.named('stats').reduce((n, f) => n + f.data.accepted, 0);
+    await waitFor(async () => counted() === 300, 5_000, 'stats counting all 300');
+    // Twice LIVE_MAX_EVENTS_PER_S bodies of that type a second left the API (the request may
+    // straddle two seconds): the listener sent no more.
+    const budget = 2 * (2 * MAX_PER_S);
+    const sent = all.named('outcome').filter((f) => f.data.outcome === 'accepted');
+    expect(sent.length).toBeGreaterThan(0);
+    expect(sent.length).toBeLessThanOrEqual(budget);
+    const published = await env.redis.xrange(`${env.prefix}:live`, '-', '+');
+    const bodies = published
+      .flatMap(([, fields]) => (fields[fields.indexOf('d') + 1] ?? '').split('\n'))
+      .filter((line) => line.includes('"type":"tick"'));
+    expect(bodies.length).toBeLessThanOrEqual(budget + 1); // and the refusal's input
+  });
+
   it('publishes nothing once nobody listens', async () => {
     const listeners = `${env.prefix}:live:listeners`;
     await waitFor(
