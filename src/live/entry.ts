@@ -3,7 +3,8 @@
 //   q  JSON array, per request: [keyId, keyServices] (for visibility)
 //   r  per request, the frame fields its records share (`"at":…,"route":…,"requestId":…,
 //      "keyId":…`), joined by "\n"
-//   h  JSON array, per record: [outcome, service, type, request, index, id]
+//   h  JSON array, per record: [outcome, service, type, request, index, id], and a count
+//      as a 7th element for a header that stands for that many records without a body
 //   d  per record, the rest of its frame: the event JSON as the pipeline made it (accepted,
 //      duplicate), or `,"code":…` and what follows (skipped, refused); joined by "\n". Empty
 //      for a record that goes without its body (over the publisher's budget of bodies per
@@ -25,6 +26,8 @@ export type RecordHeader = [
   type: string | null,
   keyId: string | null,
   keyServices: readonly string[] | null,
+  /** Records it stands for: 1, or more for records of one request that went without a body. */
+  count: number,
 ];
 
 /** What the records of one request share: made once per request. */
@@ -37,16 +40,27 @@ export interface RequestPart {
 
 /**
  * A record as published: outcome, service, type, its request's place in the entry (set by
- * the publisher), its place in the request (null for a request refused as a whole), event id.
+ * the publisher), its place in the request (null for a request refused as a whole), event id;
+ * for records of one request that went without a body, one header with their count.
  */
-export type StoredHeader = [
-  outcome: LiveOutcome,
-  service: string | null,
-  type: string | null,
-  request: number,
-  index: number | null,
-  id: string | null,
-];
+export type StoredHeader =
+  | [
+      outcome: LiveOutcome,
+      service: string | null,
+      type: string | null,
+      request: number,
+      index: number | null,
+      id: string | null,
+    ]
+  | [
+      outcome: LiveOutcome,
+      service: string | null,
+      type: string | null,
+      request: number,
+      index: null,
+      id: null,
+      count: number,
+    ];
 
 /** An entry as a reader decoded it. */
 export interface LiveEntry {
@@ -123,9 +137,9 @@ export function decodeEntry(id: string, fields: readonly Buffer[]): LiveEntry | 
     return undefined;
   }
   if (!Array.isArray(requests) || !Array.isArray(stored)) return undefined;
-  const headers = stored.map(([outcome, service, type, request]): RecordHeader => {
+  const headers = stored.map(([outcome, service, type, request, , , count]): RecordHeader => {
     const [keyId = null, keyServices = null] = requests[request] ?? [];
-    return [outcome, service, type, keyId, keyServices];
+    return [outcome, service, type, keyId, keyServices, typeof count === 'number' && count > 0 ? count : 1];
   });
   const requestFields = lines(r);
   const rest = lines(d);

@@ -118,8 +118,8 @@ export class LiveListener {
     for (let i = fromIndex; i < headers.length; i++) {
       const header = headers[i];
       if (!header || !this.#wanted(header)) continue;
-      if (!replayed) this.#stats[header[0]]++;
-      if (!this.#sampler.offer(now, entry.sendable(i))) continue;
+      if (!replayed) this.#stats[header[0]] += header[5];
+      if (!this.#sampler.offer(now, entry.sendable(i), header[5])) continue;
       const frame = entry.frame(i);
       if (frame) this.#outcome(entry.id, i, frame);
       if (this.#closed) return;

@@ -1,6 +1,6 @@
 import type { NormalisedEvent } from '../events/event.schema.ts';
 import { LossyNumber } from '../events/json-numbers.ts';
-import type { LiveOutcome, RequestPart } from './entry.ts';
+import type { LiveOutcome, RequestPart, StoredHeader } from './entry.ts';
 import type { LiveSink } from './publisher.ts';
 
 /** What one ingest request's records share. */
@@ -72,6 +72,11 @@ export class LiveRequest {
   service: string | undefined;
   readonly #sink: LiveSink;
   readonly #part: RequestPart;
+  /**
+   * The records of this request that went without a body, one header per kind (outcome,
+   * service, type) counting them, while the sink has not written it yet.
+   */
+  #counted: Map<string, { header: StoredHeader & { 6: number }; generation: number | undefined }> | undefined;
 
   constructor(sink: LiveSink, init: LiveRequestInit) {
     this.#sink = sink;
@@ -157,6 +162,21 @@ export class LiveRequest {
     rest: string,
   ): void {
     this.published = true;
-    this.#sink.publish(this.#part, [outcome, service, type, 0, index, id], rest);
+    const sink = this.#sink;
+    if (index === null || !sink.wantsBody || sink.wantsBody(outcome, service, type)) {
+      sink.publish(this.#part, [outcome, service, type, 0, index, id], rest);
+      return;
+    }
+    // Without its body, a record only counts: records of one kind share a header.
+    const kind = `${outcome}\n${service ?? ''}\n${type ?? ''}`;
+    this.#counted ??= new Map();
+    const counted = this.#counted.get(kind);
+    if (counted && counted.generation === sink.generation) {
+      counted.header[6]++;
+      return;
+    }
+    const header: StoredHeader & { 6: number } = [outcome, service, type, 0, null, null, 1];
+    this.#counted.set(kind, { header, generation: sink.generation });
+    sink.publish(this.#part, header, '');
   }
 }

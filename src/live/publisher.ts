@@ -33,8 +33,15 @@ export interface LivePublisherOptions {
 
 /** Where ingest hands its outcome records (the publisher, or a test's list). */
 export interface LiveSink {
-  /** One record of `request`: its header (the request's place is the sink's to set) and the rest of its frame. */
+  /**
+   * One record of `request`: its header (the request's place is the sink's to set) and the
+   * rest of its frame; an empty rest for a header standing for records without a body.
+   */
   publish(request: RequestPart, header: StoredHeader, rest: string): void;
+  /** Whether a record of this kind carries its body now; absent, every record does. */
+  wantsBody?(outcome: string, service: string | null, type: string | null): boolean;
+  /** Changes whenever what was published so far is written: a header published before cannot be added to. */
+  readonly generation?: number;
 }
 
 /**
@@ -66,15 +73,13 @@ export class LivePublisher implements LiveSink {
     this.#bodies = new BodyBudget(opts.bodiesPerSecond);
   }
 
-  publish(request: RequestPart, header: StoredHeader, body: string): void {
-    // Over the budget, the record goes without its body (an empty line; see entry.ts) and
-    // without what only a frame needs.
-    let rest = body;
-    if (!this.#bodies.take(header[0], header[1], header[2])) {
-      rest = '';
-      header[4] = null;
-      header[5] = null;
-    }
+  generation = 0;
+
+  wantsBody(outcome: string, service: string | null, type: string | null): boolean {
+    return this.#bodies.take(outcome, service, type);
+  }
+
+  publish(request: RequestPart, header: StoredHeader, rest: string): void {
     // At most 3 bytes of UTF-8 per UTF-16 unit, and the separator.
     const room = rest.length * 3 + 1;
     if (this.#data && this.#bytes + room > this.#data.length) this.flush();
@@ -102,7 +107,8 @@ export class LivePublisher implements LiveSink {
     this.#timer = undefined;
     if (this.#headers.length === 0 || !this.#data) return Promise.resolve();
     const fields = encodeEntry(this.#requests, this.#headers, this.#data.subarray(0, this.#bytes));
-    const records = this.#headers.length;
+    const records = this.#headers.reduce((n, h) => n + (h[6] ?? 1), 0);
+    this.generation++;
     this.#requests = [];
     this.#requestIndex = new Map();
     this.#headers = [];

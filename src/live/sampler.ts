@@ -35,15 +35,17 @@ export class Sampler {
   }
 
   /**
-   * Whether to send the record offered at `now`. One that cannot be sent (it went without its
-   * body) counts as matching and passes its turn to the next one that can.
+   * Whether to send the record offered at `now`. Records that cannot be sent (they went
+   * without their body; `count` of them) count as matching and pass their turns to the next
+   * one that can.
    */
-  offer(now: number, sendable = true): boolean {
-    this.#matched++;
+  offer(now: number, sendable = true, count = 1): boolean {
     if (!sendable) {
-      if (this.rate < 1) this.#credit = Math.min(this.#credit + this.rate, 1);
+      this.#matched += count;
+      if (this.rate < 1) this.#credit = Math.min(this.#credit + this.rate * count, 1);
       return false;
     }
+    this.#matched++;
     if (this.#kept >= this.maxPerSecond) {
       if (this.rate === 1) {
         const seconds = Math.max(now - this.#windowStart, 100) / 1000;

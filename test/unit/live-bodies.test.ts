@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import type { NormalisedEvent } from '../../src/events/event.schema.ts';
 import { decodeEntry, encodeEntry, type RequestPart, type StoredHeader } from '../../src/live/entry.ts';
+import { LiveRequest } from '../../src/live/outcomes.ts';
 import { BodyBudget } from '../../src/live/publisher.ts';
 import { Sampler } from '../../src/live/sampler.ts';
 
@@ -60,5 +62,36 @@ describe('a record without its body', () => {
     for (let i = 0; i < 100; i++) if (sampler.offer(1_000 + i * 10, i % 10 === 9)) kept++;
     // Every record with a body is sent: the others passed their turns on.
     expect(kept).toBe(10);
+  });
+});
+
+describe('the records of one request that go without a body', () => {
+  it('share one header per kind, counting them, until the sink writes what it has', () => {
+    const published: { header: StoredHeader; rest: string }[] = [];
+    let bodies = 1;
+    const sink = {
+      generation: 0,
+      publish: (_: RequestPart, header: StoredHeader, rest: string) => published.push({ header, rest }),
+      wantsBody: () => bodies-- > 0,
+    };
+    const live = new LiveRequest(sink, {
+      route: '/v1/events/batch',
+      requestId: 'r',
+      keyId: 'k',
+      keyServices: null,
+      at: 0,
+    });
+    const event = (i: number, type: string) =>
+      ({ id: `id-${i}`, service: 's', type, timestamp: 'T', receivedAt: 'T' }) as NormalisedEvent;
+    for (let i = 0; i < 5; i++) live.stored(i, 'accepted', event(i, 'a'), `{"i":${i}}`);
+    live.stored(5, 'accepted', event(5, 'b'), '{}');
+    sink.generation++; // written: the next record of kind a gets a header of its own
+    live.stored(6, 'accepted', event(6, 'a'), '{}');
+    expect(published).toEqual([
+      { header: ['accepted', 's', 'a', 0, 0, 'id-0'], rest: '{"i":0}' },
+      { header: ['accepted', 's', 'a', 0, null, null, 4], rest: '' },
+      { header: ['accepted', 's', 'b', 0, null, null, 1], rest: '' },
+      { header: ['accepted', 's', 'a', 0, null, null, 1], rest: '' },
+    ]);
   });
 });

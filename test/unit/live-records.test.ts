@@ -66,9 +66,9 @@ describe('live entries', () => {
       encodeEntry([shop, other], stored, rests.join('\n')).map((f) => Buffer.from(f)),
     );
     expect(entry?.headers).toEqual([
-      ['accepted', 's', 't', 'k', ['s']],
-      ['refused', null, null, null, null],
-      ['skipped', 's', 'ü', 'k', ['s']],
+      ['accepted', 's', 't', 'k', ['s'], 1],
+      ['refused', null, null, null, null, 1],
+      ['skipped', 's', 'ü', 'k', ['s'], 1],
     ]);
     expect([0, 1, 2].map((i) => JSON.parse(entry?.frame(i)?.toString() ?? ''))).toEqual([
       {
@@ -129,7 +129,7 @@ describe('the live records of an ingest request', () => {
     const json = JSON.stringify({ ...stored, metadata: { sealed: 'enc:v1:…' } });
     request(r.sink).stored(2, 'accepted', stored, json);
     expect(r.rests).toEqual([json]);
-    expect(r.headers()[0]).toEqual(['accepted', 'shop', 'order "paid"', 'k-1', ['shop']]);
+    expect(r.headers()[0]).toEqual(['accepted', 'shop', 'order "paid"', 'k-1', ['shop'], 1]);
     expect(r.data()[0]).toEqual({
       outcome: 'accepted',
       at: '2026-12-04T12:00:00.000Z',
@@ -188,9 +188,9 @@ describe('the live records of an ingest request', () => {
     live.refused(1, { code: 'invalid_event', message: 'bad' }, { service: 'no spaces', type: 't' });
     live.refused(2, { code: 'invalid_event', message: 'bad' }, 'not an object');
     expect(r.headers()).toEqual([
-      ['refused', null, 't', 'k-1', ['shop']],
-      ['refused', null, 't', 'k-1', ['shop']],
-      ['refused', null, null, 'k-1', ['shop']],
+      ['refused', null, 't', 'k-1', ['shop'], 1],
+      ['refused', null, 't', 'k-1', ['shop'], 1],
+      ['refused', null, null, 'k-1', ['shop'], 1],
     ]);
     expect(r.data()[2].input).toBe('not an object');
   });
@@ -226,7 +226,7 @@ describe('the live records of an ingest request', () => {
     live.refusedRequest({ code: 'backpressure', message: 'full' });
     live.count = 7;
     live.refusedRequest({ code: 'backpressure', message: 'full' });
-    expect(r.headers()[0]).toEqual(['refused', null, null, 'k-1', null]);
+    expect(r.headers()[0]).toEqual(['refused', null, null, 'k-1', null, 1]);
     expect(r.data()).toEqual([
       expect.objectContaining({ index: null, id: null, service: null, type: null, code: 'backpressure' }),
       expect.objectContaining({ count: 7 }),

@@ -12,7 +12,7 @@ const h = (
   keyServices: string[] | null = null,
   outcome: RecordHeader[0] = 'accepted',
   type: string | null = 't',
-): RecordHeader => [outcome, service, type, keyId, keyServices];
+): RecordHeader => [outcome, service, type, keyId, keyServices, 1];
 
 describe('who sees a live record (ARCHITECTURE §11)', () => {
   it('a key with no services sees everything', () => {
