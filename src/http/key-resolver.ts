@@ -86,6 +86,11 @@ export class KeyResolver {
     opts.invalidations?.subscribe((keyId) => this.#forget(keyId));
   }
 
+  /** Stops listening for invalidations (the process is stopping). */
+  close(): void {
+    this.#opts.invalidations?.close();
+  }
+
   /**
    * @param address the client's address, for the failed-authentication throttle (none: not throttled).
    * @returns the principal, or null for an unknown, revoked or expired key.
@@ -255,6 +260,7 @@ export interface KeyInvalidationsOptions {
  */
 export class KeyInvalidations {
   readonly #opts: KeyInvalidationsOptions;
+  #closed = false;
 
   constructor(opts: KeyInvalidationsOptions) {
     this.#opts = opts;
@@ -269,11 +275,21 @@ export class KeyInvalidations {
     // On every (re)connect: the subscriber may not queue commands while disconnected.
     const subscribe = () => {
       subscriber.subscribe(channel).catch((err: Error) => {
+        // Closed on purpose (the process is stopping): nothing is missed.
+        if (this.#closed) return;
         logger.warn({ err: err.message }, 'cannot subscribe to key invalidations; relying on the cache TTL');
       });
     };
     subscriber.on('ready', subscribe);
     if (subscriber.status === 'ready') subscribe();
+  }
+
+  /**
+   * Before the process closes its connections: a subscription that fails from then on (the
+   * connection closing as it became ready) is not worth a warning.
+   */
+  close(): void {
+    this.#closed = true;
   }
 
   async publish(keyId: string): Promise<void> {

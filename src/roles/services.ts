@@ -159,7 +159,11 @@ export class Services {
   }
 
   keyResolver(): Promise<KeyResolver> {
-    return this.#lifetimes.once('key-resolver', () => createKeyResolver(this.deps));
+    return this.#lifetimes.once(
+      'key-resolver',
+      () => createKeyResolver(this.deps),
+      (resolver) => resolver.close(),
+    );
   }
 
   rateLimiter(): Promise<RedisRateLimiter> {
