@@ -202,6 +202,11 @@ const schema = z.object({
    * with Last-Event-ID; older ones are trimmed. Also bounds its Redis memory.
    */
   LIVE_RETAIN_ENTRIES: int(1_000, 10, 1_000_000),
+  /**
+   * Every API process reloads the tracking plans this often, in case it missed a change
+   * announced over Redis pub/sub (which applies within milliseconds).
+   */
+  PLANS_RELOAD_S: int(30, 1, 3_600),
 
   /** Longest a graceful shutdown may take before the process exits anyway. */
   SHUTDOWN_TIMEOUT_MS: int(30_000, 100),

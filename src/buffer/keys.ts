@@ -37,6 +37,11 @@ export interface BufferKeys {
   authFailures(address: string): string;
   /** `PREFIX:api-keys:invalidate` — pub/sub channel: the id of a key revoked or rotated. */
   readonly keyInvalidations: string;
+  /**
+   * `PREFIX:plans` — pub/sub channel: a tracking plan changed (its service as the message);
+   * every API process reloads its plans (http/plan-registry.ts).
+   */
+  readonly planChanges: string;
   /** `PREFIX:subjects` — pub/sub channel: opt-outs, opt-ins and erasures, as JSON (compliance/subjects.ts). */
   readonly subjects: string;
   /**
@@ -72,6 +77,7 @@ export function bufferKeys(prefix: string, partitions: number): BufferKeys {
     rateLimit: (keyId) => `${prefix}:ratelimit:{${keyId}}`,
     authFailures: (address) => `${prefix}:authfail:${address}`,
     keyInvalidations: `${prefix}:api-keys:invalidate`,
+    planChanges: `${prefix}:plans`,
     subjects: `${prefix}:subjects`,
     dsarDropped: (requestId) => `${prefix}:dsar:${requestId}:dropped`,
     live: `${prefix}:live`,

@@ -25,6 +25,8 @@ export interface NormalisedEvent {
   anonymousId?: string;
   message?: string;
   metadata?: Record<string, unknown>;
+  /** Its tracking-plan violations, when stored under `warn` (§14): becomes `violations`. */
+  violations?: ValidationIssue[];
 }
 
 export interface ValidationContext {

@@ -30,6 +30,7 @@ import { requestContext, requestLogger } from './middleware/request-context.ts';
 import { apiSecureHeaders } from './middleware/security-headers.ts';
 import { refuseNul } from './middleware/url-guard.ts';
 import { createRouter, registerSecuritySchemes } from './openapi.ts';
+import type { PlanRegistry } from './plan-registry.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { auditRoutes } from './routes/audit.ts';
 import { registerDocument } from './routes/document.ts';
@@ -37,6 +38,7 @@ import { dsarRoutes } from './routes/dsar.ts';
 import { eventRoutes } from './routes/events.ts';
 import { healthRoutes } from './routes/health.ts';
 import { liveRoutes } from './routes/live.ts';
+import { schemaRoutes } from './routes/schemas.ts';
 import { segmentRoutes } from './routes/segment.ts';
 import { validateRoutes } from './routes/validate.ts';
 import { whoamiRoutes } from './routes/whoami.ts';
@@ -75,6 +77,8 @@ export interface AppDeps {
   exports: ExportOptions;
   /** Encryption of configured metadata keys; absent, metadata is stored as sent. */
   cipher?: MetadataCipher | undefined;
+  /** Tracking plans (§14): checked at ingest, written and read by `/v1/schemas`. */
+  plans: PlanRegistry;
   /** The live view (`GET /v1/events/live`); absent when it is turned off. */
   live?: LiveHub | undefined;
   /** The built web console (`npm run build`); absent, src/console/dist. */
@@ -125,6 +129,7 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   app.route('/', liveRoutes(deps));
   app.route('/', segmentRoutes(deps));
   app.route('/', validateRoutes(deps));
+  app.route('/', schemaRoutes(deps));
   app.route('/', adminRoutes(deps));
   app.route('/', auditRoutes(deps));
   app.route('/', dsarRoutes(deps));

@@ -4,7 +4,14 @@ import type { BatchOutcome, Rejection, Screened } from './ingest.ts';
 
 /** What one event of a dry run would get (`POST /v1/events/validate`). */
 export type DryRunResult =
-  | { index: number; status: EnqueueOutcome; id: string; event: NormalisedEvent }
+  | {
+      index: number;
+      status: EnqueueOutcome;
+      id: string;
+      event: NormalisedEvent;
+      /** Stored although it fails its tracking plan (`warn`): why. */
+      warning?: Omit<Rejection, 'index'>;
+    }
   | { index: number; status: 'skipped'; id: string; reason: 'user_opt_out'; event: NormalisedEvent }
   | ({ status: 'rejected' } & Rejection);
 
@@ -23,17 +30,20 @@ export function dryRunOutcome(
   repeats: readonly boolean[],
   rejected: Rejection[],
 ): DryRunOutcome {
-  const { valid, skipped } = screened;
+  const { valid, skipped, warnings } = screened;
   rejected.sort((a, b) => a.index - b.index);
+  const warned = new Map(warnings.map(({ index, ...warning }) => [index, warning]));
   const results: DryRunResult[] = [
-    ...valid.map(
-      ({ index, event }, k): DryRunResult => ({
+    ...valid.map(({ index, event }, k): DryRunResult => {
+      const warning = warned.get(index);
+      return {
         index,
         status: repeats[k] ? 'duplicate' : 'accepted',
         id: event.id,
         event,
-      }),
-    ),
+        ...(warning ? { warning } : {}),
+      };
+    }),
     ...skipped.map(
       ({ index, event }): DryRunResult => ({
         index,
@@ -52,6 +62,7 @@ export function dryRunOutcome(
     skipped: skipped.length,
     ids: valid.map((v) => v.event.id),
     rejected,
+    ...(warnings.length > 0 ? { warnings } : {}),
     dryRun: true,
     results,
   };

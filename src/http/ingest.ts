@@ -5,12 +5,15 @@ import type { SubjectRegistry } from '../compliance/subjects.ts';
 import type { Config } from '../config.ts';
 import { maxRetentionDays } from '../config.ts';
 import { type NormalisedEvent, parseEvent, type ValidationContext } from '../events/event.schema.ts';
+import type { PlanVerdict } from '../events/plans.ts';
+import { SEGMENT_LIMITS } from '../events/segment.ts';
 import type { LiveRequest } from '../live/outcomes.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { currentTraceparent, getTracer, inSpan, SpanKind } from '../telemetry/tracing.ts';
 import { type DryRunOutcome, dryRunOutcome } from './dry-run.ts';
 import { ApiError, errors, withBuffer } from './errors.ts';
 import { mayUseService, type Principal } from './key-resolver.ts';
+import type { PlanSource } from './plan-registry.ts';
 
 // What every ingest route does once it holds event inputs: validate, check the key's
 // services and opt-outs, seal, refuse when the buffer is full, buffer, count. The native
@@ -26,6 +29,8 @@ export interface IngestDeps {
   producer: EventProducer;
   monitor: BufferMonitor;
   metrics: Metrics;
+  /** Tracking plans (§14); absent, no event is checked against one. */
+  plans?: PlanSource | undefined;
 }
 
 /** One event of a batch refused on its own. */
@@ -43,15 +48,29 @@ export interface BatchOutcome {
   skipped: number;
   ids: string[];
   rejected: Rejection[];
+  /** Events stored although they fail their tracking plan (`warn`, §14); absent when none. */
+  warnings?: Rejection[];
 }
 
 export type SingleOutcome =
-  | { id: string; status: EnqueueOutcome }
+  | { id: string; status: EnqueueOutcome; warnings?: Rejection[] }
   | { id: string; status: 'skipped'; reason: 'user_opt_out' };
 
+/** The Segment routes' events: a size limit of their own, and plans check the call's properties or traits. */
+export interface IngestFormat {
+  segment: boolean;
+}
+export const SEGMENT_FORMAT: IngestFormat = { segment: true };
+const NATIVE_FORMAT: IngestFormat = { segment: false };
+
 /** Refusal codes counted under their own `reason`; any other refusal counts as `invalid_event`. */
-const OWN_REASONS = new Set(['service_not_allowed', 'event_too_large'] as const);
-type RejectReason = 'invalid_event' | 'service_not_allowed' | 'event_too_large';
+const OWN_REASONS = new Set([
+  'service_not_allowed',
+  'event_too_large',
+  'schema_violation',
+  'unknown_event_type',
+] as const);
+type RejectReason = 'invalid_event' | (typeof OWN_REASONS extends Set<infer R> ? R : never);
 
 export interface IngestPipeline {
   /** The validation context of a request received at `now`, sent with `keyId`. */
@@ -71,7 +90,7 @@ export interface IngestPipeline {
     inputs: { index: number; value: unknown }[],
     rejected: Rejection[],
     ctx: ValidationContext,
-    maxEventBytes?: number,
+    format?: IngestFormat,
     live?: LiveRequest,
   ): Promise<BatchOutcome>;
   /**
@@ -84,7 +103,7 @@ export interface IngestPipeline {
     inputs: { index: number; value: unknown }[],
     rejected: Rejection[],
     ctx: ValidationContext,
-    maxEventBytes?: number,
+    format?: IngestFormat,
   ): Promise<DryRunOutcome>;
 }
 
@@ -94,7 +113,29 @@ export interface Screened {
   valid: { index: number; event: NormalisedEvent; json: string }[];
   /** Events of opted-out subjects. */
   skipped: { index: number; event: NormalisedEvent }[];
+  /** Events in `valid` that fail their tracking plan under `warn`: they carry `violations`. */
+  warnings: Rejection[];
 }
+
+/** The event stored under `warn` (§14): its violations on it and in its JSON (the last field, as stored). */
+function flagged(
+  event: NormalisedEvent,
+  json: string,
+  verdict: PlanVerdict,
+): { event: NormalisedEvent; json: string } {
+  const violations = verdict.details;
+  return {
+    event: { ...event, violations },
+    json: `${json.slice(0, -1)},"violations":${JSON.stringify(violations)}}`,
+  };
+}
+
+const planIssue = (index: number, verdict: PlanVerdict): Rejection => ({
+  index,
+  code: verdict.code,
+  message: verdict.message,
+  details: verdict.details,
+});
 
 /** Why `principal` may not write an event of `service` (ARCHITECTURE §11), or undefined when it may. */
 function serviceRefusal(principal: Principal | undefined, service: string): Rejection | undefined {
@@ -156,6 +197,12 @@ export function ingestPipeline(deps: IngestDeps): IngestPipeline {
     }
     for (const [reason, n] of byReason) metrics.eventsRejected.inc({ reason }, n);
   };
+  const countVerdict = (v: PlanVerdict) =>
+    metrics.schemaViolations.inc({
+      service: v.service,
+      type: v.label,
+      action: v.action === 'reject' ? 'rejected' : 'warned',
+    });
 
   /**
    * The per-event checks every ingest route and the dry run share: parse and validate, the
@@ -167,9 +214,18 @@ export function ingestPipeline(deps: IngestDeps): IngestPipeline {
     inputs: { index: number; value: unknown }[],
     rejected: Rejection[],
     ctx: ValidationContext,
-    maxEventBytes: number | undefined,
-  ): Screened => {
-    const out: Screened = { valid: [], skipped: [] };
+    format: IngestFormat,
+  ): Screened & { verdicts: PlanVerdict[] } => {
+    const out: Screened & { verdicts: PlanVerdict[] } = {
+      valid: [],
+      skipped: [],
+      warnings: [],
+      verdicts: [],
+    };
+    const maxEventBytes = format.segment ? SEGMENT_LIMITS.maxCallBytes : undefined;
+    // One snapshot for the whole request; none to consult when no service has a plan.
+    const book = deps.plans?.book;
+    const plans = book !== undefined && book.size > 0 ? book : undefined;
     const span = getTracer().startSpan('tributary.validate', { attributes: { events: inputs.length } });
     // With `maxEventBytes` (the Segment routes' 32 KB), an event over it as stored, or whose
     // metadata is over the native limit, is refused as `event_too_large`; measured on the JSON
@@ -202,10 +258,25 @@ export function ingestPipeline(deps: IngestDeps): IngestPipeline {
         continue;
       }
       const refusal = serviceRefusal(principal, result.event.service);
-      if (refusal) rejected.push({ ...refusal, index });
-      else if (deps.subjects?.isOptedOut(result.event.userId, result.event.anonymousId))
+      if (refusal) {
+        rejected.push({ ...refusal, index });
+        continue;
+      }
+      if (deps.subjects?.isOptedOut(result.event.userId, result.event.anonymousId)) {
         out.skipped.push({ index, event: result.event });
-      else out.valid.push({ index, event: result.event, json: result.json });
+        continue;
+      }
+      const verdict = plans?.check(result.event, format.segment);
+      if (verdict === undefined) {
+        out.valid.push({ index, event: result.event, json: result.json });
+        continue;
+      }
+      out.verdicts.push(verdict);
+      if (verdict.action === 'reject') rejected.push(planIssue(index, verdict));
+      else {
+        out.warnings.push(planIssue(index, verdict));
+        out.valid.push({ index, ...flagged(result.event, result.json, verdict) });
+      }
     }
     span.end();
     return out;
@@ -235,19 +306,31 @@ export function ingestPipeline(deps: IngestDeps): IngestPipeline {
         live?.skipped(0, result.event);
         return { id: result.event.id, status: 'skipped', reason: 'user_opt_out' };
       }
+      const verdict = deps.plans?.book.check(result.event, false);
+      if (verdict) countVerdict(verdict);
+      if (verdict?.action === 'reject') {
+        metrics.eventsRejected.inc({ reason: verdict.code });
+        const issue = planIssue(0, verdict);
+        live?.refused(0, issue, input);
+        throw new ApiError(verdict.code, 400, verdict.message, { details: verdict.details });
+      }
       refuseWhenFull(1, principal?.keyId);
-      const { event, json } = sealer ? sealer.sealEvent(result) : result;
+      const checked = verdict ? flagged(result.event, result.json, verdict) : result;
+      const { event, json } = sealer ? sealer.sealEvent(checked) : checked;
       const [outcome = 'accepted'] = counted(
         principal?.keyId,
         await enqueue(() => [{ event, json, traceparent: currentTraceparent() }]),
       );
       live?.stored(0, outcome, event, json);
-      return { id: result.event.id, status: outcome };
+      return verdict
+        ? { id: result.event.id, status: outcome, warnings: [planIssue(0, verdict)] }
+        : { id: result.event.id, status: outcome };
     },
 
-    async many(principal, inputs, rejected, ctx, maxEventBytes, live) {
-      const { valid, skipped } = screen(principal, inputs, rejected, ctx, maxEventBytes);
+    async many(principal, inputs, rejected, ctx, format = NATIVE_FORMAT, live) {
+      const { valid, skipped, warnings, verdicts } = screen(principal, inputs, rejected, ctx, format);
       countRejected(rejected);
+      for (const v of verdicts) countVerdict(v);
       if (skipped.length > 0) metrics.eventsSkipped.inc({ reason: 'user_opt_out' }, skipped.length);
       if (valid.length > 0) refuseWhenFull(valid.length, principal?.keyId);
       // Sealed once: what is buffered is also what the live view shows.
@@ -278,15 +361,17 @@ export function ingestPipeline(deps: IngestDeps): IngestPipeline {
         skipped: skipped.length,
         ids: valid.map((v) => v.event.id),
         rejected,
+        ...(warnings.length > 0 ? { warnings } : {}),
       };
     },
 
-    async dryRun(principal, inputs, rejected, ctx, maxEventBytes) {
+    async dryRun(principal, inputs, rejected, ctx, format = NATIVE_FORMAT) {
       metrics.eventsValidated.inc(inputs.length + rejected.length);
-      const { valid, skipped } = screen(principal, inputs, rejected, ctx, maxEventBytes);
+      const screened = screen(principal, inputs, rejected, ctx, format);
+      const { valid } = screened;
       const repeats =
         valid.length > 0 ? await withBuffer(() => producer.repeats(valid.map((v) => v.event))) : [];
-      return dryRunOutcome({ valid, skipped }, repeats, rejected);
+      return dryRunOutcome(screened, repeats, rejected);
     },
   };
 }

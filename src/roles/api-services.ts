@@ -4,6 +4,7 @@ import type { WorkerStatusBoard } from '../buffer/worker-status.ts';
 import type { Deps } from '../deps.ts';
 import { FailedAuthThrottle } from '../http/auth-throttle.ts';
 import { KeyInvalidations, KeyResolver } from '../http/key-resolver.ts';
+import { PlanRegistry } from '../http/plan-registry.ts';
 import { LiveHub } from '../live/hub.ts';
 import { findActiveKeyByHash, isStoredKeyShape } from '../store/api-keys.repo.ts';
 import { registerAutoscaleMetrics, WorkerDemand } from '../telemetry/autoscale-metrics.ts';
@@ -82,6 +83,29 @@ export function createKeyResolver(deps: Deps): KeyResolver {
       logger,
     }),
   });
+}
+
+/** Tracking plans (§14), loaded and kept current over pub/sub (a connection of its own). */
+export async function startPlans({
+  config,
+  pool,
+  redis,
+  redisKeys,
+  logger,
+  metrics,
+  blockingRedis,
+}: Deps): Promise<PlanRegistry> {
+  const plans = new PlanRegistry({
+    metrics,
+    pool,
+    redis,
+    subscriber: blockingRedis(60_000),
+    channel: redisKeys.planChanges,
+    logger,
+    reloadEveryMs: config.PLANS_RELOAD_S * 1_000,
+  });
+  await plans.start();
+  return plans;
 }
 
 /**

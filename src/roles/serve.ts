@@ -51,6 +51,7 @@ export async function buildApi(services: Services): Promise<Hono<AppEnv>> {
     keys: await services.keyResolver(),
     rateLimiter: await services.rateLimiter(),
     live: await services.live(),
+    plans: await services.plans(),
   });
 }
 

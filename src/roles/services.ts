@@ -11,6 +11,7 @@ import type { Config } from '../config.ts';
 import { createDeps, type Deps } from '../deps.ts';
 import type { KeyResolver } from '../http/key-resolver.ts';
 import { RedisRateLimiter } from '../http/middleware/rate-limit.ts';
+import type { PlanRegistry } from '../http/plan-registry.ts';
 import type { LiveHub } from '../live/hub.ts';
 import type { RetentionService } from '../retention/service.ts';
 import type { WorkerDemand } from '../telemetry/autoscale-metrics.ts';
@@ -18,7 +19,14 @@ import type { Checkpoint } from '../worker/checkpoint/checkpoint.ts';
 import { openOwnCheckpoint } from '../worker/checkpoint/slots.ts';
 import type { Maintenance } from '../worker/maintenance.ts';
 import type { Worker } from '../worker/worker.ts';
-import { createKeyResolver, createProducer, startDemand, startLive, startMonitor } from './api-services.ts';
+import {
+  createKeyResolver,
+  createProducer,
+  startDemand,
+  startLive,
+  startMonitor,
+  startPlans,
+} from './api-services.ts';
 import { createErasure, createRetention, exportOptions, startSubjects } from './compliance-services.ts';
 import { Lifetimes } from './lifetimes.ts';
 import { createConsumer, createWorker, slotOptions, startMaintenance } from './worker-services.ts';
@@ -155,6 +163,15 @@ export class Services {
       'live',
       () => startLive(this.deps),
       (live) => live?.close(),
+    );
+  }
+
+  /** Tracking plans, every service's, kept current over Redis pub/sub. */
+  plans(): Promise<PlanRegistry> {
+    return this.#lifetimes.once(
+      'plans',
+      () => startPlans(this.deps),
+      (plans) => plans.stop(),
     );
   }
 

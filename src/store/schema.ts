@@ -235,3 +235,31 @@ export const auditLog = pgTable(
   },
   (t) => [index('audit_log_at_idx').on(t.at.desc()), index('audit_log_key_idx').on(t.keyId)],
 );
+
+/**
+ * Tracking-plan schemas (ARCHITECTURE §14): every version of each (service, type)'s JSON
+ * Schema, never rewritten. The current one is the highest version, unless that version was
+ * deleted (`deleted_at`); a later PUT takes the next number, so a version always means one schema.
+ */
+export const eventSchemas = pgTable(
+  'event_schemas',
+  {
+    service: text('service').notNull(),
+    type: text('type').notNull(),
+    version: integer('version').notNull(),
+    schema: jsonb('schema').$type<Record<string, unknown>>().notNull(),
+    createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    deletedAt: timestamp('deleted_at', { withTimezone: true, mode: 'date' }),
+    /** The key that wrote (or deleted) it. */
+    keyId: text('key_id'),
+  },
+  (t) => [primaryKey({ columns: [t.service, t.type, t.version] })],
+);
+
+/** A service's tracking-plan settings (§14); a service with no row gets `warn` / `allow`. */
+export const planSettings = pgTable('plan_settings', {
+  service: text('service').primaryKey(),
+  mode: text('mode').notNull(),
+  unknownTypes: text('unknown_types').notNull(),
+  updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+});

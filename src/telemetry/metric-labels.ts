@@ -9,7 +9,15 @@ import { Counter, type Registry } from 'prom-client';
  */
 export const COUNTER_LABEL_VALUES = {
   tributary_events_rejected_total: {
-    reason: ['invalid_event', 'service_not_allowed', 'event_too_large', 'backpressure', 'buffer_unavailable'],
+    reason: [
+      'invalid_event',
+      'service_not_allowed',
+      'event_too_large',
+      'schema_violation',
+      'unknown_event_type',
+      'backpressure',
+      'buffer_unavailable',
+    ],
   },
   tributary_events_skipped_total: { reason: ['user_opt_out', 'erased'] },
   tributary_insert_failures_total: { kind: ['unavailable', 'data', 'transient'] },
@@ -25,6 +33,15 @@ export const COUNTER_LABEL_VALUES = {
 } as const satisfies Record<string, Record<string, readonly string[]>>;
 
 export type LabelledCounterName = keyof typeof COUNTER_LABEL_VALUES;
+
+/**
+ * Labelled counters whose label values come from data, each with what bounds them. Their
+ * series are made at 0 where that data is loaded rather than here.
+ */
+export const DATA_LABELLED_COUNTERS: Record<string, string> = {
+  tributary_schema_violations_total:
+    'service and type of the tracking plans: registered types only, any other counted as "(unregistered)"; made at 0 by the plan registry on each load',
+};
 
 /** The values label `L` of counter `N` takes, as a type. */
 export type CounterLabelValue<

@@ -17,6 +17,7 @@ export class Metrics {
   readonly eventsDeadLettered: Counter;
   readonly eventsSkipped: Counter<'reason'>;
   readonly eventsValidated: Counter;
+  readonly schemaViolations: Counter<'service' | 'type' | 'action'>;
   readonly batchSize: Histogram;
   readonly insertDuration: Histogram;
   readonly endToEndLatency: Histogram;
@@ -98,6 +99,12 @@ export class Metrics {
     this.eventsValidated = new Counter({
       name: 'tributary_events_validated_total',
       help: 'Events checked by a dry run (POST /v1/events/validate): nothing stored, not counted as received',
+      registers,
+    });
+    this.schemaViolations = new Counter({
+      name: 'tributary_schema_violations_total',
+      help: 'Events that failed their service’s tracking plan (ARCHITECTURE §14), by service, type (a registered one, else "(unregistered)") and action (warned: stored with its violations; rejected)',
+      labelNames: ['service', 'type', 'action'],
       registers,
     });
     this.batchSize = new Histogram({

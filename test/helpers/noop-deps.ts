@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import pino from 'pino';
 import type { BufferSnapshot } from '../../src/buffer/monitor.ts';
 import { loadConfig } from '../../src/config.ts';
+import { PlanBook } from '../../src/events/plans.ts';
 import { type AppDeps, createApp } from '../../src/http/app.ts';
 import { KeyResolver } from '../../src/http/key-resolver.ts';
 import { openApiDocument } from '../../src/http/openapi.ts';
@@ -86,6 +87,7 @@ export function noopDeps(overrides: Partial<AppDeps> = {}): AppDeps {
     workers: { live: async () => [] },
     retention: { start: async () => ({ runId: randomUUID(), done: Promise.resolve('completed') }), store },
     subjects: { isOptedOut: () => false, publish: async () => {} },
+    plans: { book: new PlanBook(), changed: async () => {} },
     erasure: { request: async () => randomUUID(), status: async () => undefined },
     exports: { pool, store, metrics, workDir: '/nonexistent' },
     ...overrides,

@@ -103,6 +103,19 @@ const ROUTES: Route[] = [
     ok: [404],
     body: () => ({ services: [A] }),
   },
+  // Tracking plans (§14) of service A, which the bound keys may use: written first, then read.
+  {
+    method: 'PUT',
+    path: `/v1/schemas/${A}/matrix.type`,
+    scope: 'admin',
+    ok: [200],
+    body: () => ({ schema: { type: 'object' } }),
+  },
+  { method: 'PUT', path: `/v1/schemas/${A}`, scope: 'admin', ok: [200], body: () => ({ mode: 'warn' }) },
+  { method: 'GET', path: '/v1/schemas', scope: ['read', 'admin'], ok: [200] },
+  { method: 'GET', path: `/v1/schemas/${A}`, scope: ['read', 'admin'], ok: [200] },
+  { method: 'GET', path: `/v1/schemas/${A}/matrix.type`, scope: ['read', 'admin'], ok: [200] },
+  { method: 'DELETE', path: `/v1/schemas/${A}/matrix.never`, scope: 'admin', ok: [404] },
   { method: 'POST', path: '/v1/admin/dead-letter/replay', scope: 'admin', ok: [200] },
   // The first call starts a pass; while it runs, the next ones are told so.
   { method: 'POST', path: '/v1/admin/retention/run', scope: 'admin', ok: [202, 409] },

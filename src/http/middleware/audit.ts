@@ -8,7 +8,7 @@ import type { AppEnv } from '../env.ts';
 import { toApiError } from '../errors.ts';
 
 /** Admin and compliance calls: every request under these is written to `audit_log`. */
-export const AUDITED_PATHS = /^\/v1\/(?:admin|users|dsar)(?:\/|$)/;
+export const AUDITED_PATHS = /^\/v1\/(?:admin|users|dsar|schemas)(?:\/|$)/;
 
 /** Last path segments that name an operation rather than a resource (`POST …/retention/run`). */
 const OPERATIONS = new Set(['run', 'replay', 'rotate', 'export', 'restore', 'revoke']);

@@ -34,20 +34,25 @@ const eventInputRef = { $ref: '#/components/schemas/EventInput' };
 
 const Id = z.guid().openapi({ description: 'The event id (the idempotency key)' });
 
-export const IngestResult = z
-  .union([
-    z.strictObject({ id: Id, status: z.enum(['accepted', 'duplicate']) }),
-    z.strictObject({ id: Id, status: z.literal('skipped'), reason: z.literal('user_opt_out') }),
-  ])
-  .openapi('IngestResult');
-export type IngestResult = z.infer<typeof IngestResult>;
-
 const RejectionSchema = z.strictObject({
   index: z.number().int().min(0),
   code: z.string(),
   message: z.string(),
   details: z.array(z.strictObject({ path: z.string(), code: z.string(), message: z.string() })).optional(),
 });
+
+const Warnings = z.array(RejectionSchema).optional().openapi({
+  description:
+    'Events stored although they fail their service’s tracking plan (mode `warn`, ARCHITECTURE §14): `schema_violation` with the failing paths, or `unknown_event_type`. Absent when there are none',
+});
+
+export const IngestResult = z
+  .union([
+    z.strictObject({ id: Id, status: z.enum(['accepted', 'duplicate']), warnings: Warnings }),
+    z.strictObject({ id: Id, status: z.literal('skipped'), reason: z.literal('user_opt_out') }),
+  ])
+  .openapi('IngestResult');
+export type IngestResult = z.infer<typeof IngestResult>;
 
 export const BatchResult = z
   .strictObject({
@@ -56,6 +61,7 @@ export const BatchResult = z
     skipped: z.number().int().min(0),
     ids: z.array(Id).openapi({ description: 'In request order: every event now stored or buffered' }),
     rejected: z.array(RejectionSchema),
+    warnings: Warnings,
   })
   .openapi('BatchResult');
 export type BatchResult = z.infer<typeof BatchResult>;
@@ -92,7 +98,7 @@ export const ingestOne = createRoute({
       content: json(IngestResult),
     },
     ...errorResponses(INGEST_ERRORS, {
-      400: '`invalid_event` with `details`, `invalid_json`, `incomplete_body`',
+      400: '`invalid_event` with `details`, `invalid_json`, `incomplete_body`; `schema_violation` (with the failing paths in `details`) or `unknown_event_type` when the service’s tracking plan rejects the event (ARCHITECTURE §14)',
       403: 'Also `service_not_allowed`: the key is bound to other services (ARCHITECTURE §11)',
       429: '`rate_limited`: the key spent its events per minute (a batch spends one per event); `backpressure` while the buffer is over its high-water mark, or this key holds more than BUFFER_MAX_SHARE_PER_KEY of it',
       503: 'Also `buffer_unavailable`',
@@ -106,7 +112,7 @@ export const ingestBatch = createRoute({
   operationId: 'ingestBatch',
   tags: ['events'],
   summary: 'Ingest a batch of events',
-  description: `Up to ${EVENT_LIMITS.maxBatchEvents} events, as \`{"events":[…]}\` or NDJSON; valid events are accepted even when others are rejected (\`invalid_event\`, \`invalid_json\`, or \`service_not_allowed\` for a service the key is not bound to). Accepts \`Content-Encoding: gzip\`.`,
+  description: `Up to ${EVENT_LIMITS.maxBatchEvents} events, as \`{"events":[…]}\` or NDJSON; valid events are accepted even when others are rejected (\`invalid_event\`, \`invalid_json\`, \`service_not_allowed\` for a service the key is not bound to, \`schema_violation\` or \`unknown_event_type\` from the service's tracking plan). Accepts \`Content-Encoding: gzip\`.`,
   security: needs('ingest'),
   request: {
     body: {

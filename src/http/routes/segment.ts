@@ -8,7 +8,7 @@ import {
 import type { LiveHub } from '../../live/hub.ts';
 import type { AppEnv } from '../env.ts';
 import { ApiError } from '../errors.ts';
-import { type IngestDeps, ingestPipeline, type Rejection } from '../ingest.ts';
+import { type IngestDeps, ingestPipeline, type Rejection, SEGMENT_FORMAT } from '../ingest.ts';
 import type { KeyResolver, Principal } from '../key-resolver.ts';
 import { liveRequest } from '../live-request.ts';
 import { requireScope } from '../middleware/auth.ts';
@@ -214,7 +214,7 @@ export function segmentRoutes(deps: SegmentRoutesDeps): OpenAPIHono<AppEnv> {
         inputs,
         rejected,
         pipeline.validation(principal.keyId, receivedAt),
-        SEGMENT_LIMITS.maxCallBytes,
+        SEGMENT_FORMAT,
         live,
       );
       return c.json({ success: true as const, ...outcome }, 200);

@@ -6,7 +6,7 @@ import { isSegmentCallType, SEGMENT_LIMITS, type SegmentCallType } from '../../e
 import { bodyKind, mediaType, parseJson, readBody } from '../body.ts';
 import type { AppEnv } from '../env.ts';
 import { ApiError, errors } from '../errors.ts';
-import { type IngestDeps, ingestPipeline, type Rejection } from '../ingest.ts';
+import { type IngestDeps, ingestPipeline, type Rejection, SEGMENT_FORMAT } from '../ingest.ts';
 import type { KeyResolver } from '../key-resolver.ts';
 import { requireScope } from '../middleware/auth.ts';
 import { createRouter, errorResponses, json, needs, V1_ERRORS } from '../openapi.ts';
@@ -35,6 +35,12 @@ const DryRunEvent = z
     anonymousId: z.string().optional(),
     message: z.string().optional(),
     metadata: z.record(z.string(), z.unknown()).optional(),
+    violations: z
+      .array(z.strictObject({ path: z.string(), code: z.string(), message: z.string() }))
+      .optional()
+      .openapi({
+        description: 'Its tracking-plan violations, stored with it under `warn` (ARCHITECTURE §14)',
+      }),
   })
   .openapi('DryRunEvent', {
     description:
@@ -50,6 +56,13 @@ const DryRunResult = z
       status: z.enum(['accepted', 'duplicate']),
       id: z.guid(),
       event: DryRunEvent,
+      warning: z
+        .strictObject({ code: z.string(), message: z.string(), details: z.array(Detail).optional() })
+        .optional()
+        .openapi({
+          description:
+            'Stored although it fails its tracking plan (`warn`): `schema_violation` or `unknown_event_type`',
+        }),
     }),
     z.strictObject({
       index: z.number().int().min(0),
@@ -186,7 +199,7 @@ export function validateRoutes(deps: ValidateRoutesDeps): OpenAPIHono<AppEnv> {
     const { calls, batch } = callsOf(body as Record<string, unknown>, format);
     const { inputs, rejected } = segmentInputs(calls, { kind: format, service, receivedAt, batch });
     const ctx = pipeline.validation(principal.keyId, receivedAt);
-    const outcome = await pipeline.dryRun(principal, inputs, rejected, ctx, SEGMENT_LIMITS.maxCallBytes);
+    const outcome = await pipeline.dryRun(principal, inputs, rejected, ctx, SEGMENT_FORMAT);
     return c.json({ success: true as const, ...outcome }, 200);
   });
   return app;
