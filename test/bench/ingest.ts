@@ -37,7 +37,9 @@ export interface Contender {
   /** Events per request; 0 = one event, not wrapped in a batch. */
   batch: number;
   /** Segment batches (with `authorization`, a write key), or native events with their content. */
-  format?: 'segment' | 'native-rich';
+  format?: 'segment' | 'native-rich' | 'plans';
+  /** The service of every event (`plans`). */
+  service?: string;
   authorization?: string;
   /** Processes whose CPU and RSS count for it (besides `server`). */
   extraPids?: Record<string, number>;
@@ -78,10 +80,14 @@ export async function measureWrk(
 }
 
 /** How a contender's requests authenticate and what they carry. */
-function credentials(c: Contender): Pick<WrkSpec, 'apiKey' | 'format' | 'authorization'> {
+function credentials(c: Contender): Pick<WrkSpec, 'apiKey' | 'format' | 'authorization' | 'service'> {
   return c.format === 'segment'
     ? { format: 'segment', authorization: c.authorization ?? '' }
-    : { apiKey: ADMIN_KEY, ...(c.format ? { format: c.format } : {}) };
+    : {
+        apiKey: ADMIN_KEY,
+        ...(c.format ? { format: c.format } : {}),
+        ...(c.service ? { service: c.service } : {}),
+      };
 }
 
 /**

@@ -8,6 +8,8 @@
  *   half           Tributary single events at half the rate it reached, open loop: p50/p99
  *   live           the live view's cost: single and batch ingest with it off, on with nobody
  *                  listening, and with one SSE listener reading every frame, taking turns
+ *   plans          batches of 100 checked against a 20-property tracking plan, against the
+ *                  same batches to a service with no plan, taking turns (ratio, target ≥ 0.85)
  *   batches        Tributary batch of 100 (API only), Segment /v1/batch of 100 track calls
  *                  (`segment`, reported as a ratio of the native batch), Express batch INSERT
  *                  peer, raw pipelined XADD of the same entries: wrk with 10 connections, taking turns
@@ -37,6 +39,7 @@ import { batches, singleEvents } from './ingest.ts';
 import { parquetLimit } from './limits/parquet.ts';
 import { liveOverhead } from './live.ts';
 import { type BenchContext, envNumber, findRedisPid, log, PARTITIONS, round, SETTINGS } from './measure.ts';
+import { plansOverhead } from './plans.ts';
 import { type BenchReport, formatTable, writeReport } from './report.ts';
 import { type Scenario, scenarioHelp, selectScenarios } from './scenarios.ts';
 import { ensureWrk } from './wrk.ts';
@@ -106,6 +109,7 @@ async function bench(
   if (picked.has('half')) await halfRate(ctx, singleRate);
   await batches(ctx);
   await liveOverhead(ctx);
+  await plansOverhead(ctx);
   const copyRate = picked.has('copy') ? await copyLimit(ctx) : 0;
   if (picked.has('e2e')) await endToEnd(ctx, tributaryEnv, copyRate);
   if (picked.has('parquet')) await parquetLimit(ctx);

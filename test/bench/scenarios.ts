@@ -12,6 +12,8 @@ export const SCENARIOS = {
   'segment-content':
     'native batches of 100 events carrying what the segment calls carry: the cost of the translation alone',
   'express-batch': 'peer: Express batch endpoint, one 100-row INSERT per request',
+  plans:
+    'tracking plans: batches of 100 events checked against a 20-property schema, against the same batches with no plan, taking turns',
   'live-single':
     'live view: single events with it off, on with no listener, and with one SSE listener, taking turns',
   'live-batch': 'live view: batches of 100 with it off, on with no listener, and with one SSE listener',

@@ -16,9 +16,12 @@ export interface WrkSpec {
   apiKey?: string;
   /**
    * `segment`: Segment batches of `batch` track calls (wrk/ingest.lua); `native-rich`: native
-   * events carrying what those calls carry; default: native events.
+   * events carrying what those calls carry; `plans`: `order.completed` events of `service`
+   * with 20 metadata properties (test/bench/plans.ts); default: native events.
    */
-  format?: 'native' | 'native-rich' | 'segment';
+  format?: 'native' | 'native-rich' | 'segment' | 'plans';
+  /** `plans`: the service of every event (one with a tracking plan, or one without). */
+  service?: string;
   /** An Authorization header sent with every request (a Segment write key as Basic auth). */
   authorization?: string;
 }
@@ -81,6 +84,7 @@ export function runWrk(spec: WrkSpec, onStart: (pid: number) => void = () => {})
           BENCH_KEY: spec.apiKey ?? '',
           BENCH_FORMAT: spec.format ?? 'native',
           BENCH_AUTH: spec.authorization ?? '',
+          BENCH_SERVICE: spec.service ?? '',
         },
         stdio: ['ignore', 'pipe', 'pipe'],
       },

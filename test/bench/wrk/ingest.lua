@@ -6,6 +6,8 @@
 -- Authorization header (Basic, the write key as user name). BENCH_FORMAT=native-rich sends native
 -- batches whose events carry what those calls carry (properties, context, _metadata,
 -- integrations, messageId in metadata): the baseline of the translation alone.
+-- BENCH_FORMAT=plans sends native batches of `order.completed` events of service BENCH_SERVICE
+-- whose metadata has the 20 properties of the tracking plan in test/bench/plans.ts, all valid.
 -- Each event has a fresh random UUID (so none is answered as a duplicate), a current
 -- timestamp and a userId among 10,000, so events spread over every partition.
 local batch = tonumber(os.getenv("BENCH_BATCH") or "0")
@@ -13,6 +15,7 @@ local path = os.getenv("BENCH_PATH") or "/v1/events"
 local key = os.getenv("BENCH_KEY") or ""
 local format = os.getenv("BENCH_FORMAT") or "native"
 local auth = os.getenv("BENCH_AUTH") or ""
+local service = os.getenv("BENCH_SERVICE") or ""
 local hex = "0123456789abcdef"
 local services = { "checkout", "billing", "search", "accounts", "catalog" }
 local types = { "order.placed", "page.view", "cart.updated", "payment.captured", "user.signup" }
@@ -73,6 +76,19 @@ local function richEvent()
     .. ',"_metadata":{"jsRuntime":"node"},"integrations":{}}}'
 end
 
+-- An order with the 20 properties of the bench's tracking plan (test/bench/plans.ts), valid.
+local function plannedEvent()
+  n = n + 1
+  local now = os.date("!%Y-%m-%dT%H:%M:%SZ")
+  return '{"id":"' .. uuid() .. '","service":"' .. service .. '","type":"order.completed","userId":"user-'
+    .. math.random(0, 9999) .. '","timestamp":"' .. now .. '","metadata":{"orderId":"o-' .. n
+    .. '","checkoutId":"c-' .. n .. '","total":' .. (n % 1000) .. '.5,"subtotal":' .. (n % 900)
+    .. ',"revenue":' .. (n % 800) .. ',"shipping":4.99,"tax":1.5,"discount":0,"coupon":"WINTER","currency":"EUR"'
+    .. ',"affiliation":"web","paymentMethod":"card","country":"DE","itemCount":' .. (n % 9 + 1)
+    .. ',"firstOrder":false,"email":"user-' .. (n % 9999) .. '@example.com","sessionId":"s-' .. n
+    .. '","storeId":"st-1","path":"/checkout/confirm","placedAt":"' .. now .. '"}}'
+end
+
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 if key ~= "" then wrk.headers["x-api-key"] = key end
@@ -87,7 +103,7 @@ request = function()
   end
   if batch > 0 then
     local parts = {}
-    local make = format == "native-rich" and richEvent or event
+    local make = format == "native-rich" and richEvent or (format == "plans" and plannedEvent or event)
     for i = 1, batch do parts[i] = make() end
     return wrk.format(nil, path, nil, '{"events":[' .. table.concat(parts, ",") .. ']}')
   end
