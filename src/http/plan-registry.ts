@@ -53,6 +53,9 @@ export class PlanRegistry implements PlanSource {
   #loading: Promise<void> | undefined;
   #again = false;
   #timer: NodeJS.Timeout | undefined;
+  #retry: NodeJS.Timeout | undefined;
+  /** Whether a load has succeeded: until then (PostgreSQL down at start) it retries every second. */
+  #loaded = false;
   #closed = false;
 
   constructor(opts: PlanRegistryOptions) {
@@ -84,11 +87,28 @@ export class PlanRegistry implements PlanSource {
     await this.reload();
     this.#timer = setInterval(() => void this.reload(), this.#o.reloadEveryMs);
     this.#timer.unref();
+    this.#retryUntilLoaded();
+  }
+
+  /** Whether the plans were loaded at least once; before that, events go unchecked. */
+  get loaded(): boolean {
+    return this.#loaded;
   }
 
   stop(): void {
     this.#closed = true;
     clearInterval(this.#timer);
+    clearTimeout(this.#retry);
+  }
+
+  /**
+   * A process that started while PostgreSQL was down checks nothing until it has the plans:
+   * it asks every second until it does, not every PLANS_RELOAD_S.
+   */
+  #retryUntilLoaded(): void {
+    if (this.#loaded || this.#closed) return;
+    this.#retry = setTimeout(() => void this.reload().finally(() => this.#retryUntilLoaded()), 1_000);
+    this.#retry.unref();
   }
 
   /** Tells every process (this one first) that `service`'s plan changed. */
@@ -170,6 +190,8 @@ export class PlanRegistry implements PlanSource {
     }
     for (const key of this.#compiled.keys()) if (!current.has(key)) this.#compiled.delete(key);
     this.#book = new PlanBook(services);
+    if (!this.#loaded) logger.info({ services: services.size, types: current.size }, 'tracking plans loaded');
+    this.#loaded = true;
     this.#zeroSeries(services);
   }
 
