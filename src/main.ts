@@ -1,4 +1,5 @@
 #!/usr/bin/env -S node --max-semi-space-size=16
+import { setFlagsFromString } from 'node:v8';
 import { parseMetadataEncryption } from './compliance/metadata-cipher.ts';
 import { ConfigError, loadConfig } from './config.ts';
 import { runAll } from './roles/all.ts';
@@ -9,6 +10,10 @@ import { runRestore } from './roles/restore.ts';
 import { runRetention } from './roles/retention.ts';
 import { runServe } from './roles/serve.ts';
 import { runWork } from './roles/work.ts';
+
+// A regular expression that backtracks too long (a tracking plan's `pattern` on hostile
+// input) finishes on V8's linear-time engine instead of holding the process (events/plans.ts).
+setFlagsFromString('--enable-experimental-regexp-engine-on-excessive-backtracks');
 
 /** `tributary <role> [args]`: reads the configuration and hands over to the role. */
 async function main(argv: string[]): Promise<void> {

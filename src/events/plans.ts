@@ -33,6 +33,22 @@ export type SchemaCompilation =
 
 const addFormats = addFormatsPlugin as unknown as (ajv: Ajv2020) => void;
 
+/** What the `u` flag would change in a pattern: property escapes, code point escapes, anything not ASCII. */
+const NEEDS_UNICODE = /\\[pP]\{|\\u\{|[^\x00-\x7f]/;
+
+/**
+ * The RegExp of a schema's `pattern`. A pattern the client's data runs against must not be
+ * able to hold the process (`^(a+)+$` on forty `a`s and a `!` takes minutes to backtrack):
+ * main.ts lets V8 fall back to its linear-time engine on excessive backtracking, which it
+ * does only for expressions without the `u` flag. So a pattern that means the same without
+ * it (ASCII, no `\p{…}` or `\u{…}`) is compiled without it; any other keeps `u`.
+ */
+export const linearFallbackRegExp = Object.assign(
+  (pattern: string, flags: string): RegExp =>
+    new RegExp(pattern, NEEDS_UNICODE.test(pattern) ? flags : flags.replace('u', '')),
+  { code: 'linearFallbackRegExp' },
+);
+
 /**
  * Compiles a plan's schema, or says why it cannot be: not an object, not a valid 2020-12
  * schema, an unknown keyword or format (a typo like `requried` would otherwise check
@@ -54,6 +70,7 @@ export function compilePlanSchema(schema: unknown): SchemaCompilation {
     strictTuples: false,
     strictRequired: false,
     validateFormats: true,
+    code: { regExp: linearFallbackRegExp },
     // The failing paths are what a client needs; the schema fragment would be noise.
     verbose: false,
     messages: true,

@@ -196,6 +196,34 @@ describe('NUL characters and lone surrogates', () => {
   });
 });
 
+describe('tracking plans', () => {
+  it('a catastrophic pattern in a schema cannot hold the process on hostile strings', async () => {
+    // `^(a+)+$` on forty `a`s and a `!` backtracks 2^40 times: hours, unless V8 falls back
+    // to its linear-time engine (src/main.ts, events/plans.ts).
+    const put = await call(stack.url, '/v1/schemas/hostile-plan/signup', {
+      method: 'PUT',
+      body: { schema: { type: 'object', properties: { name: { type: 'string', pattern: '^(a+)+$' } } } },
+    });
+    expect(put.status).toBe(200);
+    await call(stack.url, '/v1/schemas/hostile-plan', { method: 'PUT', body: { mode: 'reject' } });
+    const hostile = event({
+      service: 'hostile-plan',
+      type: 'signup',
+      metadata: { name: `${'a'.repeat(40)}!` },
+    });
+    const res = await single({ body: hostile });
+    expectRefused(res, 400, 'schema_violation');
+    expect(res.body.error.details).toEqual([
+      expect.objectContaining({ path: 'metadata.name', code: 'invalid_format' }),
+    ]);
+    const fine = await single({
+      body: event({ service: 'hostile-plan', type: 'signup', metadata: { name: 'aaa' } }),
+    });
+    expect(fine.status).toBe(202);
+    await expectHealthyAfterAbuse(stack);
+  });
+});
+
 describe('numbers JSON cannot carry exactly', () => {
   const numbers = [
     '1e400',

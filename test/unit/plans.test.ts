@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { NormalisedEvent } from '../../src/events/event.schema.ts';
 import {
   compilePlanSchema,
+  linearFallbackRegExp,
   PlanBook,
   type PlanSettings,
   planIssues,
@@ -70,6 +71,15 @@ describe('compilePlanSchema', () => {
   it('lets two schemas share an $id (each has its own Ajv)', () => {
     expect(compilePlanSchema({ $id: 'https://example.com/x', type: 'object' }).ok).toBe(true);
     expect(compilePlanSchema({ $id: 'https://example.com/x', type: 'object' }).ok).toBe(true);
+  });
+});
+
+describe('linearFallbackRegExp', () => {
+  it('drops the u flag only where the pattern means the same without it', () => {
+    expect(linearFallbackRegExp('^[a-z]+(-[0-9]{2})?$', 'u').flags).toBe('');
+    expect(linearFallbackRegExp('^\\p{Lu}', 'u').flags).toBe('u');
+    expect(linearFallbackRegExp('^\\u{1F600}$', 'u').flags).toBe('u');
+    expect(linearFallbackRegExp('^café$', 'u').flags).toBe('u');
   });
 });
 
