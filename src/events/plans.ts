@@ -34,7 +34,7 @@ export type SchemaCompilation =
 const addFormats = addFormatsPlugin as unknown as (ajv: Ajv2020) => void;
 
 /** What the `u` flag would change in a pattern: property escapes, code point escapes, anything not ASCII. */
-const NEEDS_UNICODE = /\\[pP]\{|\\u\{|[^\x00-\x7f]/;
+const NEEDS_UNICODE = /\\[pP]\{|\\u\{|[\u0080-\uffff]/;
 
 /**
  * The RegExp of a schema's `pattern`. A pattern the client's data runs against must not be
