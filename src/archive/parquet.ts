@@ -16,8 +16,9 @@ import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
  * 2: `key_id` (the API key that wrote the row, ARCHITECTURE §11) added last. Files of
  * version 1 have no such column and are still read (their rows restore with no key).
  * 3: `anonymous_id` (Segment's anonymousId, §12) added last; older files restore it as NULL.
+ * 4: `violations` (tracking-plan violations, §14) added last; older files restore it as NULL.
  */
-export const ARCHIVE_SCHEMA_VERSION = 3;
+export const ARCHIVE_SCHEMA_VERSION = 4;
 
 /** Archive columns as they are in the Parquet file. */
 export const ARCHIVE_COLUMNS = [
@@ -32,6 +33,7 @@ export const ARCHIVE_COLUMNS = [
   { name: 'anonymized', type: 'BOOLEAN' },
   { name: 'key_id', type: 'VARCHAR' },
   { name: 'anonymous_id', type: 'VARCHAR' },
+  { name: 'violations', type: 'JSON' },
 ] as const;
 
 const lit = (path: string) => `'${path.replaceAll("'", "''")}'`;
@@ -129,23 +131,28 @@ export class ParquetFiles {
    * with the archive columns (NULL unquoted and empty, text always quoted).
    */
   async parquetToCsv(parquetPath: string, csvPath: string, where = 'true'): Promise<void> {
-    // Files of an older schema lack the columns added since (key_id: 1, anonymous_id: 1–2).
+    // Files of an older schema lack the columns added since (key_id: 1, anonymous_id: 1–2, violations: 1–3).
     const keyId = await this.#columnOrNull(parquetPath, 'key_id');
     const anonymousId = await this.#columnOrNull(parquetPath, 'anonymous_id');
+    const violations = await this.#columnOrNull(
+      parquetPath,
+      'violations',
+      'violations::VARCHAR AS violations',
+    );
     await this.#conn.run(
       `COPY (SELECT id, strftime(occurred_at, '%Y-%m-%dT%H:%M:%S.%fZ') AS occurred_at,
                     strftime(received_at, '%Y-%m-%dT%H:%M:%S.%fZ') AS received_at,
                     service, type, user_id, message, metadata::VARCHAR AS metadata, anonymized, ${keyId},
-                    ${anonymousId}
+                    ${anonymousId}, ${violations}
                FROM read_parquet(${lit(parquetPath)}) WHERE ${where})
        TO ${lit(csvPath)} (FORMAT csv, HEADER false, QUOTE '"', ESCAPE '"',
-                          FORCE_QUOTE (service, type, user_id, message, metadata, key_id, anonymous_id))`,
+                          FORCE_QUOTE (service, type, user_id, message, metadata, key_id, anonymous_id, violations))`,
     );
   }
 
-  /** `column` when the file has it, else a NULL under its name (a file of an older schema). */
-  async #columnOrNull(parquetPath: string, column: string): Promise<string> {
-    return (await this.#hasColumn(parquetPath, column)) ? column : `NULL::VARCHAR AS ${column}`;
+  /** `column` (or `select`) when the file has it, else a NULL under its name (a file of an older schema). */
+  async #columnOrNull(parquetPath: string, column: string, select = column): Promise<string> {
+    return (await this.#hasColumn(parquetPath, column)) ? select : `NULL::VARCHAR AS ${column}`;
   }
 
   async #hasColumn(parquetPath: string, column: string): Promise<boolean> {
@@ -185,10 +192,15 @@ export class ParquetFiles {
   /** The rows of `ids` (user_id or anonymous_id), each once, as objects in the API's event shape, a chunk at a time. */
   async *subjectRows(parquetPath: string, ids: readonly string[]): AsyncGenerator<Record<string, unknown>[]> {
     const anonymousId = await this.#columnOrNull(parquetPath, 'anonymous_id');
+    const violations = await this.#columnOrNull(
+      parquetPath,
+      'violations',
+      'violations::VARCHAR AS violations',
+    );
     const result = await this.#conn.stream(
       `SELECT id, service, type, strftime(occurred_at, '%Y-%m-%dT%H:%M:%S.%gZ') AS timestamp,
               strftime(received_at, '%Y-%m-%dT%H:%M:%S.%gZ') AS "receivedAt", user_id AS "userId", message,
-              metadata::VARCHAR AS metadata, ${anonymousId}
+              metadata::VARCHAR AS metadata, ${anonymousId}, ${violations}
          FROM read_parquet(${lit(parquetPath)}) WHERE ${await this.#subjectCondition(parquetPath, ids)}
         ORDER BY occurred_at, id`,
     );
@@ -196,7 +208,7 @@ export class ParquetFiles {
       const chunk = await result.fetchChunk();
       if (!chunk || chunk.rowCount === 0) break;
       yield (chunk.getRows() as (string | null)[][]).map(
-        ([id, service, type, timestamp, receivedAt, userId, message, metadata, anonymous]) => ({
+        ([id, service, type, timestamp, receivedAt, userId, message, metadata, anonymous, flagged]) => ({
           id,
           service,
           type,
@@ -206,6 +218,7 @@ export class ParquetFiles {
           anonymousId: anonymous ?? null,
           message,
           metadata: metadata === null || metadata === undefined ? null : (JSON.parse(metadata) as unknown),
+          violations: flagged === null || flagged === undefined ? null : (JSON.parse(flagged) as unknown),
         }),
       );
     }

@@ -16,6 +16,7 @@ export interface AnonymizeOptions {
  * Pseudonymises rows that occurred before `cutoff`: `user_id` becomes
  * HMAC-SHA256(secret, user_id) (`anonymous_id` likewise) and the PII keys leave `metadata`, batch by batch, oldest
  * first. The HMAC is computed here, so the secret never reaches the database or its logs.
+ * `violations` stays: it holds a tracking plan's paths and messages, never the event's values.
  * Idempotent: a row is marked `anonymized` in the same statement and never touched again.
  */
 export async function anonymizeRows(pool: pg.Pool, lease: RunLease, o: AnonymizeOptions): Promise<number> {

@@ -10,16 +10,16 @@ import { beginUntimed, connectForCopy } from './db.ts';
  * service takes a while). The CSV is the one archive/parquet.ts reads and writes: the
  * columns of its ARCHIVE_COLUMNS in that order (the events table's own order), every
  * non-NULL text quoted so that an unquoted empty field means NULL, timestamps as UTC
- * RFC 3339 with microseconds, metadata as its JSON text.
+ * RFC 3339 with microseconds, metadata and violations as their JSON text.
  */
 
 const PG_UTC = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
 
 /** The SELECT list written as CSV: timestamps as UTC RFC 3339 with microseconds, metadata as JSON text. */
-const EXPORT_COLUMNS = `id, to_char(occurred_at AT TIME ZONE 'UTC', ${PG_UTC}), to_char(received_at AT TIME ZONE 'UTC', ${PG_UTC}), service, type, user_id, message, metadata::text, anonymized, key_id, anonymous_id`;
+const EXPORT_COLUMNS = `id, to_char(occurred_at AT TIME ZONE 'UTC', ${PG_UTC}), to_char(received_at AT TIME ZONE 'UTC', ${PG_UTC}), service, type, user_id, message, metadata::text, anonymized, key_id, anonymous_id, violations::text`;
 /** Every non-NULL text quoted, so an unquoted empty field means NULL. */
 const CSV_OPTIONS =
-  'FORMAT csv, FORCE_QUOTE (service, type, user_id, message, metadata, key_id, anonymous_id)';
+  'FORMAT csv, FORCE_QUOTE (service, type, user_id, message, metadata, key_id, anonymous_id, violations)';
 
 /** The rows of one archive unit: a service's rows in [from, to) of `source`. */
 export interface ExportScope {
@@ -74,7 +74,7 @@ export async function loadEventsFromCsv(
     await client.query(
       `CREATE TEMP TABLE restore_rows (id uuid, occurred_at timestamptz, received_at timestamptz, service text,
          type text, user_id text, message text, metadata jsonb, anonymized boolean, key_id text,
-         anonymous_id text) ON COMMIT DROP`,
+         anonymous_id text, violations jsonb) ON COMMIT DROP`,
     );
     await pipeline(
       createReadStream(csvPath),
@@ -82,8 +82,9 @@ export async function loadEventsFromCsv(
     );
     const res = await client.query(
       `INSERT INTO events (id, occurred_at, received_at, service, type, user_id, message, metadata, anonymized, key_id,
-                           anonymous_id)
-       SELECT id, occurred_at, received_at, service, type, user_id, message, metadata, anonymized, key_id, anonymous_id
+                           anonymous_id, violations)
+       SELECT id, occurred_at, received_at, service, type, user_id, message, metadata, anonymized, key_id, anonymous_id,
+              violations
          FROM restore_rows
        ON CONFLICT DO NOTHING`,
     );

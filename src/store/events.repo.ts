@@ -1,4 +1,4 @@
-import { and, desc, eq, gte, inArray, lt, lte, or, type SQL, sql } from 'drizzle-orm';
+import { and, desc, eq, gte, inArray, isNotNull, isNull, lt, lte, or, type SQL, sql } from 'drizzle-orm';
 import type pg from 'pg';
 import { parseRfc3339 } from '../events/rfc3339.ts';
 import type { Db } from './db.ts';
@@ -13,10 +13,11 @@ import { events } from './schema.ts';
  */
 export async function insertEventsJson(pool: pg.Pool, eventsJson: string): Promise<number> {
   const result = await pool.query(
-    `INSERT INTO events (id, occurred_at, received_at, service, type, user_id, message, metadata, key_id, anonymous_id)
+    `INSERT INTO events (id, occurred_at, received_at, service, type, user_id, message, metadata, key_id, anonymous_id,
+                         violations)
      SELECT (r->>'id')::uuid, (r->>'timestamp')::timestamptz, (r->>'receivedAt')::timestamptz,
             r->>'service', r->>'type', r->>'userId', r->>'message', r->'metadata', r->>'keyId',
-            r->>'anonymousId'
+            r->>'anonymousId', r->'violations'
        FROM jsonb_array_elements($1::jsonb) AS r
      ON CONFLICT DO NOTHING`,
     [eventsJson],
@@ -31,6 +32,8 @@ export interface EventQuery {
   type?: string;
   userId?: string;
   anonymousId?: string;
+  /** true: only events stored with tracking-plan violations (`warn`); false: only those without. */
+  violations?: boolean;
   from?: Date;
   to?: Date;
   limit: number;
@@ -55,6 +58,8 @@ export interface StoredEvent {
   metadata: Record<string, unknown> | null;
   /** The key that wrote it; null for rows from before keys were recorded. */
   keyId: string | null;
+  /** Its tracking-plan violations when stored under `warn` (§14); null: none. */
+  violations: { path: string; code: string; message: string }[] | null;
 }
 
 /** Exact (microsecond) occurred_at text, so cursors never skip or repeat a row. */
@@ -68,6 +73,11 @@ export async function queryEvents(db: Db, q: EventQuery): Promise<{ rows: Stored
     q.type !== undefined ? eq(events.type, q.type) : undefined,
     q.userId !== undefined ? eq(events.userId, q.userId) : undefined,
     q.anonymousId !== undefined ? eq(events.anonymousId, q.anonymousId) : undefined,
+    q.violations === undefined
+      ? undefined
+      : q.violations
+        ? isNotNull(events.violations)
+        : isNull(events.violations),
     q.from ? gte(events.occurredAt, q.from) : undefined,
     q.to ? lte(events.occurredAt, q.to) : undefined,
   ];
@@ -93,6 +103,7 @@ export async function queryEvents(db: Db, q: EventQuery): Promise<{ rows: Stored
       message: events.message,
       metadata: events.metadata,
       keyId: events.keyId,
+      violations: events.violations,
     })
     .from(events)
     .where(and(...where))
@@ -112,6 +123,7 @@ export async function queryEvents(db: Db, q: EventQuery): Promise<{ rows: Stored
     message: r.message,
     metadata: r.metadata ?? null,
     keyId: r.keyId,
+    violations: r.violations ?? null,
   }));
   if (rows.length > q.limit && last) {
     return {
@@ -308,7 +320,7 @@ export async function subjectEventsPage(
               'timestamp', to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
               'receivedAt', to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
               'userId', user_id, 'anonymousId', anonymous_id, 'message', message, 'metadata', metadata,
-              'source', 'database')::text AS line,
+              'violations', violations, 'source', 'database')::text AS line,
             occurred_at::text AS ts, id, service
        FROM events
       WHERE ${match} ${after ? AFTER_CURSOR : ''} ${inServices}

@@ -37,6 +37,11 @@ export const events = pgTable(
     keyId: text('key_id'),
     /** Segment's `anonymousId` (§12): a subject before it is known, found by compliance. */
     anonymousId: text('anonymous_id'),
+    /**
+     * Its tracking-plan violations when it was stored under `warn` (§14): `[{path, code,
+     * message}]`, paths and messages from the schema, never the event's values. NULL: none.
+     */
+    violations: jsonb('violations').$type<{ path: string; code: string; message: string }[]>(),
   },
   (t) => [
     // (occurred_at, id) rather than (id, occurred_at): same uniqueness, but inserts land at the

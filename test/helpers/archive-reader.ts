@@ -21,6 +21,8 @@ export interface ArchivedRow {
   /** The API key that wrote the row. */
   key_id: string | null;
   anonymous_id: string | null;
+  /** Tracking-plan violations as JSON text (schema 4); null: none. */
+  violations: string | null;
   year: string;
   month: string;
   hiveService: string;
@@ -73,7 +75,8 @@ export async function readArchive(config: ArchiveStoreConfig): Promise<ArchiveSn
       );
       const read = await conn.runAndReadAll(
         `SELECT id, epoch_us(occurred_at)::VARCHAR AS us, epoch_us(received_at)::VARCHAR AS "receivedUs", service,
-                type, user_id, message, metadata::VARCHAR AS metadata, anonymized, key_id, anonymous_id
+                type, user_id, message, metadata::VARCHAR AS metadata, anonymized, key_id, anonymous_id,
+                violations::VARCHAR AS violations
            FROM read_parquet(${lit(path)}, hive_partitioning = false)`,
       );
       const [, year = '', month = '', hiveService = ''] =

@@ -6,9 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ARCHIVE_COLUMNS, ARCHIVE_SCHEMA_VERSION, ParquetFiles } from '../../src/archive/parquet.ts';
 
 /**
- * Archives written before `key_id` was archived (schema version 1) or before `anonymous_id`
- * (version 2) are still restored: their rows come back with NULL in the columns they lack.
- * Files of the current version keep both.
+ * Archives written before `key_id` was archived (schema version 1), before `anonymous_id`
+ * (version 2) or before `violations` (version 3) are still restored: their rows come back
+ * with NULL in the columns they lack. Files of the current version keep all three.
  */
 const dir = mkdtempSync(join(tmpdir(), 'tributary-archive-versions-'));
 let files: ParquetFiles;
@@ -40,11 +40,12 @@ const V1_SELECT = `'9b2f1e4c-0000-4000-8000-000000000001' AS id,
   '{"a":1}'::JSON AS metadata, false AS anonymized`;
 
 describe('archive columns by schema version', () => {
-  it('the current version archives key_id, then anonymous_id, last', () => {
-    expect(ARCHIVE_SCHEMA_VERSION).toBe(3);
-    expect(ARCHIVE_COLUMNS.slice(-2)).toEqual([
+  it('the current version archives key_id, then anonymous_id, then violations, last', () => {
+    expect(ARCHIVE_SCHEMA_VERSION).toBe(4);
+    expect(ARCHIVE_COLUMNS.slice(-3)).toEqual([
       { name: 'key_id', type: 'VARCHAR' },
       { name: 'anonymous_id', type: 'VARCHAR' },
+      { name: 'violations', type: 'JSON' },
     ]);
   });
 
@@ -55,7 +56,7 @@ describe('archive columns by schema version', () => {
     await files.parquetToCsv(parquet, csv);
     expect(readFileSync(csv, 'utf8')).toBe(
       '9b2f1e4c-0000-4000-8000-000000000001,2026-01-02T03:04:05.123456Z,2026-01-02T03:04:06.000000Z,' +
-        '"shop","order.placed","u-1",,"{""a"":1}",false,,\n',
+        '"shop","order.placed","u-1",,"{""a"":1}",false,,,\n',
     );
   });
 
@@ -64,7 +65,7 @@ describe('archive columns by schema version', () => {
     const csv = join(dir, 'v2.csv');
     await writeParquet(parquet, `${V1_SELECT}, 'key-1' AS key_id`);
     await files.parquetToCsv(parquet, csv);
-    expect(readFileSync(csv, 'utf8').trimEnd().split(',').slice(-2)).toEqual(['"key-1"', '']);
+    expect(readFileSync(csv, 'utf8').trimEnd().split(',').slice(-3)).toEqual(['"key-1"', '', '']);
   });
 
   it('a version 3 file keeps the anonymous id, an empty one apart from NULL', async () => {
@@ -72,6 +73,20 @@ describe('archive columns by schema version', () => {
     const csv = join(dir, 'v3.csv');
     await writeParquet(parquet, `${V1_SELECT}, 'key-1' AS key_id, 'anon-7' AS anonymous_id`);
     await files.parquetToCsv(parquet, csv);
-    expect(readFileSync(csv, 'utf8').trimEnd().split(',').slice(-2)).toEqual(['"key-1"', '"anon-7"']);
+    expect(readFileSync(csv, 'utf8').trimEnd().split(',').slice(-3)).toEqual(['"key-1"', '"anon-7"', '']);
+  });
+
+  it('a version 4 file keeps the violations as JSON', async () => {
+    const parquet = join(dir, 'v4.parquet');
+    const csv = join(dir, 'v4.csv');
+    const violations = '[{"path":"metadata.total","code":"out_of_range","message":"must be >= 0"}]';
+    await writeParquet(
+      parquet,
+      `${V1_SELECT}, 'key-1' AS key_id, NULL::VARCHAR AS anonymous_id, '${violations}'::JSON AS violations`,
+    );
+    await files.parquetToCsv(parquet, csv);
+    expect(readFileSync(csv, 'utf8').trimEnd()).toMatch(
+      /,"key-1",,"\[\{""path"":""metadata.total"",""code"":""out_of_range"",""message"":""must be >= 0""\}\]"$/,
+    );
   });
 });

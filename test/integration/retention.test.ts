@@ -20,6 +20,12 @@ const lastLine = (stdout: string): Record<string, unknown> => cliResult(stdout);
 // Ingest accepts a year back (the fixture's settings); the passes below run with 60 days (audit: 150).
 const test = archiveStackTest({ workers: 1 });
 
+/** What the checkout plan says of an event: its orders lack the `orderId` it requires. */
+const violationsOf = (e: SentEvent) =>
+  e.service === 'checkout' && e.type === 'order.placed'
+    ? [{ path: 'metadata.orderId', code: 'required', message: 'required by the tracking plan' }]
+    : null;
+
 /** A retention or restore run's environment. */
 const passEnv = (stack: Stack, extra: Record<string, string> = {}) =>
   stack.env.env({ ...PASS_RETENTION, ...extra });
@@ -31,10 +37,16 @@ describe('retention pass against a real S3 server', () => {
 
   test.beforeAll(async ({ stack }) => {
     sent = agedEvents(1_200, 1);
+    // A tracking plan in `warn` (§14) that checkout's orders fail: stored with their violations.
+    const plan = await call(stack.url, '/v1/schemas/checkout/order.placed', {
+      method: 'PUT',
+      body: { schema: { type: 'object', required: ['orderId'] } },
+    });
+    expect(plan.status).toBe(200);
     await ingestAll(stack, sent);
     const { rows } = await stack.env.pool.query<Record<string, unknown>>(
       `SELECT id, occurred_at::text, received_at::text, service, type, user_id, message, metadata::text, anonymized, key_id,
-              anonymous_id
+              anonymous_id, violations::text
          FROM events`,
     );
     before = new Map(rows.map((r) => [r.id as string, r]));
@@ -60,11 +72,18 @@ describe('retention pass against a real S3 server', () => {
       expect(byId.get(e.id), e.id).toBe(1);
       expectSameEvent(archive.rows.find((r) => r.id === e.id) as never, e);
     }
+    // Tracking-plan violations are archived with their rows (§14).
+    for (const r of archive.rows) {
+      const e = expired.find((x) => x.id === r.id) as SentEvent;
+      expect(r.violations === null ? null : JSON.parse(r.violations), r.id).toEqual(violationsOf(e));
+    }
+    expect(archive.rows.some((r) => r.violations !== null)).toBe(true);
     // The key that wrote each row is archived with it (§11: a forged event stays traceable).
     expect(new Set(archive.rows.map((r) => r.key_id))).toEqual(new Set(['admin-bootstrap']));
     // Typed columns, zstd, and a manifest that matches every object.
     expect(archive.columnTypes.occurred_at).toBe('TIMESTAMP WITH TIME ZONE');
     expect(archive.columnTypes.metadata).toBe('JSON');
+    expect(archive.columnTypes.violations).toBe('JSON');
     expect(archive.codecs).toEqual(['ZSTD']);
     for (const [key, file] of archive.files) {
       const manifest = archive.manifests.get(key);
@@ -73,7 +92,7 @@ describe('retention pass against a real S3 server', () => {
         rows: file.rows,
         bytes: file.bytes,
         sha256: file.sha256,
-        schemaVersion: 3,
+        schemaVersion: 4,
       });
     }
 
@@ -84,7 +103,7 @@ describe('retention pass against a real S3 server', () => {
     for (const e of expired) expect(left.has(e.id), `${e.id} still in PostgreSQL`).toBe(false);
     const { rows } = await stack.env.pool.query<Record<string, unknown>>(
       `SELECT id, occurred_at::text, received_at::text, service, type, user_id, message, metadata::text, anonymized, key_id,
-              anonymous_id
+              anonymous_id, violations::text
          FROM events`,
     );
     expect(rows.length).toBe(kept.length);
@@ -175,7 +194,7 @@ describe('retention pass against a real S3 server', () => {
     });
     const { rows } = await stack.env.pool.query<Record<string, unknown>>(
       `SELECT id, occurred_at::text, received_at::text, service, type, user_id, message, metadata::text, anonymized, key_id,
-              anonymous_id
+              anonymous_id, violations::text
          FROM events WHERE id = ANY($1::uuid[])`,
       [inMonth.map((e) => e.id)],
     );

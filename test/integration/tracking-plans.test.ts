@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect } from 'vitest';
+import { ADMIN_KEY } from '../helpers/env.ts';
 import { stackTest } from '../helpers/fixtures.ts';
+import { documentedFetch } from '../helpers/openapi.ts';
 import { ORDER_SCHEMA } from '../helpers/plans.ts';
 import { openLive } from '../helpers/sse.ts';
 import { call, event, type Stack, waitFor } from '../helpers/stack.ts';
@@ -209,6 +211,41 @@ describe('the verdict in the ingest response', () => {
           { path: 'metadata.total', code: 'required', message: 'required by the tracking plan' },
         ],
       },
+    ]);
+
+    // Stored with the violations on the row: read back, filtered, and in a subject's export.
+    const stored = await waitFor(
+      async () => {
+        const page = await call(stack.url, `/v1/events?service=${service}&violations=true`);
+        return page.body.events.length === 2 ? page.body.events : null;
+      },
+      20_000,
+      'the flagged rows',
+    );
+    expect(stored.map((e: { id: string }) => e.id).sort()).toEqual(
+      [single.body.id, batch.body.ids[1]].sort(),
+    );
+    expect(stored.find((e: { id: string }) => e.id === single.body.id).violations).toEqual(BAD_DETAILS);
+    const clean = await call(stack.url, `/v1/events?service=${service}&violations=false`);
+    expect(clean.body.events.map((e: { id: string; violations: unknown }) => [e.id, e.violations])).toEqual([
+      [batch.body.ids[0], null],
+    ]);
+    const user = `tp-user-${randomUUID()}`;
+    const flaggedOfUser = event({ service, type: 'order.placed', userId: user, metadata: { total: 1 } });
+    expect((await call(stack.url, '/v1/events', { body: flaggedOfUser })).status).toBe(202);
+    const line = await waitFor(
+      async () => {
+        const res = await documentedFetch(`${stack.url}/v1/users/${user}/events/export`, {
+          headers: { 'x-api-key': ADMIN_KEY },
+        });
+        const text = (await res.text()).trim();
+        return text ? (JSON.parse(text.split('\n')[0] as string) as Record<string, unknown>) : null;
+      },
+      20_000,
+      'the export line',
+    );
+    expect(line.violations).toEqual([
+      { path: 'metadata.orderId', code: 'required', message: 'required by the tracking plan' },
     ]);
   });
 

@@ -23,6 +23,14 @@ export const EventQuery = z.strictObject({
   type: z.string().min(1).max(128).optional(),
   userId: z.string().min(1).max(256).optional(),
   anonymousId: z.string().min(1).max(256).optional(),
+  violations: z
+    .enum(['true', 'false'])
+    .transform((v) => v === 'true')
+    .optional()
+    .openapi({
+      description:
+        '`true`: only events stored with tracking-plan violations (mode `warn`); `false`: only those without',
+    }),
   from: isoDate.optional().openapi({ description: 'Oldest `timestamp`, inclusive' }),
   to: isoDate.optional().openapi({ description: 'Newest `timestamp`, inclusive' }),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
@@ -48,6 +56,13 @@ export const StoredEvent = z
       description:
         'The id of the API key that sent the event; null for events stored before keys were recorded',
     }),
+    violations: z
+      .array(z.strictObject({ path: z.string(), code: z.string(), message: z.string() }))
+      .nullable()
+      .openapi({
+        description:
+          'Its tracking-plan violations, when it was stored although it failed its schema (mode `warn`, ARCHITECTURE §14); null: none',
+      }),
   })
   .openapi('StoredEvent');
 
