@@ -4,6 +4,7 @@ import { CompliancePage } from './pages/compliance.tsx';
 import { KeysPage } from './pages/keys.tsx';
 import { LivePage } from './pages/live.tsx';
 import { PipelinePage } from './pages/pipeline.tsx';
+import { PlansPage } from './pages/plans.tsx';
 import { RetentionPage } from './pages/retention.tsx';
 
 /** What the shell gives every page. */
@@ -33,6 +34,7 @@ export const ROUTES: readonly Route[] = [
   { path: 'live', title: 'Live', needs: ['read'], page: LivePage },
   { path: 'pipeline', title: 'Pipeline health', needs: ['read', 'admin'], page: PipelinePage },
   { path: 'compliance', title: 'Compliance', needs: ['dsar'], page: CompliancePage },
+  { path: 'plans', title: 'Tracking plans', needs: ['read', 'admin'], page: PlansPage },
   { path: 'retention', title: 'Retention', needs: ['admin'], page: RetentionPage },
   { path: 'keys', title: 'Keys', needs: ['admin'], page: KeysPage },
 ];
