@@ -336,6 +336,26 @@ describe('the verdict in the ingest response', () => {
         details: [{ path: 'traits.email', code: 'invalid_format', message: 'must match format "email"' }],
       },
     ]);
+
+    // Under warn, the same identify call is stored and says why, on the row too.
+    await setMode(stack, service, { mode: 'warn' });
+    const messageId = randomUUID();
+    const warned = await call(stack.url, '/v1/identify', {
+      key,
+      body: { userId: 'u2', messageId, traits: { email: 'still-not-an-address' } },
+    });
+    expect(warned.status).toBe(200);
+    const traitIssue = { path: 'traits.email', code: 'invalid_format', message: 'must match format "email"' };
+    expect(warned.body).toMatchObject({ accepted: 1, warnings: [{ index: 0, details: [traitIssue] }] });
+    const row = await waitFor(
+      async () => {
+        const page = await call(stack.url, `/v1/events?service=${service}&userId=u2`);
+        return page.body.events[0] ?? null;
+      },
+      20_000,
+      'the identify call stored',
+    );
+    expect(row).toMatchObject({ id: messageId, type: 'identify', violations: [traitIssue] });
   });
 });
 

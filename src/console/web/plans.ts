@@ -90,5 +90,9 @@ export function verdictOf(answer: DryRunAnswer): Verdict | undefined {
       details: result.warning.details ?? [],
     };
   }
-  return { kind: 'accepted', headline: `Would be ${result.status}: it passes the plan.`, details: [] };
+  const headline =
+    result.status === 'duplicate'
+      ? 'Would be answered duplicate (its id was seen recently); it passes the plan.'
+      : `Would be ${result.status}: it passes the plan.`;
+  return { kind: 'accepted', headline, details: [] };
 }
