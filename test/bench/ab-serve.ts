@@ -92,7 +92,7 @@ async function sides(envs: TestEnv[]): Promise<[Side, Side]> {
         same('this checkout', {}),
         {
           name: `checkout at ${dir}`,
-          start: () => startServe(baseEnv(other), `${dir}/src/main.ts`),
+          start: () => startServe(baseEnv(other), { main: `${dir}/src/main.ts` }),
           apiKey: ADMIN_KEY,
           env: other,
         },

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { closeSync, openSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { onJsonLines } from '../helpers/json-lines.ts';
@@ -80,19 +81,30 @@ async function waitHttpOk(child: ChildProcess, url: string, stderr: () => string
   throw new Error(`${url} not ready within ${timeoutMs} ms; stderr: ${stderr()}`);
 }
 
-/**
- * `tributary serve` with its JSON logs (info level, as in production) written to /dev/null,
- * so neither a pipe reader in the bench nor a terminal slows the server down. `main` is
- * another checkout's `src/main.ts` when two revisions are compared.
- */
-export async function startServe(env: Record<string, string>, main = MAIN): Promise<ServerChild> {
+/** Where a `serve` writes its log lines, and which checkout it runs. */
+export interface ServeOptions {
+  /** Another checkout's `src/main.ts`, when two revisions are compared. */
+  main?: string;
+  /**
+   * A file its stdout (the JSON logs, info level as in production) is appended to, as a
+   * container runtime captures a container's output; absent, /dev/null. Either way no pipe
+   * reader in the bench slows the server down.
+   */
+  logFile?: string;
+}
+
+/** `tributary serve` on a free port, ready (its `/health/live` answered 200). */
+export async function startServe(env: Record<string, string>, opts: ServeOptions = {}): Promise<ServerChild> {
   const port = await freePort();
+  const out = opts.logFile ? openSync(opts.logFile, 'a') : 'ignore';
   const child = track(
-    spawn(process.execPath, [...NODE_FLAGS, main, 'serve'], {
+    spawn(process.execPath, [...NODE_FLAGS, opts.main ?? MAIN, 'serve'], {
       env: { PATH: process.env.PATH ?? '', ...env, PORT: String(port) },
-      stdio: ['ignore', 'ignore', 'pipe'],
+      stdio: ['ignore', out, 'pipe'],
     }),
   );
+  // The child holds its own copy of the descriptor.
+  if (typeof out === 'number') closeSync(out);
   const stderr = collectStderr(child);
   const url = `http://127.0.0.1:${port}`;
   await waitHttpOk(child, `${url}/health/live`, stderr);

@@ -9,7 +9,6 @@
  * exceed the offered rate, so its ratio to COPY is a floor, not the workers' ceiling.
  */
 import { fileURLToPath } from 'node:url';
-import { ADMIN_KEY } from '../helpers/env.ts';
 import { startWorker, stopChild, type WorkerChild } from './children.ts';
 import {
   type BenchContext,
@@ -59,6 +58,7 @@ export async function endToEnd(ctx: BenchContext, tributaryEnv: Record<string, s
   const { env, report } = ctx;
   const { rows, checks, anomalies } = report;
   const serve = await ctx.serve();
+  const apiKey = await ctx.ingestKey();
   const seconds = envNumber('BENCH_E2E_S', 60);
   const workerCount = envNumber('BENCH_WORKERS', 2);
   await env.pool.query('TRUNCATE events');
@@ -93,7 +93,7 @@ export async function endToEnd(ctx: BenchContext, tributaryEnv: Record<string, s
       rate: requestsPerS,
       connections: 64,
       durationS: seconds,
-      apiKey: ADMIN_KEY,
+      apiKey,
     },
     (pid) => tally.meter.setPid('client', pid),
   );

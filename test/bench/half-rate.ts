@@ -1,5 +1,4 @@
 /** Tributary single events at half the rate it reached closed loop, open loop, beside a control. */
-import { ADMIN_KEY } from '../helpers/env.ts';
 import { startTrivial, stopChild } from './children.ts';
 import {
   type BenchContext,
@@ -20,6 +19,7 @@ import { runOpenLoop } from './open-loop.ts';
  */
 export async function halfRate(ctx: BenchContext, singleRate: number): Promise<void> {
   const serve = await ctx.serve();
+  const apiKey = await ctx.ingestKey();
   const trivial = ctx.picked.has('trivial') ? await startTrivial() : undefined;
   const rate = Math.max(100, Math.round(envNumber('BENCH_HALF_RATE', singleRate / 2)));
   log(`half rate: ${rate} events/s open loop`);
@@ -46,7 +46,7 @@ export async function halfRate(ctx: BenchContext, singleRate: number): Promise<v
             rate,
             connections: SETTINGS.singleConnections,
             durationS: SETTINGS.roundS,
-            apiKey: ADMIN_KEY,
+            apiKey,
           },
           (pid) => side.tally.meter.setPid('client', pid),
         );

@@ -7,6 +7,7 @@
 import { fileURLToPath } from 'node:url';
 import { ADMIN_KEY, deleteKeys } from '../helpers/env.ts';
 import { type ServerChild, startScript, startTrivial, stopChild } from './children.ts';
+import { createIngestKey } from './deployed.ts';
 import {
   type BenchContext,
   countRows,
@@ -40,6 +41,8 @@ export interface Contender {
   format?: 'segment' | 'native-rich' | 'plans';
   /** The service of every event (`plans`). */
   service?: string;
+  /** The `x-api-key` sent (native formats); Tributary's deployed key, else the bootstrap key. */
+  apiKey?: string;
   authorization?: string;
   /** Processes whose CPU and RSS count for it (besides `server`). */
   extraPids?: Record<string, number>;
@@ -84,24 +87,18 @@ function credentials(c: Contender): Pick<WrkSpec, 'apiKey' | 'format' | 'authori
   return c.format === 'segment'
     ? { format: 'segment', authorization: c.authorization ?? '' }
     : {
-        apiKey: ADMIN_KEY,
+        apiKey: c.apiKey ?? ADMIN_KEY,
         ...(c.format ? { format: c.format } : {}),
         ...(c.service ? { service: c.service } : {}),
       };
 }
 
 /**
- * A Segment write key: a Tributary key with `ingest` scope bound to one service (the Segment
+ * A Segment write key: a deployed key (rate limit and all) bound to one service (the Segment
  * routes store calls under the key's first service), as the Authorization header the SDKs send.
  */
 async function segmentWriteKey(server: ServerChild): Promise<string> {
-  const res = await fetch(`${server.url}/v1/admin/keys`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', 'x-api-key': ADMIN_KEY },
-    body: JSON.stringify({ name: 'bench-segment', scopes: ['ingest'], services: ['web-shop'] }),
-  });
-  if (res.status !== 201) throw new Error(`creating the write key: ${res.status} ${await res.text()}`);
-  const { key } = (await res.json()) as { key: string };
+  const key = await createIngestKey(server, 'bench-segment', ['web-shop']);
   return `Basic ${Buffer.from(`${key}:`).toString('base64')}`;
 }
 
@@ -150,6 +147,18 @@ export async function singleEvents(ctx: BenchContext): Promise<number> {
   };
   const contenders: Contender[] = [];
   const path = '/v1/events';
+  if (picked.has('floor')) {
+    const server = await script('./floor-server.ts');
+    contenders.push(
+      contender({
+        scenario: 'floor',
+        name: 'bare node:http, JSON.parse, 202 (floor)',
+        server,
+        path,
+        batch: 0,
+      }),
+    );
+  }
   if (picked.has('trivial')) {
     const server = await startTrivial();
     started.push(server);
@@ -157,12 +166,19 @@ export async function singleEvents(ctx: BenchContext): Promise<number> {
       contender({ scenario: 'trivial', name: 'trivial Hono route (baseline)', server, path, batch: 0 }),
     );
   }
+  const apiKey = picked.has('single') ? await ctx.ingestKey() : undefined;
   if (picked.has('single')) {
     const name = 'Tributary single';
     const after = bufferCheck(ctx, name, SETTINGS.singleConnections);
     contenders.push(
-      contender({ scenario: 'single', name, server: await ctx.serve(), path, batch: 0, after }),
+      contender({ scenario: 'single', name, server: await ctx.serve(), path, batch: 0, apiKey, after }),
     );
+  }
+  if (picked.has('single-traced')) {
+    const name = 'Tributary single, 1 % traced';
+    const after = bufferCheck(ctx, name, SETTINGS.singleConnections);
+    const server = await ctx.serveTraced();
+    contenders.push(contender({ scenario: 'single-traced', name, server, path, batch: 0, apiKey, after }));
   }
   if (picked.has('express-pg')) {
     const server = await script('./peers/express-pg.ts');
@@ -214,12 +230,16 @@ export async function singleEvents(ctx: BenchContext): Promise<number> {
   const tributary = rows.get('single');
   if (tributary) {
     tributary.ratios = ratios(tributary, {
+      floor: rows.get('floor'),
       trivial: rows.get('trivial'),
       'Express+pg': rows.get('express-pg'),
       'Fastify+pg': rows.get('fastify-pg'),
       'Express+BullMQ': rows.get('bullmq'),
     });
   }
+  const singleTraced = rows.get('single-traced');
+  if (singleTraced)
+    singleTraced.ratios = ratios(singleTraced, { untraced: tributary, floor: rows.get('floor') });
   for (const [scenario, row] of rows) {
     ctx.report.rows.push(row);
     if (scenario !== 'bullmq') continue;
@@ -257,10 +277,20 @@ export async function batches(ctx: BenchContext): Promise<void> {
   const path = '/v1/events/batch';
   const batch = SETTINGS.batchSize;
   const contenders: Contender[] = [];
+  const apiKey = picked.has('batch') || picked.has('segment-content') ? await ctx.ingestKey() : undefined;
+  const inFlight = SETTINGS.batchConnections * batch;
   if (picked.has('batch')) {
     const name = 'Tributary batch of 100';
-    const after = bufferCheck(ctx, name, SETTINGS.batchConnections * batch);
-    contenders.push(contender({ scenario: 'batch', name, server: await ctx.serve(), path, batch, after }));
+    const after = bufferCheck(ctx, name, inFlight);
+    contenders.push(
+      contender({ scenario: 'batch', name, server: await ctx.serve(), path, batch, apiKey, after }),
+    );
+  }
+  if (picked.has('batch-traced')) {
+    const name = 'Tributary batch of 100, 1 % traced';
+    const after = bufferCheck(ctx, name, inFlight);
+    const server = await ctx.serveTraced();
+    contenders.push(contender({ scenario: 'batch-traced', name, server, path, batch, apiKey, after }));
   }
   if (picked.has('segment-content')) {
     const name = 'Tributary batch of 100, Segment content';
@@ -272,7 +302,8 @@ export async function batches(ctx: BenchContext): Promise<void> {
         path,
         batch,
         format: 'native-rich',
-        after: bufferCheck(ctx, name, SETTINGS.batchConnections * batch),
+        apiKey,
+        after: bufferCheck(ctx, name, inFlight),
       }),
     );
   }
@@ -288,7 +319,7 @@ export async function batches(ctx: BenchContext): Promise<void> {
         batch,
         format: 'segment',
         authorization: await segmentWriteKey(server),
-        after: bufferCheck(ctx, name, SETTINGS.batchConnections * batch),
+        after: bufferCheck(ctx, name, inFlight),
       }),
     );
   }
@@ -343,6 +374,9 @@ export async function batches(ctx: BenchContext): Promise<void> {
       'Express batch': rows.get('express-batch'),
     });
   }
+  const batchTraced = rows.get('batch-traced');
+  if (batchTraced)
+    batchTraced.ratios = ratios(batchTraced, { untraced: tributary, 'raw XADD': rows.get('xadd') });
   const segment = rows.get('segment');
   if (segment)
     segment.ratios = ratios(segment, {

@@ -9,7 +9,7 @@
  * Reported with the ratios none/off and one/none (targets: ≥ 0.98 and ≥ 0.90).
  */
 import { ADMIN_KEY } from '../helpers/env.ts';
-import { type ServerChild, startServe, stopChild } from './children.ts';
+import { type ServerChild, stopChild } from './children.ts';
 import { bufferCheck, type Contender, contender, measureWrk, warmUp } from './ingest.ts';
 import { type BenchContext, dropStreams, interleave, log, ratios, SETTINGS, settle } from './measure.ts';
 import type { Scenario } from './scenarios.ts';
@@ -78,10 +78,11 @@ export async function liveOverhead(ctx: BenchContext): Promise<void> {
   const shapes = SHAPES.filter((s) => ctx.picked.has(s.scenario));
   if (shapes.length === 0) return;
   const on = await ctx.serve();
-  const off: ServerChild = await startServe({ ...ctx.serveEnv, LIVE_MAX_EVENTS_PER_S: '0' });
+  const off: ServerChild = await ctx.startServe({ LIVE_MAX_EVENTS_PER_S: '0' });
+  const apiKey = await ctx.ingestKey();
   const liveStream = `${ctx.env.prefix}:live`;
   try {
-    for (const shape of shapes) await measureShape(ctx, shape, on, off, liveStream);
+    for (const shape of shapes) await measureShape(ctx, shape, on, off, liveStream, apiKey);
   } finally {
     await stopChild(off.child);
   }
@@ -93,6 +94,7 @@ async function measureShape(
   on: ServerChild,
   off: ServerChild,
   liveStream: string,
+  apiKey: string,
 ): Promise<void> {
   const inFlight = shape.connections * Math.max(1, shape.batch);
   const side = (server: ServerChild, state: string): Contender => {
@@ -103,6 +105,7 @@ async function measureShape(
       server,
       path: shape.path,
       batch: shape.batch,
+      apiKey,
       after: bufferCheck(ctx, name, inFlight),
     });
   };

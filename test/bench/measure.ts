@@ -36,8 +36,17 @@ export interface BenchContext {
   env: TestEnv;
   report: BenchReport;
   picked: Set<Scenario>;
-  /** `tributary serve`, started when a picked scenario needs it. */
+  /** `tributary serve` as deployed (test/bench/deployed.ts), started when a picked scenario needs it. */
   serve: () => Promise<ServerChild>;
+  /** The same, sampling 1 % of requests into a local OTLP sink; started when a `*-traced` scenario needs it. */
+  serveTraced: () => Promise<ServerChild>;
+  /**
+   * The key the load presents to Tributary: stored, with the ingest scope, a rate limit and the
+   * services of the load (deployed.ts); made once `serve` runs.
+   */
+  ingestKey: () => Promise<string>;
+  /** Starts another `serve` with `extra` settings, its log file beside the others. */
+  startServe: (extra?: Record<string, string>) => Promise<ServerChild>;
   /** The environment `serve` runs with, for a scenario that starts one with other settings. */
   serveEnv: Record<string, string>;
   peerEnv: Record<string, string>;

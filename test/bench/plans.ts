@@ -13,6 +13,8 @@ import { type BenchContext, dropStreams, interleave, log, ratios, SETTINGS, sett
 const PLANNED = 'bench-planned';
 const UNPLANNED = 'bench-unplanned';
 const TYPE = 'order.completed';
+/** The services this scenario's load sends: the deployed key is bound to them too. */
+export const PLAN_SERVICES = [PLANNED, UNPLANNED];
 
 /** The plan: every property of the events wrk sends, each with a constraint. */
 export const ORDER_COMPLETED_SCHEMA = {
@@ -62,6 +64,7 @@ export async function plansOverhead(ctx: BenchContext): Promise<void> {
   if (!ctx.picked.has('plans')) return;
   const server = await ctx.serve();
   await registerPlan(server);
+  const apiKey = await ctx.ingestKey();
   const inFlight = SETTINGS.batchConnections * SETTINGS.batchSize;
   const side = (service: string, name: string) =>
     contender({
@@ -72,6 +75,7 @@ export async function plansOverhead(ctx: BenchContext): Promise<void> {
       batch: SETTINGS.batchSize,
       format: 'plans',
       service,
+      apiKey,
       after: bufferCheck(ctx, name, inFlight),
     });
   const planned = side(PLANNED, 'Tributary batch of 100, 20-property plan (reject)');

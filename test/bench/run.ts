@@ -3,14 +3,19 @@
  * stacks a Node team would otherwise write, on this machine, in one run; `--help` lists the
  * scenarios (BENCH_SCENARIOS or BENCH_ONLY pick them too).
  *
- *   single events  trivial Hono route, Tributary, Express + pg, Fastify + pg, Express + BullMQ:
- *                  wrk, closed loop, 50 connections, taking turns in rounds (A B C…, then …C B A)
+ * Tributary runs as deployed (deployed.ts): the load presents a stored ingest key with a rate
+ * limit, bound to the load's services; logs at info go to a file; metrics and the live view
+ * are on; tracing is off, or samples 1 % of requests in the `*-traced` scenarios.
+ *
+ *   single events  bare node:http (the floor), trivial Hono route, Tributary (untraced, 1 %
+ *                  traced), Express + pg, Fastify + pg, Express + BullMQ: wrk, closed loop,
+ *                  50 connections, taking turns in rounds (A B C…, then …C B A)
  *   half           Tributary single events at half the rate it reached, open loop: p50/p99
  *   live           the live view's cost: single and batch ingest with it off, on with nobody
  *                  listening, and with one SSE listener reading every frame, taking turns
  *   plans          batches of 100 checked against a 20-property tracking plan, against the
  *                  same batches to a service with no plan, taking turns (ratio, target ≥ 0.85)
- *   batches        Tributary batch of 100 (API only), Segment /v1/batch of 100 track calls
+ *   batches        Tributary batch of 100 (API only; untraced and 1 % traced), Segment /v1/batch of 100 track calls
  *                  (`segment`, reported as a ratio of the native batch), Express batch INSERT
  *                  peer, raw pipelined XADD of the same entries: wrk with 10 connections, taking turns
  *   copy, e2e      raw COPY into the events table, then ingest + workers persisting for
@@ -27,19 +32,22 @@
  * never fails because numbers are slow.
  */
 import { execFileSync } from 'node:child_process';
-import { availableParallelism, cpus, loadavg } from 'node:os';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createTestEnv, deleteKeys, type TestEnv } from '../helpers/env.ts';
 import { runTributary } from '../helpers/processes.ts';
 import { killAllChildren, type ServerChild, startServe, stopChild } from './children.ts';
+import { createIngestKey, type OtlpSink, startOtlpSink, tracedEnv, WRK_SERVICES } from './deployed.ts';
 import { copyLimit, endToEnd } from './e2e.ts';
 import { halfRate } from './half-rate.ts';
 import { batches, singleEvents } from './ingest.ts';
 import { parquetLimit } from './limits/parquet.ts';
 import { liveOverhead } from './live.ts';
 import { type BenchContext, envNumber, findRedisPid, log, PARTITIONS, round, SETTINGS } from './measure.ts';
-import { plansOverhead } from './plans.ts';
+import { PLAN_SERVICES, plansOverhead } from './plans.ts';
 import { type BenchReport, formatTable, writeReport } from './report.ts';
 import { type Scenario, scenarioHelp, selectScenarios } from './scenarios.ts';
 import { ensureWrk } from './wrk.ts';
@@ -54,6 +62,9 @@ function describeCode(): string {
     return 'unknown';
   }
 }
+
+/** Every service the bench's load sends: the deployed key is bound to these. */
+const BENCH_SERVICES = [...WRK_SERVICES, ...PLAN_SERVICES];
 
 const PASS_THROUGH = [
   'BATCH_SIZE',
@@ -84,15 +95,41 @@ async function bench(
   log(`database ${env.name}, Redis prefix ${env.prefix}: migrating`);
   const migrated = await runTributary(['migrate'], tributaryEnv);
   if (migrated.code !== 0) throw new Error(`migrate exited with ${migrated.code}: ${migrated.stderr}`);
+  // Each server's logs go to a file of its own, as a container runtime would keep them.
+  const logDir = mkdtempSync(join(tmpdir(), 'tributary-bench-'));
+  cleanups.push(async () => rmSync(logDir, { recursive: true, force: true }));
+  const servers: { name: string; server: ServerChild; logFile: string }[] = [];
+  const start = async (name: string, extra: Record<string, string> = {}) => {
+    const logFile = join(logDir, `${name}-${servers.length}.log`);
+    const server = await startServe({ ...tributaryEnv, ...extra }, { logFile });
+    servers.push({ name, server, logFile });
+    return server;
+  };
   let serve: Promise<ServerChild> | undefined;
+  let traced: Promise<ServerChild> | undefined;
+  let key: Promise<string> | undefined;
+  let sink: OtlpSink | undefined;
   const ctx: BenchContext = {
     env,
     report,
     picked,
     serve: () => {
-      serve ??= startServe(tributaryEnv);
+      serve ??= start('serve');
       return serve;
     },
+    serveTraced: () => {
+      traced ??= (async () => {
+        sink = await startOtlpSink();
+        cleanups.push(() => sink?.close() ?? Promise.resolve());
+        return start('serve-traced', tracedEnv(sink));
+      })();
+      return traced;
+    },
+    ingestKey: () => {
+      key ??= (async () => createIngestKey(await ctx.serve(), 'bench-ingest', BENCH_SERVICES))();
+      return key;
+    },
+    startServe: (extra) => start('serve-other', extra),
     serveEnv: tributaryEnv,
     peerEnv: {
       DATABASE_URL: env.databaseUrl,
@@ -114,14 +151,19 @@ async function bench(
   if (picked.has('e2e')) await endToEnd(ctx, tributaryEnv, copyRate);
   if (picked.has('parquet')) await parquetLimit(ctx);
 
-  if (serve) {
-    const s = await serve;
-    await stopChild(s.child);
-    if (s.child.exitCode !== 0)
-      report.anomalies.push(`serve exited with ${s.child.exitCode ?? s.child.signalCode} on SIGTERM`);
-    const serveErrors = s.stderr().trim();
-    if (serveErrors) report.anomalies.push(`serve wrote to stderr: ${serveErrors.slice(0, 500)}`);
+  for (const { name, server, logFile } of servers) {
+    await stopChild(server.child);
+    if (server.child.exitCode !== 0)
+      report.anomalies.push(
+        `${name} exited with ${server.child.exitCode ?? server.child.signalCode} on SIGTERM`,
+      );
+    const serveErrors = server.stderr().trim();
+    if (serveErrors) report.anomalies.push(`${name} wrote to stderr: ${serveErrors.slice(0, 500)}`);
+    report.checks[`${name}: log written, MB`] = round(statSync(logFile).size / 1e6, 1);
   }
+  if (sink)
+    report.checks['serve-traced: OTLP exports received (requests / MB)'] =
+      `${sink.received().requests} / ${round(sink.received().bytes / 1e6, 2)}`;
   for (const row of report.rows) {
     if ((row.failures ?? 0) > 0)
       report.anomalies.push(`${row.scenario}: ${row.failures} non-2xx responses or socket errors`);

@@ -1,13 +1,16 @@
 /** Which scenarios a bench run measures: `--only a,b` or BENCH_SCENARIOS (BENCH_ONLY) = a,b. */
 
 export const SCENARIOS = {
+  floor: 'bare node:http reading, JSON-parsing and answering 202: the floor of single-event ingest',
   trivial: 'trivial Hono route, the baseline of single-event ingest',
   single: 'Tributary single-event ingest, closed loop (wrk)',
+  'single-traced': 'Tributary single-event ingest with 1 % of requests traced and exported over OTLP',
   'express-pg': 'peer: Express + pg, one INSERT per request',
   'fastify-pg': 'peer: Fastify + pg, one INSERT per request',
   bullmq: 'peer: Express + BullMQ job per event, a BullMQ worker inserting',
   half: 'Tributary single-event ingest at half the rate single reached, open loop: p99',
   batch: 'Tributary batch ingest, 100 events per request, API only',
+  'batch-traced': 'Tributary batch ingest with 1 % of requests traced and exported over OTLP',
   segment: 'Tributary Segment /v1/batch, 100 track calls per request, against native batches of 100',
   'segment-content':
     'native batches of 100 events carrying what the segment calls carry: the cost of the translation alone',
@@ -35,7 +38,8 @@ export const ALIASES: Record<string, Scenario[]> = {
   all: ALL.filter((s) => !BY_NAME_ONLY.includes(s)),
   peers: ['express-pg', 'fastify-pg', 'bullmq', 'express-batch'],
   limits: ['xadd', 'copy'],
-  ingest: ['trivial', 'single', 'half', 'batch', 'segment', 'segment-content'],
+  ingest: ['floor', 'trivial', 'single', 'half', 'batch', 'segment', 'segment-content'],
+  traced: ['single', 'single-traced', 'batch', 'batch-traced'],
   live: ['live-single', 'live-batch'],
 };
 
@@ -66,6 +70,9 @@ export function selectScenarios(list: string, env: NodeJS.ProcessEnv = process.e
     picked.add('segment-content');
   }
   if (picked.has('e2e') && !env.BENCH_E2E_RATE) picked.add('copy');
+  // A traced run is reported as a ratio of the untraced one, measured in the same rounds.
+  if (picked.has('single-traced')) picked.add('single');
+  if (picked.has('batch-traced')) picked.add('batch');
   return picked;
 }
 
