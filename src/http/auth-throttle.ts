@@ -1,7 +1,12 @@
 import type { Logger } from 'pino';
 import type { BufferKeys } from '../buffer/keys.ts';
 import type { RedisLike } from '../buffer/redis-client.ts';
-import { type RateLimitRedis, registerRateLimitScript } from './middleware/rate-limit.ts';
+import {
+  askBucket,
+  type RateLimitRedis,
+  type RateLimitReply,
+  registerRateLimitScript,
+} from './middleware/rate-limit.ts';
 
 const MINUTE_MS = 60_000;
 /** Addresses remembered as refused per process; past it, refusals are decided by Redis alone. */
@@ -77,28 +82,14 @@ export class FailedAuthThrottle implements AuthThrottle {
     return undefined;
   }
 
-  async #ask(address: string): Promise<[number, number, number, number] | undefined> {
+  #ask(address: string): Promise<RateLimitReply | undefined> {
     const { keys, logger, perMinute } = this.#o;
-    if (this.#redis.status !== 'ready') {
-      logger.debug('failed authentication not counted: Redis not connected');
-      return undefined;
-    }
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      const reply = await Promise.race([
-        this.#redis.tributaryRateLimit(keys.authFailures(address), perMinute, MINUTE_MS, '', 1),
-        new Promise<undefined>((resolve) => {
-          timer = setTimeout(() => resolve(undefined), this.#o.timeoutMs ?? 250);
-        }),
-      ]);
-      if (!reply) logger.debug('failed authentication not counted: Redis too slow');
-      return reply;
-    } catch (err) {
-      logger.debug({ err: (err as Error).message }, 'failed authentication not counted: Redis error');
-      return undefined;
-    } finally {
-      clearTimeout(timer);
-    }
+    return askBucket(
+      this.#redis,
+      [keys.authFailures(address), perMinute, MINUTE_MS, '', 1],
+      this.#o.timeoutMs ?? 250,
+      (why) => logger.debug(`failed authentication not counted: ${why}`),
+    );
   }
 
   #remember(address: string, waitMs: number): void {

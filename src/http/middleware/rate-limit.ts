@@ -17,8 +17,12 @@ export type RateLimitRedis = RedisLike & {
     periodMs: number,
     nowMs: number | '',
     cost: number,
-  ): Promise<[number, number, number, number]>;
+    wanted?: number,
+  ): Promise<RateLimitReply>;
 };
+
+/** rate-limit.lua's reply: `[allowed, remaining, retryAfterMs, resetMs, taken]`. */
+export type RateLimitReply = [number, number, number, number, number];
 
 /**
  * Registers rate-limit.lua on the client as `tributaryRateLimit` (EVALSHA with automatic
@@ -32,6 +36,39 @@ export function registerRateLimitScript(redis: RedisLike): RateLimitRedis {
     redis.defineCommand('tributaryRateLimit', { numberOfKeys: 1, lua });
   }
   return r;
+}
+
+/**
+ * One call of rate-limit.lua, or undefined when Redis cannot answer now: not connected, an
+ * error, or no reply within `timeoutMs` (`skipped` says which, for a debug line).
+ */
+export async function askBucket(
+  redis: RateLimitRedis,
+  args: Parameters<RateLimitRedis['tributaryRateLimit']>,
+  timeoutMs: number,
+  skipped: (why: string) => void,
+): Promise<RateLimitReply | undefined> {
+  // A disconnected client fails at once (no offline queue); skipping it saves building the call.
+  if (redis.status !== 'ready') {
+    skipped('Redis not connected');
+    return undefined;
+  }
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const reply = await Promise.race([
+      redis.tributaryRateLimit(...args),
+      new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), timeoutMs);
+      }),
+    ]);
+    if (!reply) skipped('Redis too slow');
+    return reply;
+  } catch (err) {
+    skipped(`Redis error: ${(err as Error).message}`);
+    return undefined;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** The outcome of counting one request against a key's limit. */
@@ -77,6 +114,36 @@ interface Refusal {
 
 const MAX_REFUSALS = 10_000;
 
+/**
+ * Tokens a node has taken from a key's bucket ahead of its requests, spent locally. They
+ * left the shared bucket when taken, so no node ever lets more through than the limit;
+ * what a node took and did not spend is lost (never given back), so a lease is small.
+ */
+interface Lease {
+  perMinute: number;
+  /** Left to spend here. */
+  tokens: number;
+  /** Dropped after this (local clock, ms): tokens taken long ago would bend the rate. */
+  expires: number;
+  /** The bucket's own remaining when the tokens were taken. */
+  remaining: number;
+  /** When the bucket is full again (local clock, ms), as of then. */
+  fullAt: number;
+  /** When the last lease was asked for, and the tokens spent here since: the key's pace. */
+  since: number;
+  spent: number;
+  /** The ask in flight for this key, which the requests arriving meanwhile wait for. */
+  asking?: Promise<void> | undefined;
+  /** Tokens the requests waiting for `asking` need. */
+  queued: number;
+}
+
+/** A lease is sized to last this long at the key's pace on this node, ms. */
+const LEASE_MS = 100;
+/** Leased tokens unspent after this are dropped, ms. */
+const LEASE_TTL_MS = 1_000;
+const MAX_LEASES = 10_000;
+
 function toDecision(
   perMinute: number,
   allowed: boolean,
@@ -98,6 +165,12 @@ function toDecision(
  * unreachable or slow, requests go through uncounted, so reads keep working (ingest
  * fails on its own without Redis).
  *
+ * A busy key does not cost a Redis call per request: a node takes what the key will spend
+ * here in the next {@link LEASE_MS} at its recent pace (at most that share of its limit) in
+ * one call and spends it locally; requests arriving while that call is in flight wait for
+ * it. A key whose limit allows less than one request per lease period (a limit under 600
+ * a minute) is counted in Redis request by request, exactly.
+ *
  * A refused key is refused here, without Redis, until the moment Redis named for its next
  * token: no node can get a token earlier, so the answer is the same, and a flooding key
  * costs Redis (shared by every key) one call per token instead of one per request.
@@ -106,6 +179,7 @@ export class RedisRateLimiter implements RateLimiter {
   readonly #opts: RedisRateLimiterOptions;
   readonly #redis: RateLimitRedis;
   readonly #refused = new Map<string, Refusal>();
+  readonly #leases = new Map<string, Lease>();
   readonly #clock: () => number;
 
   constructor(opts: RedisRateLimiterOptions) {
@@ -123,41 +197,103 @@ export class RedisRateLimiter implements RateLimiter {
       }
       this.#refused.delete(keyId);
     }
-    const reply = await this.#ask(keyId, perMinute, cost);
-    if (!reply) return undefined;
-    const [allowed, remaining, retryAfterMs, resetMs] = reply;
-    if (allowed !== 1) this.#remember(keyId, perMinute, cost, retryAfterMs, resetMs);
-    return toDecision(perMinute, allowed === 1, remaining, retryAfterMs, resetMs);
+    const leased = this.#spendLeased(keyId, perMinute, cost);
+    if (leased) return leased;
+    const lease = this.#leases.get(keyId);
+    if (!lease?.asking) return this.#askFor(keyId, perMinute, cost);
+    // Wait for the ask in flight; what the waiters need goes into the next one, if any.
+    lease.queued += cost;
+    await lease.asking;
+    lease.queued -= cost;
+    return this.consume(keyId, perMinute, cost);
+  }
+
+  /** Spends `cost` of the key's lease here, when it holds that much. */
+  #spendLeased(keyId: string, perMinute: number, cost: number): RateLimitDecision | undefined {
+    const lease = this.#leases.get(keyId);
+    if (!lease || lease.tokens < cost || lease.perMinute !== perMinute) return undefined;
+    const now = this.#clock();
+    if (now >= lease.expires) {
+      lease.tokens = 0;
+      return undefined;
+    }
+    lease.tokens -= cost;
+    lease.spent += cost;
+    return toDecision(perMinute, true, lease.remaining + lease.tokens, 0, lease.fullAt - now);
+  }
+
+  /** Asks Redis for `cost` and, for a busy key, a lease beyond it. */
+  async #askFor(keyId: string, perMinute: number, cost: number): Promise<RateLimitDecision | undefined> {
+    const now = this.#clock();
+    let lease = this.#leases.get(keyId);
+    if (lease && (lease.perMinute !== perMinute || now >= lease.expires)) lease.tokens = 0;
+    const cap = Math.floor((perMinute * LEASE_MS) / 60_000);
+    const pace = lease ? lease.spent / Math.max(1, now - lease.since) : 0;
+    const wanted =
+      cap <= cost ? cost : Math.min(cap, cost + (lease?.queued ?? 0) + Math.ceil(pace * LEASE_MS));
+    if (cap > cost && !lease) {
+      if (this.#leases.size >= MAX_LEASES) this.#dropExpiredLeases(now);
+      lease = {
+        perMinute,
+        tokens: 0,
+        expires: 0,
+        remaining: 0,
+        fullAt: now,
+        since: now,
+        spent: 0,
+        queued: 0,
+      };
+      this.#leases.set(keyId, lease);
+    }
+    let done: () => void = () => {};
+    if (lease && wanted > cost && !lease.asking) {
+      lease.asking = new Promise<void>((resolve) => {
+        done = resolve;
+      });
+    }
+    try {
+      const reply = await this.#ask(keyId, perMinute, cost, wanted);
+      if (!reply) return undefined;
+      const [allowed, remaining, retryAfterMs, resetMs, taken = cost] = reply;
+      if (allowed !== 1) {
+        this.#remember(keyId, perMinute, cost, retryAfterMs, resetMs);
+        return toDecision(perMinute, false, remaining, retryAfterMs, resetMs);
+      }
+      const at = this.#clock();
+      if (lease && taken > cost) {
+        // What was left of an expired or other-limit lease is gone (set to 0 above).
+        lease.perMinute = perMinute;
+        lease.tokens += taken - cost;
+        lease.expires = at + LEASE_TTL_MS;
+        lease.remaining = remaining;
+        lease.fullAt = at + resetMs;
+        lease.since = at;
+        lease.spent = cost;
+      } else if (lease) {
+        lease.spent += cost;
+      }
+      return toDecision(perMinute, true, remaining + (lease?.tokens ?? 0), 0, resetMs);
+    } finally {
+      if (lease?.asking) {
+        lease.asking = undefined;
+        done();
+      }
+    }
+  }
+
+  #dropExpiredLeases(now: number): void {
+    for (const [id, l] of this.#leases) if (l.expires <= now && !l.asking) this.#leases.delete(id);
   }
 
   /** One EVALSHA, or undefined (logged at debug) when Redis cannot answer in time. */
-  async #ask(
-    keyId: string,
-    perMinute: number,
-    cost: number,
-  ): Promise<[number, number, number, number] | undefined> {
+  #ask(keyId: string, perMinute: number, cost: number, wanted: number): Promise<RateLimitReply | undefined> {
     const { keys, logger, now } = this.#opts;
-    // A disconnected client fails at once (no offline queue); skipping it saves building the call.
-    if (this.#redis.status !== 'ready') {
-      logger.debug({ keyId }, 'rate limit skipped: Redis not connected');
-      return undefined;
-    }
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      const reply = await Promise.race([
-        this.#redis.tributaryRateLimit(keys.rateLimit(keyId), perMinute, MINUTE_MS, now?.() ?? '', cost),
-        new Promise<undefined>((resolve) => {
-          timer = setTimeout(() => resolve(undefined), this.#opts.timeoutMs ?? 250);
-        }),
-      ]);
-      if (!reply) logger.debug({ keyId }, 'rate limit skipped: Redis too slow');
-      return reply;
-    } catch (err) {
-      logger.debug({ keyId, err: (err as Error).message }, 'rate limit skipped: Redis error');
-      return undefined;
-    } finally {
-      clearTimeout(timer);
-    }
+    return askBucket(
+      this.#redis,
+      [keys.rateLimit(keyId), perMinute, MINUTE_MS, now?.() ?? '', cost, wanted],
+      this.#opts.timeoutMs ?? 250,
+      (why) => logger.debug({ keyId }, `rate limit skipped: ${why}`),
+    );
   }
 
   #remember(keyId: string, perMinute: number, cost: number, retryAfterMs: number, resetMs: number): void {
