@@ -54,9 +54,13 @@ export function groupOf(url: string, functionName: string): string {
     return parts[0]?.startsWith('@') ? `${parts[0]}/${parts[1]}` : (parts[0] ?? url);
   }
   const src = url.indexOf('/src/');
-  if (src >= 0) return `src/${url.slice(src + 5).split('/').slice(0, -1).join('/') || '.'}`;
-  if (url.startsWith('node:')) return url;
-  return url;
+  if (src < 0) return url;
+  const dir = url
+    .slice(src + 5)
+    .split('/')
+    .slice(0, -1)
+    .join('/');
+  return `src/${dir || '.'}`;
 }
 
 /** Self time per node id, µs, from the samples and their time deltas. */
