@@ -13,12 +13,22 @@ export type BodyKind = 'json' | 'ndjson';
 
 /** The request's media type, lower-cased, without parameters ('' when none). */
 export function mediaType(c: Context<AppEnv>): string {
-  return (c.req.header('content-type') ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+  return mediaTypeOf(c.req.header('content-type'));
+}
+
+/** A Content-Type header's media type, lower-cased, without parameters ('' when none). */
+export function mediaTypeOf(contentType: string | undefined): string {
+  return (contentType ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
 }
 
 /** Media type of the request, checked against the kinds the route accepts. */
 export function bodyKind(c: Context<AppEnv>, accepted: readonly BodyKind[]): BodyKind {
-  const type = mediaType(c);
+  return bodyKindOf(c.req.header('content-type'), accepted);
+}
+
+/** {@link bodyKind} of a Content-Type header: `415 unsupported_media_type` for any other type. */
+export function bodyKindOf(contentType: string | undefined, accepted: readonly BodyKind[]): BodyKind {
+  const type = mediaTypeOf(contentType);
   if (accepted.includes('json') && (type === 'application/json' || type.endsWith('+json'))) return 'json';
   if (accepted.includes('ndjson') && (type === 'application/x-ndjson' || type === 'application/jsonl')) {
     return 'ndjson';
@@ -27,22 +37,37 @@ export function bodyKind(c: Context<AppEnv>, accepted: readonly BodyKind[]): Bod
   throw errors.unsupportedMediaType(`Content-Type must be ${names.join(' or ')}`);
 }
 
+/** Where a body comes from: its headers, and Node's request (or, without one, the web body). */
+export interface BodySource {
+  header(name: string): string | undefined;
+  incoming: IncomingMessage | undefined;
+  web(): ReadableStream<Uint8Array> | null;
+}
+
 /**
  * Reads the request body as UTF-8 text (`400 invalid_utf8` when it is not) with `maxBytes` enforced before reading (declared
  * Content-Length), while reading, and after gzip decompression, so neither a large body
  * nor a gzip bomb is ever held in memory whole.
  */
-export async function readBody(c: Context<AppEnv>, maxBytes: number): Promise<string> {
-  const encoding = (c.req.header('content-encoding') ?? 'identity').trim().toLowerCase();
+export function readBody(c: Context<AppEnv>, maxBytes: number): Promise<string> {
+  return readBodyOf(
+    { header: (n) => c.req.header(n), incoming: c.env?.incoming, web: () => c.req.raw.body },
+    maxBytes,
+  );
+}
+
+/** {@link readBody} of any {@link BodySource}. */
+export async function readBodyOf(source: BodySource, maxBytes: number): Promise<string> {
+  const encoding = (source.header('content-encoding') ?? 'identity').trim().toLowerCase();
   if (encoding !== 'identity' && encoding !== 'gzip' && encoding !== 'x-gzip') {
     throw errors.unsupportedMediaType(`Content-Encoding "${encoding}" is not supported; use gzip or none`);
   }
-  const declared = Number(c.req.header('content-length') ?? Number.NaN);
+  const declared = Number(source.header('content-length') ?? Number.NaN);
   if (declared > maxBytes) throw errors.payloadTooLarge(maxBytes);
 
   // Straight from Node's request when there is one: no web stream, no Request object.
-  const incoming = c.env?.incoming;
-  const raw = incoming ? await readIncoming(incoming, maxBytes) : await readLimited(c.req.raw.body, maxBytes);
+  const incoming = source.incoming;
+  const raw = incoming ? await readIncoming(incoming, maxBytes) : await readLimited(source.web(), maxBytes);
   if (encoding === 'identity') return utf8Text(raw);
   let inflated: Buffer;
   try {

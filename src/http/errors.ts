@@ -34,14 +34,18 @@ export class ApiError extends Error {
   }
 }
 
+/** The contract's error body of an ApiError: `{"error":{"code","message","details?","requestId?"}}`. */
+export function errorBody(err: ApiError, requestId: string | undefined): { error: Record<string, unknown> } {
+  const body: Record<string, unknown> = { code: err.code, message: err.message };
+  if (err.details) body.details = err.details;
+  if (requestId) body.requestId = requestId;
+  return { error: body };
+}
+
 /** Writes an ApiError as the contract's error body. */
 export function errorResponse(c: Context, err: ApiError): Response {
   if (err.retryAfter !== undefined) c.header('Retry-After', String(err.retryAfter));
-  const body: Record<string, unknown> = { code: err.code, message: err.message };
-  if (err.details) body.details = err.details;
-  const requestId = c.get('requestId' as never) as string | undefined;
-  if (requestId) body.requestId = requestId;
-  return c.json({ error: body }, err.status);
+  return c.json(errorBody(err, c.get('requestId' as never) as string | undefined), err.status);
 }
 
 export const errors = {

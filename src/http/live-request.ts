@@ -2,6 +2,7 @@ import type { Context } from 'hono';
 import type { LiveHub } from '../live/hub.ts';
 import { type LiveRefusal, LiveRequest } from '../live/outcomes.ts';
 import type { AppEnv } from './env.ts';
+import type { Principal } from './key-resolver.ts';
 import { INGEST_PATHS } from './segment-body.ts';
 
 /**
@@ -13,15 +14,25 @@ export function liveRequest(c: Context<AppEnv>, hub: LiveHub | undefined): LiveR
   const known = c.get('liveRequest');
   if (known) return known;
   const principal = c.get('principal') as AppEnv['Variables']['principal'] | undefined;
-  const live = new LiveRequest(hub.publisher, {
-    route: c.req.path,
-    requestId: c.get('requestId'),
+  const live = newLiveRequest(hub, c.req.path, c.get('requestId'), principal);
+  c.set('liveRequest', live);
+  return live;
+}
+
+/** The live records of an ingest request to `route` (call only while `hub.active`). */
+export function newLiveRequest(
+  hub: LiveHub,
+  route: string,
+  requestId: string,
+  principal: Principal | undefined,
+): LiveRequest {
+  return new LiveRequest(hub.publisher, {
+    route,
+    requestId,
     keyId: principal?.keyId ?? null,
     keyServices: principal?.services ?? null,
     at: Date.now(),
   });
-  c.set('liveRequest', live);
-  return live;
 }
 
 /**

@@ -1,12 +1,21 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from 'node:http';
+import {
+  createServer as createHttpServer,
+  type IncomingMessage,
+  type RequestListener,
+  type Server,
+  type ServerOptions,
+  type ServerResponse,
+  STATUS_CODES,
+} from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import { serve } from '@hono/node-server';
 import type { Hono } from 'hono';
 import { type Config, ConfigError } from '../config.ts';
 import type { AppEnv } from './env.ts';
+import type { FastPath } from './fast-ingest.ts';
 import type { Listener } from './middleware/listener.ts';
 
 export interface HttpServers {
@@ -51,7 +60,11 @@ function readPem(variable: 'TLS_CERT_FILE' | 'TLS_KEY_FILE', file: string): Buff
  * answers `/metrics` and `/v1/admin/*` (see `splitListeners`). Both bind HOST and speak
  * HTTPS when TLS_CERT_FILE and TLS_KEY_FILE are set.
  */
-export async function startHttpServers(app: Hono<AppEnv>, config: ServersConfig): Promise<HttpServers> {
+export async function startHttpServers(
+  app: Hono<AppEnv>,
+  config: ServersConfig,
+  fastPath?: FastPath,
+): Promise<HttpServers> {
   const tls =
     config.TLS_CERT_FILE !== undefined && config.TLS_KEY_FILE !== undefined
       ? {
@@ -60,11 +73,11 @@ export async function startHttpServers(app: Hono<AppEnv>, config: ServersConfig)
         }
       : undefined;
   const split = config.ADMIN_PORT !== undefined;
-  const main = await startHttpServer(app, config, config.PORT, tls, split ? 'public' : undefined);
+  const main = await startHttpServer(app, config, config.PORT, tls, split ? 'public' : undefined, fastPath);
   let admin: Awaited<ReturnType<typeof startHttpServer>> | undefined;
   if (config.ADMIN_PORT !== undefined) {
     try {
-      admin = await startHttpServer(app, config, config.ADMIN_PORT, tls, 'admin');
+      admin = await startHttpServer(app, config, config.ADMIN_PORT, tls, 'admin', fastPath);
     } catch (err) {
       await main.close();
       throw err;
@@ -87,6 +100,7 @@ async function startHttpServer(
   port: number,
   tls: Tls | undefined,
   listener: Listener | undefined,
+  fastPath: FastPath | undefined,
 ): Promise<{ port: number; close(): Promise<void> }> {
   // The app tells the listeners apart by this binding (middleware/listener.ts).
   const fetch =
@@ -94,15 +108,22 @@ async function startHttpServer(
   // Only read when the server is created; setting it afterwards has no effect.
   const serverOptions = { connectionsCheckingInterval: connectionsCheckingInterval(config) };
   const server = await new Promise<Server>((resolve, reject) => {
-    const options: Parameters<typeof serve>[0] = tls
-      ? {
-          fetch,
-          port,
-          hostname: config.HOST,
-          createServer: createHttpsServer,
-          serverOptions: { ...serverOptions, ...tls },
-        }
-      : { fetch, port, hostname: config.HOST, serverOptions };
+    // The fast path, when given, sees each request first (fast-ingest.ts).
+    const create = (tls ? createHttpsServer : createHttpServer) as typeof createHttpServer;
+    const createServer = fastPath
+      ? (opts: ServerOptions, listen: RequestListener) =>
+          create(opts, (req, res) => {
+            if (!fastPath(req, res, listener)) listen(req, res);
+          })
+      : create;
+    // The options of an http or https server (the type's union also admits http2's).
+    const options = {
+      fetch,
+      port,
+      hostname: config.HOST,
+      createServer,
+      serverOptions: tls ? { ...serverOptions, ...tls } : serverOptions,
+    } as Parameters<typeof serve>[0];
     // An https.Server has the http.Server members used below (Node shares them between the two).
     const s = serve(options, () => resolve(s as Server)) as Server;
     s.once('error', reject);

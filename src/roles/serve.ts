@@ -3,8 +3,9 @@ import type { Hono } from 'hono';
 import type { MetadataEncryption } from '../compliance/metadata-cipher.ts';
 import type { Config } from '../config.ts';
 import { runApiPrimary } from '../http/api-cluster.ts';
-import { createApp } from '../http/app.ts';
+import { type AppDeps, createApp } from '../http/app.ts';
 import type { AppEnv } from '../http/env.ts';
+import { createIngestFastPath, type FastPath } from '../http/fast-ingest.ts';
 import { startHttpServers } from '../http/server.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { runUntilSignalled } from './lifecycle.ts';
@@ -22,7 +23,13 @@ export async function runServe(config: Config, encryption: MetadataEncryption | 
 }
 
 /** The API with every service it uses, not yet listening. Waits up to 5 s for Redis first. */
-export async function buildApi(services: Services): Promise<Hono<AppEnv>> {
+/** The HTTP API: the Hono app, and the fast path that serves the native ingest routes before it. */
+export interface Api {
+  app: Hono<AppEnv>;
+  fastPath: FastPath;
+}
+
+export async function buildApi(services: Services): Promise<Api> {
   const { config, logger, metrics, redis, pool, db } = services.deps;
   await services.redisReady(5_000);
   const cipher = await services.cipher();
@@ -32,7 +39,7 @@ export async function buildApi(services: Services): Promise<Hono<AppEnv>> {
   const workers = await services.workerStatus();
   // No route reads it: it runs for the autoscaling metric (ops/k8s).
   await services.demand();
-  return createApp({
+  const deps: AppDeps = {
     config,
     logger,
     metrics,
@@ -52,13 +59,14 @@ export async function buildApi(services: Services): Promise<Hono<AppEnv>> {
     rateLimiter: await services.rateLimiter(),
     live: await services.live(),
     plans: await services.plans(),
-  });
+  };
+  return { app: createApp(deps), fastPath: createIngestFastPath(deps) };
 }
 
 /** Starts the API's listeners; they are the first thing closed at shutdown, being the newest. */
-export async function listen(services: Services, app: Hono<AppEnv>): Promise<void> {
+export async function listen(services: Services, { app, fastPath }: Api): Promise<void> {
   const { config, logger } = services.deps;
-  const server = await startHttpServers(app, config);
+  const server = await startHttpServers(app, config, fastPath);
   const live = await services.live();
   services.defer('http', async () => {
     // An open live stream is a request in flight: end them, or closing would wait for them.

@@ -44,11 +44,16 @@ export function outcomeOf(status: number): AuditOutcome {
  * X-Forwarded-For when it is an IP address (the load balancer must set or overwrite it).
  */
 export function clientIp(c: Context<AppEnv>, trustProxy: boolean): string | null {
-  if (trustProxy) {
-    const first = c.req.header('x-forwarded-for')?.split(',')[0]?.trim();
-    if (first && isIP(first)) return first;
-  }
-  const peer = c.env?.incoming?.socket?.remoteAddress;
+  return clientIpOf(
+    trustProxy ? c.req.header('x-forwarded-for') : undefined,
+    c.env?.incoming?.socket?.remoteAddress,
+  );
+}
+
+/** {@link clientIp} from the X-Forwarded-For header (only when the proxy is trusted) and the socket's peer. */
+export function clientIpOf(forwardedFor: string | undefined, peer: string | undefined): string | null {
+  const first = forwardedFor?.split(',')[0]?.trim();
+  if (first && isIP(first)) return first;
   if (!peer) return null;
   return peer.startsWith('::ffff:') && isIP(peer.slice(7)) === 4 ? peer.slice(7) : peer;
 }

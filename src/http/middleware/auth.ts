@@ -30,16 +30,32 @@ async function principalOf(c: Context<AppEnv>, resolver: KeyResolver): Promise<P
   if (known) return known;
   // `bodyKey`: a Segment call's `writeKey`, read before authentication on those routes only.
   const key = presentedKey((n) => c.req.header(n)) ?? c.get('bodyKey');
+  const principal = await principalFor(resolver, key, c.get('clientAddress'));
+  c.set('principal', principal);
+  return principal;
+}
+
+/** The principal of a presented key: 401 without one or for an unknown key, 503 when it cannot be checked. */
+export async function principalFor(
+  resolver: KeyResolver,
+  key: string | undefined,
+  address: string | null | undefined,
+): Promise<Principal> {
   if (!key) {
     throw new ApiError('unauthorized', 401, 'missing API key (x-api-key, Authorization: Bearer or Basic)');
   }
   // Only an unreachable database is a 503 (`auth_unavailable`); any other failure is a 500.
   // An address that failed too often is a 429 (`auth_throttled`, from the resolver).
-  const address = c.get('clientAddress');
   const principal = await withDb(() => resolver.resolve(key, address), errors.authUnavailable);
   if (!principal) throw new ApiError('unauthorized', 401, 'unknown, revoked or expired API key');
-  c.set('principal', principal);
   return principal;
+}
+
+/** 403 unless `principal` carries `scope`. */
+export function checkScope(principal: Principal, scope: Scope): void {
+  if (!principal.scopes.includes(scope)) {
+    throw new ApiError('forbidden', 403, `this key lacks the "${scope}" scope`);
+  }
 }
 
 /**
@@ -71,10 +87,7 @@ export function authenticate(resolver: KeyResolver): MiddlewareHandler<AppEnv> {
  */
 export function requireScope(resolver: KeyResolver, scope: Scope): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    const principal = await principalOf(c, resolver);
-    if (!principal.scopes.includes(scope)) {
-      throw new ApiError('forbidden', 403, `this key lacks the "${scope}" scope`);
-    }
+    checkScope(await principalOf(c, resolver), scope);
     await next();
   };
 }

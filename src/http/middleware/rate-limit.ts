@@ -5,6 +5,7 @@ import type { BufferKeys } from '../../buffer/keys.ts';
 import type { RedisLike } from '../../buffer/redis-client.ts';
 import type { AppEnv } from '../env.ts';
 import { ApiError, errorResponse } from '../errors.ts';
+import type { Principal } from '../key-resolver.ts';
 import { INGEST_PATHS } from '../segment-body.ts';
 
 const MINUTE_MS = 60_000;
@@ -307,7 +308,8 @@ export class RedisRateLimiter implements RateLimiter {
   }
 }
 
-function headersOf(d: RateLimitDecision): [string, string][] {
+/** The `RateLimit-*` headers of a decision. */
+export function rateLimitHeaders(d: RateLimitDecision): [string, string][] {
   return [
     ['RateLimit-Limit', String(d.limit)],
     ['RateLimit-Remaining', String(d.remaining)],
@@ -344,48 +346,66 @@ function rateLimited(d: RateLimitDecision, unit: string): ApiError {
 export function rateLimit(opts: RateLimitOptions): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const principal = c.get('principal');
-    const perMinute =
-      principal?.rateLimitPerMinute ??
-      (principal?.keyId === BOOTSTRAP_KEY_ID ? undefined : opts.defaultPerMinute);
+    const perMinute = principal ? limitOf(principal, opts.defaultPerMinute) : undefined;
     const limiter = opts.limiter;
     if (!limiter || !principal || perMinute === undefined) return next();
     // On Node's response the headers survive whatever response the route builds (errors,
     // streams); under `app.request()` they go on the Hono response instead.
     const outgoing = c.env?.outgoing;
     const setHeaders = (d: RateLimitDecision) => {
-      for (const [name, value] of headersOf(d)) {
+      for (const [name, value] of rateLimitHeaders(d)) {
         if (outgoing) outgoing.setHeader(name, value);
         else c.header(name, value);
       }
     };
     if (c.req.method === 'POST' && INGEST_PATHS.has(c.req.path)) {
-      c.set('spendEvents', async (n: number) => {
-        if (n > perMinute) {
-          // Never allowed, however long the client waits: a 429 would have SDKs retry it
-          // forever, so this is the batch's own fault, like any other oversized batch.
-          throw new ApiError(
-            'batch_too_large',
-            413,
-            `this key may send at most ${perMinute} events a minute and the request holds ${n}; send smaller batches`,
-          );
-        }
-        const decision = await limiter.consume(principal.keyId, perMinute, n);
-        if (!decision) return;
-        setHeaders(decision);
-        if (!decision.allowed) throw rateLimited(decision, 'events');
-      });
+      c.set('spendEvents', (n: number) => spendEventsOf(limiter, principal.keyId, perMinute, n, setHeaders));
       return next();
     }
     const decision = await limiter.consume(principal.keyId, perMinute);
     if (!decision) return next();
     if (!decision.allowed) {
-      for (const [name, value] of headersOf(decision)) c.header(name, value);
+      for (const [name, value] of rateLimitHeaders(decision)) c.header(name, value);
       return errorResponse(c, rateLimited(decision, 'requests'));
     }
     if (outgoing) setHeaders(decision);
     await next();
     if (!outgoing) setHeaders(decision);
   };
+}
+
+/** A key's limit, events (requests) per minute; undefined: unlimited (the bootstrap key, or no default). */
+export function limitOf(principal: Principal, defaultPerMinute: number | undefined): number | undefined {
+  return (
+    principal.rateLimitPerMinute ?? (principal.keyId === BOOTSTRAP_KEY_ID ? undefined : defaultPerMinute)
+  );
+}
+
+/**
+ * Spends `n` events of a key's limit on an ingest route (once the body is read): `413
+ * batch_too_large` when `n` is over the whole limit, `429 rate_limited` when the key is out
+ * of events; `setHeaders` gets the decision's headers either way.
+ */
+export async function spendEventsOf(
+  limiter: RateLimiter,
+  keyId: string,
+  perMinute: number,
+  n: number,
+  setHeaders: (d: RateLimitDecision) => void,
+): Promise<void> {
+  if (n > perMinute) {
+    // Never allowed, however long the client waits: a 429 would have SDKs retry it
+    // forever, so this is the batch's own fault, like any other oversized batch.
+    throw new ApiError(
+      'batch_too_large',
+      413,
+      `this key may send at most ${perMinute} events a minute and the request holds ${n}; send smaller batches`,
+    );
+  }
+  const decision = await limiter.consume(keyId, perMinute, n);
+  if (!decision) return;
+  setHeaders(decision);
+  if (!decision.allowed) throw rateLimited(decision, 'events');
 }
 
 /** Spends `n` events of the caller's limit (ingest routes, once the body is read); throws its 429 or 413. */

@@ -1,15 +1,23 @@
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
 import type { Config } from '../../config.ts';
 import { eventShape } from '../../events/event.schema.ts';
 import { parseJsonExact } from '../../events/json-numbers.ts';
 import { EVENT_LIMITS } from '../../events/limits.ts';
 import type { LiveHub } from '../../live/hub.ts';
+import type { LiveRequest } from '../../live/outcomes.ts';
 import type { Db } from '../../store/db.ts';
-import { bodyKind, parseJson, readBody } from '../body.ts';
+import { type BodySource, bodyKindOf, parseJson, readBodyOf } from '../body.ts';
 import type { AppEnv } from '../env.ts';
 import { ApiError } from '../errors.ts';
-import { type IngestDeps, ingestPipeline, type Rejection } from '../ingest.ts';
-import type { KeyResolver } from '../key-resolver.ts';
+import {
+  type BatchOutcome,
+  type IngestDeps,
+  ingestPipeline,
+  type Rejection,
+  type SingleOutcome,
+} from '../ingest.ts';
+import type { KeyResolver, Principal } from '../key-resolver.ts';
 import { liveRequest } from '../live-request.ts';
 import { requireScope } from '../middleware/auth.ts';
 import { spendEvents } from '../middleware/rate-limit.ts';
@@ -155,39 +163,72 @@ export function eventRoutes(deps: EventRoutesDeps): OpenAPIHono<AppEnv> {
   return app;
 }
 
-/**
- * The two ingest handlers, written by hand: they read raw bodies (gzip, NDJSON, limits), so
- * their declarations carry no zod validator.
- */
-function registerIngest(app: OpenAPIHono<AppEnv>, deps: EventRoutesDeps): void {
+/** One ingest request once its caller is known, however it is served (Hono or the fast path). */
+export interface IngestCall {
+  principal: Principal;
+  /** Its headers and body. */
+  source: BodySource;
+  /** Its live records, while anyone has the live view open. */
+  live: LiveRequest | undefined;
+  /** Spends `n` events of the key's limit, or throws its 429 or 413. */
+  spend(n: number): Promise<void>;
+}
+
+export interface IngestHandlers {
+  /** `POST /v1/events`: the 202 body. */
+  one(call: IngestCall): Promise<SingleOutcome>;
+  /** `POST /v1/events/batch`: the 202 body. */
+  batch(call: IngestCall): Promise<BatchOutcome>;
+}
+
+/** What the two ingest routes do: read the body (gzip, NDJSON, limits), spend, ingest. */
+export function ingestHandlers(deps: EventRoutesDeps): IngestHandlers {
   const { config, metrics } = deps;
   const pipeline = ingestPipeline(deps);
+  return {
+    async one({ principal, source, live, spend }) {
+      if (live) live.count = 1;
+      bodyKindOf(source.header('content-type'), ['json']);
+      const input = parseJson(await readBodyOf(source, config.MAX_BODY_BYTES));
+      await spend(1);
+      metrics.eventsReceived.inc();
+      return pipeline.one(principal, input, live);
+    },
+    async batch({ principal, source, live, spend }) {
+      const kind = bodyKindOf(source.header('content-type'), ['json', 'ndjson']);
+      const text = await readBodyOf(source, config.MAX_BODY_BYTES);
+      const rejected: Rejection[] = [];
+      // Both readers refuse more than EVENT_LIMITS.maxBatchEvents with 413 batch_too_large.
+      const inputs = kind === 'json' ? batchFromJson(parseJson(text)) : batchFromNdjson(text, rejected);
+      if (live) live.count = inputs.length + rejected.length;
+      // Every event of the request counts against the key's limit, valid or not.
+      await spend(inputs.length + rejected.length);
+      metrics.eventsReceived.inc(inputs.length + rejected.length);
+      const ctx = pipeline.validation(principal.keyId);
+      return pipeline.many(principal, inputs, rejected, ctx, undefined, live);
+    },
+  };
+}
 
-  app.openapi({ ...ingestOne, middleware: [requireScope(deps.keys, 'ingest')] }, async (c) => {
-    const live = liveRequest(c, deps.live);
-    if (live) live.count = 1;
-    bodyKind(c, ['json']);
-    const input = parseJson(await readBody(c, config.MAX_BODY_BYTES));
-    await spendEvents(c, 1);
-    metrics.eventsReceived.inc();
-    return c.json(await pipeline.one(c.get('principal'), input, live), 202);
+/**
+ * The two ingest handlers, written by hand: they read raw bodies (gzip, NDJSON, limits), so
+ * their declarations carry no zod validator. The ingest fast path (`fast-ingest.ts`) serves
+ * the same routes with the same handlers when Node serves them.
+ */
+function registerIngest(app: OpenAPIHono<AppEnv>, deps: EventRoutesDeps): void {
+  const handlers = ingestHandlers(deps);
+  const call = (c: Context<AppEnv>): IngestCall => ({
+    principal: c.get('principal'),
+    source: { header: (n) => c.req.header(n), incoming: c.env?.incoming, web: () => c.req.raw.body },
+    live: liveRequest(c, deps.live),
+    spend: (n) => spendEvents(c, n),
   });
-
-  app.openapi({ ...ingestBatch, middleware: [requireScope(deps.keys, 'ingest')] }, async (c) => {
-    const live = liveRequest(c, deps.live);
-    const kind = bodyKind(c, ['json', 'ndjson']);
-    const text = await readBody(c, config.MAX_BODY_BYTES);
-    const rejected: Rejection[] = [];
-    // Both readers refuse more than EVENT_LIMITS.maxBatchEvents with 413 batch_too_large.
-    const inputs = kind === 'json' ? batchFromJson(parseJson(text)) : batchFromNdjson(text, rejected);
-    if (live) live.count = inputs.length + rejected.length;
-    // Every event of the request counts against the key's limit, valid or not.
-    await spendEvents(c, inputs.length + rejected.length);
-    metrics.eventsReceived.inc(inputs.length + rejected.length);
-    const principal = c.get('principal');
-    const ctx = pipeline.validation(principal?.keyId);
-    return c.json(await pipeline.many(principal, inputs, rejected, ctx, undefined, live), 202);
-  });
+  app.openapi({ ...ingestOne, middleware: [requireScope(deps.keys, 'ingest')] }, async (c) =>
+    c.json(await handlers.one(call(c)), 202),
+  );
+  app.openapi({ ...ingestBatch, middleware: [requireScope(deps.keys, 'ingest')] }, async (c) =>
+    c.json(await handlers.batch(call(c)), 202),
+  );
 }
 
 /** The events of a parsed `{"events":[…]}` body, by index; `400 invalid_batch` or `413 batch_too_large` for the whole body. */

@@ -1,0 +1,109 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { context } from '@opentelemetry/api';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import type { AppDeps } from './app.ts';
+import { ApiError, errorBody, errors } from './errors.ts';
+import type { Principal } from './key-resolver.ts';
+import { newLiveRequest } from './live-request.ts';
+import { clientIpOf } from './middleware/audit.ts';
+import { checkScope, presentedKey, principalFor } from './middleware/auth.ts';
+import type { Listener } from './middleware/listener.ts';
+import { limitOf, rateLimitHeaders, spendEventsOf } from './middleware/rate-limit.ts';
+import { requestRecorder } from './middleware/request-context.ts';
+import { apiSecurityHeaderList } from './middleware/security-headers.ts';
+import { type IngestCall, ingestHandlers } from './routes/events.ts';
+
+/**
+ * Serves a request straight from Node when it can, answering true; false leaves it to the
+ * Hono app. `listener` is the listener it came in on when ADMIN_PORT splits them.
+ */
+export type FastPath = (req: IncomingMessage, res: ServerResponse, listener: Listener | undefined) => boolean;
+
+type Route = '/v1/events' | '/v1/events/batch';
+
+/**
+ * The two native ingest routes, `POST /v1/events` and `POST /v1/events/batch`, served from
+ * Node's request and response without the Hono app: no web `Request`, `Headers` or
+ * `Response` per request, headers read as Node parsed them, the response headers written
+ * once. What the client gets is what the app answers — the same handlers
+ * (`ingestHandlers`), authentication, rate limit, scope check, error bodies, live records,
+ * request id, security headers, access-log line, duration sample and span; the ingest
+ * parity test holds the two answers equal case by case.
+ *
+ * Only the plain case is served here: a path with a query string, a request on the admin
+ * listener, and a cross-origin request while CORS is configured go to the app.
+ */
+export function createIngestFastPath(deps: AppDeps): FastPath {
+  const { config, logger, keys, rateLimiter, live: hub } = deps;
+  const handlers = ingestHandlers(deps);
+  const recorder = requestRecorder(logger, deps.metrics);
+  const security = apiSecurityHeaderList(config.TLS_CERT_FILE !== undefined);
+  const cors = config.CORS_ORIGINS.length > 0;
+  const defaultPerMinute = config.DEFAULT_KEY_RATE_LIMIT ?? config.DEFAULT_RATE_LIMIT_PER_MINUTE;
+
+  return (req, res, listener) => {
+    const route = req.url;
+    if (req.method !== 'POST' || (route !== '/v1/events' && route !== '/v1/events/batch')) return false;
+    if (listener === 'admin' || (cors && req.headers.origin !== undefined)) return false;
+    void serve(req, res, route);
+    return true;
+  };
+
+  async function serve(req: IncomingMessage, res: ServerResponse, route: Route): Promise<void> {
+    const record = recorder.begin(req.headers, 'POST');
+    const { requestId } = record;
+    res.setHeader('x-request-id', requestId);
+    for (const [name, value] of security) res.setHeader(name, value);
+    let principal: Principal | undefined;
+    let call: IngestCall | undefined;
+    let status: ContentfulStatusCode = 202;
+    let body: unknown;
+    try {
+      body = await context.with(record.context, async () => {
+        const header = (name: string) => headerOf(req, name);
+        principal = await principalFor(
+          keys,
+          presentedKey(header),
+          clientIpOf(config.TRUST_PROXY ? header('x-forwarded-for') : undefined, req.socket.remoteAddress),
+        );
+        checkScope(principal, 'ingest');
+        const perMinute = rateLimiter ? limitOf(principal, defaultPerMinute) : undefined;
+        const keyId = principal.keyId;
+        call = {
+          principal,
+          source: { header, incoming: req, web: () => null },
+          live: hub?.active ? newLiveRequest(hub, route, requestId, principal) : undefined,
+          spend:
+            rateLimiter && perMinute !== undefined
+              ? (n) =>
+                  spendEventsOf(rateLimiter, keyId, perMinute, n, (d) => {
+                    for (const [name, value] of rateLimitHeaders(d)) res.setHeader(name, value);
+                  })
+              : async () => {},
+        };
+        return route === '/v1/events' ? handlers.one(call) : handlers.batch(call);
+      });
+    } catch (err) {
+      const answer = err instanceof ApiError ? err : errors.internal();
+      if (!(err instanceof ApiError)) logger.child({ requestId }).error({ err }, 'unhandled error');
+      // An ingest request refused as a whole is one `refused` live record (publishRefusedRequest).
+      if (hub?.active) {
+        const live = call?.live ?? newLiveRequest(hub, route, requestId, principal);
+        if (!live.published) live.refusedRequest(answer);
+      }
+      if (answer.retryAfter !== undefined) res.setHeader('Retry-After', String(answer.retryAfter));
+      status = answer.status;
+      body = errorBody(answer, requestId);
+    }
+    const text = JSON.stringify(body);
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+    recorder.end(record, 'POST', route, status);
+  }
+}
+
+/** A request header as one string (Node joins repeated ones, as `Headers.get` does), or undefined. */
+function headerOf(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value.join(', ') : value;
+}
