@@ -104,7 +104,7 @@ export class EventProducer {
     const out = new Array<boolean>(events.length).fill(false);
     if (this.#bucketS === 0 || events.length === 0) return out;
     const bucket = Math.floor(this.#now() / 1000 / this.#bucketS);
-    const byPartition = new Map<number, { members: Buffer[]; at: number[] }>();
+    const byPartition = new Map<number, { members: string[]; at: number[] }>();
     events.forEach((event, i) => {
       const p = this.partitionOf(event);
       const group = byPartition.get(p) ?? { members: [], at: [] };
@@ -121,9 +121,8 @@ export class EventProducer {
           const replies = await Promise.all(buckets.map((key) => this.#redis.smismember(key, ...members)));
           const earlier = new Set<string>();
           members.forEach((member, k) => {
-            const text = member.toString('latin1');
-            if (earlier.has(text) || replies.some((r) => r[k] === 1)) out[at[k] as number] = true;
-            earlier.add(text);
+            if (earlier.has(member) || replies.some((r) => r[k] === 1)) out[at[k] as number] = true;
+            earlier.add(member);
           });
         }),
       );
@@ -160,14 +159,14 @@ export class EventProducer {
     if (this.#bucketS > 0) {
       for (let b = bucket; b >= bucket - DEDUPE_BUCKETS; b--) keys.push(this.#keys.dedupe(p, b));
     }
-    const args: (string | Buffer | number)[] = [this.#ttlS, ENTRY_FORMAT_VERSION];
+    const args: (string | number)[] = [this.#ttlS, ENTRY_FORMAT_VERSION];
     for (const { item } of slots) args.push(dedupeMember(item.event), item.json, item.traceparent);
     try {
       const result = this.#waitPerCall
         ? await this.#enqueueAndWait(keys, args)
         : await this.#redis.tributaryEnqueue(keys.length, ...keys, ...args);
       slots.forEach(({ request, index }, k) => {
-        request.outcomes[index] = result[k] === 0 ? 'duplicate' : 'accepted';
+        request.outcomes[index] = result[k] === '0' ? 'duplicate' : 'accepted';
       });
     } catch (err) {
       const error = toBufferError(err);
@@ -182,7 +181,7 @@ export class EventProducer {
    * when its WAIT succeeded: after a MOVED the call fails (503, the client retries) and the
    * slot map is refreshed for the next one.
    */
-  async #enqueueAndWait(keys: string[], args: (string | Buffer | number)[]): Promise<(string | number)[]> {
+  async #enqueueAndWait(keys: string[], args: (string | number)[]): Promise<string> {
     const pipeline = this.#redis.pipeline() as BufferPipeline;
     pipeline.tributaryEnqueue(keys.length, ...keys, ...args);
     pipeline.wait(this.#waitReplicas, this.#waitTimeoutMs);
@@ -197,7 +196,7 @@ export class EventProducer {
     if (acked < this.#waitReplicas) {
       throw new BufferUnavailableError(`only ${acked} of ${this.#waitReplicas} replicas confirmed the write`);
     }
-    return write[1] as (string | number)[];
+    return write[1] as string;
   }
 
   async #awaitReplicas(requests: Set<PendingRequest>): Promise<void> {
@@ -233,12 +232,13 @@ interface PendingSlot {
 }
 
 /**
- * What the dedupe sets hold for an event: the first 16 bytes of SHA-256(service, NUL, id).
- * Ids are unique per service (ARCHITECTURE §11), so the member must tell services apart:
- * a hash keeps it at the 16 bytes a bare UUID took (the service name would add up to 64
- * per member), and SHA-256 leaves no way to craft another service's member from one's own
- * ids. One hash of ~60 bytes per event (about a microsecond).
+ * What the dedupe sets hold for an event: the first 132 bits of SHA-256(service, NUL, id),
+ * as 22 characters of base64url. Ids are unique per service (ARCHITECTURE §11), so the
+ * member must tell services apart: a hash keeps it short (the service name would add up to
+ * 64 characters per member), and SHA-256 leaves no way to craft another service's member
+ * from one's own ids. A string, not bytes: one Buffer argument puts the whole script call
+ * in ioredis's buffer mode, every event's JSON copied into a Buffer of its own.
  */
-export function dedupeMember(event: Pick<BufferedEvent['event'], 'service' | 'id'>): Buffer {
-  return hash('sha256', `${event.service}\u0000${event.id}`, 'buffer').subarray(0, 16);
+export function dedupeMember(event: Pick<BufferedEvent['event'], 'service' | 'id'>): string {
+  return hash('sha256', `${event.service}\u0000${event.id}`, 'base64url').slice(0, 22);
 }

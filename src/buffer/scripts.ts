@@ -6,8 +6,8 @@ const lua = (name: string) => readFileSync(new URL(`./lua/${name}.lua`, import.m
 
 /** Redis client with the buffer's Lua commands registered. */
 export type BufferRedis = RedisLike & {
-  /** See lua/enqueue.lua: per event, the new entry id or 0 for a repeat. */
-  tributaryEnqueue(numKeys: number, ...args: (string | Buffer | number)[]): Promise<(string | number)[]>;
+  /** See lua/enqueue.lua: one character per event, '1' written or '0' a repeat. */
+  tributaryEnqueue(numKeys: number, ...args: (string | number)[]): Promise<string>;
   /** See lua/ack-delete.lua: the number of entries acknowledged. */
   tributaryAckDelete(key: string, group: string, ...ids: string[]): Promise<number>;
   /** See lua/replay-dead.lua: the number of dead letters moved back. */
@@ -25,7 +25,7 @@ export const VARIABLE_KEY_SCRIPTS: readonly string[] = ['tributaryEnqueue', 'tri
 
 /** A pipeline of a client passed through {@link registerScripts}: the scripts are queued like any command. */
 export type BufferPipeline = ChainableCommander & {
-  tributaryEnqueue(numKeys: number, ...args: (string | Buffer | number)[]): BufferPipeline;
+  tributaryEnqueue(numKeys: number, ...args: (string | number)[]): BufferPipeline;
 };
 
 /** Registers the buffer's Lua scripts (EVALSHA with automatic fallback to EVAL). Idempotent. */
