@@ -130,25 +130,32 @@ export function checkMetadata(value: unknown): ValidationIssue[] {
     return [{ path: 'metadata', code: 'invalid_type', message: 'must be a JSON object' }];
   }
   const issues: ValidationIssue[] = [];
-  const walk = (node: unknown, path: string, depth: number): void => {
+  // The path of the node being walked, as segments: joined only when an issue names it.
+  const at: (string | number)[] = ['metadata'];
+  const path = () => at.join('.');
+  const walk = (node: unknown, depth: number): void => {
     if (issues.length >= EVENT_LIMITS.maxIssues) return;
     if (typeof node === 'string') {
       if (!node.isWellFormed() || node.includes('\u0000')) {
         issues.push({
-          path,
+          path: path(),
           code: 'invalid_string',
           message: 'must be valid Unicode with no NUL characters',
         });
       }
     } else if (typeof node === 'number') {
       if (!Number.isFinite(node)) {
-        issues.push({ path, code: 'invalid_number', message: 'number out of range' });
+        issues.push({ path: path(), code: 'invalid_number', message: 'number out of range' });
       } else if (Number.isInteger(node) && !Number.isSafeInteger(node)) {
-        issues.push({ path, code: 'invalid_number', message: 'integer beyond 2^53; send it as a string' });
+        issues.push({
+          path: path(),
+          code: 'invalid_number',
+          message: 'integer beyond 2^53; send it as a string',
+        });
       }
     } else if (node instanceof LossyNumber) {
       issues.push({
-        path,
+        path: path(),
         code: 'invalid_number',
         message: Number.isFinite(node.value)
           ? `number would be stored as ${node.value}; send it as a string, or with fewer digits`
@@ -157,33 +164,44 @@ export function checkMetadata(value: unknown): ValidationIssue[] {
     } else if (typeof node === 'object' && node !== null) {
       if (depth > EVENT_LIMITS.maxMetadataDepth) {
         issues.push({
-          path,
+          path: path(),
           code: 'too_deep',
           message: `nesting deeper than ${EVENT_LIMITS.maxMetadataDepth}`,
         });
         return;
       }
       if (Array.isArray(node)) {
-        node.forEach((item, i) => {
-          walk(item, `${path}.${i}`, depth + 1);
-        });
+        for (let i = 0; i < node.length; i++) {
+          at.push(i);
+          walk(node[i], depth + 1);
+          at.pop();
+        }
         return;
       }
       for (const key of Object.keys(node)) {
         // Bad keys are reported here, not by a nested walk: the cap is checked for each.
         if (issues.length >= EVENT_LIMITS.maxIssues) return;
-        const keyPath = `${path}.${key}`;
         if (FORBIDDEN_KEYS.has(key)) {
-          issues.push({ path: keyPath, code: 'forbidden_key', message: `key "${key}" is not allowed` });
+          issues.push({
+            path: `${path()}.${key}`,
+            code: 'forbidden_key',
+            message: `key "${key}" is not allowed`,
+          });
         } else if (!key.isWellFormed() || key.includes('\u0000')) {
-          issues.push({ path, code: 'invalid_string', message: 'keys must be valid Unicode with no NUL' });
+          issues.push({
+            path: path(),
+            code: 'invalid_string',
+            message: 'keys must be valid Unicode with no NUL',
+          });
         } else {
-          walk((node as Record<string, unknown>)[key], keyPath, depth + 1);
+          at.push(key);
+          walk((node as Record<string, unknown>)[key], depth + 1);
+          at.pop();
         }
       }
     }
   };
-  walk(value, 'metadata', 1);
+  walk(value, 1);
   return issues;
 }
 
@@ -290,7 +308,11 @@ export function parseEvent(input: unknown, ctx: ValidationContext): ParseResult 
     id: raw.id != null ? raw.id.toLowerCase() : randomUUID(),
     service: raw.service,
     type: raw.type,
-    timestamp: new Date(occurredMs).toISOString(),
+    // Already canonical (what a JavaScript client's toISOString() sends): kept as it is.
+    timestamp:
+      raw.timestamp != null && isCanonicalTime(raw.timestamp)
+        ? raw.timestamp
+        : new Date(occurredMs).toISOString(),
     receivedAt: isoTime(ctx.now),
   };
   if (ctx.keyId !== undefined) event.keyId = ctx.keyId;
@@ -315,6 +337,21 @@ export function parseEvent(input: unknown, ctx: ValidationContext): ParseResult 
     return { ok: false, issues: [{ path: '', code: 'too_large', message: 'event is larger than 64 KiB' }] };
   }
   return { ok: true, event, json };
+}
+
+/**
+ * Whether `t`, which checkTimestamp parsed, is the form toISOString() writes
+ * (`YYYY-MM-DDTHH:MM:SS.sssZ`), so is the string that would be written, and is kept without
+ * a Date. Not hour 24, which Date.parse takes as the next day's midnight.
+ */
+function isCanonicalTime(t: string): boolean {
+  return (
+    t.length === 24 &&
+    t.charCodeAt(10) === 84 && // T
+    t.charCodeAt(19) === 46 && // .
+    t.charCodeAt(23) === 90 && // Z
+    !(t.charCodeAt(11) === 50 && t.charCodeAt(12) === 52) // 24
+  );
 }
 
 let isoAt = Number.NaN;

@@ -37,7 +37,12 @@ export function createIngestFastPath(deps: AppDeps): FastPath {
   const { config, logger, keys, rateLimiter, live: hub } = deps;
   const handlers = ingestHandlers(deps);
   const recorder = requestRecorder(logger, deps.metrics);
-  const security = apiSecurityHeaderList(config.TLS_CERT_FILE !== undefined);
+  // What every answer carries, as the flat list writeHead takes (no per-header setHeader).
+  const fixed = [
+    ...apiSecurityHeaderList(config.TLS_CERT_FILE !== undefined).flat(),
+    'content-type',
+    'application/json',
+  ];
   const cors = config.CORS_ORIGINS.length > 0;
   const defaultPerMinute = config.DEFAULT_KEY_RATE_LIMIT ?? config.DEFAULT_RATE_LIMIT_PER_MINUTE;
 
@@ -52,8 +57,7 @@ export function createIngestFastPath(deps: AppDeps): FastPath {
   async function serve(req: IncomingMessage, res: ServerResponse, route: Route): Promise<void> {
     const record = recorder.begin(req.headers, 'POST');
     const { requestId } = record;
-    res.setHeader('x-request-id', requestId);
-    for (const [name, value] of security) res.setHeader(name, value);
+    const headers = [...fixed, 'x-request-id', requestId];
     let principal: Principal | undefined;
     let call: IngestCall | undefined;
     let status: ContentfulStatusCode = 202;
@@ -77,7 +81,7 @@ export function createIngestFastPath(deps: AppDeps): FastPath {
             rateLimiter && perMinute !== undefined
               ? (n) =>
                   spendEventsOf(rateLimiter, keyId, perMinute, n, (d) => {
-                    for (const [name, value] of rateLimitHeaders(d)) res.setHeader(name, value);
+                    for (const [name, value] of rateLimitHeaders(d)) headers.push(name, value);
                   })
               : async () => {},
         };
@@ -91,12 +95,13 @@ export function createIngestFastPath(deps: AppDeps): FastPath {
         const live = call?.live ?? newLiveRequest(hub, route, requestId, principal);
         if (!live.published) live.refusedRequest(answer);
       }
-      if (answer.retryAfter !== undefined) res.setHeader('Retry-After', String(answer.retryAfter));
+      if (answer.retryAfter !== undefined) headers.push('Retry-After', String(answer.retryAfter));
       status = answer.status;
       body = errorBody(answer, requestId);
     }
     const text = JSON.stringify(body);
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    headers.push('content-length', String(Buffer.byteLength(text)));
+    res.writeHead(status, headers);
     res.end(text);
     recorder.end(record, 'POST', route, status);
   }

@@ -87,3 +87,18 @@ describe('event timestamps: the accepted window', () => {
     expect(issues('2026-06-14T12:00:00Z')).toEqual([]);
   });
 });
+
+describe('event timestamps: the stored form', () => {
+  it('keeps a timestamp already in the stored form and writes any other in it', () => {
+    expect(outcome('2026-12-05T06:00:00.123Z')).toBe('2026-12-05T06:00:00.123Z');
+    expect(outcome('2026-12-05T06:00:00.123z')).toBe('2026-12-05T06:00:00.123Z');
+    expect(outcome('2026-12-05 06:00:00.123Z')).toBe('2026-12-05T06:00:00.123Z');
+    expect(outcome('2026-12-05T07:00:00.123+01:00')).toBe('2026-12-05T06:00:00.123Z');
+    expect(outcome('2026-12-05T06:00:00.1234Z')).toBe('2026-12-05T06:00:00.123Z');
+    expect(outcome('2026-12-05T06:00:00.12Z')).toBe('2026-12-05T06:00:00.120Z');
+  });
+
+  it('writes hour 24 as the next day’s midnight, not as sent', () => {
+    expect(outcome('2026-12-05T24:00:00.000Z')).toBe('2026-12-06T00:00:00.000Z');
+  });
+});
