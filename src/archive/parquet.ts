@@ -1,5 +1,5 @@
 import { mkdir } from 'node:fs/promises';
-import { type DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
+import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 
 /**
  * Parquet files of archived events, written and read with DuckDB (in process, streaming,
@@ -64,6 +64,9 @@ export class ParquetFiles {
 
   static async open(workDir: string, memoryLimit = '512MB'): Promise<ParquetFiles> {
     await mkdir(workDir, { recursive: true });
+    // Loaded on first use: DuckDB's library is large, and a process that never archives
+    // (an API process, mostly) need not map it.
+    const { DuckDBInstance } = await import('@duckdb/node-api');
     const db = await DuckDBInstance.create(':memory:', {
       memory_limit: memoryLimit,
       threads: '2',
