@@ -56,6 +56,14 @@ export const events = pgTable(
     index('events_anonymous_id_occurred_at_idx')
       .on(t.anonymousId, t.occurredAt, t.id)
       .where(sql`${t.anonymousId} IS NOT NULL`),
+    // Events of a type, newest first (`GET /v1/events?type=`, alone or with a service): in the
+    // listing's order, so a type with few events is not found by scanning every newer row.
+    index('events_type_occurred_at_idx').on(t.type, t.occurredAt, t.id, t.service),
+    index('events_service_type_occurred_at_idx').on(t.service, t.type, t.occurredAt, t.id),
+    // Events stored with tracking-plan violations (`?violations=true`): few, so a small index.
+    index('events_violations_occurred_at_idx')
+      .on(t.occurredAt, t.id, t.service)
+      .where(sql`${t.violations} IS NOT NULL`),
     index('events_received_at_brin').using('brin', t.receivedAt),
     // Rows still to anonymise: small once a pass has caught up, so no pass scans old months.
     index('events_not_anonymized_idx').on(t.occurredAt).where(sql`NOT ${t.anonymized}`),

@@ -20,6 +20,8 @@
  *                  peer, raw pipelined XADD of the same entries: wrk with 10 connections, taking turns
  *   copy, e2e      raw COPY into the events table, then ingest + workers persisting for
  *                  BENCH_E2E_S (default 60) at an open-loop rate: persisted rows/s, backlog slope
+ *   e2e-large      (only when named) ingest + persist on an empty table and with 10M rows
+ *                  generated in SQL; every GET /v1/events filter timed (large.ts)
  *   parquet        (only when named) the archive's Parquet writers on BENCH_PARQUET_ROWS rows
  *                  of a private database, against PostgreSQL's COPY out alone (limits/parquet.ts)
  *
@@ -44,6 +46,7 @@ import { createIngestKey, type OtlpSink, startOtlpSink, tracedEnv, WRK_SERVICES 
 import { copyLimit, endToEnd } from './e2e.ts';
 import { halfRate } from './half-rate.ts';
 import { batches, singleEvents } from './ingest.ts';
+import { largeTable } from './large.ts';
 import { parquetLimit } from './limits/parquet.ts';
 import { liveOverhead } from './live.ts';
 import { type BenchContext, envNumber, findRedisPid, log, PARTITIONS, round, SETTINGS } from './measure.ts';
@@ -149,6 +152,7 @@ async function bench(
   await plansOverhead(ctx);
   const copyRate = picked.has('copy') ? await copyLimit(ctx) : 0;
   if (picked.has('e2e')) await endToEnd(ctx, tributaryEnv, copyRate);
+  await largeTable(ctx);
   if (picked.has('parquet')) await parquetLimit(ctx);
 
   for (const { name, server, logFile } of servers) {

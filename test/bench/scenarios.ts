@@ -23,6 +23,8 @@ export const SCENARIOS = {
   xadd: 'limit: raw pipelined XADD of the same entries into the same streams',
   copy: 'limit: raw COPY of the same rows into the same partitioned table',
   e2e: 'end to end: batch ingest + workers persisting for BENCH_E2E_S, backlog slope',
+  'e2e-large':
+    'large table: ingest + persist on an empty table and with BENCH_LARGE_ROWS (10M) rows, every GET /v1/events filter timed (~10 min; by name only)',
   parquet:
     'archive: PostgreSQL rows to zstd Parquet by DuckDB, parquet-wasm, hyparquet-writer (~70 s; by name only)',
 } as const;
@@ -31,7 +33,7 @@ export type Scenario = keyof typeof SCENARIOS;
 
 const ALL = Object.keys(SCENARIOS) as Scenario[];
 /** Scenarios that take long enough (parquet: 70 s and more) to be run only when named. */
-const BY_NAME_ONLY: Scenario[] = ['parquet'];
+const BY_NAME_ONLY: Scenario[] = ['parquet', 'e2e-large'];
 
 /** Names that stand for several scenarios. */
 export const ALIASES: Record<string, Scenario[]> = {

@@ -3,7 +3,15 @@ import { call, type Stack, startStack, waitFor } from '../helpers/stack.ts';
 
 let stack: Stack;
 const base = Date.now() - 5 * 86_400_000;
-const all: { id: string; service: string; userId: string; anonymousId?: string; timestamp: string }[] = [];
+const all: {
+  id: string;
+  service: string;
+  type: string;
+  userId: string;
+  anonymousId?: string;
+  timestamp: string;
+}[] = [];
+const TYPES = ['page.view', 'order.placed', 'cart.updated'];
 
 beforeAll(async () => {
   stack = await startStack({ workers: 1 });
@@ -11,13 +19,14 @@ beforeAll(async () => {
     all.push({
       id: crypto.randomUUID(),
       service: i % 2 === 0 ? 'web' : 'api',
+      type: TYPES[i % 7 === 0 ? 1 : i % 5 === 0 ? 2 : 0] as string,
       userId: `user-${i % 5}`,
       ...(i % 3 === 0 ? { anonymousId: `anon-${i % 4}` } : {}),
       // Every tenth pair shares a timestamp, so pagination must break ties by id.
       timestamp: new Date(base + Math.floor(i / 2) * 60_000).toISOString(),
     });
   }
-  const events = all.map((e) => ({ ...e, type: 'page.view', metadata: { i: 1 } }));
+  const events = all.map((e) => ({ ...e, metadata: { i: 1 } }));
   const res = await call(stack.url, '/v1/events/batch', { body: { events } });
   expect(res.body.accepted).toBe(250);
   await waitFor(async () => {
@@ -72,13 +81,29 @@ describe('GET /v1/events', () => {
     expect(none.body).toEqual({ events: [], nextCursor: null });
   });
 
+  it('filters by type, alone and with a service, across pages', async () => {
+    for (const type of TYPES) {
+      const ofType = all.filter((e) => e.type === type);
+      expect(ofType.length).toBeGreaterThan(10);
+      expect(
+        (await pages(`type=${type}&limit=9`)).map((e) => e.id),
+        type,
+      ).toEqual(newestFirst(ofType));
+      for (const service of ['web', 'api']) {
+        expect((await pages(`service=${service}&type=${type}&limit=4`)).map((e) => e.id)).toEqual(
+          newestFirst(ofType.filter((e) => e.service === service)),
+        );
+      }
+    }
+  });
+
   it('returns events in the shape they were sent', async () => {
     const res = await call(stack.url, '/v1/events?limit=1');
     const first = all.find((e) => e.id === newestFirst(all)[0]);
     expect(res.body.events[0]).toMatchObject({
       id: first?.id,
       service: first?.service,
-      type: 'page.view',
+      type: first?.type,
       timestamp: first?.timestamp,
       userId: first?.userId,
       anonymousId: first?.anonymousId ?? null,
