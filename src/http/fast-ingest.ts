@@ -50,7 +50,11 @@ export function createIngestFastPath(deps: AppDeps): FastPath {
     const route = req.url;
     if (req.method !== 'POST' || (route !== '/v1/events' && route !== '/v1/events/batch')) return false;
     if (listener === 'admin' || (cors && req.headers.origin !== undefined)) return false;
-    void serve(req, res, route);
+    serve(req, res, route).catch((err: unknown) => {
+      // Past the answer (a socket that failed while being written to): nothing more to send.
+      logger.error({ err }, 'unhandled error');
+      res.destroy();
+    });
     return true;
   };
 

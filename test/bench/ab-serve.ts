@@ -1,6 +1,7 @@
 /**
  * Two `serve` set-ups side by side, measured in alternating rounds with wrk (same run, same
- * machine, so their ratio holds on a noisy host):
+ * machine, so their ratio holds on a noisy host), the load presenting a stored key with a
+ * rate limit, bound to its services, as deployed (deployed.ts):
  *
  *   node test/bench/ab-serve.ts --compare metrics        [--rounds 4] [--seconds 8]
  *     recording Prometheus metrics on vs stubbed out (a preload turns every prom-client
@@ -17,9 +18,10 @@
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ADMIN_KEY, createTestEnv, deleteKeys, type TestEnv } from '../helpers/env.ts';
+import { createTestEnv, deleteKeys, type TestEnv } from '../helpers/env.ts';
 import { cliResult, runTributary } from '../helpers/processes.ts';
 import { killAllChildren, type ServerChild, startServe, stopChild } from './children.ts';
+import { DEPLOYED_RATE_LIMIT, WRK_SERVICES } from './deployed.ts';
 import { ensureWrk, runWrk } from './wrk.ts';
 
 const { values } = parseArgs({
@@ -32,8 +34,6 @@ const { values } = parseArgs({
   },
 });
 const PRELOAD = fileURLToPath(new URL('./overhead/no-metrics.mjs', import.meta.url));
-/** The services test/bench/wrk/ingest.lua sends. */
-const WRK_SERVICES = ['checkout', 'billing', 'search', 'accounts', 'catalog'];
 
 /** One side of a comparison: how its server starts and which key the load presents. */
 interface Side {
@@ -53,9 +53,13 @@ async function migrated(env: TestEnv, main?: string): Promise<TestEnv> {
   return env;
 }
 
-/** A stored key with the ingest scope (and `services`, when given), made through the CLI. */
+/**
+ * A stored key with the ingest scope and the deployed rate limit (and `services`, when given),
+ * made through the CLI: what the load presents to both sides unless a comparison says otherwise.
+ */
 async function storedKey(env: TestEnv, services: string[]): Promise<string> {
   const args = ['keys', 'create', '--name', `bench-${services.length}`, '--scopes', 'ingest'];
+  args.push('--rate-limit', String(DEPLOYED_RATE_LIMIT));
   if (services.length > 0) args.push('--services', services.join(','));
   const result = await runTributary(args, baseEnv(env));
   if (result.code !== 0) throw new Error(result.stderr);
@@ -67,7 +71,8 @@ async function storedKey(env: TestEnv, services: string[]): Promise<string> {
 async function sides(envs: TestEnv[]): Promise<[Side, Side]> {
   const [env] = envs as [TestEnv];
   const base = baseEnv(env);
-  const same = (name: string, extra: Record<string, string>, apiKey = ADMIN_KEY): Side => ({
+  const deployedKey = await storedKey(env, WRK_SERVICES);
+  const same = (name: string, extra: Record<string, string>, apiKey = deployedKey): Side => ({
     name,
     start: () => startServe({ ...base, ...extra }),
     apiKey,
@@ -80,7 +85,7 @@ async function sides(envs: TestEnv[]): Promise<[Side, Side]> {
       return [same('1 API process', { API_PROCESSES: '1' }), same('2 API processes', { API_PROCESSES: '2' })];
     case 'service-check':
       return [
-        same('key bound to its services', {}, await storedKey(env, WRK_SERVICES)),
+        same('key bound to its services', {}, deployedKey),
         same('key for every service', {}, await storedKey(env, [])),
       ];
     case 'revision': {
@@ -93,7 +98,7 @@ async function sides(envs: TestEnv[]): Promise<[Side, Side]> {
         {
           name: `checkout at ${dir}`,
           start: () => startServe(baseEnv(other), { main: `${dir}/src/main.ts` }),
-          apiKey: ADMIN_KEY,
+          apiKey: await storedKey(other, WRK_SERVICES),
           env: other,
         },
       ];
