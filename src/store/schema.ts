@@ -49,7 +49,9 @@ export const events = pgTable(
     // serves newest-first pagination with no extra index. `service` last: ids are unique per
     // service, so one service's id can never make another's event a duplicate (§11).
     primaryKey({ columns: [t.occurredAt, t.id, t.service] }),
-    index('events_service_occurred_at_idx').on(t.service, t.occurredAt.desc()),
+    // In the listing's order (id breaks ties), so a rare service's newest events are found
+    // directly, not by filtering the primary key past a burst of another service's.
+    index('events_service_occurred_at_idx').on(t.service, t.occurredAt, t.id),
     // A subject's events in time order: erasure finds them, export pages through them by key.
     index('events_user_id_occurred_at_idx').on(t.userId, t.occurredAt, t.id),
     // The same for a subject known only by its anonymousId (most rows have none).
