@@ -3,8 +3,8 @@
 -- scanning every newer row (0.8 s at 10M rows), and a rare service by filtering the primary
 -- key past a burst of another service's rows (37 ms); with them every filter answers in about
 -- 2 ms (npm run bench -- --only e2e-large). Built with the table locked for writes: about 10 s
--- per index per 10M rows here; the workers wait (and spill to their checkpoint past
--- BATCH_TIMEOUT), the API keeps buffering.
+-- per index per 10M rows here; the workers wait (and spill to their checkpoint once their
+-- breaker opens), the API keeps buffering.
 DROP INDEX "events_service_occurred_at_idx";--> statement-breakpoint
 CREATE INDEX "events_type_occurred_at_idx" ON "events" USING btree ("type","occurred_at","id","service");--> statement-breakpoint
 CREATE INDEX "events_service_type_occurred_at_idx" ON "events" USING btree ("service","type","occurred_at","id");--> statement-breakpoint
