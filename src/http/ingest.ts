@@ -9,7 +9,7 @@ import type { PlanVerdict } from '../events/plans.ts';
 import { SEGMENT_LIMITS } from '../events/segment.ts';
 import type { LiveRequest } from '../live/outcomes.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
-import { currentTraceparent, getTracer, inSpan, SpanKind } from '../telemetry/tracing.ts';
+import { childSpan, currentTraceparent, inSpan, SpanKind } from '../telemetry/tracing.ts';
 import { type DryRunOutcome, dryRunOutcome } from './dry-run.ts';
 import { ApiError, errors, withBuffer } from './errors.ts';
 import { mayUseService, type Principal } from './key-resolver.ts';
@@ -226,7 +226,7 @@ export function ingestPipeline(deps: IngestDeps): IngestPipeline {
     // One snapshot for the whole request; none to consult when no service has a plan.
     const book = deps.plans?.book;
     const plans = book !== undefined && book.size > 0 ? book : undefined;
-    const span = getTracer().startSpan('tributary.validate', { attributes: { events: inputs.length } });
+    const span = childSpan('tributary.validate', { events: inputs.length });
     // With `maxEventBytes` (the Segment routes' 32 KB), an event over it as stored, or whose
     // metadata is over the native limit, is refused as `event_too_large`; measured on the JSON
     // parseEvent makes anyway, so an event is serialised once.
@@ -286,7 +286,7 @@ export function ingestPipeline(deps: IngestDeps): IngestPipeline {
     validation,
 
     async one(principal, input, live) {
-      const span = getTracer().startSpan('tributary.validate');
+      const span = childSpan('tributary.validate');
       const result = parseEvent(input, validation(principal?.keyId));
       span.end();
       if (!result.ok) {

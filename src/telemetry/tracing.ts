@@ -1,5 +1,6 @@
 import {
   context,
+  isSpanContextValid,
   type Link,
   propagation,
   ROOT_CONTEXT,
@@ -7,6 +8,7 @@ import {
   type SpanContext,
   SpanKind,
   SpanStatusCode,
+  TraceFlags,
   type Tracer,
   trace,
 } from '@opentelemetry/api';
@@ -75,14 +77,33 @@ export function linksTo(traceparents: Iterable<string | undefined>, max = 128): 
 }
 
 /**
+ * The active span when it is one the sampler left out (a request not sampled): its children
+ * would be left out too (the sampler follows the parent), so none is made for them — no ids
+ * drawn, no context switched. Undefined otherwise.
+ */
+function unsampledParent(): Span | undefined {
+  const parent = trace.getActiveSpan();
+  if (!parent || parent.isRecording()) return undefined;
+  const ctx = parent.spanContext();
+  return isSpanContextValid(ctx) && (ctx.traceFlags & TraceFlags.SAMPLED) === 0 ? parent : undefined;
+}
+
+/** A new span under the active one, ended by the caller; within a request not sampled, that request's span. */
+export function childSpan(name: string, attributes?: Record<string, string | number | boolean>): Span {
+  return unsampledParent() ?? getTracer().startSpan(name, attributes ? { attributes } : {});
+}
+
+/**
  * Runs `fn` inside a new active span that ends when it settles; an error marks the span
- * and is rethrown.
+ * and is rethrown. Within a request not sampled, `fn` runs in that request's span as it is.
  */
 export async function inSpan<T>(
   name: string,
   opts: { kind?: SpanKind; links?: Link[]; attributes?: Record<string, string | number | boolean> },
   fn: (span: Span) => Promise<T>,
 ): Promise<T> {
+  const skipped = unsampledParent();
+  if (skipped) return fn(skipped);
   return getTracer().startActiveSpan(name, opts, async (span) => {
     try {
       return await fn(span);

@@ -4,14 +4,16 @@
  * (node_modules/<package>, Tributary's src/<dir>, node:<module>, V8's own: GC, program).
  *
  *   node test/bench/profile.ts [--batch 100] [--seconds 10] [--top 40] [--keep DIR]
- *     [--env NAME=VALUE ...]
+ *     [--env NAME=VALUE ...] [--gc]
  *
  * Prints the groups and the top functions by self time, as % of the profiled CPU and µs per
- * event; `--keep DIR` keeps the .cpuprofile (open it in Chrome's DevTools).
+ * event; `--gc` adds the garbage collector's pauses by kind (count, p50, p99, max); `--keep
+ * DIR` keeps the .cpuprofile (open it in Chrome's DevTools) and the server's log.
  */
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createTestEnv } from '../helpers/env.ts';
 import { runTributary } from '../helpers/processes.ts';
@@ -26,9 +28,11 @@ const { values } = parseArgs({
     top: { type: 'string', default: '40' },
     keep: { type: 'string' },
     env: { type: 'string', multiple: true, default: [] },
+    gc: { type: 'boolean', default: false },
   },
 });
 const batch = Number(values.batch);
+const GC_PRELOAD = fileURLToPath(new URL('./overhead/gc-pauses.mjs', import.meta.url));
 const seconds = Number(values.seconds);
 
 interface ProfileNode {
@@ -114,7 +118,11 @@ async function main(): Promise<void> {
     const migrated = await runTributary(['migrate'], serveEnv);
     if (migrated.code !== 0) throw new Error(migrated.stderr);
     const server = await startServe(
-      { ...serveEnv, NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${dir}` },
+      {
+        ...serveEnv,
+        NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${dir}${values.gc ? ` --import=${GC_PRELOAD}` : ''}`,
+        ...(values.gc ? { GC_REPORT: join(dir, 'gc.json') } : {}),
+      },
       { logFile: join(dir, 'serve.log') },
     );
     const apiKey = await createIngestKey(server, 'profile', WRK_SERVICES);
@@ -139,6 +147,8 @@ async function main(): Promise<void> {
     const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Profile;
     // The profile covers the warm-up too (and start-up, which is small): per event of both runs.
     summarise(profile, answered(warm) + answered(result));
+    if (values.gc)
+      process.stdout.write(`\ngarbage collection pauses, ms\n${readFileSync(join(dir, 'gc.json'), 'utf8')}`);
     if (values.keep) process.stdout.write(`\nprofile: ${join(dir, file)}\n`);
   } finally {
     killAllChildren();
