@@ -107,8 +107,44 @@ export function createIngestFastPath(deps: AppDeps): FastPath {
     headers.push('content-length', String(Buffer.byteLength(text)));
     res.writeHead(status, headers);
     res.end(text);
+    if (!req.readableEnded) res.once('finish', () => drainUnread(req));
     recorder.end(record, 'POST', route, status);
   }
+}
+
+/** How long, and how much, the rest of a body answered before it was read is read and dropped. */
+const DRAIN_MS = 500;
+const DRAIN_MAX_BYTES = 64 * 1024 * 1024;
+
+/**
+ * A request answered before its body was read (a 413 for its declared length, a 401 before
+ * the body came): its rest is read and dropped, so the connection can carry the next
+ * request, for at most DRAIN_MS and DRAIN_MAX_BYTES; then the connection is closed. What
+ * @hono/node-server does for the app's answers, so both paths leave a connection alike.
+ */
+function drainUnread(req: IncomingMessage): void {
+  if (req.destroyed) return;
+  let bytes = 0;
+  const done = () => {
+    clearTimeout(timer);
+    req.off('data', onData);
+    req.off('end', done);
+    req.off('error', done);
+  };
+  const close = () => {
+    done();
+    if (!req.socket.destroyed) req.socket.destroySoon();
+  };
+  const onData = (chunk: Buffer) => {
+    bytes += chunk.length;
+    if (bytes > DRAIN_MAX_BYTES) close();
+  };
+  const timer = setTimeout(close, DRAIN_MS);
+  timer.unref();
+  req.on('data', onData);
+  req.on('end', done);
+  req.on('error', done);
+  req.resume();
 }
 
 /** A request header as one string (Node joins repeated ones, as `Headers.get` does), or undefined. */
