@@ -78,6 +78,24 @@ describe('tracking plans page', () => {
       version: 1,
       schema,
     });
+    // The list now shows the type as registered, which did not reload its schema over the
+    // editor's text (it would come back pretty-printed).
+    expect(await page.$eval('#editor-schema', (e) => (e as HTMLTextAreaElement).value)).toBe(
+      JSON.stringify(schema),
+    );
+
+    // A second version of the type on view: the view follows it at once.
+    const second = { ...schema, properties: { ...schema.properties, coupon: { type: 'string' } } };
+    await setValue(page, '#editor-schema', JSON.stringify(second));
+    await clickButton(page, 'Save schema');
+    await waitForContaining(
+      page,
+      '[aria-labelledby=editor-heading] [role=status]',
+      'Registered version 2 of order.placed.',
+    );
+    await waitForContaining(page, '.schema-json', '"coupon"');
+    await waitForContaining(page, 'main p', 'Version 2, registered');
+    await waitForContaining(page, `tr[data-service="${SERVICE}"]`, 'order.placed v2');
 
     // Reject mode, unknown types flagged.
     await page.select('#plan-mode', 'reject');
@@ -126,6 +144,7 @@ describe('tracking plans page', () => {
     const changes = (await auditedCalls(stack.url, admin.id)).filter((c) => c.method !== 'GET');
     expect(changes.map((c) => [c.action, c.status])).toEqual([
       ['schemas.set', 400],
+      ['schemas.set', 200],
       ['schemas.set', 200],
       ['schemas.set', 200],
       ['schemas.delete', 200],

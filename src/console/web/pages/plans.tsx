@@ -1,5 +1,5 @@
 import '../pages.css';
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { Outcome, useAction } from '../action.tsx';
 import { api, hasAnyScope } from '../api.ts';
 import { Confirm, useConfirmation } from '../confirm.tsx';
@@ -32,7 +32,10 @@ export function PlansPage({ who, params, setParams }: PageProps) {
   const type = params.get('type') ?? '';
   const admin = who.scopes.includes('admin');
 
+  // Bumped by a save or a refresh: the schema shown is read again even when the selection stays.
+  const [revision, setRevision] = useState(0);
   const load = async () => {
+    setRevision((r) => r + 1);
     try {
       setPlans((await api<{ services: ServicePlan[] }>('/v1/schemas')).services);
       setError(undefined);
@@ -108,6 +111,7 @@ export function PlansPage({ who, params, setParams }: PageProps) {
           service={service}
           type={type}
           version={params.get('version') ?? undefined}
+          revision={revision}
           admin={admin}
           onVersion={(v) => select({ service, type, version: v })}
           onDeleted={() => {
@@ -201,11 +205,13 @@ function SchemaView(props: {
   service: string;
   type: string;
   version: string | undefined;
+  /** Changes when the schemas may have changed (a save, a refresh): read again. */
+  revision: number;
   admin: boolean;
   onVersion(version: string): void;
   onDeleted(): void;
 }) {
-  const { service, type, version } = props;
+  const { service, type, version, revision } = props;
   const [shown, setShown] = useState<StoredSchema | undefined>();
   const [error, setError] = useState<unknown>();
   const confirm = useConfirmation<string>();
@@ -215,7 +221,7 @@ function SchemaView(props: {
     setError(undefined);
     const query = version ? `?version=${encodeURIComponent(version)}` : '';
     api<StoredSchema>(`${schemaPath(service, type)}${query}`).then(setShown, setError);
-  }, [service, type, version]);
+  }, [service, type, version, revision]);
   const remove = async () => {
     const ok = await action.run(async () => {
       const gone = await api<{ version: number }>(schemaPath(service, type), { method: 'DELETE' });
@@ -287,6 +293,9 @@ function SchemaEditor(props: {
   const [problem, setProblem] = useState<string | undefined>();
   const action = useAction();
   const registered = props.types.some((t) => t.type === props.type);
+  // The type this editor just registered: the list then shows it as registered, which must not
+  // load its schema over what is being typed since.
+  const saved = useRef<string | undefined>(undefined);
   useEffect(() => {
     // Another type picked in the list: edit that one (a save that selected what it wrote keeps its result).
     if (props.service === service && props.type === type) return;
@@ -297,6 +306,8 @@ function SchemaEditor(props: {
   useEffect(() => {
     // Editing a registered type starts from its current schema.
     if (!props.service || !props.type || !registered) return;
+    if (saved.current === `${props.service}/${props.type}`) return;
+    saved.current = undefined;
     api<StoredSchema>(schemaPath(props.service, props.type)).then(
       (s) => setText(JSON.stringify(s.schema, null, 2)),
       () => {},
@@ -327,7 +338,10 @@ function SchemaEditor(props: {
         ? `Registered version ${written.version} of ${type.trim()}.`
         : `Unchanged: version ${written.version} is already this schema.`;
     });
-    if (ok) props.onSaved(service.trim(), type.trim());
+    if (ok) {
+      saved.current = `${service.trim()}/${type.trim()}`;
+      props.onSaved(service.trim(), type.trim());
+    }
   };
   return (
     <Section id="editor" title="Register a schema">
