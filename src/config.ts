@@ -208,6 +208,19 @@ const schema = z.object({
    */
   PLANS_RELOAD_S: int(30, 1, 3_600),
 
+  /** Sources (§15) one `work` process runs at once; 0: this process runs none. */
+  SOURCE_RUNNERS: int(4, 0, 64),
+  /** A runner's lease on its source; a runner silent this long (crashed, stalled) is taken over. */
+  SOURCE_LEASE_TTL_S: int(15, 2, 600),
+  /** How often a `work` process looks for sources that are due. */
+  SOURCE_POLL_MS: int(1_000, 50, 60_000),
+  /** One request of an HTTP API source, headers and body, may take this long (then it is retried). */
+  SOURCE_HTTP_TIMEOUT_MS: int(30_000, 100, 600_000),
+  /** A response of an HTTP API source over this many bytes is refused. */
+  SOURCE_HTTP_MAX_BYTES: int(16 * 1024 * 1024, 1_024, 1024 * 1024 * 1024),
+  /** A `429` whose Retry-After is up to this is waited out in the run; a longer one ends the run until then. */
+  SOURCE_MAX_RETRY_AFTER_S: int(300, 0, 86_400),
+
   /** Longest a graceful shutdown may take before the process exits anyway. */
   SHUTDOWN_TIMEOUT_MS: int(30_000, 100),
 });

@@ -14,6 +14,7 @@ import type { Config } from '../config.ts';
 import { consoleRoutes } from '../console/serve.ts';
 import type { LiveHub } from '../live/hub.ts';
 import type { RetentionService } from '../retention/service.ts';
+import type { SourceSecrets } from '../sources/secrets.ts';
 import { appendAudit } from '../store/audit.repo.ts';
 import type { Db } from '../store/db.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
@@ -41,8 +42,13 @@ import { liveRoutes } from './routes/live.ts';
 import { schemaRoutes } from './routes/schemas.ts';
 import { segmentRoutes } from './routes/segment.ts';
 import { validateRoutes } from './routes/validate.ts';
+import { webhookRoutes } from './routes/webhooks.ts';
 import { whoamiRoutes } from './routes/whoami.ts';
 import { segmentBodyKey } from './segment-body.ts';
+import type { WebhookSources } from './webhook-sources.ts';
+
+/** Webhook deliveries: signed by their source's secret, not sent with a key. */
+const WEBHOOK_PREFIX = '/v1/webhooks/';
 
 export interface AppDeps {
   config: Pick<
@@ -57,6 +63,10 @@ export interface AppDeps {
     | 'KEY_ROTATION_OVERLAP_S'
     | 'CORS_ORIGINS'
     | 'LIVE_MAX_EVENTS_PER_S'
+    | 'SOURCE_HTTP_TIMEOUT_MS'
+    | 'SOURCE_HTTP_MAX_BYTES'
+    | 'SOURCE_MAX_RETRY_AFTER_S'
+    | 'SOURCE_LEASE_TTL_S'
   >;
   logger: Logger;
   metrics: Metrics;
@@ -81,6 +91,10 @@ export interface AppDeps {
   plans: PlanRegistry;
   /** The live view (`GET /v1/events/live`); absent when it is turned off. */
   live?: LiveHub | undefined;
+  /** Sources' secrets (§15): sealed when a source is written, opened to try it and to check webhook signatures. */
+  sourceSecrets: SourceSecrets;
+  /** Webhook sources by id, cached (`POST /v1/webhooks/:sourceId`). */
+  webhooks: WebhookSources;
   /** The built web console (`npm run build`); absent, src/console/dist. */
   consoleDir?: string;
 }
@@ -115,19 +129,23 @@ export function createApp(deps: AppDeps): OpenAPIHono<AppEnv> {
   app.use('/v1/*', segmentBodyKey());
   // Every /v1 route needs a key, and each request is counted once against its limit;
   // the routes then check their scope with requireScope.
-  app.use(
-    '/v1/*',
+  // Webhook deliveries carry the source's signature instead (§15): their route checks it.
+  const keyed = [
     authenticate(deps.keys),
     rateLimit({
       limiter: deps.rateLimiter,
       defaultPerMinute: deps.config.DEFAULT_KEY_RATE_LIMIT ?? deps.config.DEFAULT_RATE_LIMIT_PER_MINUTE,
     }),
-  );
+  ];
+  for (const middleware of keyed) {
+    app.use('/v1/*', (c, next) => (c.req.path.startsWith(WEBHOOK_PREFIX) ? next() : middleware(c, next)));
+  }
 
   app.route('/', healthRoutes(deps));
   app.route('/', eventRoutes(deps));
   app.route('/', liveRoutes(deps));
   app.route('/', segmentRoutes(deps));
+  app.route('/', webhookRoutes(deps));
   app.route('/', validateRoutes(deps));
   app.route('/', schemaRoutes(deps));
   app.route('/', adminRoutes(deps));

@@ -59,6 +59,8 @@ export async function buildApi(services: Services): Promise<Api> {
     rateLimiter: await services.rateLimiter(),
     live: await services.live(),
     plans: await services.plans(),
+    sourceSecrets: await services.sourceSecrets(),
+    webhooks: await services.webhooks(),
   };
   return { app: createApp(deps), fastPath: createIngestFastPath(deps) };
 }

@@ -12,8 +12,11 @@ import { createDeps, type Deps } from '../deps.ts';
 import type { KeyResolver } from '../http/key-resolver.ts';
 import { RedisRateLimiter } from '../http/middleware/rate-limit.ts';
 import type { PlanRegistry } from '../http/plan-registry.ts';
+import { WebhookSources } from '../http/webhook-sources.ts';
 import type { LiveHub } from '../live/hub.ts';
 import type { RetentionService } from '../retention/service.ts';
+import type { SourceRunners } from '../sources/runner.ts';
+import { SourceSecrets } from '../sources/secrets.ts';
 import type { WorkerDemand } from '../telemetry/autoscale-metrics.ts';
 import type { Checkpoint } from '../worker/checkpoint/checkpoint.ts';
 import { openOwnCheckpoint } from '../worker/checkpoint/slots.ts';
@@ -29,6 +32,7 @@ import {
 } from './api-services.ts';
 import { createErasure, createRetention, exportOptions, startSubjects } from './compliance-services.ts';
 import { Lifetimes } from './lifetimes.ts';
+import { createSourceRunners } from './source-services.ts';
 import { createConsumer, createWorker, slotOptions, startMaintenance } from './worker-services.ts';
 
 export interface ServicesOptions {
@@ -172,6 +176,37 @@ export class Services {
       'plans',
       () => startPlans(this.deps),
       (plans) => plans.stop(),
+    );
+  }
+
+  /** Sources' secrets, sealed and opened with METADATA_ENCRYPTION_KEYS (§15). */
+  sourceSecrets(): Promise<SourceSecrets> {
+    return this.#lifetimes.once('source-secrets', async () => new SourceSecrets(await this.cipher()));
+  }
+
+  /** Webhook sources by id, cached, for the API's webhook route. */
+  webhooks(): Promise<WebhookSources> {
+    const { pool, logger } = this.deps;
+    return this.#lifetimes.once(
+      'webhooks',
+      async () => new WebhookSources({ pool, secrets: await this.sourceSecrets(), logger }),
+    );
+  }
+
+  /** This `work` process's source runners, not started; closing them ends each run at a batch boundary. */
+  sources(): Promise<SourceRunners> {
+    return this.#lifetimes.once(
+      'sources',
+      async () =>
+        createSourceRunners(this.deps, {
+          secrets: await this.sourceSecrets(),
+          producer: await this.producer(),
+          monitor: await this.monitor(),
+          subjects: await this.subjects(),
+          plans: await this.plans(),
+          cipher: await this.cipher(),
+        }),
+      (runners) => runners.stop(),
     );
   }
 

@@ -39,6 +39,12 @@ export async function startWorker(services: Services, worker: Worker): Promise<v
   const retention = await services.retention();
   retention.startSchedule();
   services.defer('retention-schedule', () => retention.stop());
+  // Started after the worker: closed before it, so a run's last batch is buffered, not cut.
+  if (config.SOURCE_RUNNERS > 0) {
+    const sources = await services.sources();
+    sources.start();
+    services.defer('source-runners', () => sources.stop());
+  }
   const metricsServer =
     config.METRICS_PORT === undefined
       ? undefined

@@ -279,3 +279,45 @@ export const planSettings = pgTable('plan_settings', {
   unknownTypes: text('unknown_types').notNull(),
   updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
 });
+
+/**
+ * Sources (ARCHITECTURE §15): where a `work` process pulls events from (a PostgreSQL table, an
+ * HTTP API) or where a third party pushes them (a webhook). `settings` holds the configuration
+ * without its secrets; `secrets` the connection string, token or signing secret, sealed
+ * (`enc:v1:`, AES-256-GCM under METADATA_ENCRYPTION_KEYS' first key, the source id as
+ * associated data). `position` is the committed cursor, written only after its events are
+ * buffered, by the lease holder only. The lease (`lease_holder` until `lease_expires_at`)
+ * admits one runner per source across every process; a crashed holder's lease runs out.
+ */
+export const sources = pgTable(
+  'sources',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    kind: text('kind').notNull(),
+    name: text('name').notNull(),
+    service: text('service').notNull(),
+    settings: jsonb('settings').$type<Record<string, unknown>>().notNull(),
+    secrets: text('secrets'),
+    paused: boolean('paused').notNull().default(false),
+    position: jsonb('position').$type<Record<string, unknown>>(),
+    rowsRead: bigint('rows_read', { mode: 'number' }).notNull().default(0),
+    eventsAccepted: bigint('events_accepted', { mode: 'number' }).notNull().default(0),
+    eventsDuplicate: bigint('events_duplicate', { mode: 'number' }).notNull().default(0),
+    eventsRejected: bigint('events_rejected', { mode: 'number' }).notNull().default(0),
+    eventsSkipped: bigint('events_skipped', { mode: 'number' }).notNull().default(0),
+    /** The last record refused (validation or tracking plan): its code, message and details, never its values. */
+    lastRejection: jsonb('last_rejection').$type<Record<string, unknown>>(),
+    lastRunAt: timestamp('last_run_at', { withTimezone: true, mode: 'date' }),
+    lastSuccessAt: timestamp('last_success_at', { withTimezone: true, mode: 'date' }),
+    lastError: text('last_error'),
+    lastErrorAt: timestamp('last_error_at', { withTimezone: true, mode: 'date' }),
+    /** Runs failed in a row: the backoff grows with it; 0 after a run that finished. */
+    failures: integer('failures').notNull().default(0),
+    nextRunAt: timestamp('next_run_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    leaseHolder: text('lease_holder'),
+    leaseExpiresAt: timestamp('lease_expires_at', { withTimezone: true, mode: 'date' }),
+    createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+    updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  },
+  (t) => [uniqueIndex('sources_name_idx').on(t.name)],
+);

@@ -49,6 +49,11 @@ export class Metrics {
   readonly liveRecordsPublished: Counter;
   readonly livePublishFailures: Counter;
   readonly liveFramesDropped: Counter;
+  readonly sourceRecords: Counter<'source' | 'kind' | 'outcome'>;
+  readonly sourceRuns: Counter<'source' | 'kind' | 'outcome'>;
+  readonly sourceFailures: Gauge<'source' | 'kind'>;
+  readonly sourceLastSuccess: Gauge<'source' | 'kind'>;
+  readonly webhookDeliveries: Counter<'source' | 'outcome'>;
 
   constructor(registry = new Registry(), opts: { processMetrics?: boolean } = {}) {
     this.registry = registry;
@@ -260,6 +265,36 @@ export class Metrics {
     this.liveFramesDropped = new Counter({
       name: 'tributary_live_frames_dropped_total',
       help: 'Live-view outcome frames not sent because the client read too slowly (its connection is then closed)',
+      registers,
+    });
+    this.sourceRecords = new Counter({
+      name: 'tributary_source_records_total',
+      help: 'Records a source runner read, and what became of them: read, accepted, duplicate, rejected, skipped (opted out)',
+      labelNames: ['source', 'kind', 'outcome'],
+      registers,
+    });
+    this.sourceRuns = new Counter({
+      name: 'tributary_source_runs_total',
+      help: 'Source runs by outcome: ok, failed',
+      labelNames: ['source', 'kind', 'outcome'],
+      registers,
+    });
+    this.sourceFailures = new Gauge({
+      name: 'tributary_source_consecutive_failures',
+      help: 'Runs of a source that failed in a row (0 after a run that finished); its last error is in GET /v1/admin/sources/{id}',
+      labelNames: ['source', 'kind'],
+      registers,
+    });
+    this.sourceLastSuccess = new Gauge({
+      name: 'tributary_source_last_success_timestamp_seconds',
+      help: 'When a source last finished a run (Unix time)',
+      labelNames: ['source', 'kind'],
+      registers,
+    });
+    this.webhookDeliveries = new Counter({
+      name: 'tributary_webhook_deliveries_total',
+      help: 'Webhook deliveries by outcome: accepted, duplicate, skipped, rejected, bad_signature, rate_limited',
+      labelNames: ['source', 'outcome'],
       registers,
     });
     this.auditWriteFailures = new Counter({

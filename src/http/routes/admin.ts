@@ -5,6 +5,7 @@ import type { DeadLetterStream } from '../../buffer/dead-letter.ts';
 import type { Config } from '../../config.ts';
 import { parseRfc3339 } from '../../events/rfc3339.ts';
 import type { RetentionService } from '../../retention/service.ts';
+import type { SourceSecrets } from '../../sources/secrets.ts';
 import { type ArchiveStatus, listArchives } from '../../store/archives.repo.ts';
 import type { Db } from '../../store/db.ts';
 import { getRun, listRuns } from '../../store/retention-runs.repo.ts';
@@ -17,9 +18,11 @@ import { requestLogger } from '../middleware/request-context.ts';
 import { createRouter, errorResponses, invalidInput, json, needs, V1_ERRORS } from '../openapi.ts';
 import { registerKeyRoutes } from './admin-keys.ts';
 import { Archive, ArchiveQuery, RetentionRun } from './retention.schema.ts';
+import { registerSourceRoutes, type SourceRoutesDeps } from './sources.ts';
 
-export interface AdminRoutesDeps {
-  config: Pick<Config, 'KEY_ROTATION_OVERLAP_S'>;
+export interface AdminRoutesDeps extends Omit<SourceRoutesDeps, 'secrets' | 'config'> {
+  config: Pick<Config, 'KEY_ROTATION_OVERLAP_S'> & SourceRoutesDeps['config'];
+  sourceSecrets: SourceSecrets;
   logger: Logger;
   db: Db;
   pool: pg.Pool;
@@ -147,6 +150,7 @@ export function adminRoutes(deps: AdminRoutesDeps): OpenAPIHono<AppEnv> {
   const app = createRouter();
   app.use('/v1/admin/*', requireScope(deps.keys, 'admin'));
   registerKeyRoutes(app, deps);
+  registerSourceRoutes(app, { ...deps, secrets: deps.sourceSecrets });
 
   app.openapi(replayDeadLetters, async (c) => {
     const { limit } = c.req.valid('query');
