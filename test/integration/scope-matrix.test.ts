@@ -29,6 +29,14 @@ interface Route {
 /** The service the bound keys may write and read, and one they may not. */
 const A = 'matrix-a';
 const B = 'matrix-b';
+const MATRIX_WEBHOOK = {
+  kind: 'webhook',
+  service: A,
+  secret: 'matrix-secret-0123456789',
+  signatureHeader: 'X-Signature',
+  idField: 'id',
+  type: 'matrix.hook',
+};
 const ROUTES: Route[] = [
   // Once for the service the bound keys may write, once for another (§11).
   ...[A, B].flatMap((service): Route[] => [
@@ -87,6 +95,39 @@ const ROUTES: Route[] = [
   // A stream never ends: an unknown outcome shows the scope check without opening one (live-view.test.ts opens them).
   { method: 'GET', path: '/v1/events/live?outcome=none', scope: 'read', ok: [400] },
   { method: 'GET', path: '/v1/admin/keys', scope: 'admin', ok: [200] },
+  // Sources (§15); this stack has no METADATA_ENCRYPTION_KEYS, so creating one is 409.
+  { method: 'GET', path: '/v1/admin/sources', scope: 'admin', ok: [200] },
+  {
+    method: 'POST',
+    path: '/v1/admin/sources',
+    scope: 'admin',
+    ok: [409],
+    body: () => ({ ...MATRIX_WEBHOOK, name: `matrix-${randomUUID()}` }),
+  },
+  {
+    method: 'POST',
+    path: '/v1/admin/sources/test',
+    scope: 'admin',
+    ok: [200],
+    body: () => ({ ...MATRIX_WEBHOOK, sample: { id: 'w-1' } }),
+  },
+  { method: 'GET', path: `/v1/admin/sources/${randomUUID()}`, scope: 'admin', ok: [404] },
+  {
+    method: 'PATCH',
+    path: `/v1/admin/sources/${randomUUID()}`,
+    scope: 'admin',
+    ok: [404],
+    body: () => ({ paused: true }),
+  },
+  { method: 'DELETE', path: `/v1/admin/sources/${randomUUID()}`, scope: 'admin', ok: [404] },
+  // Signed by the source's secret instead of a key.
+  {
+    method: 'POST',
+    path: `/v1/webhooks/${randomUUID()}`,
+    scope: 'open',
+    ok: [404],
+    body: () => ({ id: 'w-1' }),
+  },
   {
     method: 'POST',
     path: '/v1/admin/keys',

@@ -393,7 +393,10 @@ export function registerSourceRoutes(app: OpenAPIHono<AppEnv>, deps: SourceRoute
     const body = await readJson(c);
     const { sample, ...rest } =
       typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {};
-    const config = SourceConfig.parse(typeof body === 'object' && body !== null ? rest : body);
+    // A name is not needed to try a configuration.
+    const config = SourceConfig.parse(
+      typeof body === 'object' && body !== null ? { name: 'test', ...rest } : body,
+    );
     const principal = c.get('principal');
     refuseService(principal, config.service);
     const { secrets } = splitSecrets(config);
