@@ -48,6 +48,12 @@ const READ_TIMEOUT_MS = 60_000;
 async function readOnly<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   let broken = false;
+  // The source database going away between two statements is an 'error' event on the client,
+  // not a rejected query: unheard, it would end the process.
+  const onError = () => {
+    broken = true;
+  };
+  client.on('error', onError);
   try {
     await client.query('BEGIN TRANSACTION READ ONLY');
     await client.query(`SET LOCAL statement_timeout = ${READ_TIMEOUT_MS}`);
@@ -60,6 +66,7 @@ async function readOnly<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise
     });
     throw err;
   } finally {
+    client.off('error', onError);
     client.release(broken);
   }
 }
