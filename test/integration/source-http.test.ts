@@ -241,6 +241,41 @@ describe('HTTP API source', () => {
     expect(badUrl.body.error).toMatchObject({ code: 'invalid_request', details: [{ path: 'url' }] });
   });
 
+  test('a work process stopping gracefully hands its source over at once, not after the lease', async ({
+    stack,
+  }) => {
+    // Slow pages, so the run is still going when its process is told to stop.
+    api.faults.set(
+      '/open/link',
+      Array.from({ length: 40 }, () => ({ delayMs: 150 })),
+    );
+    const res = await createSourceCall(
+      stack,
+      httpSource('/open/link', { pagination: { type: 'link' }, dataPath: undefined }),
+    );
+    const id = res.body.id as string;
+    const second = await stack.addWorker();
+    const running = await waitFor(async () => {
+      const s = (await sourceState(stack, id)).state as { runningOn: string | null; rowsRead: number };
+      return s.runningOn && s.rowsRead >= 30 ? s.runningOn : undefined;
+    });
+    const holder = [stack.workers[0], second].find((w) => running.endsWith(`-${w?.child.pid}`));
+    const stoppedAt = Date.now();
+    expect(await holder?.stop()).toBe(0);
+    await waitFor(
+      async () => (await storedOf(stack, id)).rows >= api.records.length,
+      30_000,
+      'the rest by the other process',
+    );
+    const tookOver = Date.now() - stoppedAt;
+    expect(await storedOf(stack, id)).toEqual({ rows: api.records.length, ids: api.records.length });
+    // Well under SOURCE_LEASE_TTL_S (15 s): the lease was given back, not left to run out.
+    expect(tookOver).toBeLessThan(10_000);
+    const state = (await sourceState(stack, id)).state as { failures: number };
+    expect(state.failures).toBe(0);
+    await call(stack.url, `/v1/admin/sources/${id}`, { method: 'DELETE', key: ADMIN_KEY });
+  });
+
   test('no log line of any process holds a credential', async ({ stack }) => {
     const lines = [...stack.api.logs, ...stack.workers.flatMap((w) => w.logs)].map((l) => JSON.stringify(l));
     expect(
