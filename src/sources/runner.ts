@@ -155,9 +155,15 @@ export class SourceRunners {
       log.debug({ position: row.position }, 'source run started');
       const mapping = mappingOf(row.id, source);
       let position = row.position;
-      while (!signal.aborted && !paused) {
+      // The next batch is read while this one is buffered and committed: reading and
+      // buffering overlap, and the order of commits does not change.
+      let next: Promise<ReadBatch> | undefined = reader.next(position, signal);
+      while (next && !signal.aborted && !paused) {
         const started = performance.now();
-        const batch = await reader.next(position, signal);
+        const batch: ReadBatch = await next;
+        next = batch.more ? reader.next(batch.position, signal) : undefined;
+        // Left unread when the loop ends early (a pause, a lost lease, a stop).
+        next?.catch(() => {});
         const { counts, lastRejection } = await this.#buffer(row, mapping, batch);
         reader.measured?.(batch.records.length, performance.now() - started);
         const check = await commitSourcePosition(

@@ -24,6 +24,8 @@
  *                  generated in SQL; every GET /v1/events filter timed (large.ts)
  *   parquet        (only when named) the archive's Parquet writers on BENCH_PARQUET_ROWS rows
  *                  of a private database, against PostgreSQL's COPY out alone (limits/parquet.ts)
+ *   source-pg      (only when named) a PostgreSQL table source reading BENCH_SOURCE_ROWS rows
+ *                  into the stream, against COPY … TO STDOUT of the same table (sources.ts)
  *
  * Every process is a real child (tributary serve/work, peers, limits, wrk, the open-loop
  * generator) on the local Redis and PostgreSQL, with its own database and Redis prefix,
@@ -53,6 +55,7 @@ import { type BenchContext, envNumber, findRedisPid, log, PARTITIONS, round, SET
 import { PLAN_SERVICES, plansOverhead } from './plans.ts';
 import { type BenchReport, formatTable, writeReport } from './report.ts';
 import { type Scenario, scenarioHelp, selectScenarios } from './scenarios.ts';
+import { sourceThroughput } from './sources.ts';
 import { ensureWrk } from './wrk.ts';
 
 const RESULTS = fileURLToPath(new URL('./results', import.meta.url));
@@ -154,6 +157,7 @@ async function bench(
   if (picked.has('e2e')) await endToEnd(ctx, tributaryEnv, copyRate);
   await largeTable(ctx);
   if (picked.has('parquet')) await parquetLimit(ctx);
+  await sourceThroughput(ctx);
 
   for (const { name, server, logFile } of servers) {
     await stopChild(server.child);

@@ -6,6 +6,7 @@ import { LivePage } from './pages/live.tsx';
 import { PipelinePage } from './pages/pipeline.tsx';
 import { PlansPage } from './pages/plans.tsx';
 import { RetentionPage } from './pages/retention.tsx';
+import { SourcesPage } from './pages/sources.tsx';
 
 /** What the shell gives every page. */
 export interface PageProps {
@@ -35,6 +36,7 @@ export const ROUTES: readonly Route[] = [
   { path: 'pipeline', title: 'Pipeline health', needs: ['read', 'admin'], page: PipelinePage },
   { path: 'compliance', title: 'Compliance', needs: ['dsar'], page: CompliancePage },
   { path: 'plans', title: 'Tracking plans', needs: ['read', 'admin'], page: PlansPage },
+  { path: 'sources', title: 'Sources', needs: ['admin'], page: SourcesPage },
   { path: 'retention', title: 'Retention', needs: ['admin'], page: RetentionPage },
   { path: 'keys', title: 'Keys', needs: ['admin'], page: KeysPage },
 ];
