@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { mappingOf, type RecordMapping } from '../sources/mapping.ts';
 import type { SourceSecrets } from '../sources/secrets.ts';
 import { SourceConfig, type WebhookSourceConfig } from '../sources/settings.ts';
-import { getSource } from '../store/sources.repo.ts';
+import { addWebhookDeliveries, type BatchCounts, getSource } from '../store/sources.repo.ts';
 import { errors } from './errors.ts';
 
 /** A webhook source as its route needs it: configuration with its secret, and its mapping. */
@@ -17,6 +17,12 @@ export interface WebhookTarget {
 }
 
 const TTL_MS = 5_000;
+const FLUSH_MS = 1_000;
+
+/** What became of a delivery that passed its signature check. */
+export type DeliveryOutcome = 'accepted' | 'duplicate' | 'skipped' | 'rejected';
+
+const noCounts = (): BatchCounts => ({ read: 0, accepted: 0, duplicate: 0, rejected: 0, skipped: 0 });
 const MAX_ENTRIES = 10_000;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -32,10 +38,56 @@ export class WebhookSources {
   readonly #cache = new Map<string, { target: WebhookTarget | null; at: number }>();
   readonly #loading = new Map<string, Promise<WebhookTarget | null>>();
 
+  readonly #counts = new Map<string, { counts: BatchCounts; lastRejection?: Record<string, unknown> }>();
+  #timer: NodeJS.Timeout | undefined;
+
   constructor(opts: { pool: pg.Pool; secrets: SourceSecrets; logger: Logger }) {
     this.#pool = opts.pool;
     this.#secrets = opts.secrets;
     this.#logger = opts.logger;
+  }
+
+  /**
+   * Counts a delivery in the source's state (`rowsRead`, the outcome's count, the last
+   * refusal's code and paths, `lastRunAt` as the last delivery): kept here and written about
+   * once a second, so a delivery costs no query, and kept while the database is down.
+   */
+  record(id: string, outcome: DeliveryOutcome, rejection?: Record<string, unknown>): void {
+    let entry = this.#counts.get(id);
+    if (!entry) {
+      entry = { counts: noCounts() };
+      this.#counts.set(id, entry);
+    }
+    entry.counts.read++;
+    entry.counts[outcome === 'duplicate' ? 'duplicate' : outcome]++;
+    if (rejection) entry.lastRejection = rejection;
+    this.#timer ??= setTimeout(() => void this.flush(), FLUSH_MS).unref();
+  }
+
+  /** Writes the counts kept so far; what cannot be written now is kept for the next time. */
+  async flush(): Promise<void> {
+    this.#timer = undefined;
+    const pending = [...this.#counts];
+    this.#counts.clear();
+    for (const [id, { counts, lastRejection }] of pending) {
+      try {
+        await addWebhookDeliveries(this.#pool, id, counts, lastRejection);
+      } catch (err) {
+        const kept = this.#counts.get(id) ?? { counts: noCounts() };
+        for (const k of Object.keys(counts) as (keyof BatchCounts)[]) kept.counts[k] += counts[k];
+        kept.lastRejection ??= lastRejection;
+        this.#counts.set(id, kept);
+        this.#logger.debug({ err }, 'webhook delivery counts not written yet');
+      }
+    }
+    if (this.#counts.size > 0) this.#timer ??= setTimeout(() => void this.flush(), FLUSH_MS * 5).unref();
+  }
+
+  /** Writes what is counted (at shutdown). */
+  async close(): Promise<void> {
+    clearTimeout(this.#timer);
+    await this.flush();
+    clearTimeout(this.#timer);
   }
 
   /** The webhook source with this id; null when there is none. @throws ApiError 503 when it cannot be looked up. */

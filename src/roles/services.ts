@@ -190,6 +190,7 @@ export class Services {
     return this.#lifetimes.once(
       'webhooks',
       async () => new WebhookSources({ pool, secrets: await this.sourceSecrets(), logger }),
+      (webhooks) => webhooks.close(),
     );
   }
 

@@ -249,3 +249,32 @@ export async function releaseSourceLease(pool: pg.Pool, id: string, holder: stri
     [id, holder],
   );
 }
+
+/**
+ * Adds a webhook source's deliveries (counted in an API process and written about once a
+ * second): read, what became of them, the last refused one; `last_run_at` is the last delivery.
+ */
+export async function addWebhookDeliveries(
+  pool: pg.Pool,
+  id: string,
+  counts: BatchCounts,
+  lastRejection: Record<string, unknown> | undefined,
+): Promise<void> {
+  await pool.query(
+    `UPDATE sources SET rows_read = rows_read + $2, events_accepted = events_accepted + $3,
+            events_duplicate = events_duplicate + $4, events_rejected = events_rejected + $5,
+            events_skipped = events_skipped + $6, last_rejection = COALESCE($7, last_rejection),
+            last_run_at = now(),
+            last_success_at = CASE WHEN $3 + $4 + $6 > 0 THEN now() ELSE last_success_at END
+      WHERE id = $1`,
+    [
+      id,
+      counts.read,
+      counts.accepted,
+      counts.duplicate,
+      counts.rejected,
+      counts.skipped,
+      lastRejection === undefined ? null : JSON.stringify(lastRejection),
+    ],
+  );
+}

@@ -7,7 +7,7 @@
  * validated and XADDed through the ingest pipeline; each round is a new source, so its events
  * are new. The `work` process running it also persists the events as they arrive (a work
  * process always does), so its CPU per row holds both; the time until every row is stored is
- * reported beside it. BENCH_SOURCE_PROF=DIR writes a CPU profile of the work process there.
+ * reported beside it. BENCH_SOURCE_BATCH sets maxBatchRows (default 5000); BENCH_SOURCE_PROF=DIR writes a CPU profile of the work process there.
  */
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
@@ -142,7 +142,7 @@ export async function sourceThroughput(ctx: BenchContext): Promise<void> {
         typeColumn: 'status',
         userIdColumn: 'customer',
         intervalSeconds: 3600,
-        maxBatchRows: 50_000,
+        ...(process.env.BENCH_SOURCE_BATCH ? { maxBatchRows: Number(process.env.BENCH_SOURCE_BATCH) } : {}),
       },
     });
     const id = String(source.id);

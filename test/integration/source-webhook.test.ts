@@ -79,8 +79,14 @@ describe('webhook source', () => {
         metadata: payload('d-1'),
       },
     ]);
-    const state = await sourceState(stack, id);
-    expect(JSON.stringify(state)).not.toContain(SECRET);
+    // Deliveries count in the source's state (written about once a second by each API process).
+    const counted = await waitFor(async () => {
+      const s = (await sourceState(stack, id)).state as Record<string, unknown>;
+      return s.rowsRead === 2 ? s : undefined;
+    });
+    expect(counted).toMatchObject({ eventsAccepted: 1, eventsDuplicate: 1, eventsRejected: 0 });
+    expect(counted.lastRunAt).not.toBeNull();
+    expect(JSON.stringify(await sourceState(stack, id))).not.toContain(SECRET);
   });
 
   test('a missing, wrong or stale signature is 401 and stores nothing', async ({ stack }) => {
@@ -133,6 +139,13 @@ describe('webhook source', () => {
     // Unix seconds, as Stripe sends them.
     const unix = await deliver(stack, id, payload('d-u', { sent_at: Math.floor(Date.now() / 1000) - 60 }));
     expect(unix.status).toBe(202);
+    // The refusals count, and the last one is explained by its field, never its value.
+    const state = await waitFor(async () => {
+      const s = (await sourceState(stack, id)).state as Record<string, unknown>;
+      return s.eventsRejected === 2 && s.eventsAccepted === 1 ? s : undefined;
+    });
+    expect(state.lastRejection).toMatchObject({ code: 'invalid_event', details: [{ path: 'sent_at' }] });
+    expect(JSON.stringify(state)).not.toContain('yesterday');
     expect((await deliver(stack, '00000000-0000-4000-8000-000000000000', payload('x'))).status).toBe(404);
     expect((await deliver(stack, 'not-a-uuid', payload('x'))).status).toBe(404);
   });

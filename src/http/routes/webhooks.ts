@@ -107,21 +107,31 @@ export function webhookRoutes(deps: WebhookRoutesDeps): OpenAPIHono<AppEnv> {
     if (live) live.count = 1;
     deps.metrics.eventsReceived.inc();
     const mapped = mapRecord(payload, target.mapping, {}, new Date().toISOString());
-    if (!mapped.ok) {
+    const refused = (err: ApiError) => {
       count('rejected');
+      deps.webhooks.record(target.id, 'rejected', {
+        at: new Date().toISOString(),
+        code: err.code,
+        message: err.message,
+        ...(err.details ? { details: err.details } : {}),
+      });
+    };
+    if (!mapped.ok) {
       deps.metrics.eventsRejected.inc({ reason: 'invalid_event' });
       const err = new ApiError('invalid_event', 400, 'the payload cannot become an event', {
         details: [mapped.problem],
       });
+      refused(err);
       live?.refused(0, err, payload);
       throw err;
     }
     try {
       const outcome = await pipeline.one(principal, mapped.input, live);
       count(outcome.status);
+      deps.webhooks.record(target.id, outcome.status);
       return c.json(outcome, 202);
     } catch (err) {
-      if (err instanceof ApiError && err.status === 400) count('rejected');
+      if (err instanceof ApiError && err.status === 400) refused(err);
       throw err;
     }
   });

@@ -101,8 +101,14 @@ function SourceRow(props: { source: Source; now: number; onChanged(): void }) {
         )}
       </td>
       <td>
-        <div>run {when(st.lastRunAt, props.now)}</div>
-        <div class="hint">ok {when(st.lastSuccessAt, props.now)}</div>
+        {s.kind === 'webhook' ? (
+          <div>delivery {when(st.lastRunAt, props.now)}</div>
+        ) : (
+          <>
+            <div>run {when(st.lastRunAt, props.now)}</div>
+            <div class="hint">ok {when(st.lastSuccessAt, props.now)}</div>
+          </>
+        )}
         {s.kind !== 'webhook' && !s.paused && st.nextRunAt && (
           <div class="hint">
             next {Date.parse(st.nextRunAt) > props.now ? new Date(st.nextRunAt).toLocaleTimeString() : 'now'}
