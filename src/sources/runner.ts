@@ -13,7 +13,7 @@ import {
   type SourceRow,
 } from '../store/sources.repo.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
-import { type ReadBatch, SourceError, type SourceReader } from './errors.ts';
+import { type ReadBatch, type ReadRecord, SourceError, type SourceReader } from './errors.ts';
 import { mappingOf, mapRecord, type RecordMapping } from './mapping.ts';
 import { type ReaderSettings, readerFor } from './readers.ts';
 import type { SourceSecrets } from './secrets.ts';
@@ -49,11 +49,38 @@ export interface SourceRunnersOptions {
 }
 
 const MAX_BACKOFF_MS = 300_000;
+/** What becomes of the records a source reads (`tributary_source_records_total{outcome}`). */
+const RECORD_OUTCOMES = ['read', 'accepted', 'duplicate', 'rejected', 'skipped'] as const;
 
 /** The wait after the `failures`-th failure in a row: 1 s doubling to 5 min, ±20 %. */
 export function backoffMs(failures: number): number {
   const base = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** Math.min(failures, 20));
   return Math.round(base * (0.8 + Math.random() * 0.4));
+}
+
+/**
+ * A batch's records as event inputs, by index; a record that cannot become one is refused as
+ * `invalid_event` naming the field at fault. `receivedAt` times records whose mapping names no time.
+ */
+export function mapBatch(
+  records: readonly ReadRecord[],
+  mapping: RecordMapping,
+  receivedAt?: string,
+): { inputs: { index: number; value: unknown }[]; rejected: Rejection[] } {
+  const inputs: { index: number; value: unknown }[] = [];
+  const rejected: Rejection[] = [];
+  records.forEach((r, index) => {
+    const mapped = mapRecord(r.record, mapping, { cursor: r.cursor, recordId: r.recordId }, receivedAt);
+    if (mapped.ok) inputs.push({ index, value: mapped.input });
+    else
+      rejected.push({
+        index,
+        code: 'invalid_event',
+        message: 'the record cannot become an event',
+        details: [mapped.problem],
+      });
+  });
+  return { inputs, rejected };
 }
 
 /** The last record refused, as the source's state shows it: why, never its values. */
@@ -125,6 +152,8 @@ export class SourceRunners {
     const ttlMs = config.SOURCE_LEASE_TTL_S * 1000;
     const log = this.#o.logger.child({ sourceId: row.id, source: row.name, kind: row.kind });
     const labels = { source: row.name, kind: row.kind };
+    for (const outcome of RECORD_OUTCOMES) metrics.sourceRecords.inc({ ...labels, outcome }, 0);
+    for (const outcome of ['ok', 'failed']) metrics.sourceRuns.inc({ ...labels, outcome }, 0);
     const lease = new AbortController();
     const signal = AbortSignal.any([this.#stopping.signal, lease.signal]);
     let paused = false;
@@ -214,19 +243,7 @@ export class SourceRunners {
     mapping: RecordMapping,
     batch: ReadBatch,
   ): Promise<{ counts: BatchCounts; lastRejection: Record<string, unknown> | undefined }> {
-    const inputs: { index: number; value: unknown }[] = [];
-    const rejected: Rejection[] = [];
-    batch.records.forEach((r, index) => {
-      const mapped = mapRecord(r.record, mapping, { cursor: r.cursor, recordId: r.recordId });
-      if (mapped.ok) inputs.push({ index, value: mapped.input });
-      else
-        rejected.push({
-          index,
-          code: 'invalid_event',
-          message: 'the record cannot become an event',
-          details: [mapped.problem],
-        });
-    });
+    const { inputs, rejected } = mapBatch(batch.records, mapping);
     const outcome =
       batch.records.length === 0
         ? { accepted: 0, duplicates: 0, skipped: 0, ids: [], rejected: [] }
@@ -266,6 +283,7 @@ export class SourceRunners {
         ? err.retryAfterMs
         : backoffMs(row.failures);
     metrics.sourceRuns.inc({ ...labels, outcome: 'failed' });
+    metrics.sourceErrors.inc({ ...labels, code });
     metrics.sourceFailures.set(labels, row.failures + 1);
     // Only the scrubbed message: a driver's error object can carry the connection string.
     log.warn({ code, error: message, failures: row.failures + 1, retryInMs: delayMs }, 'source run failed');

@@ -39,6 +39,14 @@ export type LabelledCounterName = keyof typeof COUNTER_LABEL_VALUES;
  * series are made at 0 where that data is loaded rather than here.
  */
 export const DATA_LABELLED_COUNTERS: Record<string, string> = {
+  tributary_source_records_total:
+    'source names (one per source an operator made) × kind × outcome; made at 0 for a source when a runner takes it',
+  tributary_source_runs_total:
+    'source names × kind × outcome (ok, failed); made at 0 when a runner takes a source',
+  tributary_source_errors_total:
+    "source names × kind × the failed run's error code (a handful: source_unreachable, source_unauthorized, …); a series appears with its first failure",
+  tributary_webhook_deliveries_total:
+    'webhook source names × outcome; made at 0 when an API process first looks the source up',
   tributary_schema_violations_total:
     'service and type of the tracking plans: registered types only, any other counted as "(unregistered)"; made at 0 by the plan registry on each load',
 };

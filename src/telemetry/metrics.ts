@@ -52,6 +52,7 @@ export class Metrics {
   readonly sourceRecords: Counter<'source' | 'kind' | 'outcome'>;
   readonly sourceRuns: Counter<'source' | 'kind' | 'outcome'>;
   readonly sourceFailures: Gauge<'source' | 'kind'>;
+  readonly sourceErrors: Counter<'source' | 'kind' | 'code'>;
   readonly sourceLastSuccess: Gauge<'source' | 'kind'>;
   readonly webhookDeliveries: Counter<'source' | 'outcome'>;
 
@@ -283,6 +284,12 @@ export class Metrics {
       name: 'tributary_source_consecutive_failures',
       help: 'Runs of a source that failed in a row (0 after a run that finished); its last error is in GET /v1/admin/sources/{id}',
       labelNames: ['source', 'kind'],
+      registers,
+    });
+    this.sourceErrors = new Counter({
+      name: 'tributary_source_errors_total',
+      help: 'Failed source runs by the code of their error: source_unreachable, source_unauthorized, source_unreadable, source_rate_limited, backpressure, buffer_unavailable, …',
+      labelNames: ['source', 'kind', 'code'],
       registers,
     });
     this.sourceLastSuccess = new Gauge({

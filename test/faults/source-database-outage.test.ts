@@ -2,6 +2,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { stackTest } from '../helpers/fixtures.ts';
 import { freePort, PrivatePostgres } from '../helpers/private-servers.ts';
+import type { TributaryProcess } from '../helpers/processes.ts';
 import { createSourceCall, SOURCE_KEYS, sourceState, storedOf } from '../helpers/sources.ts';
 import type { Stack } from '../helpers/stack.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -12,7 +13,11 @@ import { waitFor } from '../helpers/wait.ts';
  * with backoff, and once the database is back the source resumes from its committed
  * position: every row stored exactly once.
  */
-const test = stackTest({ workers: 1, env: { ...SOURCE_KEYS, SOURCE_POLL_MS: '100' } });
+const test = stackTest({
+  workers: 1,
+  env: { ...SOURCE_KEYS, SOURCE_POLL_MS: '100' },
+  workerEnv: { METRICS_PORT: '0' },
+});
 
 let source: PrivatePostgres;
 let pool: pg.Pool;
@@ -50,6 +55,10 @@ describe('the source database goes down mid-run', () => {
   test(`${ROWS} rows: the outage shows as the last error, the source resumes after it, every row once`, async ({
     stack,
   }) => {
+    const started = await (stack.workers[0] as TributaryProcess).waitForLog(
+      (l) => l.msg === 'worker started',
+    );
+    const workerPort = Number(started.metricsPort);
     const url = new URL(source.url);
     url.password = 'outage-secret-pw';
     const res = await createSourceCall(stack, {
@@ -83,6 +92,19 @@ describe('the source database goes down mid-run', () => {
     expect(readWhileDown).toBeLessThan(ROWS);
     const metrics = await (await fetch(`${stack.url}/metrics`)).text();
     expect(metrics).not.toContain('outage-secret-pw');
+    // The worker's own metrics say why: failed runs by the code of their error.
+    const workerMetrics = await waitFor(async () => {
+      const text = await (await fetch(`http://127.0.0.1:${workerPort}/metrics`)).text();
+      return /tributary_source_errors_total\{source="outage",kind="postgres",code="source_unreachable"\} [1-9]/.test(
+        text,
+      )
+        ? text
+        : undefined;
+    });
+    expect(workerMetrics).toMatch(
+      /tributary_source_consecutive_failures\{source="outage",kind="postgres"\} [1-9]/,
+    );
+    expect(workerMetrics).not.toContain('outage-secret-pw');
 
     source.start();
     await waitFor(

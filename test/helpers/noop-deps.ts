@@ -6,6 +6,7 @@ import { PlanBook } from '../../src/events/plans.ts';
 import { type AppDeps, createApp } from '../../src/http/app.ts';
 import { KeyResolver } from '../../src/http/key-resolver.ts';
 import { openApiDocument } from '../../src/http/openapi.ts';
+import { SourceSecrets } from '../../src/sources/secrets.ts';
 import { hashKey, type Scope } from '../../src/store/api-keys.repo.ts';
 import { createDb } from '../../src/store/db.ts';
 import { Metrics } from '../../src/telemetry/metrics.ts';
@@ -88,6 +89,9 @@ export function noopDeps(overrides: Partial<AppDeps> = {}): AppDeps {
     retention: { start: async () => ({ runId: randomUUID(), done: Promise.resolve('completed') }), store },
     subjects: { isOptedOut: () => false, publish: async () => {} },
     plans: { book: new PlanBook(), changed: async () => {} },
+    // No source exists: a webhook delivery is a 404.
+    webhooks: { get: async () => null, record: () => {} },
+    sourceSecrets: new SourceSecrets(undefined),
     erasure: { request: async () => randomUUID(), status: async () => undefined },
     exports: { pool, store, metrics, workDir: '/nonexistent' },
     ...overrides,

@@ -374,7 +374,16 @@ describe('every operation (as Unkey runs its common route tests)', () => {
   });
 
   it('without a scope (liveness, readiness, metrics, this document, the console): answered without a key', async () => {
-    const open = (await operations()).filter((op) => op.open);
+    const all = (await operations()).filter((op) => op.open);
+    // A webhook delivery carries its source's signature instead of a key (§15): no key is
+    // asked for, and a source that does not exist is a 404.
+    const webhooks = all.filter((op) => op.path.startsWith('/v1/webhooks/'));
+    expect(webhooks.map((op) => op.method)).toEqual(['POST']);
+    for (const op of webhooks) {
+      const res = await request(noopDeps(), op.path, { method: 'POST', key: null, body: {} });
+      expect([op.path, res.status]).toEqual([op.path, 404]);
+    }
+    const open = all.filter((op) => !webhooks.includes(op));
     expect(open.map((op) => op.path).sort()).toEqual(
       ['/health/live', '/health/ready', '/metrics', '/openapi.json', '/', `/assets/${ASSET}`].sort(),
     );

@@ -25,6 +25,16 @@ export interface WebhookRoutesDeps extends IngestDeps {
   live?: LiveHub | undefined;
 }
 
+/** `tributary_webhook_deliveries_total{outcome}`. */
+const DELIVERY_OUTCOMES = [
+  'accepted',
+  'duplicate',
+  'skipped',
+  'rejected',
+  'bad_signature',
+  'rate_limited',
+] as const;
+
 /** Deliveries a minute of a webhook source without a limit of its own, when no default limit is configured. */
 const FALLBACK_PER_MINUTE = 600;
 
@@ -65,13 +75,21 @@ export const receiveWebhook = createRoute({
 export function webhookRoutes(deps: WebhookRoutesDeps): OpenAPIHono<AppEnv> {
   const app = createRouter();
   const pipeline = ingestPipeline(deps);
+  /** Sources whose delivery series exist (at 0 from their first delivery on). */
+  const counted = new Set<string>();
   const defaultPerMinute =
     deps.config.DEFAULT_KEY_RATE_LIMIT ?? deps.config.DEFAULT_RATE_LIMIT_PER_MINUTE ?? FALLBACK_PER_MINUTE;
 
   app.openapi(receiveWebhook, async (c) => {
     const target = await deps.webhooks.get(c.req.param('sourceId'));
     if (!target) throw new ApiError('not_found', 404, 'no webhook source with this id');
-    const count = (outcome: string) => deps.metrics.webhookDeliveries.inc({ source: target.name, outcome });
+    if (!counted.has(target.name)) {
+      counted.add(target.name);
+      for (const outcome of DELIVERY_OUTCOMES)
+        deps.metrics.webhookDeliveries.inc({ source: target.name, outcome }, 0);
+    }
+    const count = (outcome: (typeof DELIVERY_OUTCOMES)[number]) =>
+      deps.metrics.webhookDeliveries.inc({ source: target.name, outcome });
     const text = await readBody(c, deps.config.MAX_BODY_BYTES);
     if (!signatureValid(target.config.secret, text, c.req.header(target.config.signatureHeader))) {
       count('bad_signature');
