@@ -125,7 +125,7 @@ export class SourceRunners {
     if (free <= 0) return;
     let rows: SourceRow[];
     try {
-      rows = await claimDueSources(pool, holder, config.SOURCE_LEASE_TTL_S * 1000, free);
+      rows = await claimDueSources(pool, holder, config.SOURCE_LEASE_TTL_S * 1000, free, this.running);
       this.#pollFailed = false;
     } catch (err) {
       // The database is down: sources wait (ingest does not); said once per outage.
@@ -148,7 +148,8 @@ export class SourceRunners {
   }
 
   async #run(row: SourceRow): Promise<void> {
-    const { pool, holder, config, metrics } = this.#o;
+    const { pool, config, metrics } = this.#o;
+    const holder = row.leaseHolder as string;
     const ttlMs = config.SOURCE_LEASE_TTL_S * 1000;
     const log = this.#o.logger.child({ sourceId: row.id, source: row.name, kind: row.kind });
     const labels = { source: row.name, kind: row.kind };
@@ -216,7 +217,9 @@ export class SourceRunners {
         if (!batch.more) break;
       }
       if (lease.signal.aborted) {
-        log.warn('source lease lost (this runner stalled past SOURCE_LEASE_TTL_S); another process has it');
+        log.warn(
+          'source lease lost (the source was changed, or this runner stalled past SOURCE_LEASE_TTL_S); its run stopped',
+        );
       } else if (this.#stopping.signal.aborted) {
         await releaseSourceLease(pool, row.id, holder);
       } else {
@@ -269,7 +272,8 @@ export class SourceRunners {
     leaseLost: boolean,
     log: Logger,
   ): Promise<void> {
-    const { pool, holder, metrics } = this.#o;
+    const { pool, metrics } = this.#o;
+    const holder = row.leaseHolder as string;
     if (leaseLost) return;
     if (this.#stopping.signal.aborted) {
       await releaseSourceLease(pool, row.id, holder).catch(() => {});

@@ -30,6 +30,8 @@ export interface SourceRow {
   nextRunAt: Date;
   /** The process running it now (a lease not yet expired), or null. */
   runningOn: string | null;
+  /** The lease's token (`<process>#<claim>`): every fenced write names it. */
+  leaseHolder: string | null;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -40,7 +42,8 @@ const COLUMNS = `id, kind, name, service, settings, secrets, paused, position,
   events_skipped::float8 AS "eventsSkipped", last_rejection AS "lastRejection",
   last_run_at AS "lastRunAt", last_success_at AS "lastSuccessAt", last_error AS "lastError",
   last_error_at AS "lastErrorAt", failures, next_run_at AS "nextRunAt",
-  CASE WHEN lease_expires_at > now() THEN lease_holder END AS "runningOn",
+  CASE WHEN lease_expires_at > now() THEN split_part(lease_holder, '#', 1) END AS "runningOn",
+  lease_holder AS "leaseHolder",
   created_at AS "createdAt", updated_at AS "updatedAt"`;
 
 /** A source with this name exists already. */
@@ -97,19 +100,25 @@ export interface SourceChange {
   resetPosition: boolean;
 }
 
-/** Writes a changed configuration; a source not paused is due at once. */
+/**
+ * Writes a changed configuration; a source not paused is due at once. With `takeLease`, a
+ * run in progress loses its lease (its next commit is refused and it stops), so the next run
+ * reads with the new settings and position rather than the old run going on with the old.
+ */
 export async function updateSource(
   pool: pg.Pool,
   id: string,
-  c: SourceChange,
+  c: SourceChange & { takeLease: boolean },
 ): Promise<SourceRow | undefined> {
   const { rows } = await pool
     .query<SourceRow>(
       `UPDATE sources SET name = $2, service = $3, settings = $4, secrets = $5, paused = $6,
               position = CASE WHEN $7 THEN NULL ELSE position END,
+              lease_holder = CASE WHEN $8 THEN NULL ELSE lease_holder END,
+              lease_expires_at = CASE WHEN $8 THEN NULL ELSE lease_expires_at END,
               failures = 0, next_run_at = now(), updated_at = now()
         WHERE id = $1 RETURNING ${COLUMNS}`,
-      [id, c.name, c.service, JSON.stringify(c.settings), c.secrets, c.paused, c.resetPosition],
+      [id, c.name, c.service, JSON.stringify(c.settings), c.secrets, c.paused, c.resetPosition, c.takeLease],
     )
     .catch(nameTaken);
   return rows[0];
@@ -121,24 +130,30 @@ export async function deleteSource(pool: pg.Pool, id: string): Promise<boolean> 
 }
 
 /**
- * Takes the lease of up to `limit` pull sources that are due, not paused, and not held by a
- * live runner (a lease past its expiry is free: its holder died or stalled), oldest due first.
+ * Takes the lease of up to `limit` pull sources that are due, not paused, not among
+ * `running` (this process's runs), and not held by a live runner (a lease past its expiry is
+ * free: its holder died or stalled), oldest due first. Each lease gets a token of its own
+ * (`holder#<random>`, in `leaseHolder`), so a run that lost its lease cannot write even when
+ * the same process took the source again.
  */
 export async function claimDueSources(
   pool: pg.Pool,
   holder: string,
   ttlMs: number,
   limit: number,
+  running: readonly string[] = [],
 ): Promise<SourceRow[]> {
   if (limit <= 0) return [];
   const { rows } = await pool.query<SourceRow>(
-    `UPDATE sources SET lease_holder = $1, lease_expires_at = now() + $2::int * interval '1 millisecond'
+    `UPDATE sources SET lease_holder = $1 || '#' || substr(md5(random()::text), 1, 12),
+            lease_expires_at = now() + $2::int * interval '1 millisecond'
       WHERE id IN (SELECT id FROM sources
                     WHERE kind <> 'webhook' AND NOT paused AND next_run_at <= now()
                       AND (lease_holder IS NULL OR lease_expires_at <= now())
+                      AND id <> ALL($4::uuid[])
                     ORDER BY next_run_at LIMIT $3 FOR UPDATE SKIP LOCKED)
       RETURNING ${COLUMNS}`,
-    [holder, ttlMs, limit],
+    [holder, ttlMs, limit, running],
   );
   return rows;
 }

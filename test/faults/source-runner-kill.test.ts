@@ -32,7 +32,7 @@ const test = stackTest({
 
 let db: SourceDatabase;
 let api: SourceApi;
-const ROWS = 60_000;
+const ROWS = 30_000;
 const RECORDS = 3_000;
 
 beforeAll(async () => {

@@ -276,6 +276,45 @@ describe('HTTP API source', () => {
     await call(stack.url, `/v1/admin/sources/${id}`, { method: 'DELETE', key: ADMIN_KEY });
   });
 
+  test('a change during a run stops that run: the next one reads with the new position, nothing stored twice', async ({
+    stack,
+  }) => {
+    api.faults.set(
+      '/open/page?page=',
+      Array.from({ length: 30 }, () => ({ delayMs: 150 })),
+    );
+    const res = await createSourceCall(
+      stack,
+      httpSource('/open/page', {
+        pagination: { type: 'page', param: 'page', sizeParam: 'per_page', size: 10 },
+      }),
+    );
+    const id = res.body.id as string;
+    await waitFor(async () => {
+      const s = (await sourceState(stack, id)).state as { runningOn: string | null; rowsRead: number };
+      return s.runningOn !== null && s.rowsRead >= 30;
+    });
+    const reset = await call(stack.url, `/v1/admin/sources/${id}`, {
+      method: 'PATCH',
+      body: { resetPosition: true },
+      key: ADMIN_KEY,
+    });
+    expect(reset.body.state.position).toBeNull();
+    await waitFor(async () => (await storedOf(stack, id)).rows >= api.records.length, 60_000, 'every record');
+    // The new run read from the start: what the first had buffered came back as duplicates.
+    const state = await waitFor(async () => {
+      const s = (await sourceState(stack, id)).state as { eventsDuplicate: number; rowsRead: number };
+      return s.eventsDuplicate >= 30 ? s : undefined;
+    });
+    expect(state.rowsRead).toBeGreaterThan(api.records.length);
+    expect(await storedOf(stack, id)).toEqual({ rows: api.records.length, ids: api.records.length });
+    const lost = stack.workers
+      .flatMap((w) => w.logs)
+      .filter((l) => String(l.msg).startsWith('source lease lost'));
+    expect(lost.length).toBeGreaterThanOrEqual(1);
+    await call(stack.url, `/v1/admin/sources/${id}`, { method: 'DELETE', key: ADMIN_KEY });
+  });
+
   test('no log line of any process holds a credential', async ({ stack }) => {
     const lines = [...stack.api.logs, ...stack.workers.flatMap((w) => w.logs)].map((l) => JSON.stringify(l));
     expect(

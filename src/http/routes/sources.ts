@@ -318,6 +318,9 @@ export function registerSourceRoutes(app: OpenAPIHono<AppEnv>, deps: SourceRoute
         secrets: newSecrets.length > 0 || readsChanged ? sealed(row.id, secrets) : row.secrets,
         paused: config.paused ?? false,
         resetPosition: resetPosition === true,
+        // A run in progress goes on with a pause (it stops at its next batch) or a new name;
+        // anything else is read by a new run.
+        takeLease: resetPosition === true || Object.keys(change).some((k) => k !== 'paused' && k !== 'name'),
       }),
     );
     if (!updated) throw new ApiError('not_found', 404, 'no source with this id');
