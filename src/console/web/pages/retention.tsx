@@ -54,21 +54,25 @@ export function RetentionPage({ params, setParams }: PageProps) {
 
   const shown = useRef<Run[] | undefined>(undefined);
 
+  const fetchRuns = async () =>
+    (await api<{ runs: Run[] }>(`/v1/admin/retention/runs?limit=${RUNS_SHOWN}`)).runs;
   const loadRuns = async () => {
     try {
-      const { runs: list } = await api<{ runs: Run[] }>(`/v1/admin/retention/runs?limit=${RUNS_SHOWN}`);
-      const before = shown.current;
-      shown.current = list;
-      setRuns(list);
-      setError(undefined);
-      // A pass that ended since the last look (or started and ended between two) has written
-      // its archives: list them again.
-      const ended = (r: Run) =>
-        r.status !== 'running' && before?.find((b) => b.id === r.id)?.status !== r.status;
-      if (before && list.some(ended)) setArchivesVersion((v) => v + 1);
+      applyRuns(await fetchRuns());
     } catch (err) {
       setError(err);
     }
+  };
+  const applyRuns = (list: Run[]) => {
+    const before = shown.current;
+    shown.current = list;
+    setRuns(list);
+    setError(undefined);
+    // A pass that ended since the last look (or started and ended between two) has written
+    // its archives: list them again.
+    const ended = (r: Run) =>
+      r.status !== 'running' && before?.find((b) => b.id === r.id)?.status !== r.status;
+    if (before && list.some(ended)) setArchivesVersion((v) => v + 1);
   };
   const loadSelected = async (id: string) => {
     try {
@@ -88,9 +92,19 @@ export function RetentionPage({ params, setParams }: PageProps) {
   }, [runId]);
 
   const running = (runs ?? []).some((r) => r.status === 'running') || selected?.status === 'running';
+  // The followed pass is read first, then the list, and both are shown at once: a pass that
+  // ended between the two reads is never shown completed above while the list says running.
   useWatch(running, async () => {
-    await loadRuns();
-    if (runId) await loadSelected(runId);
+    try {
+      const detail = runId
+        ? await api<Run>(`/v1/admin/retention/runs/${encodeURIComponent(runId)}`)
+        : undefined;
+      const list = await fetchRuns();
+      applyRuns(list);
+      if (detail) setSelected(detail);
+    } catch (err) {
+      setError(err);
+    }
   });
 
   const show = (id: string | undefined) => {
