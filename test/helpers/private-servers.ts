@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -137,24 +137,63 @@ function pgBin(name: string): string {
   return join(versions, name);
 }
 
+export interface PrivatePostgresOptions {
+  /** Server settings written to postgresql.conf, e.g. `wal_level`, `archive_command`. */
+  settings?: Record<string, string>;
+  /** Lines added to pg_hba.conf, e.g. `host replication all 127.0.0.1/32 trust`. */
+  hba?: string[];
+}
+
 /** A throwaway PostgreSQL cluster in a temp directory (initdb, trust auth), for tests that stop it. */
 export class PrivatePostgres {
   readonly dir = mkdtempSync(join(tmpdir(), 'tributary-pg-'));
   readonly port: number;
 
-  constructor(port: number) {
+  /**
+   * A new cluster made by initdb; with `from`, a streaming replica of that running cluster
+   * instead (`pg_basebackup -R`: it follows the primary from its first start). The primary
+   * must allow replication connections from 127.0.0.1 (`hba`).
+   */
+  constructor(port: number, opts: PrivatePostgresOptions & { from?: PrivatePostgres } = {}) {
     this.port = port;
     execFileSync('chown', ['postgres:postgres', this.dir]);
-    this.#asPostgres(pgBin('initdb'), [
-      '-D',
-      join(this.dir, 'data'),
-      '-U',
-      'postgres',
-      '--auth=trust',
-      '-E',
-      'UTF8',
-      '--no-sync',
-    ]);
+    if (opts.from) {
+      this.#asPostgres(pgBin('pg_basebackup'), [
+        '-D',
+        this.dataDir,
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(opts.from.port),
+        '-U',
+        'postgres',
+        '-R',
+        '-X',
+        'stream',
+        '--no-sync',
+      ]);
+    } else {
+      this.#asPostgres(pgBin('initdb'), [
+        '-D',
+        this.dataDir,
+        '-U',
+        'postgres',
+        '--auth=trust',
+        '-E',
+        'UTF8',
+        '--no-sync',
+      ]);
+    }
+    if (opts.hba?.length) appendFileSync(join(this.dataDir, 'pg_hba.conf'), `\n${opts.hba.join('\n')}\n`);
+    const settings = Object.entries(opts.settings ?? {}).map(
+      ([name, value]) => `${name} = '${value.replaceAll("'", "''")}'`,
+    );
+    if (settings.length) appendFileSync(join(this.dataDir, 'postgresql.conf'), `\n${settings.join('\n')}\n`);
+  }
+
+  /** The data directory (PGDATA). */
+  get dataDir(): string {
+    return join(this.dir, 'data');
   }
 
   /** Base URL of the cluster (database `postgres`). */
@@ -165,7 +204,7 @@ export class PrivatePostgres {
   start(): void {
     this.#asPostgres(pgBin('pg_ctl'), [
       '-D',
-      join(this.dir, 'data'),
+      this.dataDir,
       '-l',
       join(this.dir, 'log'),
       '-w',
@@ -177,7 +216,7 @@ export class PrivatePostgres {
 
   /** Fast shutdown: connections are cut, as in a crash of the database host. */
   stop(): void {
-    this.#asPostgres(pgBin('pg_ctl'), ['-D', join(this.dir, 'data'), '-m', 'fast', '-w', 'stop']);
+    this.#asPostgres(pgBin('pg_ctl'), ['-D', this.dataDir, '-m', 'fast', '-w', 'stop']);
   }
 
   destroy(): void {
@@ -187,7 +226,7 @@ export class PrivatePostgres {
       '--',
       pgBin('pg_ctl'),
       '-D',
-      join(this.dir, 'data'),
+      this.dataDir,
       '-m',
       'immediate',
       'stop',
