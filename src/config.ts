@@ -47,6 +47,18 @@ const schema = z.object({
     .optional(),
   /** Connections per process. */
   DATABASE_POOL_SIZE: int(10, 1, 1_000),
+  /**
+   * A read replica for reads (`GET /v1/events`, exports, `/health/business`); writes,
+   * migrations, erasure and retention always use DATABASE_URL. Unset: everything on the primary.
+   */
+  DATABASE_READ_URL: z
+    .string()
+    .refine((v) => /^postgres(ql)?:\/\//.test(v), 'must be a postgres: or postgresql: URL')
+    .optional(),
+  /** Reads go to the primary while the replica's replay is further behind than this (or it is unreachable). */
+  READ_MAX_LAG_S: z.coerce.number().gt(0).max(86_400).default(30),
+  /** How often the replica's reachability and lag are checked. */
+  READ_LAG_CHECK_MS: int(5_000, 100, 600_000),
 
   /** Bootstrap key with every scope; unset to allow only stored keys. */
   ADMIN_API_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
@@ -87,6 +99,14 @@ const schema = z.object({
   BREAKER_HALF_OPEN_AFTER_MS: int(1_000, 10, 600_000),
   /** Longest pause between probes of an open breaker. */
   BREAKER_MAX_HALF_OPEN_AFTER_MS: int(30_000, 10, 3_600_000),
+  /** An insert still running after this long counts as slow (the breaker's second trigger). */
+  BREAKER_SLOW_INSERT_MS: int(2_000, 10, 600_000),
+  /** Consecutive slow inserts that open the breaker. */
+  BREAKER_SLOW_INSERTS: int(2, 1, 1_000),
+  /** The breaker opens when more than this share of database calls fail within BREAKER_ERROR_WINDOW_MS (third trigger). */
+  BREAKER_ERROR_RATE: z.coerce.number().gt(0).lt(1).default(0.1),
+  /** The window of BREAKER_ERROR_RATE; at least 10 calls in it are needed to open on the rate. */
+  BREAKER_ERROR_WINDOW_MS: int(30_000, 1_000, 3_600_000),
   /** The worker's disk checkpoint (one directory per worker; put it on a persistent volume). */
   CHECKPOINT_DIR: z.string().min(1).default('.data/checkpoint'),
   /**
@@ -95,6 +115,8 @@ const schema = z.object({
    * Default: a tenth of BUFFER_MAX_EVENTS.
    */
   CHECKPOINT_SPILL_THRESHOLD: z.coerce.number().int().min(0).optional(),
+  /** Readiness and health turn `degraded` when the checkpoint's volume has fewer free bytes than this. */
+  CHECKPOINT_MIN_FREE_BYTES: int(1_073_741_824, 0),
   /** A checkpoint segment file is closed and a new one started at this size. */
   CHECKPOINT_SEGMENT_BYTES: int(64 * 1_048_576, 4_096, 1_073_741_824),
 

@@ -1,3 +1,4 @@
+import type { MemoryReport } from '../telemetry/resources.ts';
 import type { BufferKeys } from './keys.ts';
 import type { RedisLike } from './redis-client.ts';
 
@@ -37,7 +38,14 @@ export interface WorkerStatus {
   breaker: BreakerState;
   /** ISO time the breaker entered its state. */
   breakerSince: string;
+  /** What opened the breaker last (`connection`, `slow_insert`, `error_rate`), and why; absent if it never opened. */
+  breakerTrigger?: string | undefined;
+  breakerReason?: string | undefined;
   checkpoint: { segments: number; bytes: number; events: number; failed: string | undefined };
+  /** The checkpoint volume's space; `low` below CHECKPOINT_MIN_FREE_BYTES. Absent from workers of older versions. */
+  volume?: { path: string; freeBytes: number; totalBytes: number; low: boolean } | undefined;
+  /** The worker process's memory. */
+  memory?: MemoryReport | undefined;
   /** ISO time of this report. */
   at: string;
 }

@@ -7,6 +7,7 @@ import type { DeadLetterStream } from '../buffer/dead-letter.ts';
 import { pseudonymize } from '../events/pseudonym.ts';
 import { archivesWithRows } from '../store/archives.repo.ts';
 import { type SubjectColumn, subjectEventsPage } from '../store/events.repo.ts';
+import type { ReadRouter } from '../store/read-replica.ts';
 import { linkedSubjects } from '../store/subject-links.repo.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { type MetadataCipher, mayHoldSealedValue } from './metadata-cipher.ts';
@@ -14,6 +15,8 @@ import { isSubjectsEvent } from './subjects.ts';
 
 export interface ExportOptions {
   pool: pg.Pool;
+  /** Where reads run (a replica while it keeps up, §16); absent, on `pool`. */
+  reads?: Pick<ReadRouter, 'read'> | undefined;
   store: ObjectStore;
   metrics: Metrics;
   workDir: string;
@@ -26,7 +29,8 @@ export interface ExportOptions {
 }
 
 /**
- * Every event held of a subject as NDJSON lines: from PostgreSQL (keyset pages, oldest
+ * Every event held of a subject as NDJSON lines: from PostgreSQL (the read replica while it
+ * keeps up; keyset pages, oldest
  * first, one short query each, so memory stays flat and no connection is held between
  * pages), then from the dead-letter stream (received but never stored; read a page at a
  * time), then from each archive object holding some (read with DuckDB a chunk at a time).
@@ -46,7 +50,9 @@ export async function* exportSubject(
   services?: readonly string[] | null,
 ): AsyncGenerator<string> {
   const allowed = (service: unknown) => !services || services.includes(service as string);
-  const subjects = await linkedSubjects(o.pool, [userId]);
+  const read = <T>(fn: (pool: pg.Pool) => Promise<T>): Promise<T> =>
+    o.reads ? o.reads.read((target) => fn(target.pool)) : fn(o.pool);
+  const subjects = await read((pool) => linkedSubjects(pool, [userId]));
   const secret = o.anonymizeSecret;
   const ids = secret ? [...subjects, ...subjects.map((s) => pseudonymize(secret, s))] : subjects;
   const page = o.pageRows ?? 1_000;
@@ -59,7 +65,9 @@ export async function* exportSubject(
   for (const [subjectId, by] of passes) {
     let after: { ts: string; id: string; service: string } | undefined;
     for (;;) {
-      const rows = await subjectEventsPage(o.pool, subjectId, page, after, services ?? undefined, by);
+      const rows = await read((pool) =>
+        subjectEventsPage(pool, subjectId, page, after, services ?? undefined, by),
+      );
       // One write per page: per-line writes would cost more than the query.
       if (rows.length > 0) yield `${rows.map((r) => openLine(o.cipher, r.line)).join('\n')}\n`;
       o.metrics.exportRows.inc({ source: 'database' }, rows.length);
@@ -71,7 +79,7 @@ export async function* exportSubject(
 
   if (o.deadLetters) yield* deadLetterLines(o, o.deadLetters, new Set(subjects), allowed);
 
-  const archives = await archivesWithRows(o.pool);
+  const archives = await read((pool) => archivesWithRows(pool));
   if (archives.length === 0) return;
   const dir = join(
     o.workDir,

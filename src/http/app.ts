@@ -17,6 +17,7 @@ import type { RetentionService } from '../retention/service.ts';
 import type { SourceSecrets } from '../sources/secrets.ts';
 import { appendAudit } from '../store/audit.repo.ts';
 import type { Db } from '../store/db.ts';
+import type { ReadRouter } from '../store/read-replica.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { AppEnv } from './env.ts';
 import { ApiError, errorResponse, toApiError } from './errors.ts';
@@ -67,12 +68,16 @@ export interface AppDeps {
     | 'SOURCE_HTTP_MAX_BYTES'
     | 'SOURCE_MAX_RETRY_AFTER_S'
     | 'SOURCE_LEASE_TTL_S'
+    | 'CHECKPOINT_DIR'
+    | 'CHECKPOINT_MIN_FREE_BYTES'
   >;
   logger: Logger;
   metrics: Metrics;
   redis: RedisLike;
   pool: pg.Pool;
   db: Db;
+  /** Reads (`GET /v1/events`, the business summary; exports through `exports`): the replica while it keeps up. */
+  reads: ReadRouter;
   producer: EventProducer;
   monitor: BufferMonitor;
   deadLetters: DeadLetterStream;

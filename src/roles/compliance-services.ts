@@ -8,6 +8,7 @@ import type { MetadataCipher } from '../compliance/metadata-cipher.ts';
 import { SubjectRegistry } from '../compliance/subjects.ts';
 import type { Deps } from '../deps.ts';
 import { RetentionService } from '../retention/service.ts';
+import type { ReadRouter } from '../store/read-replica.ts';
 
 // How the retention and compliance services are made from the clients; services.ts decides
 // when (once, on first use) and how they are closed.
@@ -56,9 +57,11 @@ export function exportOptions(
   store: ObjectStore,
   cipher: MetadataCipher | undefined,
   deadLetters: DeadLetterStream,
+  reads: ReadRouter,
 ): ExportOptions {
   return {
     pool,
+    reads,
     store,
     metrics,
     workDir: config.ARCHIVE_WORK_DIR,

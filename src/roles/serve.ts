@@ -46,6 +46,7 @@ export async function buildApi(services: Services): Promise<Api> {
     redis,
     pool,
     db,
+    reads: await services.reads(),
     producer: await services.producer(),
     monitor,
     deadLetters: await services.deadLetters(),

@@ -17,6 +17,7 @@ import type { LiveHub } from '../live/hub.ts';
 import type { RetentionService } from '../retention/service.ts';
 import type { SourceRunners } from '../sources/runner.ts';
 import { SourceSecrets } from '../sources/secrets.ts';
+import { ReadRouter } from '../store/read-replica.ts';
 import type { WorkerDemand } from '../telemetry/autoscale-metrics.ts';
 import type { Checkpoint } from '../worker/checkpoint/checkpoint.ts';
 import { openOwnCheckpoint } from '../worker/checkpoint/slots.ts';
@@ -117,7 +118,39 @@ export class Services {
 
   exportOptions(): Promise<ExportOptions> {
     return this.#lifetimes.once('exports', async () =>
-      exportOptions(this.deps, (await this.retention()).store, await this.cipher(), await this.deadLetters()),
+      exportOptions(
+        this.deps,
+        (await this.retention()).store,
+        await this.cipher(),
+        await this.deadLetters(),
+        await this.reads(),
+      ),
+    );
+  }
+
+  /**
+   * Where reads run: DATABASE_READ_URL while it answers and keeps within READ_MAX_LAG_S, else
+   * the primary (checked every READ_LAG_CHECK_MS from now on; the primary until the first check).
+   */
+  reads(): Promise<ReadRouter> {
+    const { config, pool, db, logger, metrics } = this.deps;
+    return this.#lifetimes.once(
+      'reads',
+      () => {
+        const reads = new ReadRouter({
+          primary: { pool, db },
+          replicaUrl: config.DATABASE_READ_URL,
+          maxLagS: config.READ_MAX_LAG_S,
+          checkEveryMs: config.READ_LAG_CHECK_MS,
+          poolSize: config.DATABASE_POOL_SIZE,
+          applicationName: `tributary-${this.#opts.role}-reads`,
+          logger,
+          metrics,
+        });
+        reads.start();
+        return reads;
+      },
+      (reads) => reads.close(),
     );
   }
 

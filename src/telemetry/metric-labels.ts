@@ -25,6 +25,11 @@ export const COUNTER_LABEL_VALUES = {
     dependency: ['postgres'],
     to: ['closed', 'open', 'half-open'],
   },
+  tributary_circuit_breaker_opens_total: {
+    dependency: ['postgres'],
+    trigger: ['connection', 'slow_insert', 'error_rate'],
+  },
+  tributary_db_read_target_changes_total: { to: ['replica', 'primary'] },
   tributary_retention_passes_total: { outcome: ['completed', 'failed'] },
   tributary_dsar_requests_total: { kind: ['erasure', 'export'] },
   tributary_dsar_rows_erased_total: { place: ['database', 'buffer', 'checkpoint', 'archive', 'dead_letter'] },

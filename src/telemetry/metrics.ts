@@ -23,6 +23,11 @@ export class Metrics {
   readonly endToEndLatency: Histogram;
   readonly breakerState: Gauge<'dependency'>;
   readonly breakerTransitions: Counter<'dependency' | 'to'>;
+  readonly breakerOpens: Counter<'dependency' | 'trigger'>;
+  readonly readsOnReplica: Gauge;
+  readonly replicaLag: Gauge;
+  readonly readTargetChanges: Counter<'to'>;
+  readonly checkpointFreeBytes: Gauge;
   readonly checkpointEvents: Gauge;
   readonly checkpointBytes: Gauge;
   readonly checkpointSegments: Gauge;
@@ -147,6 +152,31 @@ export class Metrics {
       'Circuit breaker state changes, by new state',
       registers,
     );
+    this.breakerOpens = labelledCounter(
+      'tributary_circuit_breaker_opens_total',
+      'Times the circuit breaker opened, by trigger (connection, slow_insert, error_rate)',
+      registers,
+    );
+    this.readsOnReplica = new Gauge({
+      name: 'tributary_db_reads_on_replica',
+      help: 'Whether reads go to DATABASE_READ_URL (1) or to the primary (0)',
+      registers,
+    });
+    this.replicaLag = new Gauge({
+      name: 'tributary_db_replica_lag_seconds',
+      help: "The read replica's replay lag at its last check (0 when it has replayed all it received)",
+      registers,
+    });
+    this.readTargetChanges = labelledCounter(
+      'tributary_db_read_target_changes_total',
+      'Times reads moved between the replica and the primary, by where they went',
+      registers,
+    );
+    this.checkpointFreeBytes = new Gauge({
+      name: 'tributary_checkpoint_volume_free_bytes',
+      help: "Free bytes on the checkpoint directory's volume (for unprivileged users)",
+      registers,
+    });
     this.checkpointEvents = new Gauge({
       name: 'tributary_checkpoint_backlog_events',
       help: 'Events in the disk checkpoint waiting to be replayed into PostgreSQL',

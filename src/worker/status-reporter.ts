@@ -1,5 +1,8 @@
 import type { StreamConsumer } from '../buffer/consumer.ts';
 import type { WorkerStatusBoard } from '../buffer/worker-status.ts';
+import type { Config } from '../config.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
+import { memoryReport, volumeSpace } from '../telemetry/resources.ts';
 import type { DatabaseBreaker } from './breaker.ts';
 import type { Checkpoint } from './checkpoint/checkpoint.ts';
 
@@ -7,14 +10,17 @@ const STATUS_EVERY_MS = 2_000;
 
 export interface StatusReporterOptions {
   consumer: Pick<StreamConsumer, 'name'>;
-  breaker: Pick<DatabaseBreaker, 'state' | 'since'>;
-  checkpoint: Pick<Checkpoint, 'stats'>;
+  breaker: Pick<DatabaseBreaker, 'state' | 'since' | 'trigger' | 'reason'>;
+  checkpoint: Pick<Checkpoint, 'stats' | 'dir'>;
   statusBoard: WorkerStatusBoard;
+  config: Pick<Config, 'CHECKPOINT_MIN_FREE_BYTES'>;
+  metrics: Metrics;
 }
 
 /**
- * A worker's breaker and checkpoint state, published every 2 s (and on every change) to the
- * status board where every API process reads it for `/health/database`.
+ * A worker's breaker and checkpoint state, its checkpoint volume's free space and its memory,
+ * published every 2 s (and on every change) to the status board where every API process reads
+ * it for `/health`, `/health/database` and readiness.
  */
 export class StatusReporter {
   readonly #o: StatusReporterOptions;
@@ -39,13 +45,19 @@ export class StatusReporter {
 
   /** Publishes the current state; a Redis failure is ignored (the next tick retries). */
   async publish(): Promise<void> {
-    const { breaker, checkpoint, statusBoard, consumer } = this.#o;
+    const { breaker, checkpoint, statusBoard, consumer, config, metrics } = this.#o;
+    const space = await volumeSpace(checkpoint.dir).catch(() => undefined);
+    if (space) metrics.checkpointFreeBytes.set(space.freeBytes);
     await statusBoard
       .publish({
         name: consumer.name,
         breaker: breaker.state,
         breakerSince: new Date(breaker.since).toISOString(),
+        breakerTrigger: breaker.trigger,
+        breakerReason: breaker.reason,
         checkpoint: checkpoint.stats(),
+        volume: space && { ...space, low: space.freeBytes < config.CHECKPOINT_MIN_FREE_BYTES },
+        memory: await memoryReport(),
         at: new Date().toISOString(),
       })
       .catch(() => {});

@@ -35,6 +35,7 @@ export interface WorkerOptions {
     | 'INSERT_CONCURRENCY'
     | 'MAX_DELIVERIES'
     | 'CHECKPOINT_SPILL_THRESHOLD'
+    | 'CHECKPOINT_MIN_FREE_BYTES'
     | 'STREAM_PARTITIONS'
   >;
 }

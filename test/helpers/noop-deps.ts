@@ -11,6 +11,15 @@ import { hashKey, type Scope } from '../../src/store/api-keys.repo.ts';
 import { createDb } from '../../src/store/db.ts';
 import { Metrics } from '../../src/telemetry/metrics.ts';
 
+/** Where reads go without DATABASE_READ_URL. */
+const PRIMARY_ONLY = {
+  replicaConfigured: false,
+  target: 'primary',
+  lagS: null,
+  reason: null,
+  checkedAt: null,
+};
+
 /** The bootstrap key of {@link noopDeps}: every scope. */
 export const NOOP_ADMIN_KEY = 'noop-admin-key';
 
@@ -96,7 +105,10 @@ export function noopDeps(overrides: Partial<AppDeps> = {}): AppDeps {
     exports: { pool, store, metrics, workDir: '/nonexistent' },
     ...overrides,
   };
-  return deps as unknown as AppDeps;
+  // Reads run on the primary, the overridden pool when there is one.
+  const primary = { pool: deps.pool, db: deps.db };
+  const reads = { read: <T>(fn: (t: typeof primary) => Promise<T>) => fn(primary), route: PRIMARY_ONLY };
+  return { reads, ...deps } as unknown as AppDeps;
 }
 
 /** The OpenAPI document of the app, built in-process: what `/openapi.json` serves. */

@@ -27,6 +27,7 @@ async function databaseHealth(breakers: BreakerState[]) {
     metrics: new Metrics(new Registry()),
     workers: { live: async () => breakers.map((b, i) => status(`w${i}`, b)) },
     keys: noopDeps().keys,
+    reads: noopDeps().reads,
   } as unknown as HealthRoutesDeps;
   const res = await healthRoutes(deps).request('/health/database', {
     headers: { 'x-api-key': NOOP_ADMIN_KEY },

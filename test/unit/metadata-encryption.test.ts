@@ -204,7 +204,7 @@ describe('ingest and read through the routes', () => {
       config: { MAX_BODY_BYTES: 1_048_576, RETENTION_DAYS: 30, RETENTION_BY_SERVICE: {} },
       producer,
       monitor: { overloaded: false } as never,
-      db,
+      reads: { read: (fn) => fn({ db, pool: undefined as never }) },
       keys: new KeyResolver({
         findByHash: async () => undefined,
         adminApiKey: ADMIN,

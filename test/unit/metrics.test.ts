@@ -12,6 +12,7 @@ import {
   labelCombinations,
 } from '../../src/telemetry/metric-labels.ts';
 import { Metrics } from '../../src/telemetry/metrics.ts';
+import type { BreakerTrigger } from '../../src/worker/breaker.ts';
 
 /** `true` only when A and B are the same union: a label list that drifts from its type fails to compile. */
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
@@ -20,7 +21,8 @@ const sameAsTheCode: [
   Same<CounterLabelValue<'tributary_events_skipped_total', 'reason'>, DropReason>,
   Same<CounterLabelValue<'tributary_metadata_decrypt_failures_total', 'reason'>, DecryptFailure>,
   Same<CounterLabelValue<'tributary_circuit_breaker_transitions_total', 'to'>, BreakerState>,
-] = [true, true, true, true];
+  Same<CounterLabelValue<'tributary_circuit_breaker_opens_total', 'trigger'>, BreakerTrigger>,
+] = [true, true, true, true, true];
 
 /** Series of a fresh registry, as `name{label="value",…}` → value. */
 async function series(registry: Registry): Promise<Map<string, number>> {
@@ -43,13 +45,13 @@ const seriesName = (name: string, labels: Record<string, string>) =>
 
 describe('labelled counters', () => {
   it('export every known series at 0 before anything is counted', async () => {
-    expect(sameAsTheCode).toEqual([true, true, true, true]);
+    expect(sameAsTheCode).toEqual([true, true, true, true, true]);
     const found = await series(new Metrics(new Registry()).registry);
     const expected = Object.entries(COUNTER_LABEL_VALUES).flatMap(([name, values]) =>
       labelCombinations(values).map((labels) => seriesName(name, labels)),
     );
     // 7 + 2 + 3 + 3 + 2 + 2 + 5 + 3 + 3
-    expect(expected).toHaveLength(30);
+    expect(expected).toHaveLength(35);
     for (const s of expected) expect(found.get(s), s).toBe(0);
     expect(found.get('tributary_insert_failures_total{kind="unavailable"}')).toBe(0);
   });

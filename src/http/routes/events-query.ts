@@ -1,7 +1,7 @@
 import { createRoute, type OpenAPIHono, z } from '@hono/zod-openapi';
 import type { MetadataCipher } from '../../compliance/metadata-cipher.ts';
-import type { Db } from '../../store/db.ts';
 import { decodeCursor, queryEvents } from '../../store/events.repo.ts';
+import type { ReadRouter } from '../../store/read-replica.ts';
 import type { AppEnv } from '../env.ts';
 import { errors, withDb } from '../errors.ts';
 import type { KeyResolver } from '../key-resolver.ts';
@@ -10,7 +10,8 @@ import { errorResponses, json, needs, V1_ERRORS } from '../openapi.ts';
 import { dateTimeParam } from '../query-params.ts';
 
 export interface EventQueryDeps {
-  db: Db;
+  /** Where the query runs: the read replica while it keeps up, else the primary. */
+  reads: Pick<ReadRouter, 'read'>;
   keys: KeyResolver;
   /** Opens the configured metadata keys for `read`. */
   cipher?: MetadataCipher | undefined;
@@ -104,7 +105,9 @@ export function registerEventQuery(app: OpenAPIHono<AppEnv>, deps: EventQueryDep
       return c.json({ events: [], nextCursor: null }, 200);
     }
     const scoped = services === null ? q : { ...q, services };
-    const page = await withDb(() => queryEvents(deps.db, after ? { ...scoped, after } : scoped));
+    const page = await withDb(() =>
+      deps.reads.read(({ db }) => queryEvents(db, after ? { ...scoped, after } : scoped)),
+    );
     const cipher = deps.cipher;
     const rows = cipher ? page.rows.map((r) => ({ ...r, metadata: cipher.open(r.metadata) })) : page.rows;
     return c.json({ events: rows, nextCursor: page.cursor ?? null }, 200);

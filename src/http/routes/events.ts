@@ -6,7 +6,7 @@ import { parseJsonExact } from '../../events/json-numbers.ts';
 import { EVENT_LIMITS } from '../../events/limits.ts';
 import type { LiveHub } from '../../live/hub.ts';
 import type { LiveRequest } from '../../live/outcomes.ts';
-import type { Db } from '../../store/db.ts';
+import type { ReadRouter } from '../../store/read-replica.ts';
 import { type BodySource, bodyKindOf, parseJson, readBodyOf } from '../body.ts';
 import type { AppEnv } from '../env.ts';
 import { ApiError } from '../errors.ts';
@@ -26,7 +26,8 @@ import { registerEventQuery } from './events-query.ts';
 
 export interface EventRoutesDeps extends IngestDeps {
   config: Pick<Config, 'MAX_BODY_BYTES' | 'RETENTION_DAYS' | 'RETENTION_BY_SERVICE'>;
-  db: Db;
+  /** Where `GET /v1/events` reads: the replica while it keeps up, else the primary. */
+  reads: Pick<ReadRouter, 'read'>;
   keys: KeyResolver;
   /** The live view, handed each request's outcomes while anyone listens. */
   live?: LiveHub | undefined;

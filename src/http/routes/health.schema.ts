@@ -41,11 +41,61 @@ const bufferShape = {
 export const BufferSnapshot = z.strictObject(bufferShape).openapi('BufferSnapshot');
 
 const Breaker = z.enum(['closed', 'half-open', 'open']);
+const Trigger = z.enum(['connection', 'slow_insert', 'error_rate']);
+
+const Memory = z
+  .strictObject({
+    rssBytes: z.number().int(),
+    heapUsedBytes: z.number().int(),
+    heapTotalBytes: z.number().int(),
+    externalBytes: z.number().int(),
+    limitBytes: z
+      .number()
+      .int()
+      .openapi({ description: "The container's memory limit, else the host's memory" }),
+    systemFreeBytes: z.number().int(),
+  })
+  .openapi('Memory');
+
+const Volume = z
+  .strictObject({
+    path: z.string(),
+    freeBytes: z.number().int(),
+    totalBytes: z.number().int(),
+    low: z.boolean().openapi({ description: 'Fewer free bytes than CHECKPOINT_MIN_FREE_BYTES' }),
+  })
+  .openapi('Volume');
+
+export const ReadRoute = z
+  .strictObject({
+    replicaConfigured: z.boolean().openapi({ description: 'DATABASE_READ_URL is set' }),
+    target: z.enum(['replica', 'primary']).openapi({ description: 'Where reads go now' }),
+    lagS: z.number().nullable().openapi({ description: "The replica's replay lag at the last check" }),
+    reason: z
+      .string()
+      .nullable()
+      .openapi({ description: 'Why reads are on the primary while a replica is configured' }),
+    checkedAt: z.string().nullable().openapi({ format: 'date-time' }),
+  })
+  .openapi('ReadRoute');
+
+/** This process's memory and its view of the checkpoint volume (null when CHECKPOINT_DIR is not on this host). */
+export const Resources = z
+  .strictObject({
+    memory: Memory,
+    checkpointVolume: Volume.nullable(),
+    minFreeBytes: z.number().int().openapi({ description: 'CHECKPOINT_MIN_FREE_BYTES' }),
+  })
+  .openapi('Resources');
 
 /** Every live worker's breaker and checkpoint, and the worst of them. */
 const workersShape = {
   circuitBreaker: z.union([Breaker, z.enum(['no workers', 'unknown'])]).openapi({
     description: "The worst worker's breaker; `unknown` when the workers' reports cannot be read",
+  }),
+  circuitBreakerTrigger: Trigger.nullable().openapi({
+    description:
+      'What opened the worst open (or probing) breaker: connection failures, slow inserts or the error rate',
   }),
   checkpoint: z
     .strictObject({
@@ -61,6 +111,14 @@ const workersShape = {
         name: z.string(),
         breaker: Breaker,
         breakerSince: z.string().openapi({ format: 'date-time' }),
+        breakerTrigger: Trigger.optional().openapi({
+          description: 'What opened it last (kept after it closes)',
+        }),
+        breakerReason: z.string().optional(),
+        volume: Volume.optional().openapi({
+          description: "The checkpoint volume's space on the worker's host",
+        }),
+        memory: Memory.optional(),
         checkpoint: z.object({
           segments: z.number().int(),
           bytes: z.number().int(),
@@ -83,18 +141,24 @@ export const Health = z
     redis: Check,
     database: Check,
     buffer: BufferSnapshot.nullable(),
+    reads: ReadRoute,
+    resources: Resources,
     ...workersShape,
   })
   .openapi('Health');
 
 export const Readiness = z
-  .strictObject({ status: z.enum(['ok', 'unavailable']) })
-  .openapi('Readiness', { description: 'A bare status: which dependency failed is in `/health`' });
+  .strictObject({ status: z.enum(['ok', 'degraded', 'unavailable']) })
+  .openapi('Readiness', {
+    description:
+      'A bare status: `degraded` (still 200) when a checkpoint volume has fewer free bytes than CHECKPOINT_MIN_FREE_BYTES; which dependency failed is in `/health`',
+  });
 
 export const DatabaseHealth = z
   .strictObject({
     status: z.enum(['up', 'down', 'checkpoint_failed']),
     ...Check.shape,
+    reads: ReadRoute,
     ...workersShape,
   })
   .openapi('DatabaseHealth');
@@ -159,9 +223,13 @@ export const live = createRoute({
 export const ready = createRoute({
   ...operation('/health/ready', 'ready', 'Readiness: 200 while Redis answers'),
   description:
-    'With PostgreSQL down the API still accepts events (the buffer absorbs them), so only Redis decides.',
+    "With PostgreSQL down the API still accepts events (the buffer absorbs them), so only Redis decides. `degraded` (200) when a checkpoint volume (this host's, or any worker's) has fewer free bytes than CHECKPOINT_MIN_FREE_BYTES.",
   responses: {
-    200: { description: 'Ready (also while PostgreSQL is down: ingest goes on)', content: json(Readiness) },
+    200: {
+      description:
+        'Ready (also while PostgreSQL is down: ingest goes on); `degraded` when checkpoint space is low',
+      content: json(Readiness),
+    },
     503: { description: 'Not ready: Redis does not answer', content: json(Readiness) },
     ...ELSEWHERE,
   },
