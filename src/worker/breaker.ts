@@ -151,7 +151,7 @@ export class DatabaseBreaker {
         if (state === 'open')
           logger.error(
             { breaker: state, trigger: this.#trigger, reason: this.#reason },
-            `database circuit breaker opened (${this.#trigger})`,
+            'database circuit breaker opened',
           );
         else logger.warn({ breaker: state, trigger: this.#trigger }, `database circuit breaker ${state}`);
         opts.onChange?.(state);

@@ -45,6 +45,9 @@ describe('PostgreSQL stopped under load', () => {
       return res.body.circuitBreaker === 'open' ? res : null;
     });
     expect(health.status).toBe(503);
+    // The first of the three triggers: consecutive connection failures.
+    expect(opened.trigger).toBe('connection');
+    expect(health.body.circuitBreakerTrigger).toBe('connection');
     const ready = await call(api.url, '/health/ready', { key: null });
     expect(ready.status).toBe(200);
 
