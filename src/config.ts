@@ -101,8 +101,8 @@ const schema = z.object({
   BREAKER_MAX_HALF_OPEN_AFTER_MS: int(30_000, 10, 3_600_000),
   /** An insert still running after this long counts as slow (the breaker's second trigger). */
   BREAKER_SLOW_INSERT_MS: int(2_000, 10, 600_000),
-  /** Consecutive slow inserts that open the breaker. */
-  BREAKER_SLOW_INSERTS: int(2, 1, 1_000),
+  /** Consecutive slow inserts that open the breaker (one, by default: a 2 s insert is no accident). */
+  BREAKER_SLOW_INSERTS: int(1, 1, 1_000),
   /** The breaker opens when more than this share of database calls fail within BREAKER_ERROR_WINDOW_MS (third trigger). */
   BREAKER_ERROR_RATE: z.coerce.number().gt(0).lt(1).default(0.1),
   /** The window of BREAKER_ERROR_RATE; at least 10 calls in it are needed to open on the rate. */

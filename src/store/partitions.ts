@@ -88,7 +88,7 @@ async function createPartition(client: pg.PoolClient, part: MonthPartition): Pro
     await client.query(`CREATE TABLE "${part.name}" PARTITION OF events ${range}`);
     return;
   }
-  await client.query(`CREATE TABLE "${part.name}" (LIKE events INCLUDING DEFAULTS)`);
+  await client.query(`CREATE TABLE "${part.name}" (LIKE events INCLUDING DEFAULTS INCLUDING COMPRESSION)`);
   await client.query(
     `WITH moved AS (DELETE FROM events_default WHERE occurred_at >= $1 AND occurred_at < $2 RETURNING *)
      INSERT INTO "${part.name}" SELECT * FROM moved`,

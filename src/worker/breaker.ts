@@ -77,12 +77,14 @@ const SLOW = Symbol('slow');
  * call and says why:
  * - `connection`: BREAKER_FAILURE_THRESHOLD consecutive availability failures (connection
  *   refused or reset, timeouts, SQLSTATE class 08, 57P01–57P03, 53300);
- * - `slow_insert`: BREAKER_SLOW_INSERTS consecutive calls still running after
+ * - `slow_insert`: BREAKER_SLOW_INSERTS (default 1) consecutive calls still running after
  *   BREAKER_SLOW_INSERT_MS, counted when they pass it (a call behind a held lock counts while
  *   it waits; it is not cancelled, and its caller gets its result when it ends);
  * - `error_rate`: more than BREAKER_ERROR_RATE of the calls of the last
- *   BREAKER_ERROR_WINDOW_MS failed for the database's sake (anything but rows refused as data),
- *   with at least {@link ERROR_RATE_MIN_CALLS} calls in that window.
+ *   BREAKER_ERROR_WINDOW_MS failed with an error of the database that is neither a connection
+ *   failure (those are the first trigger's) nor rows refused as data (deadlocks, cancelled
+ *   statements, internal errors, a full disk…), with at least {@link ERROR_RATE_MIN_CALLS}
+ *   calls in that window.
  * Rows refused as data never count: they are the rows' fault and go to the dead letters.
  * While open, calls fail at once; after a pause that doubles with every failed probe
  * (BREAKER_HALF_OPEN_AFTER_MS up to BREAKER_MAX_HALF_OPEN_AFTER_MS) one call is let through
@@ -111,7 +113,7 @@ export class DatabaseBreaker {
         { breaker: new ConsecutiveBreaker(config.BREAKER_FAILURE_THRESHOLD), halfOpenAfter: halfOpenAfter() },
       ),
       error_rate: circuitBreaker(
-        handleWhen((err) => !isBreakerOpen(err) && classifyDbError(err) !== 'data'),
+        handleWhen((err) => !isBreakerOpen(err) && classifyDbError(err) === 'transient'),
         {
           breaker: new SamplingBreaker({
             threshold: config.BREAKER_ERROR_RATE,

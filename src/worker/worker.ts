@@ -5,6 +5,7 @@ import type { DeadLetterStream } from '../buffer/dead-letter.ts';
 import type { WorkerStatusBoard } from '../buffer/worker-status.ts';
 import type { SubjectRegistry } from '../compliance/subjects.ts';
 import type { Config } from '../config.ts';
+import { ping } from '../store/health.repo.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { BatchWriter } from './batch-writer.ts';
 import type { DatabaseBreaker } from './breaker.ts';
@@ -92,6 +93,9 @@ export class Worker {
     const inFlight = this.#inFlight;
     while (!this.#stopping) {
       try {
+        // With nothing in flight no insert would probe the breaker: it would stay open after a
+        // cause that went away with the traffic (a slow insert that ended, a burst of errors).
+        if (this.#o.breaker.state !== 'closed' && inFlight.size === 0) await this.#probe();
         await this.#replays.runDue(inFlight);
         // Several batches at once only while the database is healthy: during an outage one
         // batch at a time is held, retried or spilled, as with a single batch in flight.
@@ -151,6 +155,12 @@ export class Worker {
       await inFlight.one(remaining);
     }
     return batch;
+  }
+
+  /** `SELECT 1` through the breaker: refused at once while it is open, its probe once it lets one through. */
+  async #probe(): Promise<void> {
+    const { pool } = this.#o;
+    await this.#o.breaker.execute(() => ping(pool)).catch(() => {});
   }
 
   async #retry(what: string, fn: () => Promise<void>): Promise<void> {

@@ -24,6 +24,7 @@
  *                  generated in SQL; every GET /v1/events filter timed (large.ts)
  *   parquet        (only when named) the archive's Parquet writers on BENCH_PARQUET_ROWS rows
  *                  of a private database, against PostgreSQL's COPY out alone (limits/parquet.ts)
+ *   metadata-lz4   (only when named) bytes per row of metadata with pglz against lz4 (compression.ts)
  *   source-pg      (only when named) a PostgreSQL table source reading BENCH_SOURCE_ROWS rows
  *                  into the stream, against COPY … TO STDOUT of the same table (sources.ts)
  *
@@ -44,6 +45,7 @@ import { parseArgs } from 'node:util';
 import { createTestEnv, deleteKeys, type TestEnv } from '../helpers/env.ts';
 import { runTributary } from '../helpers/processes.ts';
 import { killAllChildren, type ServerChild, startServe, stopChild } from './children.ts';
+import { metadataCompression } from './compression.ts';
 import { createIngestKey, type OtlpSink, startOtlpSink, tracedEnv, WRK_SERVICES } from './deployed.ts';
 import { copyLimit, endToEnd } from './e2e.ts';
 import { halfRate } from './half-rate.ts';
@@ -158,6 +160,7 @@ async function bench(
   await largeTable(ctx);
   if (picked.has('parquet')) await parquetLimit(ctx);
   await sourceThroughput(ctx);
+  await metadataCompression(ctx);
 
   for (const { name, server, logFile } of servers) {
     await stopChild(server.child);

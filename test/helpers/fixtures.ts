@@ -15,7 +15,7 @@ import { test } from 'vitest';
 import { archiveEnv } from './archive-reader.ts';
 import { createTestEnv, type PrivateDatabaseEnv } from './env.ts';
 import { batchLoad, type IngestLoad, type IngestLoadOptions } from './ingest-load.ts';
-import { freePort, PrivatePostgres } from './private-servers.ts';
+import { freePort, PrivatePostgres, type PrivatePostgresOptions } from './private-servers.ts';
 import type { TributaryProcess } from './processes.ts';
 import { PrivateRedisCluster, type RedisClusterOptions } from './redis-cluster.ts';
 import { startS3Server } from './s3-server.ts';
@@ -44,12 +44,16 @@ export function stackTest(options: StackOptions = {}) {
  * `testEnv`: a test env on a private PostgreSQL cluster the test may stop and start
  * (`testEnv.postgres`), migrated, with one CHECKPOINT_DIR for all its workers, and
  * `settings` in every process's environment; nothing runs yet (`testEnv.start(role)`).
- * For the tests that take the database away.
+ * For the tests that take the database away; `postgresOptions` are the cluster's own
+ * (server settings such as an archive_command, pg_hba lines).
  */
-export function privateDatabaseTest(settings: Record<string, string> = {}) {
+export function privateDatabaseTest(
+  settings: Record<string, string> = {},
+  postgresOptions: PrivatePostgresOptions = {},
+) {
   // biome-ignore lint/correctness/noEmptyPattern: vitest's fixture syntax (see the top)
   const extended = test.extend('testEnv', { scope: 'file' }, async ({}, { onCleanup }) => {
-    const postgres = new PrivatePostgres(await freePort());
+    const postgres = new PrivatePostgres(await freePort(), postgresOptions);
     postgres.start();
     const testEnv = createTestEnv({ postgres, sharedCheckpointDir: true, settings });
     onCleanup(() => testEnv.cleanup());

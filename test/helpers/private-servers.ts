@@ -170,6 +170,7 @@ export class PrivatePostgres {
         '-R',
         '-X',
         'stream',
+        '--checkpoint=fast',
         '--no-sync',
       ]);
     } else {
@@ -236,5 +237,73 @@ export class PrivatePostgres {
 
   #asPostgres(cmd: string, args: string[]): void {
     execFileSync('runuser', ['-u', 'postgres', '--', cmd, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  }
+}
+
+/**
+ * A PostgreSQL server on a data directory that something else fills, e.g. a restore from a
+ * backup: `dataDir` does not exist until then. In a temp directory of its own (owned by
+ * postgres), which also holds its socket and log.
+ */
+export class RestoredPostgres {
+  readonly dir = mkdtempSync(join(tmpdir(), 'tributary-pg-restored-'));
+  readonly port: number;
+
+  constructor(port: number) {
+    this.port = port;
+    execFileSync('chown', ['postgres:postgres', this.dir]);
+  }
+
+  get dataDir(): string {
+    return join(this.dir, 'data');
+  }
+
+  /** Base URL of the cluster (database `postgres`). */
+  get url(): string {
+    return `postgres://postgres@127.0.0.1:${this.port}/postgres`;
+  }
+
+  /**
+   * Starts the server on the port given, whatever the restored postgresql.conf says; returns
+   * once it accepts connections, which in archive recovery is as soon as it is consistent
+   * (hot standby), not when the recovery has ended (`pg_is_in_recovery()`).
+   */
+  start(): void {
+    execFileSync(
+      'runuser',
+      [
+        '-u',
+        'postgres',
+        '--',
+        pgBin('pg_ctl'),
+        '-D',
+        this.dataDir,
+        '-l',
+        join(this.dir, 'log'),
+        '-w',
+        '-t',
+        '60',
+        '-o',
+        `-p ${this.port} -k ${this.dir} -c listen_addresses=127.0.0.1`,
+        'start',
+      ],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+  }
+
+  /** Stops the server if it runs (immediately) and removes everything. */
+  destroy(): void {
+    spawnSync('runuser', [
+      '-u',
+      'postgres',
+      '--',
+      pgBin('pg_ctl'),
+      '-D',
+      this.dataDir,
+      '-m',
+      'immediate',
+      'stop',
+    ]);
+    rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -66,6 +66,32 @@ describe('tributary migrate', () => {
     expect((await env.pool.query(`SELECT count(*)::int AS n FROM ${monthName(future)}`)).rows[0].n).toBe(1);
   });
 
+  it('compresses metadata with lz4 in every partition, those made by migrate, later, or by moving rows', async () => {
+    const settings = await env.pool.query<{ name: string; compression: string }>(
+      `SELECT c.relname AS name, a.attcompression AS compression
+         FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'metadata'
+        WHERE c.oid = 'events'::regclass
+           OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'events'::regclass)`,
+    );
+    expect(settings.rows.length).toBeGreaterThan(3);
+    for (const row of settings.rows) expect(row, row.name).toEqual({ name: row.name, compression: 'l' });
+    // A value large enough to be compressed is stored with lz4.
+    const big = {
+      note: 'x'.repeat(8_000),
+      items: Array.from({ length: 200 }, (_, i) => ({ sku: `sku-${i}` })),
+    };
+    const id = randomUUID();
+    await env.pool.query(
+      `INSERT INTO events (id, occurred_at, received_at, service, type, metadata) VALUES ($1, now(), now(), 's', 't', $2)`,
+      [id, big],
+    );
+    const stored = await env.pool.query(
+      'SELECT pg_column_compression(metadata) AS c FROM events WHERE id = $1',
+      [id],
+    );
+    expect(stored.rows[0].c).toBe('lz4');
+  });
+
   it('binds keys to services without losing a row: a database at the schema before keeps every row and id', async () => {
     // The migrations as they were before keys had services (0000–0003).
     const old = mkdtempSync(join(tmpdir(), 'tributary-migrations-'));

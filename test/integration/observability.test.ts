@@ -147,6 +147,8 @@ describe('docker-compose.yml', () => {
       [
         'api',
         'archive-bucket',
+        // one-shot, under the `ops` profile: `docker compose --profile ops run --rm backup`
+        'backup',
         'grafana',
         'jaeger',
         'migrate',

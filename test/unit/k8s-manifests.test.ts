@@ -35,6 +35,21 @@ function broken(kind: string, name: string, what: string, change: (o: K8sObject)
 type Any = any;
 const apiContainer = (o: Any) => o.spec.template.spec.containers[0];
 
+/** A pgBackRest configuration file: section → option → value (comments and blank lines dropped). */
+function ini(text: string): Record<string, Record<string, string>> {
+  const sections: Record<string, Record<string, string>> = {};
+  let section: Record<string, string> = {};
+  for (const line of text.split('\n').map((l) => l.trim())) {
+    const header = /^\[(.+)\]$/.exec(line);
+    if (header?.[1]) sections[header[1]] = section = {};
+    else if (line && !line.startsWith('#')) {
+      const at = line.indexOf('=');
+      section[line.slice(0, at)] = line.slice(at + 1);
+    }
+  }
+  return sections;
+}
+
 describe('Kubernetes manifests (ops/k8s), validated without a cluster', () => {
   it('are valid against the Kubernetes and KEDA schemas, have no unknown field, and hold together', async () => {
     expect(await validateManifests(manifests)).toEqual([]);
@@ -53,6 +68,9 @@ describe('Kubernetes manifests (ops/k8s), validated without a cluster', () => {
         'Job/tributary-migrate',
         'ConfigMap/tributary-config',
         'Secret/tributary-secrets',
+        'CronJob/tributary-backup',
+        'PersistentVolumeClaim/tributary-pgbackrest-repo',
+        'ConfigMap/tributary-pgbackrest',
       ]),
     );
   });
@@ -77,6 +95,40 @@ describe('Kubernetes manifests (ops/k8s), validated without a cluster', () => {
     expect(trigger.metadata.query).toContain('tributary_workers_recommended');
     const secret = (find('Secret', 'tributary-secrets').object as Any).stringData;
     expect(Object.keys(secret)).toEqual(expect.arrayContaining(['DATABASE_URL', 'DATABASE_MIGRATION_URL']));
+  });
+
+  it('the backup CronJob never overlaps itself and uses its repository, configuration and certificates', () => {
+    const cron = find('CronJob', 'tributary-backup').object as Any;
+    expect(cron.spec.concurrencyPolicy).toBe('Forbid');
+    const pod = cron.spec.jobTemplate.spec.template.spec;
+    const volume = (name: string) => pod.volumes.find((v: Any) => v.name === name);
+    const mountOf = (name: string) =>
+      pod.containers[0].volumeMounts.find((m: Any) => m.name === name)?.mountPath;
+    const claim = find('PersistentVolumeClaim', volume('repo').persistentVolumeClaim.claimName).object as Any;
+    expect(claim.spec.accessModes).toEqual(['ReadWriteMany']);
+    expect(volume('config').configMap.name).toBe('tributary-pgbackrest');
+    expect(mountOf('config')).toBe('/etc/pgbackrest');
+
+    const confs = (find('ConfigMap', 'tributary-pgbackrest').object as Any).data;
+    const repoHost = ini(confs['pgbackrest.conf']);
+    const database = ini(confs['database.conf']);
+    expect(repoHost.global?.['repo1-path']).toBe(mountOf('repo'));
+    expect(database.global?.['repo1-path']).toBe(mountOf('repo'));
+    // The repository host reaches the database's pgbackrest server over TLS, with the Secret's files.
+    const stanza = repoHost.tributary ?? {};
+    expect(stanza['pg1-host-type']).toBe('tls');
+    expect(stanza['pg1-host-port']).toBe(database.global?.['tls-server-port']);
+    expect(volume('tls').secret.secretName).toBe('tributary-pgbackrest-tls');
+    for (const file of ['pg1-host-ca-file', 'pg1-host-cert-file', 'pg1-host-key-file']) {
+      expect(stanza[file]).toMatch(new RegExp(`^${mountOf('tls')}/`));
+    }
+    expect(stanza['pg1-path']).toBe(database.tributary?.['pg1-path']);
+    expect(database.global?.['tls-server-auth']).toMatch(/=tributary$/);
+    // The same backup settings as the compose stack's ops/pgbackrest/pgbackrest.conf.
+    const compose = ini(readFileSync(join(K8S_DIR, '../pgbackrest/pgbackrest.conf'), 'utf8'));
+    for (const key of ['repo1-retention-full', 'compress-type', 'start-fast', 'process-max']) {
+      expect(repoHost.global?.[key], key).toBe(compose.global?.[key]);
+    }
   });
 
   it('refuses a manifest that breaks a schema, has an unknown field, or breaks a rule', async () => {

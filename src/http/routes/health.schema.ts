@@ -79,11 +79,11 @@ export const ReadRoute = z
   })
   .openapi('ReadRoute');
 
-/** This process's memory and its view of the checkpoint volume (null when CHECKPOINT_DIR is not on this host). */
+/** This process's memory and its view of the checkpoint volume (absent when CHECKPOINT_DIR is not on this host). */
 export const Resources = z
   .strictObject({
     memory: Memory,
-    checkpointVolume: Volume.nullable(),
+    checkpointVolume: Volume.optional(),
     minFreeBytes: z.number().int().openapi({ description: 'CHECKPOINT_MIN_FREE_BYTES' }),
   })
   .openapi('Resources');

@@ -92,7 +92,7 @@ function workersSummary(workers: WorkerStatus[] | null) {
 /**
  * This process's memory, and the checkpoint volume as this host sees it: only when
  * CHECKPOINT_DIR exists here (`all`, or a volume shared with the workers); an API on a host of
- * its own has none and reports null.
+ * its own has none and reports none.
  */
 async function ownResources(config: HealthRoutesDeps['config']) {
   const exists = await access(config.CHECKPOINT_DIR).then(
@@ -102,13 +102,15 @@ async function ownResources(config: HealthRoutesDeps['config']) {
   const space = exists ? await volumeSpace(config.CHECKPOINT_DIR).catch(() => null) : null;
   return {
     memory: await memoryReport(),
-    checkpointVolume: space && { ...space, low: space.freeBytes < config.CHECKPOINT_MIN_FREE_BYTES },
+    ...(space
+      ? { checkpointVolume: { ...space, low: space.freeBytes < config.CHECKPOINT_MIN_FREE_BYTES } }
+      : {}),
     minFreeBytes: config.CHECKPOINT_MIN_FREE_BYTES,
   };
 }
 
 /** Whether any checkpoint volume, this host's or a live worker's, is under CHECKPOINT_MIN_FREE_BYTES. */
-const spaceLow = (resources: { checkpointVolume: { low: boolean } | null }, workers: WorkerStatus[] | null) =>
+const spaceLow = (resources: { checkpointVolume?: { low: boolean } }, workers: WorkerStatus[] | null) =>
   (resources.checkpointVolume?.low ?? false) || (workers ?? []).some((w) => w.volume?.low === true);
 
 /**
