@@ -25,6 +25,10 @@ describe('pipeline health', () => {
     const workers = await texts(page, 'section[aria-labelledby=workers-heading] tbody tr');
     expect(workers).toHaveLength(1);
     expect(workers[0]).toContain('closed');
+    // The worker's checkpoint volume and memory, as it reports them; reads on the primary.
+    expect((await texts(page, 'td[data-testid=disk]'))[0]).toMatch(/^[\d.]+ [KMGT]i?B of [\d.]+ [KMGT]i?B$/);
+    expect((await texts(page, 'td[data-testid=memory]'))[0]).toMatch(/^[\d.]+ [KMG]i?B$/);
+    expect(await texts(page, '[data-testid=reads]')).toEqual(['primary (no replica)']);
     expect((await texts(page, '.card dd'))[0]).toBe('ok');
     await tab.screenshot('pipeline-health');
   });

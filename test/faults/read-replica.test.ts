@@ -121,6 +121,7 @@ describe('reads on a streaming replica (DATABASE_READ_URL)', () => {
     // Within the limit since the last replayed commit (A's): the reads above were on time.
     expect(Date.now() - pausedAt).toBeLessThan(MAX_LAG_S * 1000);
     await waitForReads('primary', 'reads moved to the primary (replay paused)');
+    const movedAfterPauseS = (Date.now() - pausedAt) / 1000;
     const health = await reads();
     expect(health.reason).toMatch(/replay lag .* > READ_MAX_LAG_S/);
     expect(health.lagS).toBeGreaterThan(MAX_LAG_S);
@@ -131,13 +132,17 @@ describe('reads on a streaming replica (DATABASE_READ_URL)', () => {
 
     // Replay resumed: back on the replica, which now has everything.
     await onReplica.query('SELECT pg_wal_replay_resume()');
+    const resumedAt = Date.now();
     await waitForReads('replica', 'reads back on the replica after replay resumed');
+    const backAfterResumeS = (Date.now() - resumedAt) / 1000;
     expect((await listed('reader-a')).size).toBe(130);
 
     // The replica stopped: reads go to the primary at once (a failed read is run again there).
     replica.stop();
+    const stoppedAt = Date.now();
     expect((await listed('reader-a')).size).toBe(130);
     await waitForReads('primary', 'reads on the primary while the replica is down');
+    const primaryAfterStopS = (Date.now() - stoppedAt) / 1000;
     expect((await reads()).reason).toMatch(/unreachable|a read failed/);
     const exported = await call(api.url, '/v1/users/reader-a/events/export');
     expect(exported.status).toBe(200);
@@ -147,7 +152,12 @@ describe('reads on a streaming replica (DATABASE_READ_URL)', () => {
 
     // Back: reads return to it.
     replica.start();
+    const restartedAt = Date.now();
     await waitForReads('replica', 'reads back on the replica after its restart');
+    const backAfterRestartS = (Date.now() - restartedAt) / 1000;
+    console.log(
+      `[read-replica] READ_MAX_LAG_S ${MAX_LAG_S}, checks every 0.2 s: reads on the primary ${movedAfterPauseS.toFixed(1)} s after replay was paused (lag ${health.lagS} s), back ${backAfterResumeS.toFixed(1)} s after it resumed; on the primary ${primaryAfterStopS.toFixed(1)} s after the replica stopped (the failed read itself retried there), back ${backAfterRestartS.toFixed(1)} s after its start`,
+    );
     expect((await listed('reader-a')).size).toBe(130);
   });
 });

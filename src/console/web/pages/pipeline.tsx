@@ -40,19 +40,43 @@ interface Health {
     partitions: { partition: number; length: number; pending: number; lag: number | null }[];
   } | null;
   circuitBreaker: Breaker | 'no workers' | 'unknown';
+  circuitBreakerTrigger: string | null;
+  reads: {
+    replicaConfigured: boolean;
+    target: 'replica' | 'primary';
+    lagS: number | null;
+    reason: string | null;
+  };
   checkpoint: { events: number; segments: number; bytes: number; failed: string[] } | null;
   workers:
     | {
         name: string;
         breaker: Breaker;
         breakerSince: string;
+        breakerTrigger?: string;
         checkpoint: { segments: number; bytes: number; events: number; failed?: string };
+        volume?: { freeBytes: number; totalBytes: number; low: boolean };
+        memory?: { rssBytes: number; limitBytes: number };
         at: string;
       }[]
     | null;
 }
 
 const POLL_MS = 2_000;
+
+/** What opened a breaker, in words. */
+const TRIGGER_TEXT: Record<string, string> = {
+  connection: 'connection failures',
+  slow_insert: 'slow inserts',
+  error_rate: 'the error rate',
+};
+
+/** Where reads go: the replica (with its lag), or the primary (and why, when a replica is configured). */
+function readsText(reads: Health['reads']): string {
+  if (!reads.replicaConfigured) return 'primary (no replica)';
+  if (reads.target === 'replica') return `replica, ${reads.lagS ?? '?'} s behind`;
+  return `primary: ${reads.reason ?? 'replica not usable'}`;
+}
 /** What one replay call moves at most (the route's default `limit`). */
 const REPLAY_LIMIT = 10_000;
 
@@ -124,6 +148,15 @@ function Overview({ health }: { health: Health }) {
           <dd data-testid="breaker">
             <Badge tone={breakerTone(health.circuitBreaker)}>{health.circuitBreaker}</Badge>
           </dd>
+          {health.circuitBreakerTrigger && (
+            <dd class="hint" data-testid="breaker-trigger">
+              opened by {TRIGGER_TEXT[health.circuitBreakerTrigger] ?? health.circuitBreakerTrigger}
+            </dd>
+          )}
+        </div>
+        <div class="card">
+          <dt>Reads</dt>
+          <dd data-testid="reads">{readsText(health.reads)}</dd>
         </div>
         <div class="card">
           <dt>Redis</dt>
@@ -276,18 +309,32 @@ function Workers({ health }: { health: Health }) {
       ) : workers.length === 0 ? (
         <p class="empty">No worker is running: events stay in the buffer until one starts.</p>
       ) : (
-        <Table columns={['Worker', 'Breaker', 'Checkpoint', 'Reported']}>
+        <Table columns={['Worker', 'Breaker', 'Checkpoint', 'Disk free', 'Memory', 'Reported']}>
           {workers.map((w) => (
             <tr key={w.name}>
               <th scope="row">{w.name}</th>
               <td>
                 <Badge tone={breakerTone(w.breaker)}>{w.breaker}</Badge>{' '}
                 <span class="hint">since {formatAgo(w.breakerSince)}</span>
+                {w.breaker !== 'closed' && w.breakerTrigger && (
+                  <span class="hint"> · {TRIGGER_TEXT[w.breakerTrigger] ?? w.breakerTrigger}</span>
+                )}
               </td>
               <td>
                 {formatCount(w.checkpoint.events)} events, {formatBytes(w.checkpoint.bytes)}
                 {w.checkpoint.failed && <Badge tone="bad">failed: {w.checkpoint.failed}</Badge>}
               </td>
+              <td data-testid="disk">
+                {w.volume ? (
+                  <>
+                    {formatBytes(w.volume.freeBytes)} of {formatBytes(w.volume.totalBytes)}
+                    {w.volume.low && <Badge tone="warn">low</Badge>}
+                  </>
+                ) : (
+                  '—'
+                )}
+              </td>
+              <td data-testid="memory">{w.memory ? formatBytes(w.memory.rssBytes) : '—'}</td>
               <td>{formatAgo(w.at)}</td>
             </tr>
           ))}
