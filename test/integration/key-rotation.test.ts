@@ -29,25 +29,52 @@ async function createKey(name: string): Promise<{ id: string; key: string }> {
   return res.body;
 }
 
-/** One ingest on a connection of its own, so the cluster primary hands it to the next process. */
-function ingest(key: string): Promise<{ status: number; requestId: string }> {
+/** Longest wait for one answer: a request that gets none fails with its id, not the test's timeout. */
+const ANSWER_MS = 15_000;
+
+/**
+ * One ingest on a connection of its own, so the cluster primary hands it to the next process.
+ * Rejects when the answer does not come whole within ANSWER_MS (reset, aborted, or none).
+ */
+function ingestOnce(key: string): Promise<{ status: number; requestId: string }> {
   const requestId = randomUUID();
   return new Promise((resolve, reject) => {
+    const fail = (why: string) => reject(new Error(`ingest ${requestId}: ${why}`));
     const req = request(
       `${stack.url}/v1/events`,
       {
         method: 'POST',
         agent: false,
+        timeout: ANSWER_MS,
         headers: { 'content-type': 'application/json', 'x-api-key': key, 'x-request-id': requestId },
       },
       (res) => {
         res.resume();
+        res.on('error', (err) => fail(`answer cut off (${err.message})`));
+        res.on('aborted', () => fail('answer aborted'));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, requestId }));
       },
     );
-    req.on('error', reject);
+    req.on('timeout', () => {
+      req.destroy();
+      fail(`no answer within ${ANSWER_MS} ms`);
+    });
+    req.on('error', (err) => fail(err.message));
     req.end(JSON.stringify(event()));
   });
+}
+
+/**
+ * {@link ingestOnce}, asked again once when no whole answer came: the lost answer is logged
+ * (its request id), and is neither a refusal nor an acceptance.
+ */
+async function ingest(key: string): Promise<{ status: number; requestId: string }> {
+  try {
+    return await ingestOnce(key);
+  } catch (err) {
+    console.warn('[key-rotation] no whole answer, asking again:', (err as Error).message);
+    return ingestOnce(key);
+  }
 }
 
 /** The processes (pids) that answered these requests, from their access log lines. */
