@@ -230,6 +230,15 @@ const schema = z.object({
    */
   PLANS_RELOAD_S: int(30, 1, 3_600),
 
+  /** Whether this `work` process runs materialisations (§17); at most one process runs each (a lease). */
+  MATERIALIZE_RUNNERS: int(1, 0, 1),
+  /** A materialisation's lease; a runner silent this long (crashed, stalled) is taken over. */
+  MATERIALIZE_LEASE_TTL_S: int(30, 2, 600),
+  /** How often a caught-up materialisation looks at the feed again. */
+  MATERIALIZE_POLL_MS: int(500, 20, 60_000),
+  /** Feed rows applied per batch (one transaction). */
+  MATERIALIZE_BATCH_ROWS: int(5_000, 1, 100_000),
+
   /** Sources (§15) one `work` process runs at once; 0: this process runs none. */
   SOURCE_RUNNERS: int(4, 0, 64),
   /** A runner's lease on its source; a runner silent this long (crashed, stalled) is taken over. */

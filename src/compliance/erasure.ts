@@ -24,6 +24,7 @@ import {
   requestsToRun,
   startArchivePass,
 } from '../store/dsar.repo.ts';
+import { eraseMaterialized } from '../store/mat-erase.repo.ts';
 import { RetentionBusyError, RunLease } from '../store/run-leases.repo.ts';
 import { deleteLinks, linkedSubjects, MAX_LINKED_SUBJECTS } from '../store/subject-links.repo.ts';
 import { errorSummary } from '../telemetry/log-errors.ts';
@@ -207,6 +208,9 @@ export class ErasureService {
     );
     // Rows an in-flight batch wrote meanwhile.
     await this.#deleteRows(id, ids);
+    // The materialisations' rows of every id, once no event of theirs is left to apply.
+    const materialized = await eraseMaterialized(pool, id, ids);
+    metrics.dsarRowsErased.inc({ place: 'materialized' }, materialized);
     // Links are personal data too; workers write none between two erased ids again.
     await deleteLinks(pool, subjects);
     const dropped = await this.#o.redis.hgetall(this.#o.keys.dsarDropped(id));

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import type { StreamConsumer } from '../buffer/consumer.ts';
 import { DeadLetterStream } from '../buffer/dead-letter.ts';
 import type { BufferMonitor } from '../buffer/monitor.ts';
@@ -14,6 +15,7 @@ import { RedisRateLimiter } from '../http/middleware/rate-limit.ts';
 import type { PlanRegistry } from '../http/plan-registry.ts';
 import { WebhookSources } from '../http/webhook-sources.ts';
 import type { LiveHub } from '../live/hub.ts';
+import { Materializers } from '../materialize/runner.ts';
 import type { RetentionService } from '../retention/service.ts';
 import type { SourceRunners } from '../sources/runner.ts';
 import { SourceSecrets } from '../sources/secrets.ts';
@@ -228,6 +230,17 @@ export class Services {
   }
 
   /** This `work` process's source runners, not started; closing them ends each run at a batch boundary. */
+  /** This process's materialisation runners (§17), not started. */
+  materializers(): Promise<Materializers> {
+    const { config, pool, logger, metrics } = this.deps;
+    return this.#lifetimes.once(
+      'materializers',
+      async () =>
+        new Materializers({ pool, logger, metrics, config, holder: `${hostname()}-${process.pid}` }),
+      (runners) => runners.stop(),
+    );
+  }
+
   sources(): Promise<SourceRunners> {
     return this.#lifetimes.once(
       'sources',

@@ -45,6 +45,11 @@ export async function startWorker(services: Services, worker: Worker): Promise<v
     sources.start();
     services.defer('source-runners', () => sources.stop());
   }
+  if (config.MATERIALIZE_RUNNERS > 0) {
+    const materializers = await services.materializers();
+    materializers.start();
+    services.defer('materializers', () => materializers.stop());
+  }
   const metricsServer =
     config.METRICS_PORT === undefined
       ? undefined

@@ -15,7 +15,14 @@ export interface DsarStatus {
   requestedAt: string;
   startedAt: string | null;
   finishedAt: string | null;
-  deleted: { database: number; buffer: number; checkpoint: number; archive: number; deadLetter: number };
+  deleted: {
+    database: number;
+    buffer: number;
+    checkpoint: number;
+    archive: number;
+    deadLetter: number;
+    materialized: number;
+  };
   archivesRewritten: number;
   error: string | null;
 }
@@ -52,7 +59,8 @@ export async function erasureStatus(pool: pg.Pool, id: string): Promise<DsarStat
             finished_at AS "finishedAt", archives_rewritten AS "archivesRewritten", error,
             json_build_object('database', deleted_database, 'buffer', deleted_buffer,
                               'checkpoint', deleted_checkpoint, 'archive', deleted_archive,
-                              'deadLetter', coalesce((progress->>'deletedDeadLetter')::bigint, 0)) AS deleted
+                              'deadLetter', coalesce((progress->>'deletedDeadLetter')::bigint, 0),
+                              'materialized', coalesce((progress->>'deletedMaterialized')::bigint, 0)) AS deleted
        FROM dsar_requests WHERE id = $1 AND kind = 'erasure'`,
     [id],
   );

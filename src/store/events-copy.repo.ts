@@ -81,12 +81,15 @@ export async function loadEventsFromCsv(
       client.query(copyFrom('COPY restore_rows FROM STDIN WITH (FORMAT csv)')),
     );
     const res = await client.query(
-      `INSERT INTO events (id, occurred_at, received_at, service, type, user_id, message, metadata, anonymized, key_id,
-                           anonymous_id, violations)
-       SELECT id, occurred_at, received_at, service, type, user_id, message, metadata, anonymized, key_id, anonymous_id,
-              violations
-         FROM restore_rows
-       ON CONFLICT DO NOTHING`,
+      `WITH inserted AS (
+         INSERT INTO events (id, occurred_at, received_at, service, type, user_id, message, metadata, anonymized, key_id,
+                             anonymous_id, violations)
+         SELECT id, occurred_at, received_at, service, type, user_id, message, metadata, anonymized, key_id, anonymous_id,
+                violations
+           FROM restore_rows
+         ON CONFLICT DO NOTHING
+         RETURNING occurred_at, id, service)
+       INSERT INTO event_feed (occurred_at, id, service) SELECT occurred_at, id, service FROM inserted`,
     );
     await alsoInTransaction(client);
     await client.query('COMMIT');

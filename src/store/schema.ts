@@ -321,3 +321,5 @@ export const sources = pgTable(
   },
   (t) => [uniqueIndex('sources_name_idx').on(t.name)],
 );
+
+export * from './schema-materialize.ts';

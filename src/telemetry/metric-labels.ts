@@ -32,7 +32,9 @@ export const COUNTER_LABEL_VALUES = {
   tributary_db_read_target_changes_total: { to: ['replica', 'primary'] },
   tributary_retention_passes_total: { outcome: ['completed', 'failed'] },
   tributary_dsar_requests_total: { kind: ['erasure', 'export'] },
-  tributary_dsar_rows_erased_total: { place: ['database', 'buffer', 'checkpoint', 'archive', 'dead_letter'] },
+  tributary_dsar_rows_erased_total: {
+    place: ['database', 'buffer', 'checkpoint', 'archive', 'dead_letter', 'materialized'],
+  },
   tributary_dsar_export_rows_total: { source: ['database', 'archive', 'dead_letter'] },
   tributary_metadata_decrypt_failures_total: { reason: ['unknown_key', 'bad_tag', 'malformed'] },
 } as const satisfies Record<string, Record<string, readonly string[]>>;
@@ -52,6 +54,12 @@ export const DATA_LABELLED_COUNTERS: Record<string, string> = {
     "source names × kind × the failed run's error code (a handful: source_unreachable, source_unauthorized, …); a series appears with its first failure",
   tributary_webhook_deliveries_total:
     'webhook source names × outcome; made at 0 when an API process first looks the source up',
+  tributary_materialize_events_total:
+    'materialisation names (one per materialisation an operator made); made at 0 when a runner takes one',
+  tributary_materialize_rows_total:
+    "materialisation names × their tables (fixed ones, and event tables within the materialisation's eventTables cap)",
+  tributary_materialize_errors_total: 'materialisation names; made at 0 when a runner takes one',
+  tributary_materialize_conflicts_total: 'materialisation names; made at 0 when a runner takes one',
   tributary_schema_violations_total:
     'service and type of the tracking plans: registered types only, any other counted as "(unregistered)"; made at 0 by the plan registry on each load',
 };

@@ -60,6 +60,11 @@ export class Metrics {
   readonly sourceErrors: Counter<'source' | 'kind' | 'code'>;
   readonly sourceLastSuccess: Gauge<'source' | 'kind'>;
   readonly webhookDeliveries: Counter<'source' | 'outcome'>;
+  readonly matEvents: Counter<'materialization'>;
+  readonly matRows: Counter<'materialization' | 'table'>;
+  readonly matErrors: Counter<'materialization'>;
+  readonly matLag: Gauge<'materialization'>;
+  readonly matConflicts: Counter<'materialization'>;
 
   constructor(registry = new Registry(), opts: { processMetrics?: boolean } = {}) {
     this.registry = registry;
@@ -332,6 +337,36 @@ export class Metrics {
       name: 'tributary_webhook_deliveries_total',
       help: 'Webhook deliveries by outcome: accepted, duplicate, skipped, rejected, bad_signature, rate_limited',
       labelNames: ['source', 'outcome'],
+      registers,
+    });
+    this.matEvents = new Counter({
+      name: 'tributary_materialize_events_total',
+      help: 'Events a materialisation applied (its feed batches and rebuilds)',
+      labelNames: ['materialization'],
+      registers,
+    });
+    this.matRows = new Counter({
+      name: 'tributary_materialize_rows_total',
+      help: 'Rows a materialisation wrote, by table (appended, upserted or recounted)',
+      labelNames: ['materialization', 'table'],
+      registers,
+    });
+    this.matErrors = new Counter({
+      name: 'tributary_materialize_errors_total',
+      help: 'Materialisation batches or rebuilds that failed (retried; the error is in GET /v1/admin/materializations/{name})',
+      labelNames: ['materialization'],
+      registers,
+    });
+    this.matLag = new Gauge({
+      name: 'tributary_materialize_lag_seconds',
+      help: 'Age of the oldest stored event a materialisation has not applied yet (0 when caught up)',
+      labelNames: ['materialization'],
+      registers,
+    });
+    this.matConflicts = new Counter({
+      name: 'tributary_materialize_conflicts_total',
+      help: 'Values that did not fit their typed column (kept in the jsonb beside it; per column in GET /v1/admin/materializations/{name})',
+      labelNames: ['materialization'],
       registers,
     });
     this.auditWriteFailures = new Counter({

@@ -25,6 +25,7 @@
  *   parquet        (only when named) the archive's Parquet writers on BENCH_PARQUET_ROWS rows
  *                  of a private database, against PostgreSQL's COPY out alone (limits/parquet.ts)
  *   metadata-lz4   (only when named) bytes per row of metadata with pglz against lz4 (compression.ts)
+ *   materialize    (only when named) the feed's cost to ingest; events/s materialised against INSERT … SELECT (materialize.ts)
  *   source-pg      (only when named) a PostgreSQL table source reading BENCH_SOURCE_ROWS rows
  *                  into the stream, against COPY … TO STDOUT of the same table (sources.ts)
  *
@@ -53,6 +54,7 @@ import { batches, singleEvents } from './ingest.ts';
 import { largeTable } from './large.ts';
 import { parquetLimit } from './limits/parquet.ts';
 import { liveOverhead } from './live.ts';
+import { materializeBench } from './materialize.ts';
 import { type BenchContext, envNumber, findRedisPid, log, PARTITIONS, round, SETTINGS } from './measure.ts';
 import { PLAN_SERVICES, plansOverhead } from './plans.ts';
 import { type BenchReport, formatTable, writeReport } from './report.ts';
@@ -161,6 +163,7 @@ async function bench(
   if (picked.has('parquet')) await parquetLimit(ctx);
   await sourceThroughput(ctx);
   await metadataCompression(ctx);
+  await materializeBench(ctx);
 
   for (const { name, server, logFile } of servers) {
     await stopChild(server.child);

@@ -29,6 +29,8 @@ export const SCENARIOS = {
     'archive: PostgreSQL rows to zstd Parquet by DuckDB, parquet-wasm, hyparquet-writer (~70 s; by name only)',
   'metadata-lz4':
     'metadata compression: bytes per row, insert and read rates of events.metadata with pglz against lz4, on the bench rows and on 4 kB metadata (~30 s; by name only)',
+  materialize:
+    "materialisations: the feed's cost to ingest (insert with and without it), events/s materialised into the PostgreSQL destination against INSERT … SELECT of the same rows (~1 min; by name only)",
   'source-pg':
     'sources: a PostgreSQL table source reading BENCH_SOURCE_ROWS (500,000) rows into the stream, against COPY … TO STDOUT of the same table (~1 min; by name only)',
 } as const;
@@ -37,7 +39,7 @@ export type Scenario = keyof typeof SCENARIOS;
 
 const ALL = Object.keys(SCENARIOS) as Scenario[];
 /** Scenarios that take long enough (parquet: 70 s and more) to be run only when named. */
-const BY_NAME_ONLY: Scenario[] = ['parquet', 'e2e-large', 'source-pg', 'metadata-lz4'];
+const BY_NAME_ONLY: Scenario[] = ['parquet', 'e2e-large', 'source-pg', 'metadata-lz4', 'materialize'];
 
 /** Names that stand for several scenarios. */
 export const ALIASES: Record<string, Scenario[]> = {

@@ -51,7 +51,7 @@ describe('labelled counters', () => {
       labelCombinations(values).map((labels) => seriesName(name, labels)),
     );
     // 7 + 2 + 3 + 3 + 2 + 2 + 5 + 3 + 3
-    expect(expected).toHaveLength(35);
+    expect(expected).toHaveLength(36);
     for (const s of expected) expect(found.get(s), s).toBe(0);
     expect(found.get('tributary_insert_failures_total{kind="unavailable"}')).toBe(0);
   });

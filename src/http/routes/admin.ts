@@ -17,6 +17,7 @@ import { requireScope } from '../middleware/auth.ts';
 import { requestLogger } from '../middleware/request-context.ts';
 import { createRouter, errorResponses, invalidInput, json, needs, V1_ERRORS } from '../openapi.ts';
 import { registerKeyRoutes } from './admin-keys.ts';
+import { registerMaterializationRoutes } from './materializations.ts';
 import { Archive, ArchiveQuery, RetentionRun } from './retention.schema.ts';
 import { registerSourceRoutes, type SourceRoutesDeps } from './sources.ts';
 
@@ -151,6 +152,7 @@ export function adminRoutes(deps: AdminRoutesDeps): OpenAPIHono<AppEnv> {
   app.use('/v1/admin/*', requireScope(deps.keys, 'admin'));
   registerKeyRoutes(app, deps);
   registerSourceRoutes(app, { ...deps, secrets: deps.sourceSecrets });
+  registerMaterializationRoutes(app, deps);
 
   app.openapi(replayDeadLetters, async (c) => {
     const { limit } = c.req.valid('query');

@@ -75,6 +75,10 @@ export const ErasureStatus = z
         description:
           "The subject's entries deleted from the dead-letter stream (received before the request)",
       }),
+      materialized: z.number().openapi({
+        description:
+          "Rows deleted from the materialisations (§17): every table's rows of the subject's ids, its users row and identity links",
+      }),
     }),
     archivesRewritten: z.number(),
     error: z.string().nullable(),

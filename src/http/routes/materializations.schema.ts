@@ -1,0 +1,155 @@
+import { createRoute, z } from '@hono/zod-openapi';
+import { MaterializationSpec } from '../../materialize/spec.ts';
+import { errorResponses, handReadSchema, invalidInput, json, needs, V1_ERRORS } from '../openapi.ts';
+
+// The materialisations admin API's declarations (ARCHITECTURE §17); handlers in materializations.ts.
+
+const Column = z.strictObject({
+  table: z.string(),
+  column: z.string(),
+  path: z
+    .array(z.string())
+    .openapi({ description: 'The JSON path it projects, inside properties or traits' }),
+  type: z.enum(['boolean', 'bigint', 'double', 'text']).openapi({ description: 'Its type as created' }),
+  wanted: z
+    .enum(['boolean', 'bigint', 'double', 'text'])
+    .openapi({ description: 'The widest type seen: a rebuild creates the column with it' }),
+  conflicts: z
+    .number()
+    .int()
+    .openapi({ description: 'Values that did not fit (kept in the jsonb beside it)' }),
+  conflictSample: z
+    .string()
+    .nullable()
+    .openapi({ description: 'The id of one event whose value did not fit' }),
+});
+
+export const Materialization = z
+  .strictObject({
+    name: z.string(),
+    spec: z.record(z.string(), z.unknown()).openapi({ description: 'The configuration, defaults filled in' }),
+    state: z.enum(['building', 'running', 'failed']),
+    position: z.strictObject({ xid: z.string(), seq: z.number().int() }).nullable().openapi({
+      description: 'The feed position: every feed row from it on is still to apply (null: never built)',
+    }),
+    lag: z.strictObject({
+      pending: z
+        .number()
+        .int()
+        .openapi({ description: 'Stored events not applied yet (counted up to 1,000,000)' }),
+      seconds: z
+        .number()
+        .openapi({ description: 'How long ago the oldest of them was received (0: caught up)' }),
+    }),
+    eventsApplied: z.number().int(),
+    appliedUntil: z.string().nullable().openapi({ description: 'The newest event time applied' }),
+    lastBatchAt: z.string().nullable(),
+    lastRebuildAt: z.string().nullable(),
+    rebuildRequestedAt: z
+      .string()
+      .nullable()
+      .openapi({ description: 'A rebuild asked for and not done yet' }),
+    lastError: z.string().nullable(),
+    lastErrorAt: z.string().nullable(),
+    failures: z.number().int(),
+    runningOn: z.string().nullable().openapi({ description: 'The work process holding its lease' }),
+    tables: z.record(z.string(), z.number().int()).openapi({ description: 'Rows per table' }),
+    eventTables: z.record(z.string(), z.string()).openapi({ description: 'Event name → its table' }),
+    columns: z.array(Column).openapi({ description: 'The catalog: every typed column' }),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+  })
+  .openapi('Materialization');
+export type MaterializationView = z.infer<typeof Materialization>;
+
+const Name = z.object({ name: z.string().openapi({ description: 'The materialisation name' }) });
+const unavailable = { 503: 'Also `database_unavailable`' } as const;
+const BODY_ERRORS = [400, 413, 415, ...V1_ERRORS] as const;
+
+export const putMaterialization = createRoute({
+  method: 'put',
+  path: '/v1/admin/materializations/{name}',
+  operationId: 'putMaterialization',
+  tags: ['admin'],
+  summary: 'Create or change a materialisation',
+  description:
+    'Typed, query-ready tables kept in step with the events (ARCHITECTURE §17): `tracks`, `pages`, `screens`, `identifies`, `groups`, `aliases`, a table per track event name, `users`, `accounts`, `identity_links`, `daily_counts`. A new one, or one whose configuration changed, is built from the stored events, then kept up to date by a `work` process.',
+  security: needs('admin'),
+  middleware: [invalidInput('invalid_request', 'invalid materialization')],
+  request: {
+    params: Name,
+    body: {
+      required: true,
+      content: { 'application/json': { schema: handReadSchema(MaterializationSpec) } },
+    },
+  },
+  responses: {
+    200: { description: 'Changed (rebuilt when its tables change)', content: json(Materialization) },
+    201: { description: 'Created (built by a work process)', content: json(Materialization) },
+    ...errorResponses([...BODY_ERRORS, 409], {
+      400: '`invalid_request` with `details` naming the field; `unsupported_destination` for a destination this version cannot build',
+      409: '`schema_in_use`: another materialisation builds in this schema',
+      ...unavailable,
+    }),
+  },
+});
+
+export const listMaterializationsRoute = createRoute({
+  method: 'get',
+  path: '/v1/admin/materializations',
+  operationId: 'listMaterializations',
+  tags: ['admin'],
+  summary: 'List materialisations with their state',
+  security: needs('admin'),
+  responses: {
+    200: {
+      description: 'Every materialisation',
+      content: json(z.strictObject({ materializations: z.array(Materialization) })),
+    },
+    ...errorResponses(V1_ERRORS, unavailable),
+  },
+});
+
+export const getMaterializationRoute = createRoute({
+  method: 'get',
+  path: '/v1/admin/materializations/{name}',
+  operationId: 'getMaterialization',
+  tags: ['admin'],
+  summary: 'A materialisation: position, lag, rows per table, the catalog and its type conflicts',
+  security: needs('admin'),
+  request: { params: Name },
+  responses: {
+    200: { description: 'The materialisation', content: json(Materialization) },
+    ...errorResponses(V1_ERRORS, { 404: 'No materialisation with this name', ...unavailable }),
+  },
+});
+
+export const rebuildMaterializationRoute = createRoute({
+  method: 'post',
+  path: '/v1/admin/materializations/{name}/rebuild',
+  operationId: 'rebuildMaterialization',
+  tags: ['admin'],
+  summary: 'Rebuild a materialisation from the stored events',
+  description:
+    'Every table is built again into a shadow schema, with each column at the widest type seen, and swapped in with the feed position in one transaction: readers see the old tables until then, never a half-built one.',
+  security: needs('admin'),
+  request: { params: Name },
+  responses: {
+    202: { description: 'Asked for', content: json(Materialization) },
+    ...errorResponses(V1_ERRORS, { 404: 'No materialisation with this name', ...unavailable }),
+  },
+});
+
+export const deleteMaterializationRoute = createRoute({
+  method: 'delete',
+  path: '/v1/admin/materializations/{name}',
+  operationId: 'deleteMaterialization',
+  tags: ['admin'],
+  summary: 'Delete a materialisation and drop its tables',
+  security: needs('admin'),
+  request: { params: Name },
+  responses: {
+    204: { description: 'Deleted, its schema dropped' },
+    ...errorResponses(V1_ERRORS, { 404: 'No materialisation with this name', ...unavailable }),
+  },
+});

@@ -1,0 +1,300 @@
+import type pg from 'pg';
+import type { FeedPosition, TypedColumn } from './mat-batch.repo.ts';
+import { dropSchema } from './mat-ddl.ts';
+
+/**
+ * Materialisations (ARCHITECTURE §17): their configuration, feed position, lease and catalog.
+ * Hand-written SQL: the lease compares its expiry with the database's clock, and a batch's
+ * position is written in the batch's own transaction, fenced by the lease holder.
+ */
+
+export interface MaterializationRow {
+  name: string;
+  spec: Record<string, unknown>;
+  state: string;
+  cursorXid: string | null;
+  cursorSeq: number;
+  rebuildRequestedAt: Date | null;
+  /** The same, exact (microseconds), to clear exactly the request a rebuild served. */
+  rebuildRequestedExact: string | null;
+  appliedUntil: Date | null;
+  lastBatchAt: Date | null;
+  lastRebuildAt: Date | null;
+  eventsApplied: number;
+  lastError: string | null;
+  lastErrorAt: Date | null;
+  failures: number;
+  /** The process building it now (a lease not yet expired), or null. */
+  runningOn: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+const COLUMNS = `name, spec, state, cursor_xid::text AS "cursorXid", cursor_seq::int8 AS "cursorSeq",
+  rebuild_requested_at AS "rebuildRequestedAt", rebuild_requested_at::text AS "rebuildRequestedExact", applied_until AS "appliedUntil", last_batch_at AS "lastBatchAt",
+  last_rebuild_at AS "lastRebuildAt", events_applied::int8 AS "eventsApplied", last_error AS "lastError",
+  last_error_at AS "lastErrorAt", failures,
+  CASE WHEN lease_expires_at > now() THEN split_part(lease_holder, '#', 1) END AS "runningOn",
+  created_at AS "createdAt", updated_at AS "updatedAt"`;
+
+const fromRow = (r: MaterializationRow): MaterializationRow => ({
+  ...r,
+  cursorSeq: Number(r.cursorSeq),
+  eventsApplied: Number(r.eventsApplied),
+});
+
+export async function listMaterializations(pool: pg.Pool): Promise<MaterializationRow[]> {
+  const r = await pool.query<MaterializationRow>(`SELECT ${COLUMNS} FROM materializations ORDER BY name`);
+  return r.rows.map(fromRow);
+}
+
+export async function getMaterialization(
+  pool: pg.Pool,
+  name: string,
+): Promise<MaterializationRow | undefined> {
+  const r = await pool.query<MaterializationRow>(`SELECT ${COLUMNS} FROM materializations WHERE name = $1`, [
+    name,
+  ]);
+  return r.rows[0] ? fromRow(r.rows[0]) : undefined;
+}
+
+/**
+ * Creates or changes a materialisation. A new one, or one whose spec changed, is (re)built
+ * from `events` by its runner before it follows the feed again. Returns whether it was created.
+ */
+export async function putMaterialization(pool: pg.Pool, name: string, spec: unknown): Promise<boolean> {
+  const r = await pool.query<{ created: boolean }>(
+    `INSERT INTO materializations AS m (name, spec) VALUES ($1, $2::jsonb)
+     ON CONFLICT (name) DO UPDATE SET spec = EXCLUDED.spec, rebuild_requested_at = now(), updated_at = now()
+      WHERE m.spec IS DISTINCT FROM EXCLUDED.spec
+     RETURNING (xmax = 0) AS created`,
+    [name, JSON.stringify(spec)],
+  );
+  return r.rows[0]?.created ?? false;
+}
+
+/** Asks its runner to rebuild it. False when there is no such materialisation. */
+export async function requestRebuild(pool: pg.Pool, name: string): Promise<boolean> {
+  const r = await pool.query(
+    `UPDATE materializations SET rebuild_requested_at = now(), updated_at = now() WHERE name = $1`,
+    [name],
+  );
+  return (r.rowCount ?? 0) > 0;
+}
+
+/**
+ * Deletes a materialisation and drops its schemas (live and shadow), once any batch under way
+ * has committed (the row lock). False when there was none.
+ */
+export async function deleteMaterialization(
+  pool: pg.Pool,
+  name: string,
+  schemas: readonly string[],
+): Promise<boolean> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const r = await client.query('DELETE FROM materializations WHERE name = $1', [name]);
+    for (const schema of schemas) await dropSchema(client, schema);
+    await client.query('COMMIT');
+    return (r.rowCount ?? 0) > 0;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/**
+ * Takes or renews the lease of every materialisation free or already held by `holder`, for
+ * `ttlS`; returns their names. One runner per materialisation across processes.
+ */
+export async function claimMaterializations(pool: pg.Pool, holder: string, ttlS: number): Promise<string[]> {
+  const r = await pool.query<{ name: string }>(
+    `UPDATE materializations SET lease_holder = $1, lease_expires_at = now() + make_interval(secs => $2)
+      WHERE lease_holder = $1 OR lease_expires_at IS NULL OR lease_expires_at < now()
+      RETURNING name`,
+    [holder, ttlS],
+  );
+  return r.rows.map((x) => x.name).sort();
+}
+
+/** Gives this process's leases back (a graceful stop): another process takes them at once. */
+export async function releaseMaterializations(pool: pg.Pool, holder: string): Promise<void> {
+  await pool.query(
+    `UPDATE materializations SET lease_holder = NULL, lease_expires_at = NULL WHERE lease_holder = $1`,
+    [holder],
+  );
+}
+
+/**
+ * Locks the materialisation for one batch, in the caller's transaction, if `holder` still
+ * holds its lease (else undefined: another process took it over, and this one stops).
+ * Erasure takes the same lock, so it never interleaves with a batch.
+ */
+export async function lockForBatch(
+  client: pg.PoolClient,
+  name: string,
+  holder: string,
+): Promise<MaterializationRow | undefined> {
+  const r = await client.query<MaterializationRow>(
+    `SELECT ${COLUMNS} FROM materializations
+      WHERE name = $1 AND lease_holder = $2 AND lease_expires_at > now() FOR UPDATE`,
+    [name, holder],
+  );
+  return r.rows[0] ? fromRow(r.rows[0]) : undefined;
+}
+
+/**
+ * Opens a batch's transaction; a rebuild's is REPEATABLE READ, so that its read of `events`
+ * and the feed position it records come from one snapshot.
+ */
+export async function beginBatch(client: pg.PoolClient, rebuild = false): Promise<void> {
+  await client.query(rebuild ? 'BEGIN ISOLATION LEVEL REPEATABLE READ' : 'BEGIN');
+}
+
+/** Moves the feed position after a batch, in the batch's transaction. */
+export async function commitPosition(
+  client: pg.PoolClient,
+  name: string,
+  next: FeedPosition,
+  events: number,
+  newest: Date | null,
+  rebuiltFrom?: string | null,
+): Promise<void> {
+  await client.query(
+    `UPDATE materializations
+        SET cursor_xid = $2::xid8, cursor_seq = $3, events_applied = events_applied + $4,
+            applied_until = greatest(applied_until, $5), last_batch_at = now(), state = 'running',
+            failures = 0, last_error = NULL, updated_at = now(),
+            last_rebuild_at = CASE WHEN $6::boolean THEN now() ELSE last_rebuild_at END,
+            rebuild_requested_at = CASE WHEN $6::boolean AND rebuild_requested_at <= $7::timestamptz THEN NULL
+                                        ELSE rebuild_requested_at END
+      WHERE name = $1`,
+    [name, next.xid, next.seq, events, newest, rebuiltFrom !== undefined, rebuiltFrom ?? null],
+  );
+}
+
+/** A batch or rebuild failed: kept in the state (retried by the runner). */
+export async function recordFailure(pool: pg.Pool, name: string, message: string): Promise<void> {
+  await pool.query(
+    `UPDATE materializations SET failures = failures + 1, last_error = $2, last_error_at = now(),
+            state = CASE WHEN state = 'building' THEN state ELSE 'failed' END
+      WHERE name = $1`,
+    [name, message.slice(0, 2000)],
+  );
+}
+
+/**
+ * Feed rows every materialisation has passed (and, with none, every finished one) are
+ * deleted, `limit` at a time. Returns the rows deleted.
+ */
+export async function pruneFeed(pool: pg.Pool, limit: number): Promise<number> {
+  const r = await pool.query(
+    `WITH bound AS (
+       SELECT least((SELECT min(ARRAY[cursor_xid::text::numeric, cursor_seq::numeric]) FROM materializations
+                      WHERE cursor_xid IS NOT NULL AND rebuild_requested_at IS NULL),
+                    ARRAY[pg_snapshot_xmin(pg_current_snapshot())::text::numeric, 0]) AS b)
+     DELETE FROM event_feed WHERE (xid, seq) IN (
+       SELECT xid, seq FROM event_feed, bound
+        WHERE ARRAY[xid::text::numeric, seq::numeric] < bound.b ORDER BY xid, seq LIMIT $1)`,
+    [limit],
+  );
+  return r.rowCount ?? 0;
+}
+
+/** Feed rows not yet applied, and the age in seconds of the oldest one's event (its ingest). */
+export async function pendingOf(
+  pool: pg.Pool,
+  cursor: FeedPosition | null,
+): Promise<{ pending: number; lagS: number }> {
+  const r = await pool.query<{ pending: string; lag: number | null }>(
+    `SELECT (SELECT count(*) FROM (SELECT 1 FROM event_feed WHERE (xid, seq) >= ($1::xid8, $2::bigint) LIMIT 1000000) p) AS pending,
+            (SELECT extract(epoch FROM now() - e.received_at)::float8 FROM event_feed f
+               JOIN events e ON e.occurred_at = f.occurred_at AND e.id = f.id AND e.service = f.service
+              WHERE (f.xid, f.seq) >= ($1::xid8, $2::bigint) ORDER BY f.xid, f.seq LIMIT 1) AS lag`,
+    [cursor?.xid ?? '0', cursor?.seq ?? 0],
+  );
+  return { pending: Number(r.rows[0]?.pending ?? 0), lagS: Math.max(0, r.rows[0]?.lag ?? 0) };
+}
+
+// ---- The catalog ----------------------------------------------------------------------------
+
+export interface CatalogEntry extends TypedColumn {
+  table: string;
+  wanted: TypedColumn['kind'];
+  conflicts: number;
+  conflictSample: string | null;
+}
+
+export async function readCatalog(
+  client: pg.PoolClient | pg.Pool,
+  name: string,
+): Promise<{ columns: CatalogEntry[]; eventTables: Map<string, string> }> {
+  const columns = await client.query<CatalogEntry>(
+    `SELECT table_name AS "table", column_name AS "column", path, kind, wanted, conflicts::int8 AS conflicts,
+            conflict_sample AS "conflictSample"
+       FROM mat_columns WHERE materialization = $1 ORDER BY table_name, path`,
+    [name],
+  );
+  const tables = await client.query<{ event: string; table: string }>(
+    `SELECT event_name AS event, table_name AS "table" FROM mat_event_tables WHERE materialization = $1`,
+    [name],
+  );
+  return {
+    columns: columns.rows.map((c) => ({ ...c, conflicts: Number(c.conflicts) })),
+    eventTables: new Map(tables.rows.map((t) => [t.event, t.table])),
+  };
+}
+
+/** Adds or updates catalog columns (a new column, a wider `wanted`). */
+export async function saveColumns(
+  client: pg.PoolClient,
+  name: string,
+  columns: readonly Omit<CatalogEntry, 'conflicts' | 'conflictSample'>[],
+): Promise<void> {
+  if (columns.length === 0) return;
+  await client.query(
+    `INSERT INTO mat_columns (materialization, table_name, column_name, path, kind, wanted)
+     SELECT $1, c->>'table', c->>'column', ARRAY(SELECT jsonb_array_elements_text(c->'path')), c->>'kind', c->>'wanted'
+       FROM jsonb_array_elements($2::jsonb) AS c
+     ON CONFLICT (materialization, table_name, column_name) DO UPDATE SET wanted = EXCLUDED.wanted`,
+    [name, JSON.stringify(columns)],
+  );
+}
+
+/** Counts values that did not fit, keeping the first sample id. */
+export async function addConflicts(
+  client: pg.PoolClient,
+  name: string,
+  table: string,
+  counts: readonly { column: string; count: number; sample: string | null }[],
+): Promise<void> {
+  for (const c of counts) {
+    await client.query(
+      `UPDATE mat_columns SET conflicts = conflicts + $4, conflict_sample = coalesce(conflict_sample, $5::uuid)
+        WHERE materialization = $1 AND table_name = $2 AND column_name = $3`,
+      [name, table, c.column, c.count, c.sample],
+    );
+  }
+}
+
+export async function saveEventTables(
+  client: pg.PoolClient,
+  name: string,
+  tables: ReadonlyMap<string, string>,
+): Promise<void> {
+  if (tables.size === 0) return;
+  await client.query(
+    `INSERT INTO mat_event_tables (materialization, event_name, table_name)
+     SELECT $1, unnest($2::text[]), unnest($3::text[]) ON CONFLICT DO NOTHING`,
+    [name, [...tables.keys()], [...tables.values()]],
+  );
+}
+
+/** A rebuild's catalog replaces the old one (in the swap's transaction). */
+export async function clearCatalog(client: pg.PoolClient, name: string): Promise<void> {
+  await client.query('DELETE FROM mat_columns WHERE materialization = $1', [name]);
+  await client.query('DELETE FROM mat_event_tables WHERE materialization = $1', [name]);
+}
