@@ -108,12 +108,15 @@ export async function deleteMaterialization(
 
 /**
  * Takes or renews the lease of every materialisation free or already held by `holder`, for
- * `ttlS`; returns their names. One runner per materialisation across processes.
+ * `ttlS`; returns their names. One runner per materialisation across processes. A row locked
+ * by a batch under way is skipped, not waited for: its lease is not taken over mid-batch.
  */
 export async function claimMaterializations(pool: pg.Pool, holder: string, ttlS: number): Promise<string[]> {
   const r = await pool.query<{ name: string }>(
     `UPDATE materializations SET lease_holder = $1, lease_expires_at = now() + make_interval(secs => $2)
-      WHERE lease_holder = $1 OR lease_expires_at IS NULL OR lease_expires_at < now()
+      WHERE name IN (SELECT name FROM materializations
+                      WHERE lease_holder = $1 OR lease_expires_at IS NULL OR lease_expires_at < now()
+                      FOR UPDATE SKIP LOCKED)
       RETURNING name`,
     [holder, ttlS],
   );

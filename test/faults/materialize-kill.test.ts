@@ -21,7 +21,12 @@ import { waitFor } from '../helpers/wait.ts';
  */
 const test = stackTest({
   workers: 2,
-  env: { MATERIALIZE_POLL_MS: '50', MATERIALIZE_LEASE_TTL_S: '2', MATERIALIZE_BATCH_ROWS: '400' },
+  env: {
+    MATERIALIZE_POLL_MS: '50',
+    MATERIALIZE_LEASE_TTL_S: '2',
+    MATERIALIZE_BATCH_ROWS: '400',
+    CLAIM_IDLE_MS: '1000',
+  },
 });
 const SERVICE = 'mat-kill';
 const SCHEMA = 'mk';
@@ -107,7 +112,15 @@ describe('materialisation runner killed mid-batch', () => {
       kills.push({ holder, applied: s.eventsApplied, takeoverMs: Math.round(performance.now() - killedAt) });
       expect(after.runningOn).not.toBe(holder);
     }
+    // Every event acknowledged is stored (the killed workers' entries reclaimed), then applied.
+    const distinct = new Set(calls.map((c) => c.messageId)).size;
+    await waitFor(
+      async () => Number((await pool.query('SELECT count(*) AS n FROM events')).rows[0].n) === distinct,
+      60_000,
+      `${distinct} events stored`,
+    );
     const done = await caughtUp(stack, 'caught up after the kills');
+    expect(done.eventsApplied).toBeGreaterThanOrEqual(distinct);
     const counts = await expectAppendTablesMatch(pool, SCHEMA);
     await expectEventTablesMatch(pool, SCHEMA, done.eventTables);
     await expectTraitsMatch(pool, SCHEMA, 'users');

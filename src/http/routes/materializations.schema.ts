@@ -53,7 +53,10 @@ export const Materialization = z
     lastErrorAt: z.string().nullable(),
     failures: z.number().int(),
     runningOn: z.string().nullable().openapi({ description: 'The work process holding its lease' }),
-    tables: z.record(z.string(), z.number().int()).openapi({ description: 'Rows per table' }),
+    tables: z.record(z.string(), z.number().int()).openapi({
+      description:
+        "Rows per table, from PostgreSQL's statistics (approximate; never waits on a batch under way)",
+    }),
     eventTables: z.record(z.string(), z.string()).openapi({ description: 'Event name → its table' }),
     columns: z.array(Column).openapi({ description: 'The catalog: every typed column' }),
     createdAt: z.string(),
