@@ -7,14 +7,9 @@ import {
   SOURCES,
   type TypedColumn,
 } from '../store/mat-batch.repo.ts';
+import { addConflicts, type CatalogEntry, saveColumns, saveEventTables } from '../store/mat-catalog.repo.ts';
 import { addColumns, eventTableDdl } from '../store/mat-ddl.ts';
 import { BATCH_DAYS, recountDays, upsertIdentityLinks, upsertTraits } from '../store/mat-upsert.repo.ts';
-import {
-  addConflicts,
-  type CatalogEntry,
-  saveColumns,
-  saveEventTables,
-} from '../store/materializations.repo.ts';
 import {
   type CatalogColumn,
   type ObservedPath,

@@ -3,17 +3,16 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Config } from '../config.ts';
 import { loadAllEvents, loadFeedBatch } from '../store/mat-batch.repo.ts';
+import { clearCatalog, readCatalog } from '../store/mat-catalog.repo.ts';
 import { createFixedTables, dropSchema, swapSchema } from '../store/mat-ddl.ts';
 import {
   beginBatch,
   claimMaterializations,
-  clearCatalog,
   commitPosition,
   lockForBatch,
   type MaterializationRow,
   pendingOf,
   pruneFeed,
-  readCatalog,
   recordFailure,
   releaseMaterializations,
 } from '../store/materializations.repo.ts';

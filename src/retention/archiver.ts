@@ -13,6 +13,7 @@ import {
 } from '../store/archives.repo.ts';
 import { deleteArchivedEvents } from '../store/events.repo.ts';
 import { copyEventsToCsv } from '../store/events-copy.repo.ts';
+import { dropMaterializedRangeNow } from '../store/mat-erase.repo.ts';
 import type { RunLease } from '../store/run-leases.repo.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { inSpan } from '../telemetry/tracing.ts';
@@ -159,8 +160,14 @@ export class Archiver {
         await this.#log(lease, a, 'rows.deleted', { rows: n });
       }
     });
+    // The materialisations' rows of the same events go with them.
+    const materialized = await dropMaterializedRangeNow(this.#o.pool, {
+      service: a.service,
+      from: a.rangeFrom,
+      to: a.rangeTo,
+    });
     await markComplete(this.#o.pool, a.id);
-    await this.#log(lease, a, 'archive.complete', { deleted });
+    await this.#log(lease, a, 'archive.complete', { deleted, materialized });
     await rm(dir, { recursive: true, force: true });
     a.status = 'complete';
     return deleted;

@@ -15,6 +15,8 @@ import {
   unfinishedArchives,
 } from '../store/archives.repo.ts';
 import { inTransaction } from '../store/db.ts';
+import { dropMaterializedRange, dropMaterializedRangeNow } from '../store/mat-erase.repo.ts';
+import { requestRebuildAll } from '../store/materializations.repo.ts';
 import {
   attachedPartitionNames,
   defaultPartitionMonths,
@@ -106,6 +108,12 @@ export async function runPass(o: PassOptions, lease: RunLease): Promise<void> {
         anonymizeRows(o.pool, lease, { ...anonymize, cutoff, batchRows: o.batchRows, logger: o.logger }),
       );
       o.metrics.retentionRowsAnonymized.inc(n);
+      if (n > 0) {
+        // Materialised rows hold the ids as they were: gone now, and every materialisation
+        // rebuilt from the anonymised events (users and links included).
+        await dropMaterializedRangeNow(o.pool, { from: new Date(0), to: cutoff });
+        await requestRebuildAll(o.pool);
+      }
     }
 
     const holds = await activeHolds(o.pool);
@@ -219,6 +227,7 @@ async function archiveAndDrop(
   lease.check();
   await inTransaction(o.pool, async (client) => {
     await dropDetachedPartition(client, table);
+    await dropMaterializedRange(client, { from: month.from, to: month.to });
     await completeArchivesOf(client, table);
     await recordPartitionDropped(client, lease.id, table);
   });

@@ -82,3 +82,66 @@ async function eraseInSchema(client: pg.PoolClient, schema: string, ids: readonl
   await client.query('DROP TABLE mat_erased_days');
   return deleted;
 }
+
+/**
+ * Retention (§7, §17): the materialised rows of events that retention deleted or dropped,
+ * `[from, to)` (of one service, or all), from every per-event table and `daily_counts` of
+ * every materialisation. `users`, `accounts` and `identity_links` keep their state. In the
+ * caller's transaction, after any batch under way (the materialisations' row locks). Returns
+ * the rows deleted.
+ */
+export async function dropMaterializedRange(
+  db: pg.ClientBase,
+  range: { from: Date; to: Date; service?: string },
+): Promise<number> {
+  const schemas = await db.query<{ schema: string | null }>(
+    `SELECT CASE WHEN spec->'destination'->>'kind' = 'postgres' AND NOT (spec->'destination' ? 'connection')
+                 THEN spec->'destination'->>'schema' END AS schema
+       FROM materializations ORDER BY name FOR UPDATE`,
+  );
+  const service = range.service ?? null;
+  let deleted = 0;
+  for (const { schema } of schemas.rows) {
+    if (!schema) continue;
+    const tables = await db.query<{ name: string }>(
+      `SELECT table_name AS name FROM information_schema.columns
+        WHERE table_schema = $1 AND column_name = 'occurred_at' ORDER BY 1`,
+      [schema],
+    );
+    for (const { name } of tables.rows) {
+      const r = await db.query(
+        `DELETE FROM ${ident(schema)}.${ident(name)}
+          WHERE occurred_at >= $1 AND occurred_at < $2 AND ($3::text IS NULL OR service = $3)`,
+        [range.from, range.to, service],
+      );
+      deleted += r.rowCount ?? 0;
+    }
+    const days = await db.query(
+      `DELETE FROM ${ident(schema)}.daily_counts
+        WHERE day >= ($1::timestamptz AT TIME ZONE 'UTC')::date AND day < ($2::timestamptz AT TIME ZONE 'UTC')::date
+          AND ($3::text IS NULL OR service = $3)`,
+      [range.from, range.to, service],
+    );
+    deleted += days.rowCount ?? 0;
+  }
+  return deleted;
+}
+
+/** {@link dropMaterializedRange} in a transaction of its own. */
+export async function dropMaterializedRangeNow(
+  pool: pg.Pool,
+  range: { from: Date; to: Date; service?: string },
+): Promise<number> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const n = await dropMaterializedRange(client, range);
+    await client.query('COMMIT');
+    return n;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+}

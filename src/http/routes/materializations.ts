@@ -2,6 +2,7 @@ import type { OpenAPIHono } from '@hono/zod-openapi';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { localSchema, MATERIALIZATION_NAME, MaterializationSpec, shadowOf } from '../../materialize/spec.ts';
+import { readCatalog } from '../../store/mat-catalog.repo.ts';
 import { countRows } from '../../store/mat-ddl.ts';
 import {
   deleteMaterialization,
@@ -10,7 +11,6 @@ import {
   type MaterializationRow,
   pendingOf,
   putMaterialization,
-  readCatalog,
   requestRebuild,
 } from '../../store/materializations.repo.ts';
 import { bodyKind, parseJson, readBody } from '../body.ts';
