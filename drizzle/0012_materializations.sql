@@ -19,6 +19,13 @@ CREATE TABLE "mat_columns" (
 	CONSTRAINT "mat_columns_materialization_table_name_column_name_pk" PRIMARY KEY("materialization","table_name","column_name")
 );
 --> statement-breakpoint
+CREATE TABLE "mat_dirty_days" (
+	"materialization" text NOT NULL,
+	"service" text NOT NULL,
+	"day" date NOT NULL,
+	CONSTRAINT "mat_dirty_days_materialization_service_day_pk" PRIMARY KEY("materialization","service","day")
+);
+--> statement-breakpoint
 CREATE TABLE "mat_event_tables" (
 	"materialization" text NOT NULL,
 	"event_name" text NOT NULL,
@@ -47,6 +54,7 @@ CREATE TABLE "materializations" (
 );
 --> statement-breakpoint
 ALTER TABLE "mat_columns" ADD CONSTRAINT "mat_columns_materialization_materializations_name_fk" FOREIGN KEY ("materialization") REFERENCES "public"."materializations"("name") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
+ALTER TABLE "mat_dirty_days" ADD CONSTRAINT "mat_dirty_days_materialization_materializations_name_fk" FOREIGN KEY ("materialization") REFERENCES "public"."materializations"("name") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "mat_event_tables" ADD CONSTRAINT "mat_event_tables_materialization_materializations_name_fk" FOREIGN KEY ("materialization") REFERENCES "public"."materializations"("name") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 CREATE INDEX "mat_event_tables_table_idx" ON "mat_event_tables" USING btree ("materialization","table_name");--> statement-breakpoint
 -- The kind of a JSON value as a typed column sees it (§17): boolean < bigint < double < text;

@@ -2,16 +2,24 @@ import type pg from 'pg';
 import {
   applyAppends,
   batchEventNames,
-  countConflicts,
+  type Observed,
   observePaths,
   SOURCES,
   type TypedColumn,
 } from '../store/mat-batch.repo.ts';
 import { addConflicts, type CatalogEntry, saveColumns, saveEventTables } from '../store/mat-catalog.repo.ts';
 import { addColumns, eventTableDdl } from '../store/mat-ddl.ts';
-import { BATCH_DAYS, recountDays, upsertIdentityLinks, upsertTraits } from '../store/mat-upsert.repo.ts';
+import {
+  BATCH_DAYS,
+  clearDirtyDays,
+  markDirtyDays,
+  recountDays,
+  upsertIdentityLinks,
+  upsertTraits,
+} from '../store/mat-upsert.repo.ts';
 import {
   type CatalogColumn,
+  fits,
   type ObservedPath,
   planColumns,
   planEventTables,
@@ -50,8 +58,10 @@ export async function applyBatch(
   const eventTables = new Map([...known, ...added]);
   const inBatch = new Map([...eventTables].filter(([event]) => present.has(event)));
 
+  const seenInBatch = await observePaths(client, inBatch);
   const observed = new Map<string, ObservedPath[]>();
-  for (const o of await observePaths(client, inBatch)) {
+  for (const o of seenInBatch) {
+    if (o.kind === 'object') continue;
     const list = observed.get(o.table) ?? [];
     list.push({ path: o.path, kind: o.kind });
     observed.set(o.table, list);
@@ -112,14 +122,43 @@ export async function applyBatch(
     widenedTables.has('accounts'),
   );
   rows.identity_links = await upsertIdentityLinks(client, schema);
-  rows.daily_counts = await recountDays(client, schema, BATCH_DAYS);
-
-  let conflicts = 0;
-  const eventOf = new Map([...inBatch].map(([event, table]) => [table, event]));
-  for (const table of tables) {
-    const found = await countConflicts(client, table, eventOf.get(table) ?? null, typedOf(table));
-    await addConflicts(client, name, table, found);
-    for (const f of found) conflicts += f.count;
+  if (mode === 'rebuild') {
+    rows.daily_counts = await recountDays(client, schema, BATCH_DAYS);
+    await clearDirtyDays(client, name);
+  } else {
+    // Recounted later, together (recountDirtyDays): a day's recount reads all its events.
+    await markDirtyDays(client, name);
   }
-  return { rows, conflicts };
+
+  const conflicts = conflictsOf(seenInBatch, typed);
+  for (const [table, found] of conflicts.byTable) await addConflicts(client, name, table, found);
+  return { rows, conflicts: conflicts.total };
+}
+
+/**
+ * Values of the batch that do not fit their column (the typed cell is NULL, the value stays
+ * in the jsonb): a kind wider than the column's, or an object where the column holds values.
+ * Per table and column: how many, and one event id.
+ */
+function conflictsOf(
+  seen: readonly Observed[],
+  typed: ReadonlyMap<string, readonly CatalogColumn[]>,
+): { total: number; byTable: Map<string, { column: string; count: number; sample: string | null }[]> } {
+  const byTable = new Map<string, { column: string; count: number; sample: string | null }[]>();
+  let total = 0;
+  const columnOf = new Map<string, CatalogColumn>();
+  for (const [table, columns] of typed) {
+    for (const c of columns) columnOf.set(JSON.stringify([table, c.path]), c);
+  }
+  for (const o of seen) {
+    const c = columnOf.get(JSON.stringify([o.table, o.path]));
+    if (!c || (o.kind !== 'object' && fits(o.kind, c.kind))) continue;
+    const list = byTable.get(o.table) ?? [];
+    const held = list.find((x) => x.column === c.column);
+    if (held) held.count += o.count;
+    else list.push({ column: c.column, count: o.count, sample: o.sample });
+    byTable.set(o.table, list);
+    total += o.count;
+  }
+  return { total, byTable };
 }

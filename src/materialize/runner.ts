@@ -5,13 +5,14 @@ import type { Config } from '../config.ts';
 import { loadAllEvents, loadFeedBatch } from '../store/mat-batch.repo.ts';
 import { clearCatalog, readCatalog } from '../store/mat-catalog.repo.ts';
 import { createFixedTables, dropSchema, swapSchema } from '../store/mat-ddl.ts';
+import { recountDirtyDays } from '../store/mat-upsert.repo.ts';
 import {
   beginBatch,
   claimMaterializations,
   commitPosition,
+  lagOf,
   lockForBatch,
   type MaterializationRow,
-  pendingOf,
   pruneFeed,
   recordFailure,
   releaseMaterializations,
@@ -46,6 +47,8 @@ export interface MaterializersOptions {
 const PRUNE_ROWS = 50_000;
 const PRUNE_EVERY_MS = 5_000;
 const MAX_BACKOFF_MS = 60_000;
+/** Under a steady feed, the days batches touched are recounted this often. */
+const RECOUNT_EVERY_MS = 2_000;
 
 type Outcome = 'applied' | 'idle' | 'lost';
 
@@ -54,6 +57,7 @@ export class Materializers {
   readonly #stopping = new AbortController();
   readonly #backoff = new Map<string, { failures: number; until: number }>();
   readonly #seen = new Set<string>();
+  readonly #recountedAt = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
   #loop: Promise<void> | undefined;
   #claimedAt = 0;
@@ -192,13 +196,22 @@ export class Materializers {
     const { config, metrics, pool } = this.#o;
     const from = { xid: row.cursorXid ?? '0', seq: row.cursorSeq };
     const batch = await loadFeedBatch(client, spec.services ?? null, from, config.MATERIALIZE_BATCH_ROWS);
-    if (batch.rows === 0 || batch.next === null) return false;
-    const catalog = await readCatalog(client, row.name);
-    const result = await applyBatch(client, row.name, spec, schema, catalog, 'feed');
-    await commitPosition(client, row.name, batch.next, batch.rows, batch.newest);
-    this.#count(row.name, batch.rows, result);
-    const { lagS } = await pendingOf(pool, batch.next).catch(() => ({ lagS: 0 }));
-    metrics.matLag.set({ materialization: row.name }, lagS);
+    const idle = batch.rows === 0 || batch.next === null;
+    if (batch.next !== null && !idle) {
+      const catalog = await readCatalog(client, row.name);
+      const result = await applyBatch(client, row.name, spec, schema, catalog, 'feed');
+      await commitPosition(client, row.name, batch.next, batch.rows, batch.newest);
+      this.#count(row.name, batch.rows, result);
+    }
+    // Touched days are recounted when the feed is drained, and every RECOUNT_EVERY_MS under load.
+    const last = this.#recountedAt.get(row.name) ?? 0;
+    if (idle || performance.now() - last > RECOUNT_EVERY_MS) {
+      const days = await recountDirtyDays(client, row.name, schema);
+      this.#recountedAt.set(row.name, performance.now());
+      if (days > 0) metrics.matRows.inc({ materialization: row.name, table: 'daily_counts' }, days);
+      if (idle) return days > 0;
+    }
+    metrics.matLag.set({ materialization: row.name }, await lagOf(pool, batch.next ?? from).catch(() => 0));
     return true;
   }
 

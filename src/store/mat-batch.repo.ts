@@ -117,14 +117,26 @@ const eventSource = (event: string) => ({
   where: `call = 'track' AND event = ${literal(event)}`,
 });
 
+/** A (table, JSON path, kind) the batch holds: how many values, and one event id with it. */
+export interface Observed {
+  table: string;
+  path: string[];
+  /** A column kind, or `object` (a nested object: walked into, and never a cell). */
+  kind: TypedColumn['kind'] | 'object';
+  count: number;
+  sample: string;
+}
+
 /**
- * Every (table, JSON path, kind) in the batch: nested objects walked (to depth 8), arrays and
- * scalars observed with their kind, nulls not. `eventTables` maps event name → its table.
+ * Every (table, JSON path, kind) in the batch, counted, with a sample event id: nested
+ * objects walked (to depth 8) and listed as `object`, arrays and scalars with their kind,
+ * nulls not. The caller plans columns from it and counts, from the same rows, the values
+ * that do not fit their column (conflicts). `eventTables` maps event name → its table.
  */
 export async function observePaths(
   client: pg.PoolClient,
   eventTables: ReadonlyMap<string, string>,
-): Promise<{ table: string; path: string[]; kind: TypedColumn['kind'] }[]> {
+): Promise<Observed[]> {
   const sources = [
     ...Object.entries(SOURCES).map(([table, s]) => ({ table, ...s })),
     ...[...eventTables].map(([event, table]) => ({ table, ...eventSource(event) })),
@@ -132,61 +144,31 @@ export async function observePaths(
   const src = sources
     .map(
       (s) =>
-        `SELECT ${literal(s.table)} AS tbl, ${s.object} AS obj FROM mat_batch WHERE included AND ${s.where}`,
+        `SELECT ${literal(s.table)} AS tbl, id, ${s.object} AS obj FROM mat_batch WHERE included AND ${s.where}`,
     )
     .join(' UNION ALL ');
-  const r = await client.query<{ tbl: string; path: string[]; kind: TypedColumn['kind'] }>(
+  const r = await client.query<{
+    tbl: string;
+    path: string[];
+    kind: Observed['kind'];
+    n: number;
+    sample: string;
+  }>(
     `WITH RECURSIVE src AS (${src}),
-     walk(tbl, path, v) AS (
-       SELECT s.tbl, ARRAY[j.k], j.v FROM src s, jsonb_each(s.obj) AS j(k, v) WHERE jsonb_typeof(s.obj) = 'object'
+     walk(tbl, id, path, v) AS (
+       SELECT s.tbl, s.id, ARRAY[j.k], j.v FROM src s, jsonb_each(s.obj) AS j(k, v) WHERE jsonb_typeof(s.obj) = 'object'
        UNION ALL
-       SELECT w.tbl, w.path || j.k, j.v FROM walk w, jsonb_each(w.v) AS j(k, v)
+       SELECT w.tbl, w.id, w.path || j.k, j.v FROM walk w, jsonb_each(w.v) AS j(k, v)
         WHERE jsonb_typeof(w.v) = 'object' AND cardinality(w.path) < 8)
-     SELECT tbl, path, tributary_kind(v) AS kind FROM walk
-      WHERE tributary_kind(v) IN ('boolean', 'bigint', 'double', 'text') GROUP BY 1, 2, 3`,
+     SELECT tbl, path, kind, count(*)::int AS n, (array_agg(id))[1]::text AS sample
+       FROM (SELECT tbl, id, path, tributary_kind(v) AS kind FROM walk) w
+      WHERE kind IS NOT NULL GROUP BY 1, 2, 3`,
   );
-  return r.rows.map((x) => ({ table: x.tbl, path: x.path, kind: x.kind }));
+  return r.rows.map((x) => ({ table: x.tbl, path: x.path, kind: x.kind, count: x.n, sample: x.sample }));
 }
 
 const cell = (object: string, c: TypedColumn) =>
   `tributary_cell_${c.kind}(${object} #> ${pathLiteral(c.path)})`;
-
-/**
- * Values that did not fit their column in the batch, per column: how many and one event id.
- * `table` is a key of SOURCES or an event table (then `event` names it).
- */
-export async function countConflicts(
-  client: pg.PoolClient,
-  table: string,
-  event: string | null,
-  columns: readonly TypedColumn[],
-): Promise<{ column: string; count: number; sample: string | null }[]> {
-  if (columns.length === 0) return [];
-  const source = event === null ? SOURCES[table] : eventSource(event);
-  if (!source) return [];
-  const o = source.object;
-  const flags = columns
-    .map((c, i) => {
-      const v = `${o} #> ${pathLiteral(c.path)}`;
-      return `(${v} IS NOT NULL AND jsonb_typeof(${v}) <> 'null' AND ${cell(o, c)} IS NULL) AS c${i}`;
-    })
-    .join(', ');
-  const aggs = columns
-    .map((_, i) => `count(*) FILTER (WHERE c${i}), (array_agg(id) FILTER (WHERE c${i}))[1]`)
-    .join(', ');
-  const r = await client.query({
-    text: `SELECT ${aggs} FROM (SELECT id, ${flags} FROM mat_batch WHERE included AND ${source.where}) x`,
-    rowMode: 'array',
-  });
-  const row = (r.rows[0] ?? []) as unknown[];
-  return columns
-    .map((c, i) => ({
-      column: c.column,
-      count: Number(row[2 * i] ?? 0),
-      sample: (row[2 * i + 1] as string | null) ?? null,
-    }))
-    .filter((x) => x.count > 0);
-}
 
 const COMMON = 'id, service, occurred_at, received_at, user_id, anonymous_id, key_id';
 const APPEND_COLUMNS: Record<

@@ -110,3 +110,45 @@ export async function recountDays(client: pg.PoolClient, schema: string, touched
 
 /** The days a batch touched. */
 export const BATCH_DAYS = `SELECT DISTINCT service, (occurred_at AT TIME ZONE 'UTC')::date AS day FROM mat_batch WHERE included`;
+
+/** Records the days the batch touched, to be recounted by {@link recountDirtyDays}. */
+export async function markDirtyDays(client: pg.PoolClient, name: string): Promise<void> {
+  await client.query(
+    `INSERT INTO mat_dirty_days (materialization, service, day)
+     SELECT $1, service, day FROM (${BATCH_DAYS}) d ON CONFLICT DO NOTHING`,
+    [name],
+  );
+}
+
+/** Recounts every day batches touched since the last recount, and forgets them. Returns the days. */
+export async function recountDirtyDays(client: pg.PoolClient, name: string, schema: string): Promise<number> {
+  const gone = await client.query<{ service: string; day: string }>(
+    `DELETE FROM mat_dirty_days WHERE materialization = $1 RETURNING service, day::text`,
+    [name],
+  );
+  if (gone.rowCount === 0) return 0;
+  await client.query(
+    `CREATE TEMP TABLE mat_dirty ON COMMIT DROP AS SELECT * FROM jsonb_to_recordset('[]') AS x(service text, day date)`,
+  );
+  await client.query(
+    `INSERT INTO mat_dirty SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(service text, day date)`,
+    [JSON.stringify(gone.rows)],
+  );
+  await recountDays(client, schema, 'SELECT service, day FROM mat_dirty');
+  await client.query('DROP TABLE mat_dirty');
+  return gone.rowCount ?? 0;
+}
+
+/** A rebuild recounted every day: nothing is left to recount. */
+export async function clearDirtyDays(client: pg.PoolClient, name: string): Promise<void> {
+  await client.query('DELETE FROM mat_dirty_days WHERE materialization = $1', [name]);
+}
+
+/** Days waiting for their recount. */
+export async function dirtyDayCount(pool: pg.Pool, name: string): Promise<number> {
+  const r = await pool.query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM mat_dirty_days WHERE materialization = $1',
+    [name],
+  );
+  return r.rows[0]?.n ?? 0;
+}

@@ -212,6 +212,17 @@ export async function pruneFeed(pool: pg.Pool, limit: number): Promise<number> {
   return r.rowCount ?? 0;
 }
 
+/** The age in seconds of the oldest event not yet applied (0: none): one row read, for the lag gauge. */
+export async function lagOf(pool: pg.Pool, cursor: FeedPosition): Promise<number> {
+  const r = await pool.query<{ lag: number | null }>(
+    `SELECT extract(epoch FROM now() - e.received_at)::float8 AS lag FROM event_feed f
+       JOIN events e ON e.occurred_at = f.occurred_at AND e.id = f.id AND e.service = f.service
+      WHERE (f.xid, f.seq) >= ($1::xid8, $2::bigint) ORDER BY f.xid, f.seq LIMIT 1`,
+    [cursor.xid, cursor.seq],
+  );
+  return Math.max(0, r.rows[0]?.lag ?? 0);
+}
+
 /** Feed rows not yet applied, and the age in seconds of the oldest one's event (its ingest). */
 export async function pendingOf(
   pool: pg.Pool,

@@ -3,6 +3,7 @@ import {
   bigint,
   bigserial,
   customType,
+  date,
   index,
   integer,
   jsonb,
@@ -97,4 +98,21 @@ export const matEventTables = pgTable(
     primaryKey({ columns: [t.materialization, t.eventName] }),
     index('mat_event_tables_table_idx').on(t.materialization, t.tableName),
   ],
+);
+
+/**
+ * Days whose `daily_counts` a feed batch touched and that are not recounted yet: recounted
+ * together, at most every couple of seconds and whenever the feed is drained, rather than
+ * after every batch (a day's recount reads all its events).
+ */
+export const matDirtyDays = pgTable(
+  'mat_dirty_days',
+  {
+    materialization: text('materialization')
+      .notNull()
+      .references(() => materializations.name, { onDelete: 'cascade' }),
+    service: text('service').notNull(),
+    day: date('day', { mode: 'string' }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.materialization, t.service, t.day] })],
 );

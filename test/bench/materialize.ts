@@ -86,7 +86,7 @@ async function api(url: string, path: string, init: { method?: string; body?: un
     ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
   });
   if (res.status >= 300) throw new Error(`${path}: ${res.status} ${await res.text()}`);
-  return (await res.json()) as Record<string, unknown>;
+  return res.status === 204 ? {} : ((await res.json()) as Record<string, unknown>);
 }
 
 export async function materializeBench(ctx: BenchContext): Promise<void> {
@@ -151,7 +151,15 @@ export async function materializeBench(ctx: BenchContext): Promise<void> {
     await client.query('COMMIT');
     client.release();
     const started = performance.now();
-    while ((await applied()) < before + n) await sleep(20);
+    // Applied, and the touched days recounted.
+    for (;;) {
+      const m = (await api(serve.url, '/v1/admin/materializations/bench')) as {
+        eventsApplied: number;
+        lag: { staleDays: number };
+      };
+      if (m.eventsApplied >= before + n && m.lag.staleDays === 0) break;
+      await sleep(20);
+    }
     const s = (performance.now() - started) / 1000;
     matS += s;
     await pool.query('DROP TABLE IF EXISTS bench_raw_tracks');

@@ -44,7 +44,11 @@ async function caughtUp(stack: Stack, what: string) {
     async () => {
       const before = await stored();
       const s = await state(stack);
-      const done = s.state === 'running' && s.lag.pending === 0 && s.rebuildRequestedAt === null;
+      const done =
+        s.state === 'running' &&
+        s.lag.pending === 0 &&
+        s.lag.staleDays === 0 &&
+        s.rebuildRequestedAt === null;
       return done && before === (await stored()) ? s : undefined;
     },
     90_000,

@@ -18,7 +18,12 @@ async function caughtUp(stack: Stack) {
     async () => {
       const m = await call(stack.url, '/v1/admin/materializations/kept');
       const b = m.body;
-      return b.state === 'running' && b.lag.pending === 0 && b.rebuildRequestedAt === null ? b : undefined;
+      return b.state === 'running' &&
+        b.lag.pending === 0 &&
+        b.lag.staleDays === 0 &&
+        b.rebuildRequestedAt === null
+        ? b
+        : undefined;
     },
     45_000,
     'materialisation caught up',

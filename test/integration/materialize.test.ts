@@ -56,6 +56,7 @@ async function caughtUp(name: string, what = 'materialisation caught up') {
         const ready =
           last.state === 'running' &&
           last.lag.pending === 0 &&
+          last.lag.staleDays === 0 &&
           last.rebuildRequestedAt === null &&
           last.position !== null;
         return ready && (await storedCount()) === stored ? last : undefined;

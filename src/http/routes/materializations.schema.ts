@@ -40,6 +40,10 @@ export const Materialization = z
       seconds: z
         .number()
         .openapi({ description: 'How long ago the oldest of them was received (0: caught up)' }),
+      staleDays: z.number().int().openapi({
+        description:
+          'Days of daily_counts touched by applied events and not recounted yet (every 2 s, and when caught up)',
+      }),
     }),
     eventsApplied: z.number().int(),
     appliedUntil: z.string().nullable().openapi({ description: 'The newest event time applied' }),

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { localSchema, MATERIALIZATION_NAME, MaterializationSpec, shadowOf } from '../../materialize/spec.ts';
 import { readCatalog } from '../../store/mat-catalog.repo.ts';
 import { countRows } from '../../store/mat-ddl.ts';
+import { dirtyDayCount } from '../../store/mat-upsert.repo.ts';
 import {
   deleteMaterialization,
   getMaterialization,
@@ -39,17 +40,18 @@ async function viewOf(pool: pg.Pool, row: MaterializationRow): Promise<Materiali
   const spec = MaterializationSpec.parse(row.spec);
   const schema = localSchema(spec);
   const position = row.cursorXid === null ? null : { xid: row.cursorXid, seq: row.cursorSeq };
-  const [catalog, tables, lag] = await Promise.all([
+  const [catalog, tables, lag, staleDays] = await Promise.all([
     readCatalog(pool, row.name),
     schema ? countRows(pool, schema) : Promise.resolve({}),
     position ? pendingOf(pool, position) : Promise.resolve({ pending: 0, lagS: 0 }),
+    dirtyDayCount(pool, row.name),
   ]);
   return {
     name: row.name,
     spec,
     state: row.state as MaterializationView['state'],
     position,
-    lag: { pending: lag.pending, seconds: Math.round(lag.lagS * 1000) / 1000 },
+    lag: { pending: lag.pending, seconds: Math.round(lag.lagS * 1000) / 1000, staleDays },
     eventsApplied: row.eventsApplied,
     appliedUntil: iso(row.appliedUntil),
     lastBatchAt: iso(row.lastBatchAt),
