@@ -76,16 +76,17 @@ describe('materialisation runner killed mid-batch', () => {
     const kills: { holder: string; applied: number; takeoverMs: number }[] = [];
     const third = Math.ceil(calls.length / 3);
     for (let k = 0; k < 3; k++) {
-      // A lock a batch needs near its end (the daily counts), taken before the events arrive.
+      // A lock a feed batch needs mid-way (its tracks insert, after its DDL and catalog), taken
+      // before the events arrive.
       const blocker = await pool.connect();
       await blocker.query('BEGIN');
-      await blocker.query(`LOCK TABLE ${SCHEMA}.daily_counts IN EXCLUSIVE MODE`);
+      await blocker.query(`LOCK TABLE ${SCHEMA}.tracks IN EXCLUSIVE MODE`);
       await sendBatches(stack, key.body.key, calls.slice(k * third, (k + 1) * third));
       const waiting = await waitFor(
         async () => {
           const r = await pool.query(
             `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
-                AND query LIKE '%daily_counts%'`,
+                AND query LIKE '%INSERT INTO "${SCHEMA}".tracks%'`,
           );
           return (r.rowCount ?? 0) > 0 ? true : undefined;
         },
