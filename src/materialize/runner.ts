@@ -70,10 +70,15 @@ export class Materializers {
   start(): void {
     if (this.#o.config.MATERIALIZE_RUNNERS === 0) return;
     const tick = () => {
-      this.#loop = this.#pass().finally(() => {
-        if (!this.#stopping.signal.aborted)
-          this.#timer = setTimeout(tick, this.#o.config.MATERIALIZE_POLL_MS);
-      });
+      // A pass handles its own failures; this is the last guard, so the process never dies of one.
+      this.#loop = this.#pass()
+        .catch((err: unknown) =>
+          this.#o.logger.error({ err: errorSummary(err) }, 'materialisation pass failed'),
+        )
+        .finally(() => {
+          if (!this.#stopping.signal.aborted)
+            this.#timer = setTimeout(tick, this.#o.config.MATERIALIZE_POLL_MS);
+        });
     };
     tick();
   }
@@ -125,10 +130,10 @@ export class Materializers {
     const { config, metrics, logger, pool } = this.#o;
     for (;;) {
       if (this.#stopping.signal.aborted) return;
-      if (performance.now() - this.#claimedAt > (config.MATERIALIZE_LEASE_TTL_S * 1000) / 3)
-        await this.#claim();
       let outcome: Outcome;
       try {
+        if (performance.now() - this.#claimedAt > (config.MATERIALIZE_LEASE_TTL_S * 1000) / 3)
+          await this.#claim();
         outcome = await this.#step(name);
         this.#backoff.delete(name);
       } catch (err) {

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agedEvents, isExpired, PASS_RETENTION, type SentEvent } from '../helpers/aged-events.ts';
 import { readArchive } from '../helpers/archive-reader.ts';
 import { BASE_DATABASE_URL, createTestEnv, type TestEnv } from '../helpers/env.ts';
+import { expectAppendTablesMatch, expectDailyCountsMatch } from '../helpers/mat-oracle.ts';
 import { PrivatePgBouncer } from '../helpers/pgbouncer.ts';
 import { cliResult, runTributary, startTributary, type TributaryProcess } from '../helpers/processes.ts';
 import { call, event, unstorableEntry, waitFor } from '../helpers/stack.ts';
@@ -186,6 +187,48 @@ describe('every role through PgBouncer (transaction pooling); migrate on the dir
     expect(done).toMatchObject({ status: 'completed', deleted: { database: 30, buffer: 0, archive: 0 } });
     expect(await rowsOf(mine.map((e) => String(e.id)))).toBe(0);
     expect(await rowsOf(others.map((e) => String(e.id)))).toBe(10);
+  });
+
+  it('a materialisation builds, follows new events and rebuilds through PgBouncer, equal to its oracle', async () => {
+    const put = await call(api.url, '/v1/admin/materializations/pgb', {
+      method: 'PUT',
+      body: { destination: { kind: 'postgres', schema: 'pgb' } },
+    });
+    expect(put.status).toBe(201);
+    const settled = async (what: string) => {
+      const stored = async () => Number((await env.pool.query('SELECT count(*) AS n FROM events')).rows[0].n);
+      return waitFor(
+        async () => {
+          const before = await stored();
+          const m = (await call(api.url, '/v1/admin/materializations/pgb')).body;
+          const done =
+            m.state === 'running' &&
+            m.lag.pending === 0 &&
+            m.lag.staleDays === 0 &&
+            m.rebuildRequestedAt === null;
+          return done && before === (await stored()) ? m : undefined;
+        },
+        45_000,
+        what,
+        100,
+      );
+    };
+    await settled('built');
+    const more = Array.from({ length: 120 }, (_, i) =>
+      event({ userId: `pgb-m-${i % 7}`, type: `pgb.${i % 3}` }),
+    );
+    const res = await call(api.url, '/v1/events/batch', { body: { events: more } });
+    expect(res.body.accepted).toBe(120);
+    await waitFor(async () => (await rowsOf(res.body.ids)) === 120, 20_000, 'stored');
+    await settled('followed');
+    await expectAppendTablesMatch(env.pool, 'pgb');
+    await expectDailyCountsMatch(env.pool, 'pgb');
+    expect((await call(api.url, '/v1/admin/materializations/pgb/rebuild', { method: 'POST' })).status).toBe(
+      202,
+    );
+    await settled('rebuilt');
+    await expectAppendTablesMatch(env.pool, 'pgb');
+    await expectDailyCountsMatch(env.pool, 'pgb');
   });
 
   it('every role really went through PgBouncer, and logged no error', async () => {

@@ -3,6 +3,7 @@ import type { Scope, Whoami } from './api.ts';
 import { CompliancePage } from './pages/compliance.tsx';
 import { KeysPage } from './pages/keys.tsx';
 import { LivePage } from './pages/live.tsx';
+import { MaterializationsPage } from './pages/materializations.tsx';
 import { PipelinePage } from './pages/pipeline.tsx';
 import { PlansPage } from './pages/plans.tsx';
 import { RetentionPage } from './pages/retention.tsx';
@@ -37,6 +38,7 @@ export const ROUTES: readonly Route[] = [
   { path: 'compliance', title: 'Compliance', needs: ['dsar'], page: CompliancePage },
   { path: 'plans', title: 'Tracking plans', needs: ['read', 'admin'], page: PlansPage },
   { path: 'sources', title: 'Sources', needs: ['admin'], page: SourcesPage },
+  { path: 'materializations', title: 'Materializations', needs: ['admin'], page: MaterializationsPage },
   { path: 'retention', title: 'Retention', needs: ['admin'], page: RetentionPage },
   { path: 'keys', title: 'Keys', needs: ['admin'], page: KeysPage },
 ];
