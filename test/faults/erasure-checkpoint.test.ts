@@ -66,7 +66,14 @@ describe('erasure of events held in a disk checkpoint', () => {
       const s = await call(api.url, `/v1/dsar/${erase.requestId}`);
       return s.body.deleted.checkpoint === 40 ? s.body : undefined;
     });
-    expect(status.deleted).toEqual({ database: 30, buffer: 0, checkpoint: 40, archive: 0, deadLetter: 0 });
+    expect(status.deleted).toEqual({
+      database: 30,
+      buffer: 0,
+      checkpoint: 40,
+      archive: 0,
+      deadLetter: 0,
+      materialized: 0,
+    });
     expect(await count(`SELECT count(*)::int AS n FROM events WHERE user_id = 'cp-subject'`, [])).toBe(0);
   });
 });

@@ -111,7 +111,14 @@ describe('compliance by userId or anonymousId, with linked ids', () => {
     ];
     await store(stack, [...mine, ...others]);
     const done = await completed(stack, await erase(stack, 'anon-e1'));
-    expect(done.deleted).toEqual({ database: 5, buffer: 0, checkpoint: 0, archive: 0, deadLetter: 0 });
+    expect(done.deleted).toEqual({
+      database: 5,
+      buffer: 0,
+      checkpoint: 0,
+      archive: 0,
+      deadLetter: 0,
+      materialized: 0,
+    });
     expect(await rowsOf(stack, 'anon-e1')).toEqual([]);
     for (const e of mine) inDb.delete(e.id);
     await expectStoredExactlyOnce(stack.env.pool, inDb);
@@ -143,7 +150,14 @@ describe('compliance by userId or anonymousId, with linked ids', () => {
     await stack.addWorker();
     const done = await completed(stack, requestId);
 
-    expect(done.deleted).toEqual({ database: 9, buffer: 6, checkpoint: 0, archive: 10, deadLetter: 0 });
+    expect(done.deleted).toEqual({
+      database: 9,
+      buffer: 6,
+      checkpoint: 0,
+      archive: 10,
+      deadLetter: 0,
+      materialized: 0,
+    });
     expect(await rowsOf(stack, A, U)).toEqual([]);
     const archived = (await pass.read()).rows;
     expect(archived.filter((r) => r.user_id === U || r.anonymous_id === A)).toEqual([]);

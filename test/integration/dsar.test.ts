@@ -132,7 +132,14 @@ describe('data-subject requests', () => {
       60_000,
       'erasure completed',
     );
-    expect(done.deleted).toEqual({ database: 20, buffer: 15, checkpoint: 0, archive: 30, deadLetter: 0 });
+    expect(done.deleted).toEqual({
+      database: 20,
+      buffer: 15,
+      checkpoint: 0,
+      archive: 30,
+      deadLetter: 0,
+      materialized: 0,
+    });
     expect(done.archivesRewritten).toBeGreaterThan(0);
     expect(await rowsOf(stack, subject)).toEqual([]);
     const archive = await readArchive(s3.config);

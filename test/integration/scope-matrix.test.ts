@@ -120,6 +120,18 @@ const ROUTES: Route[] = [
     body: () => ({ paused: true }),
   },
   { method: 'DELETE', path: `/v1/admin/sources/${randomUUID()}`, scope: 'admin', ok: [404] },
+  // Materialisations (§17): a bad body shows the scope check without building one (materialize.test.ts builds them).
+  { method: 'GET', path: '/v1/admin/materializations', scope: 'admin', ok: [200] },
+  {
+    method: 'PUT',
+    path: '/v1/admin/materializations/matrix',
+    scope: 'admin',
+    ok: [400],
+    body: () => ({ promoteMaxColumns: -1 }),
+  },
+  { method: 'GET', path: '/v1/admin/materializations/matrix', scope: 'admin', ok: [404] },
+  { method: 'POST', path: '/v1/admin/materializations/matrix/rebuild', scope: 'admin', ok: [404] },
+  { method: 'DELETE', path: '/v1/admin/materializations/matrix', scope: 'admin', ok: [404] },
   // Signed by the source's secret instead of a key.
   {
     method: 'POST',
