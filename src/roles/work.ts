@@ -48,7 +48,7 @@ export async function startWorker(services: Services, worker: Worker): Promise<v
   if (config.MATERIALIZE_RUNNERS > 0) {
     const materializers = await services.materializers();
     materializers.start();
-    services.defer('materializers', () => materializers.stop());
+    services.defer('materialize-runners', () => materializers.stop());
   }
   const metricsServer =
     config.METRICS_PORT === undefined

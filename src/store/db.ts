@@ -35,6 +35,10 @@ export function createPool(opts: PoolOptions): pg.Pool {
   });
   // An idle client losing its connection must not crash the process; the next query reconnects.
   pool.on('error', () => {});
+  // Nor may a checked-out one (pg-pool removes its idle listener on checkout): a transaction
+  // held across statements (inTransaction, the materialisation runners) whose server goes away
+  // sees the error on its next query, and the pool drops the broken client on release.
+  pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
 }
 

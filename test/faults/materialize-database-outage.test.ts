@@ -58,12 +58,24 @@ describe('materialisations through a PostgreSQL outage', () => {
       t.postgres.start();
     }
     const upAt = performance.now();
-    await waitFor(
-      async () => (await stored().catch(() => 0)) === acknowledged.size,
-      90_000,
-      'every event stored',
-      250,
-    );
+    try {
+      await waitFor(
+        async () => (await stored().catch(() => 0)) === acknowledged.size,
+        40_000,
+        'every event stored',
+        250,
+      );
+    } catch (err) {
+      const problems = [...worker.logs, ...serve.logs].filter((l) => Number(l.level) >= 40).slice(-12);
+      const counts = await t.pool.query(
+        `SELECT (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM event_feed) AS feed,
+                (SELECT row_to_json(m) FROM materializations m) AS mat,
+                (SELECT json_agg(json_build_object('app', application_name, 'state', state, 'wait', wait_event_type || ':' || wait_event, 'q', left(query, 80))) FROM pg_stat_activity WHERE datname = current_database()) AS activity`,
+      );
+      throw new Error(
+        `${(err as Error).message}: ${JSON.stringify(counts.rows[0])} of ${acknowledged.size}; ${JSON.stringify(problems)}`,
+      );
+    }
     const done = await waitFor(
       async () => {
         const before = await stored();
