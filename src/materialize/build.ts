@@ -8,12 +8,12 @@ import {
   type TypedColumn,
 } from '../store/mat-batch.repo.ts';
 import { addConflicts, type CatalogEntry, saveColumns, saveEventTables } from '../store/mat-catalog.repo.ts';
+import { trackChanges } from '../store/mat-changes.repo.ts';
 import { addColumns, eventTableDdl } from '../store/mat-ddl.ts';
 import {
-  BATCH_DAYS,
   clearDirtyDays,
+  countBatchDays,
   markDirtyDays,
-  recountDays,
   upsertIdentityLinks,
   upsertTraits,
 } from '../store/mat-upsert.repo.ts';
@@ -26,7 +26,7 @@ import {
   planRebuild,
   sqlType,
 } from './columns.ts';
-import type { MaterializationSpec } from './spec.ts';
+import { localSchema, type MaterializationSpec } from './spec.ts';
 
 /**
  * Writes the batch loaded in `mat_batch` into a materialisation's tables (ARCHITECTURE §17),
@@ -54,6 +54,8 @@ export async function applyBatch(
   // A rebuild fills an empty shadow schema: every table it keeps is made there.
   const made = mode === 'rebuild' ? [...known.values(), ...added.values()] : [...added.values()];
   for (const table of made) await client.query(eventTableDdl(schema, table));
+  // A staging schema records every change for its destination: new tables are tracked before rows go in.
+  if (mode === 'feed' && localSchema(spec) === null) await trackChanges(client, schema);
   await saveEventTables(client, name, mode === 'rebuild' ? new Map([...known, ...added]) : added);
   const eventTables = new Map([...known, ...added]);
   const inBatch = new Map([...eventTables].filter(([event]) => present.has(event)));
@@ -123,7 +125,8 @@ export async function applyBatch(
   );
   rows.identity_links = await upsertIdentityLinks(client, schema);
   if (mode === 'rebuild') {
-    rows.daily_counts = await recountDays(client, schema, BATCH_DAYS);
+    // From the batch, which holds every event of the rebuild (archived months' too).
+    rows.daily_counts = await countBatchDays(client, schema);
     await clearDirtyDays(client, name);
   } else {
     // Recounted later, together (recountDirtyDays): a day's recount reads all its events.

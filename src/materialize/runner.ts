@@ -1,26 +1,33 @@
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { type ArchiveStoreConfig, createObjectStore, type ObjectStore } from '../archive/object-store.ts';
 import type { Config } from '../config.ts';
 import { loadAllEvents, loadFeedBatch } from '../store/mat-batch.repo.ts';
 import { clearCatalog, readCatalog } from '../store/mat-catalog.repo.ts';
+import { trackChanges } from '../store/mat-changes.repo.ts';
 import { createFixedTables, dropSchema, swapSchema } from '../store/mat-ddl.ts';
 import { recountDirtyDays } from '../store/mat-upsert.repo.ts';
 import {
   beginBatch,
   claimMaterializations,
   commitPosition,
+  getMaterialization,
   lagOf,
   lockForBatch,
   type MaterializationRow,
   pruneFeed,
   recordFailure,
+  recordSynced,
   releaseMaterializations,
 } from '../store/materializations.repo.ts';
 import { errorSummary } from '../telemetry/log-errors.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
+import { type ArchiveAccess, loadArchivedEvents } from './archived.ts';
 import { applyBatch } from './build.ts';
-import { localSchema, MaterializationSpec, shadowOf } from './spec.ts';
+import { openDestination } from './destinations.ts';
+import { buildSchema, localSchema, MaterializationSpec, shadowOf } from './spec.ts';
+import { syncOnce } from './sync.ts';
 
 /**
  * Materialisation runners inside a `work` process (ARCHITECTURE §17). Every
@@ -37,10 +44,18 @@ export interface MaterializersOptions {
   metrics: Metrics;
   config: Pick<
     Config,
-    'MATERIALIZE_RUNNERS' | 'MATERIALIZE_LEASE_TTL_S' | 'MATERIALIZE_POLL_MS' | 'MATERIALIZE_BATCH_ROWS'
-  >;
+    | 'MATERIALIZE_RUNNERS'
+    | 'MATERIALIZE_LEASE_TTL_S'
+    | 'MATERIALIZE_POLL_MS'
+    | 'MATERIALIZE_BATCH_ROWS'
+    | 'DATABASE_URL'
+    | 'ARCHIVE_WORK_DIR'
+  > &
+    ArchiveStoreConfig;
   /** This process's name in leases (host and pid). */
   holder: string;
+  /** The archive, for rebuilds asked to read archived months too (without it, such a rebuild fails). */
+  archive?: ArchiveAccess | undefined;
 }
 
 /** Feed rows deleted per pass once every materialisation has passed them. */
@@ -56,12 +71,15 @@ export class Materializers {
   readonly #o: MaterializersOptions;
   readonly #stopping = new AbortController();
   readonly #backoff = new Map<string, { failures: number; until: number }>();
+  readonly #syncBackoff = new Map<string, { failures: number; until: number }>();
   readonly #seen = new Set<string>();
   readonly #recountedAt = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
   #loop: Promise<void> | undefined;
   #claimedAt = 0;
   #prunedAt = 0;
+  /** The archive store, made when a Parquet destination first needs it. */
+  #store: ObjectStore | undefined;
 
   constructor(opts: MaterializersOptions) {
     this.#o = opts;
@@ -89,6 +107,7 @@ export class Materializers {
     clearTimeout(this.#timer);
     await this.#loop;
     await releaseMaterializations(this.#o.pool, this.#o.holder).catch(() => {});
+    await this.#store?.close().catch(() => {});
   }
 
   async #pass(): Promise<void> {
@@ -148,7 +167,34 @@ export class Materializers {
         await recordFailure(pool, name, err instanceof Error ? err.message : String(err)).catch(() => {});
         return;
       }
+      if (outcome === 'idle') await this.#syncSafely(name);
       if (outcome !== 'applied') return;
+    }
+  }
+
+  /** A destination that fails backs off on its own: the staging schema goes on being built. */
+  async #syncSafely(name: string): Promise<void> {
+    const { metrics, logger, pool } = this.#o;
+    const wait = this.#syncBackoff.get(name);
+    if (wait && performance.now() < wait.until) return;
+    try {
+      await this.#sync(name);
+      if (wait) await recordSynced(pool, name);
+      this.#syncBackoff.delete(name);
+    } catch (err) {
+      const failures = (wait?.failures ?? 0) + 1;
+      const ms = Math.min(MAX_BACKOFF_MS, 500 * 2 ** Math.min(failures, 10));
+      this.#syncBackoff.set(name, { failures, until: performance.now() + ms });
+      metrics.matErrors.inc({ materialization: name });
+      logger.warn(
+        { materialization: name, err: errorSummary(err), retryInMs: ms },
+        'materialisation destination sync failed',
+      );
+      await recordFailure(
+        pool,
+        name,
+        `destination: ${err instanceof Error ? err.message : String(err)}`,
+      ).catch(() => {});
     }
   }
 
@@ -164,9 +210,7 @@ export class Materializers {
         return 'lost';
       }
       const spec = MaterializationSpec.parse(row.spec);
-      const schema = localSchema(spec);
-      if (schema === null)
-        throw new Error(`destination ${spec.destination.kind} is not built by this version`);
+      const schema = buildSchema(name, spec);
       if (row.rebuildRequestedAt !== null || row.cursorXid === null) {
         // A rebuild needs one snapshot for its read and its position: a transaction of its own.
         await client.query('ROLLBACK');
@@ -233,9 +277,19 @@ export class Materializers {
     await dropSchema(client, shadow);
     await createFixedTables(client, shadow);
     const loaded = await loadAllEvents(client, spec.services ?? null);
+    if (row.rebuildArchivedFrom !== null) {
+      loaded.rows += await loadArchivedEvents(client, this.#o.archive, {
+        name: row.name,
+        from: row.rebuildArchivedFrom,
+        services: spec.services ?? null,
+        logger: this.#o.logger,
+      });
+    }
     await clearCatalog(client, row.name);
     const result = await applyBatch(client, row.name, spec, shadow, catalog, 'rebuild');
     await swapSchema(client, schema, shadow);
+    // A staging schema records its changes for the destination from now on (a new generation).
+    if (localSchema(spec) === null) await trackChanges(client, schema);
     await commitPosition(
       client,
       row.name,
@@ -243,12 +297,60 @@ export class Materializers {
       loaded.rows,
       loaded.newest,
       row.rebuildRequestedExact,
+      row.rebuildArchivedFrom,
     );
     this.#count(row.name, loaded.rows, result);
     this.#o.logger.info(
       { materialization: row.name, events: loaded.rows, ms: Math.round(performance.now() - started) },
       'materialisation rebuilt',
     );
+  }
+
+  /**
+   * Brings an outside destination up to date with the staging schema, a sync at a time until
+   * none is left (renewing the lease on the way). Nothing to do for a schema of this database.
+   */
+  async #sync(name: string): Promise<void> {
+    const { pool, config, logger } = this.#o;
+    const row = await getMaterialization(pool, name);
+    if (!row) return;
+    const spec = MaterializationSpec.parse(row.spec);
+    if (localSchema(spec) !== null) return;
+    if (spec.destination.kind === 'parquet' && !this.#o.archive) this.#store ??= createObjectStore(config);
+    const destination = openDestination(spec.destination, {
+      store: this.#o.archive?.store ?? this.#store,
+      workDir: config.ARCHIVE_WORK_DIR,
+    });
+    try {
+      for (;;) {
+        if (this.#stopping.signal.aborted) return;
+        if (performance.now() - this.#claimedAt > (config.MATERIALIZE_LEASE_TTL_S * 1000) / 3)
+          if (!(await this.#claim()).includes(name)) return;
+        const started = performance.now();
+        const result = await syncOnce({
+          pool,
+          name,
+          databaseUrl: config.DATABASE_URL,
+          schema: buildSchema(name, spec),
+          destination,
+          workDir: config.ARCHIVE_WORK_DIR,
+          limit: Math.max(config.MATERIALIZE_BATCH_ROWS * 4, 1_000),
+        });
+        if (result.changes > 0 || result.full)
+          logger.debug(
+            {
+              materialization: name,
+              destination: destination.location,
+              ...result,
+              ms: Math.round(performance.now() - started),
+            },
+            'materialisation synced',
+          );
+        if (!result.more) return;
+      }
+    } finally {
+      await destination.close();
+    }
   }
 
   #count(name: string, events: number, result: { rows: Record<string, number>; conflicts: number }): void {

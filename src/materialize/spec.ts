@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 
 /**
@@ -15,9 +17,26 @@ const FORBIDDEN_SCHEMAS = new Set(['public', 'information_schema']);
 const SchemaName = z
   .string()
   .regex(/^[a-z_][a-z0-9_]{0,53}$/, 'a schema name of lower-case letters, digits and _ (at most 54)')
-  .refine((s) => !FORBIDDEN_SCHEMAS.has(s) && !s.startsWith('pg_') && !s.endsWith('__rebuild'), {
-    message: 'a schema of its own: not public, information_schema, pg_* or *__rebuild',
-  });
+  .refine(
+    (s) =>
+      !FORBIDDEN_SCHEMAS.has(s) &&
+      !s.startsWith('pg_') &&
+      !s.startsWith('tributary_') &&
+      !s.endsWith('__rebuild'),
+    { message: 'a schema of its own: not public, information_schema, pg_*, tributary_* or *__rebuild' },
+  );
+
+/** A key prefix in the archive store, apart from the archive's own `events/`. */
+const ObjectPrefix = z
+  .string()
+  .regex(
+    /^[a-z0-9][a-z0-9_.=-]*(\/[a-z0-9][a-z0-9_.=-]*)*\/?$/,
+    'a key prefix of lower-case segments ([a-z0-9_.=-]) joined by /',
+  )
+  .refine((p) => !p.split('/').includes('..') && p.split('/')[0] !== 'events', {
+    message: "not under the archive's own events/",
+  })
+  .transform((p) => (p.endsWith('/') ? p : `${p}/`));
 
 export const Destination = z.discriminatedUnion('kind', [
   z.strictObject({
@@ -28,8 +47,15 @@ export const Destination = z.discriminatedUnion('kind', [
       .regex(/^postgres(ql)?:\/\//, 'a postgres:// URL')
       .optional(),
   }),
-  z.strictObject({ kind: z.literal('duckdb'), path: z.string().min(1) }),
-  z.strictObject({ kind: z.literal('parquet'), prefix: z.string().min(1) }),
+  z.strictObject({
+    kind: z.literal('duckdb'),
+    path: z
+      .string()
+      .min(2)
+      .max(4096)
+      .refine(isAbsolute, { message: "an absolute path of the DuckDB file on the work processes' host" }),
+  }),
+  z.strictObject({ kind: z.literal('parquet'), prefix: ObjectPrefix }),
 ]);
 export type Destination = z.infer<typeof Destination>;
 
@@ -54,6 +80,20 @@ export function localSchema(spec: MaterializationSpec): string | null {
   const d = spec.destination;
   return d.kind === 'postgres' && d.connection === undefined ? d.schema : null;
 }
+
+/**
+ * The schema a materialisation's tables are built in, in the service's own database: its own
+ * schema when that is the destination, else a staging schema of its own, which the
+ * destination is then synced from (materialize/sync.ts). The same name is computed in SQL
+ * by `BUILD_SCHEMA_SQL` (store/mat-ddl.ts).
+ */
+export function buildSchema(name: string, spec: MaterializationSpec): string {
+  return localSchema(spec) ?? stagingSchema(name);
+}
+
+/** The staging schema of a materialisation whose destination is elsewhere. */
+export const stagingSchema = (name: string): string =>
+  `tributary_stage_${createHash('md5').update(name).digest('hex').slice(0, 10)}`;
 
 /** The shadow schema a rebuild fills before swapping it in. */
 export const shadowOf = (schema: string): string => `${schema}__rebuild`;

@@ -236,7 +236,15 @@ export class Services {
     return this.#lifetimes.once(
       'materializers',
       async () =>
-        new Materializers({ pool, logger, metrics, config, holder: `${hostname()}-${process.pid}` }),
+        new Materializers({
+          pool,
+          logger,
+          metrics,
+          config,
+          holder: `${hostname()}-${process.pid}`,
+          // Rebuilds that read archived months back (§17) read them from the retention's store.
+          archive: { store: (await this.retention()).store, workDir: config.ARCHIVE_WORK_DIR },
+        }),
       (runners) => runners.stop(),
     );
   }

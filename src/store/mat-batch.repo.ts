@@ -4,10 +4,11 @@ import { APPEND_TABLES, ident, literal, pathLiteral } from './mat-ddl.ts';
 /**
  * One batch of a materialisation (ARCHITECTURE §17), inside the caller's transaction: the
  * events are loaded into a temporary table (`mat_batch`, dropped at commit) from the feed or,
- * for a rebuild, from `events` itself; then every table is written from it with one
- * statement each. Every statement is idempotent (append tables skip rows they hold, trait
- * tables merge by event time, daily counts are recomputed from `events`), so events applied
- * twice (a rebuild's snapshot edge, a batch retried) leave the same tables.
+ * for a rebuild, from `events` itself (and the archived months asked for, mat-archived.repo.ts);
+ * then every table is written from it with one statement each. Every statement is idempotent
+ * (append tables skip rows they hold, trait tables merge by event time, daily counts are
+ * recomputed from `events`, or for a rebuild from the whole batch), so events applied twice
+ * (a rebuild's snapshot edge, a batch retried) leave the same tables.
  */
 
 /** A typed column as the statements need it. */
@@ -27,7 +28,10 @@ const BATCH_COLUMNS = `xid xid8, seq bigint, included boolean, id uuid, service 
   received_at timestamptz, user_id text, anonymous_id text, key_id text, type text, call text, event text,
   props jsonb, traits jsonb, context jsonb, name text, category text, group_id text, previous_id text, ver text`;
 
-/** The batch's columns derived from an `events` row `e` (Segment calls keep their call type in metadata.segmentType). */
+/**
+ * The batch's columns derived from a row `e` with the columns of `events` (Segment calls keep
+ * their call type in metadata.segmentType): a stored event, or an archived one read back.
+ */
 const DERIVED = `e.id, e.service, e.occurred_at, e.received_at, e.user_id, e.anonymous_id, e.key_id, e.type,
   coalesce(e.metadata->>'segmentType', 'track'),
   CASE WHEN coalesce(e.metadata->>'segmentType', 'track') = 'track' THEN e.type END,
@@ -79,19 +83,34 @@ export async function loadAllEvents(
   services: readonly string[] | null,
 ): Promise<{ rows: number; next: FeedPosition; newest: Date | null }> {
   await client.query(`CREATE TEMP TABLE mat_batch (${BATCH_COLUMNS}) ON COMMIT DROP`);
-  const inserted = await client.query(
-    `INSERT INTO mat_batch SELECT NULL, NULL, true, ${DERIVED} FROM events e
-      WHERE $1::text[] IS NULL OR e.service = ANY($1::text[])`,
+  const inserted = await addRebuildRows(
+    client,
+    'events e WHERE $1::text[] IS NULL OR e.service = ANY($1::text[])',
     [services],
   );
   const r = await client.query<{ xmin: string; newest: Date | null }>(
     `SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin, (SELECT max(occurred_at) FROM mat_batch) AS newest`,
   );
   return {
-    rows: inserted.rowCount ?? 0,
+    rows: inserted,
     next: { xid: r.rows[0]?.xmin ?? '0', seq: 0 },
     newest: r.rows[0]?.newest ?? null,
   };
+}
+
+/**
+ * Adds to a rebuild's `mat_batch` the rows of `source` (a FROM clause naming its rows `e`, with
+ * their WHERE; `params` its parameters), derived as every batch row is. Returns the rows added.
+ */
+export async function addRebuildRows(
+  client: pg.PoolClient,
+  source: string,
+  params: readonly unknown[],
+): Promise<number> {
+  const r = await client.query(`INSERT INTO mat_batch SELECT NULL, NULL, true, ${DERIVED} FROM ${source}`, [
+    ...params,
+  ]);
+  return r.rowCount ?? 0;
 }
 
 /** Track event names in the batch, in order of first appearance (feed order, then time). */

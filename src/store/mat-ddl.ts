@@ -15,6 +15,13 @@ export const literal = (text: string): string => `'${text.replaceAll("'", "''")}
 export const pathLiteral = (path: readonly string[]): string =>
   `ARRAY[${path.map(literal).join(', ')}]::text[]`;
 
+/**
+ * The schema each `materializations` row builds in (materialize/spec.ts `buildSchema`): its
+ * own schema in this database, else its staging schema.
+ */
+export const BUILD_SCHEMA_SQL = `CASE WHEN spec->'destination'->>'kind' = 'postgres' AND NOT (spec->'destination' ? 'connection')
+  THEN spec->'destination'->>'schema' ELSE 'tributary_stage_' || left(md5(name), 10) END`;
+
 /** Tables holding one row per event, keyed like `events`. */
 export const APPEND_TABLES = ['tracks', 'pages', 'screens', 'identifies', 'groups', 'aliases'] as const;
 export type AppendTable = (typeof APPEND_TABLES)[number];
@@ -98,7 +105,8 @@ export async function countRows(
   schema: string,
 ): Promise<Record<string, number>> {
   const r = await client.query<{ name: string; n: string }>(
-    `SELECT relname AS name, n_live_tup::text AS n FROM pg_stat_user_tables WHERE schemaname = $1 ORDER BY 1`,
+    `SELECT relname AS name, n_live_tup::text AS n FROM pg_stat_user_tables
+      WHERE schemaname = $1 AND left(relname, 1) <> '_' ORDER BY 1`,
     [schema],
   );
   return Object.fromEntries(r.rows.map((t) => [t.name, Number(t.n)]));

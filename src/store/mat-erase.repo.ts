@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { ident } from './mat-ddl.ts';
+import { BUILD_SCHEMA_SQL, ident } from './mat-ddl.ts';
 import { recountDays } from './mat-upsert.repo.ts';
 
 /**
@@ -19,14 +19,12 @@ export async function eraseMaterialized(
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
-    const mats = await client.query<{ schema: string | null }>(
-      `SELECT CASE WHEN spec->'destination'->>'kind' = 'postgres' AND NOT (spec->'destination' ? 'connection')
-                   THEN spec->'destination'->>'schema' END AS schema
-         FROM materializations ORDER BY name FOR UPDATE`,
+    const mats = await client.query<{ schema: string }>(
+      `SELECT ${BUILD_SCHEMA_SQL} AS schema FROM materializations ORDER BY name FOR UPDATE`,
     );
     let deleted = 0;
     for (const { schema } of mats.rows) {
-      if (schema) deleted += await eraseInSchema(client, schema, ids);
+      deleted += await eraseInSchema(client, schema, ids);
     }
     await client.query(
       `UPDATE dsar_requests
@@ -94,20 +92,18 @@ export async function dropMaterializedRange(
   db: pg.ClientBase,
   range: { from: Date; to: Date; service?: string },
 ): Promise<number> {
-  const schemas = await db.query<{ schema: string | null }>(
-    `SELECT CASE WHEN spec->'destination'->>'kind' = 'postgres' AND NOT (spec->'destination' ? 'connection')
-                 THEN spec->'destination'->>'schema' END AS schema
-       FROM materializations ORDER BY name FOR UPDATE`,
+  const schemas = await db.query<{ schema: string }>(
+    `SELECT ${BUILD_SCHEMA_SQL} AS schema FROM materializations ORDER BY name FOR UPDATE`,
   );
   const service = range.service ?? null;
   let deleted = 0;
   for (const { schema } of schemas.rows) {
-    if (!schema) continue;
     const tables = await db.query<{ name: string }>(
       `SELECT table_name AS name FROM information_schema.columns
         WHERE table_schema = $1 AND column_name = 'occurred_at' ORDER BY 1`,
       [schema],
     );
+    if (tables.rowCount === 0) continue; // not built yet
     for (const { name } of tables.rows) {
       const r = await db.query(
         `DELETE FROM ${ident(schema)}.${ident(name)}

@@ -7,7 +7,8 @@ import { ident, pathLiteral } from './mat-ddl.ts';
  * batch in `mat_batch`: `users` / `accounts` (each trait last-writer-wins by
  * (occurred_at, received_at, id), merged commutatively, so arrival order never matters),
  * `identity_links` (the latest user id of an anonymous id, by the same order) and
- * `daily_counts` (every touched day recomputed from `events`, so late events are counted).
+ * `daily_counts` (every touched day recomputed from `events`, so late events are counted; in a
+ * rebuild, every day from the batch, which holds all its events, archived months' included).
  */
 
 const TRAIT_TABLES = {
@@ -105,6 +106,21 @@ export async function recountDays(client: pg.PoolClient, schema: string, touched
       GROUP BY 1, 2, 3`,
   );
   await client.query('DROP TABLE mat_days');
+  return r.rowCount ?? 0;
+}
+
+/**
+ * A rebuild's `daily_counts` (into its shadow schema's empty table), from `mat_batch`: it holds
+ * every event the rebuild read, including those of archived months, which `events` no longer
+ * has. The same counts as {@link recountDays} over `events` when it read no archive. Returns
+ * the rows written.
+ */
+export async function countBatchDays(client: pg.PoolClient, schema: string): Promise<number> {
+  const r = await client.query(
+    `INSERT INTO ${ident(schema)}.daily_counts (service, type, day, events, users)
+     SELECT service, type, (occurred_at AT TIME ZONE 'UTC')::date, count(*), count(DISTINCT coalesce(user_id, anonymous_id))
+       FROM mat_batch WHERE included GROUP BY 1, 2, 3`,
+  );
   return r.rowCount ?? 0;
 }
 

@@ -17,9 +17,13 @@ export interface MaterializationRow {
   rebuildRequestedAt: Date | null;
   /** The same, exact (microseconds), to clear exactly the request a rebuild served. */
   rebuildRequestedExact: string | null;
+  /** The first archived month (`YYYY-MM`) the requested rebuild also reads; null: `events` only. */
+  rebuildArchivedFrom: string | null;
   appliedUntil: Date | null;
   lastBatchAt: Date | null;
   lastRebuildAt: Date | null;
+  /** The first archived month the last rebuild read (its tables hold them), or null. */
+  lastRebuildArchivedFrom: string | null;
   eventsApplied: number;
   lastError: string | null;
   lastErrorAt: Date | null;
@@ -32,6 +36,7 @@ export interface MaterializationRow {
 
 const COLUMNS = `name, spec, state, cursor_xid::text AS "cursorXid", cursor_seq::int8 AS "cursorSeq",
   rebuild_requested_at AS "rebuildRequestedAt", rebuild_requested_at::text AS "rebuildRequestedExact", applied_until AS "appliedUntil", last_batch_at AS "lastBatchAt",
+  rebuild_archived_from AS "rebuildArchivedFrom", last_rebuild_archived_from AS "lastRebuildArchivedFrom",
   last_rebuild_at AS "lastRebuildAt", events_applied::int8 AS "eventsApplied", last_error AS "lastError",
   last_error_at AS "lastErrorAt", failures,
   CASE WHEN lease_expires_at > now() THEN split_part(lease_holder, '#', 1) END AS "runningOn",
@@ -59,13 +64,22 @@ export async function getMaterialization(
 }
 
 /**
+ * The archived months a rebuild nobody asked for (a new spec, anonymised events) reads: those
+ * of the rebuild already asked for, else those the tables hold now, so that it does not drop them.
+ */
+const keepArchived = (m: string) =>
+  `CASE WHEN ${m}.rebuild_requested_at IS NOT NULL THEN ${m}.rebuild_archived_from ELSE ${m}.last_rebuild_archived_from END`;
+
+/**
  * Creates or changes a materialisation. A new one, or one whose spec changed, is (re)built
- * from `events` by its runner before it follows the feed again. Returns whether it was created.
+ * from `events` by its runner before it follows the feed again (and from the archived months
+ * its tables hold, {@link keepArchived}). Returns whether it was created.
  */
 export async function putMaterialization(pool: pg.Pool, name: string, spec: unknown): Promise<boolean> {
   const r = await pool.query<{ created: boolean }>(
     `INSERT INTO materializations AS m (name, spec) VALUES ($1, $2::jsonb)
-     ON CONFLICT (name) DO UPDATE SET spec = EXCLUDED.spec, rebuild_requested_at = now(), updated_at = now()
+     ON CONFLICT (name) DO UPDATE SET spec = EXCLUDED.spec, rebuild_requested_at = now(), updated_at = now(),
+            rebuild_archived_from = ${keepArchived('m')}
       WHERE m.spec IS DISTINCT FROM EXCLUDED.spec
      RETURNING (xmax = 0) AS created`,
     [name, JSON.stringify(spec)],
@@ -73,18 +87,28 @@ export async function putMaterialization(pool: pg.Pool, name: string, spec: unkn
   return r.rows[0]?.created ?? false;
 }
 
-/** Asks its runner to rebuild it. False when there is no such materialisation. */
-export async function requestRebuild(pool: pg.Pool, name: string): Promise<boolean> {
+/**
+ * Asks its runner to rebuild it: from `events`, and with `archivedFrom` (`YYYY-MM`) from the
+ * archived months from it on as well. False when there is no such materialisation.
+ */
+export async function requestRebuild(
+  pool: pg.Pool,
+  name: string,
+  archivedFrom: string | null,
+): Promise<boolean> {
   const r = await pool.query(
-    `UPDATE materializations SET rebuild_requested_at = now(), updated_at = now() WHERE name = $1`,
-    [name],
+    `UPDATE materializations SET rebuild_requested_at = now(), rebuild_archived_from = $2, updated_at = now()
+      WHERE name = $1`,
+    [name, archivedFrom],
   );
   return (r.rowCount ?? 0) > 0;
 }
 
 /** Asks every materialisation to be rebuilt (their events changed in place: anonymised). */
 export async function requestRebuildAll(pool: pg.Pool): Promise<void> {
-  await pool.query('UPDATE materializations SET rebuild_requested_at = now(), updated_at = now()');
+  await pool.query(
+    `UPDATE materializations m SET rebuild_requested_at = now(), rebuild_archived_from = ${keepArchived('m')}, updated_at = now()`,
+  );
 }
 
 /**
@@ -99,8 +123,14 @@ export async function deleteMaterialization(
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
-    const r = await client.query('DELETE FROM materializations WHERE name = $1', [name]);
+    // The row first, as a batch locks it: then its tables, once no batch or sync read holds them.
+    const held = await client.query('SELECT 1 FROM materializations WHERE name = $1 FOR UPDATE', [name]);
+    if (held.rowCount === 0) {
+      await client.query('ROLLBACK');
+      return false;
+    }
     for (const schema of schemas) await dropSchema(client, schema);
+    const r = await client.query('DELETE FROM materializations WHERE name = $1', [name]);
     await client.query('COMMIT');
     return (r.rowCount ?? 0) > 0;
   } catch (err) {
@@ -162,7 +192,11 @@ export async function beginBatch(client: pg.PoolClient, rebuild = false): Promis
   await client.query(rebuild ? 'BEGIN ISOLATION LEVEL REPEATABLE READ' : 'BEGIN');
 }
 
-/** Moves the feed position after a batch, in the batch's transaction. */
+/**
+ * Moves the feed position after a batch, in the batch's transaction. After a rebuild,
+ * `rebuiltFrom` is the request it served (cleared unless a newer one came) and `archivedFrom`
+ * the first archived month it read (kept as the last rebuild's).
+ */
 export async function commitPosition(
   client: pg.PoolClient,
   name: string,
@@ -170,6 +204,7 @@ export async function commitPosition(
   events: number,
   newest: Date | null,
   rebuiltFrom?: string | null,
+  archivedFrom: string | null = null,
 ): Promise<void> {
   await client.query(
     `UPDATE materializations
@@ -177,10 +212,13 @@ export async function commitPosition(
             applied_until = greatest(applied_until, $5), last_batch_at = now(), state = 'running',
             failures = 0, last_error = NULL, updated_at = now(),
             last_rebuild_at = CASE WHEN $6::boolean THEN now() ELSE last_rebuild_at END,
+            last_rebuild_archived_from = CASE WHEN $6::boolean THEN $8 ELSE last_rebuild_archived_from END,
+            rebuild_archived_from = CASE WHEN $6::boolean AND rebuild_requested_at <= $7::timestamptz THEN NULL
+                                         ELSE rebuild_archived_from END,
             rebuild_requested_at = CASE WHEN $6::boolean AND rebuild_requested_at <= $7::timestamptz THEN NULL
                                         ELSE rebuild_requested_at END
       WHERE name = $1`,
-    [name, next.xid, next.seq, events, newest, rebuiltFrom !== undefined, rebuiltFrom ?? null],
+    [name, next.xid, next.seq, events, newest, rebuiltFrom !== undefined, rebuiltFrom ?? null, archivedFrom],
   );
 }
 
@@ -236,4 +274,23 @@ export async function pendingOf(
     [cursor?.xid ?? '0', cursor?.seq ?? 0],
   );
   return { pending: Number(r.rows[0]?.pending ?? 0), lagS: Math.max(0, r.rows[0]?.lag ?? 0) };
+}
+
+/** A destination synced: a failure that was its own is over. */
+export async function recordSynced(pool: pg.Pool, name: string): Promise<void> {
+  await pool.query(
+    `UPDATE materializations SET state = 'running', failures = 0, last_error = NULL, updated_at = now()
+      WHERE name = $1 AND state = 'failed' AND last_error LIKE 'destination:%'`,
+    [name],
+  );
+}
+
+/**
+ * Holds a materialisation's row for a destination sync's read (FOR SHARE): a deletion, an
+ * erasure or a batch locks the row before its tables too, so they wait for one another
+ * instead of locking the tables in different orders. False when it is gone.
+ */
+export async function lockForSync(client: pg.ClientBase, name: string): Promise<boolean> {
+  const r = await client.query('SELECT 1 FROM materializations WHERE name = $1 FOR SHARE', [name]);
+  return (r.rowCount ?? 0) > 0;
 }

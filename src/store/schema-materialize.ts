@@ -48,6 +48,13 @@ export const materializations = pgTable('materializations', {
   cursorSeq: bigint('cursor_seq', { mode: 'number' }).notNull().default(0),
   /** Asked for by `POST …/rebuild` (or a new spec): the runner rebuilds before its next batch. */
   rebuildRequestedAt: timestamp('rebuild_requested_at', { withTimezone: true, mode: 'date' }).defaultNow(),
+  /**
+   * The first archived month (`YYYY-MM`) the requested rebuild also reads back from the archive
+   * (`POST …/rebuild {"archivedFrom"}`); null: `events` only.
+   */
+  rebuildArchivedFrom: text('rebuild_archived_from'),
+  /** The same, of the last rebuild done: its tables hold the archived months from it on. */
+  lastRebuildArchivedFrom: text('last_rebuild_archived_from'),
   /** The newest event time applied, and when the last batch was committed (lag). */
   appliedUntil: timestamp('applied_until', { withTimezone: true, mode: 'date' }),
   lastBatchAt: timestamp('last_batch_at', { withTimezone: true, mode: 'date' }),

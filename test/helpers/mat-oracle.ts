@@ -5,7 +5,9 @@ import { expect } from 'vitest';
  * Oracles for the materialisation tests (ARCHITECTURE §17): what each table must hold,
  * computed from `events` independently of the runner (SQL over `events` for the append
  * tables and daily counts; JavaScript for the last-writer-wins traits and links), and digests
- * of what the tables do hold, to compare an incremental build with a rebuild.
+ * of what the tables do hold, to compare an incremental build with a rebuild. `source`, where
+ * taken, stands for `events`: a table or a parenthesised query with its columns (a copy of the
+ * events made before retention archived some of them, say).
  */
 
 const q = (name: string) => `"${name.replaceAll('"', '""')}"`;
@@ -17,6 +19,7 @@ const CALL = `coalesce(metadata->>'segmentType', 'track')`;
 export async function expectAppendTablesMatch(
   pool: pg.Pool,
   schema: string,
+  source = 'events',
 ): Promise<Record<string, number>> {
   const tables: Record<string, { call: string; kept: string; matKept: string }> = {
     tracks: {
@@ -54,7 +57,7 @@ export async function expectAppendTablesMatch(
   for (const [table, t] of Object.entries(tables)) {
     const want = await pool.query<{ n: number; d: string | null }>(
       `SELECT count(*)::int AS n, md5(string_agg(id::text || service || ${t.kept}, ',' ORDER BY id, service)) AS d
-         FROM events WHERE ${CALL} = $1`,
+         FROM ${source} AS src WHERE ${CALL} = $1`,
       [t.call],
     );
     const got = await pool.query<{ n: number; d: string | null }>(
@@ -72,10 +75,11 @@ export async function expectEventTablesMatch(
   pool: pg.Pool,
   schema: string,
   eventTables: Record<string, string>,
+  source = 'events',
 ): Promise<void> {
   for (const [event, table] of Object.entries(eventTables)) {
     const want = await pool.query<{ n: number; d: string | null }>(
-      `SELECT count(*)::int AS n, md5(string_agg(id::text, ',' ORDER BY id)) AS d FROM events
+      `SELECT count(*)::int AS n, md5(string_agg(id::text, ',' ORDER BY id)) AS d FROM ${source} AS src
         WHERE ${CALL} = 'track' AND type = $1`,
       [event],
     );
@@ -101,6 +105,7 @@ export async function expectTraitsMatch(
   pool: pg.Pool,
   schema: string,
   table: 'users' | 'accounts',
+  source = 'events',
 ): Promise<number> {
   const key = table === 'users' ? 'user_id' : `metadata->>'groupId'`;
   const call = table === 'users' ? 'identify' : 'group';
@@ -115,7 +120,7 @@ export async function expectTraitsMatch(
     `SELECT ${key} AS k, service, to_char(occurred_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS') AS occurred_at,
             to_char(received_at AT TIME ZONE 'UTC', 'YYYYMMDDHH24MISSUS') AS received_at, id::text AS id,
             metadata->'traits' AS traits
-       FROM events WHERE ${CALL} = $1 AND ${key} IS NOT NULL ORDER BY random()`,
+       FROM ${source} AS src WHERE ${CALL} = $1 AND ${key} IS NOT NULL ORDER BY random()`,
     [call],
   );
   const want = new Map<string, Map<string, Versioned>>();
@@ -145,11 +150,15 @@ export async function expectTraitsMatch(
 }
 
 /** `daily_counts` equals a GROUP BY over `events`. */
-export async function expectDailyCountsMatch(pool: pg.Pool, schema: string): Promise<number> {
+export async function expectDailyCountsMatch(
+  pool: pg.Pool,
+  schema: string,
+  source = 'events',
+): Promise<number> {
   const want = await pool.query(
     `SELECT service, type, (occurred_at AT TIME ZONE 'UTC')::date::text AS day, count(*)::int AS events,
             count(DISTINCT coalesce(user_id, anonymous_id))::int AS users
-       FROM events GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`,
+       FROM ${source} AS src GROUP BY 1, 2, 3 ORDER BY 1, 2, 3`,
   );
   const got = await pool.query(
     `SELECT service, type, day::text AS day, events::int, users::int FROM ${q(schema)}.daily_counts ORDER BY 1, 2, 3`,

@@ -76,15 +76,19 @@ async function waitStored(n: number) {
 }
 
 describe('materialisations', () => {
-  const calls = segmentTraffic({ seed: 7, users: 12, eventNames: 300, wideProperties: 260, prefix });
+  const calls = segmentTraffic({ seed: 7, users: 12, eventNames: 1000, wideProperties: 260, prefix });
   const distinct = new Set(calls.map((c) => c.messageId)).size;
   const half = Math.floor(calls.length / 2);
   let incremental: Record<string, string>;
   let columns: CatalogColumn[];
 
-  it('refuses a bad configuration with the field at fault, and a destination this version cannot build', async () => {
+  it('refuses a bad configuration with the field at fault', async () => {
     for (const body of [
       { destination: { kind: 'postgres', schema: 'public' } },
+      { destination: { kind: 'postgres', schema: 'tributary_stage_x' } },
+      { destination: { kind: 'duckdb', path: 'relative.duckdb' } },
+      { destination: { kind: 'parquet', prefix: 'events/mat' } },
+      { destination: { kind: 'parquet', prefix: '../up' } },
       { eventTables: { max: -1 } },
       { nope: 1 },
     ]) {
@@ -92,12 +96,6 @@ describe('materialisations', () => {
       expect(res.status).toBe(400);
       expect(res.body.error.code).toBe('invalid_request');
     }
-    const duck = await call(stack.url, '/v1/admin/materializations/bad', {
-      method: 'PUT',
-      body: { destination: { kind: 'duckdb', path: '/tmp/x.duckdb' } },
-    });
-    expect(duck.status).toBe(400);
-    expect(duck.body.error.code).toBe('unsupported_destination');
     expect((await call(stack.url, '/v1/admin/materializations/nope')).status).toBe(404);
   });
 

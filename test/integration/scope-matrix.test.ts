@@ -131,6 +131,13 @@ const ROUTES: Route[] = [
   },
   { method: 'GET', path: '/v1/admin/materializations/matrix', scope: 'admin', ok: [404] },
   { method: 'POST', path: '/v1/admin/materializations/matrix/rebuild', scope: 'admin', ok: [404] },
+  {
+    method: 'POST',
+    path: '/v1/admin/materializations/matrix/rebuild',
+    scope: 'admin',
+    ok: [400],
+    body: () => ({ archivedFrom: '2026-13' }),
+  },
   { method: 'DELETE', path: '/v1/admin/materializations/matrix', scope: 'admin', ok: [404] },
   // Signed by the source's secret instead of a key.
   {

@@ -152,7 +152,7 @@ export function adminRoutes(deps: AdminRoutesDeps): OpenAPIHono<AppEnv> {
   app.use('/v1/admin/*', requireScope(deps.keys, 'admin'));
   registerKeyRoutes(app, deps);
   registerSourceRoutes(app, { ...deps, secrets: deps.sourceSecrets });
-  registerMaterializationRoutes(app, deps);
+  registerMaterializationRoutes(app, { ...deps, store: deps.retention.store });
 
   app.openapi(replayDeadLetters, async (c) => {
     const { limit } = c.req.valid('query');

@@ -49,10 +49,17 @@ export const Materialization = z
     appliedUntil: z.string().nullable().openapi({ description: 'The newest event time applied' }),
     lastBatchAt: z.string().nullable(),
     lastRebuildAt: z.string().nullable(),
+    lastRebuildArchivedFrom: z.string().nullable().openapi({
+      description:
+        'The first archived month (YYYY-MM) the last rebuild read back from the archive: the tables hold the archived months from it on (null: the stored events only)',
+    }),
     rebuildRequestedAt: z
       .string()
       .nullable()
       .openapi({ description: 'A rebuild asked for and not done yet' }),
+    rebuildArchivedFrom: z.string().nullable().openapi({
+      description: 'The first archived month the rebuild asked for reads too (null: the stored events only)',
+    }),
     lastError: z.string().nullable(),
     lastErrorAt: z.string().nullable(),
     failures: z.number().int(),
@@ -94,8 +101,8 @@ export const putMaterialization = createRoute({
     200: { description: 'Changed (rebuilt when its tables change)', content: json(Materialization) },
     201: { description: 'Created (built by a work process)', content: json(Materialization) },
     ...errorResponses([...BODY_ERRORS, 409], {
-      400: '`invalid_request` with `details` naming the field; `unsupported_destination` for a destination this version cannot build',
-      409: '`schema_in_use`: another materialisation builds in this schema',
+      400: '`invalid_request` with `details` naming the field',
+      409: '`destination_in_use`: another materialisation writes to this schema, file or prefix',
       ...unavailable,
     }),
   },
@@ -131,19 +138,41 @@ export const getMaterializationRoute = createRoute({
   },
 });
 
+/** `POST …/rebuild`'s optional body. */
+export const RebuildRequest = z.strictObject({
+  archivedFrom: z
+    .string()
+    .regex(/^\d{4}-(0[1-9]|1[0-2])$/, 'a month, YYYY-MM')
+    .optional()
+    .openapi({
+      description:
+        'Also read back the archived events of this month and later (those retention removed from PostgreSQL), for the services the materialisation covers',
+      example: '2026-01',
+    }),
+});
+export type RebuildRequest = z.input<typeof RebuildRequest>;
+
 export const rebuildMaterializationRoute = createRoute({
   method: 'post',
   path: '/v1/admin/materializations/{name}/rebuild',
   operationId: 'rebuildMaterialization',
   tags: ['admin'],
-  summary: 'Rebuild a materialisation from the stored events',
+  summary: 'Rebuild a materialisation from the stored events (and archived months)',
   description:
-    'Every table is built again into a shadow schema, with each column at the widest type seen, and swapped in with the feed position in one transaction: readers see the old tables until then, never a half-built one.',
+    'Every table is built again into a shadow schema, with each column at the widest type seen, and swapped in with the feed position in one transaction: readers see the old tables until then, never a half-built one. Without a body (or `{}`) it reads the stored events; with `archivedFrom` it also reads, in the same transaction, every archived object of that month and later whose rows left PostgreSQL, each checked against its manifest. Rebuilds that follow by themselves (a new configuration, anonymisation) keep the archived months the tables hold.',
   security: needs('admin'),
-  request: { params: Name },
+  middleware: [invalidInput('invalid_request', 'invalid rebuild request')],
+  request: {
+    params: Name,
+    body: { required: false, content: { 'application/json': { schema: handReadSchema(RebuildRequest) } } },
+  },
   responses: {
     202: { description: 'Asked for', content: json(Materialization) },
-    ...errorResponses(V1_ERRORS, { 404: 'No materialisation with this name', ...unavailable }),
+    ...errorResponses(BODY_ERRORS, {
+      400: '`invalid_request` with `details` naming the field (`archivedFrom` not a YYYY-MM month), `invalid_json`',
+      404: 'No materialisation with this name',
+      ...unavailable,
+    }),
   },
 });
 

@@ -1,7 +1,17 @@
+import { tmpdir } from 'node:os';
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type pg from 'pg';
 import type { Logger } from 'pino';
-import { localSchema, MATERIALIZATION_NAME, MaterializationSpec, shadowOf } from '../../materialize/spec.ts';
+import type { ObjectStore } from '../../archive/object-store.ts';
+import { openDestination } from '../../materialize/destinations.ts';
+import {
+  buildSchema,
+  type Destination,
+  localSchema,
+  MATERIALIZATION_NAME,
+  MaterializationSpec,
+  shadowOf,
+} from '../../materialize/spec.ts';
 import { readCatalog } from '../../store/mat-catalog.repo.ts';
 import { countRows } from '../../store/mat-ddl.ts';
 import { dirtyDayCount } from '../../store/mat-upsert.repo.ts';
@@ -14,6 +24,7 @@ import {
   putMaterialization,
   requestRebuild,
 } from '../../store/materializations.repo.ts';
+import { errorSummary } from '../../telemetry/log-errors.ts';
 import { bodyKind, parseJson, readBody } from '../body.ts';
 import type { AppEnv } from '../env.ts';
 import { ApiError, withDb } from '../errors.ts';
@@ -24,12 +35,30 @@ import {
   listMaterializationsRoute,
   type MaterializationView,
   putMaterialization as putRoute,
+  RebuildRequest,
   rebuildMaterializationRoute,
 } from './materializations.schema.ts';
 
 export interface MaterializationRoutesDeps {
   pool: pg.Pool;
   logger: Logger;
+  /** The archive store, where Parquet destinations are. */
+  store?: ObjectStore;
+}
+
+/** Whether two destinations would write over each other (the same schema, file, or nested prefixes). */
+function sharesDestination(a: Destination, b: Destination): boolean {
+  if (a.kind === 'postgres' && b.kind === 'postgres')
+    return a.schema === b.schema && (a.connection ?? '') === (b.connection ?? '');
+  if (a.kind === 'duckdb' && b.kind === 'duckdb') return a.path === b.path;
+  if (a.kind === 'parquet' && b.kind === 'parquet')
+    return a.prefix.startsWith(b.prefix) || b.prefix.startsWith(a.prefix);
+  return false;
+}
+
+function describe(d: Destination): string {
+  if (d.kind === 'postgres') return `schema ${d.schema}${d.connection ? ' of another database' : ''}`;
+  return d.kind === 'duckdb' ? `file ${d.path}` : `prefix ${d.prefix}`;
 }
 
 const BODY_LIMIT = 64 * 1024;
@@ -56,7 +85,9 @@ async function viewOf(pool: pg.Pool, row: MaterializationRow): Promise<Materiali
     appliedUntil: iso(row.appliedUntil),
     lastBatchAt: iso(row.lastBatchAt),
     lastRebuildAt: iso(row.lastRebuildAt),
+    lastRebuildArchivedFrom: row.lastRebuildArchivedFrom,
     rebuildRequestedAt: iso(row.rebuildRequestedAt),
+    rebuildArchivedFrom: row.rebuildRequestedAt === null ? null : row.rebuildArchivedFrom,
     lastError: row.lastError,
     lastErrorAt: iso(row.lastErrorAt),
     failures: row.failures,
@@ -100,32 +131,16 @@ export function registerMaterializationRoutes(
     }
     bodyKind(c, ['json']);
     const spec = MaterializationSpec.parse(parseJson(await readBody(c, BODY_LIMIT)));
-    const schema = localSchema(spec);
-    if (schema === null) {
-      throw new ApiError(
-        'unsupported_destination',
-        400,
-        `this version builds materializations in a schema of the service's own database only (destination ${spec.destination.kind}${spec.destination.kind === 'postgres' ? ' with a connection' : ''})`,
-        {
-          details: [
-            {
-              path: 'destination',
-              code: 'unsupported_destination',
-              message: 'use {"kind":"postgres","schema":…}',
-            },
-          ],
-        },
-      );
-    }
     const others = await withDb(() => listMaterializations(pool));
     const taken = others.find(
-      (m) => m.name !== name && localSchema(MaterializationSpec.parse(m.spec)) === schema,
+      (m) =>
+        m.name !== name && sharesDestination(MaterializationSpec.parse(m.spec).destination, spec.destination),
     );
     if (taken)
       throw new ApiError(
-        'schema_in_use',
+        'destination_in_use',
         409,
-        `materialization "${taken.name}" builds in schema "${schema}"`,
+        `materialization "${taken.name}" writes to the same destination (${describe(spec.destination)})`,
       );
     const created = await withDb(() => putMaterialization(pool, name, spec));
     requestLogger(c, deps.logger).info({ materialization: name, created }, 'materialization saved');
@@ -146,19 +161,38 @@ export function registerMaterializationRoutes(
 
   app.openapi(rebuildMaterializationRoute, async (c) => {
     const { name } = c.req.valid('param');
+    // The body is optional: no body (or `{}`) rebuilds from the stored events only.
+    const raw = (await readBody(c, BODY_LIMIT)).trim();
+    if (raw !== '') bodyKind(c, ['json']);
+    const { archivedFrom = null } = RebuildRequest.parse(raw === '' ? {} : parseJson(raw));
     await found(name);
-    await withDb(() => requestRebuild(pool, name));
-    requestLogger(c, deps.logger).info({ materialization: name }, 'materialization rebuild requested');
+    await withDb(() => requestRebuild(pool, name, archivedFrom));
+    requestLogger(c, deps.logger).info(
+      { materialization: name, archivedFrom },
+      'materialization rebuild requested',
+    );
     return c.json(await withDb(async () => viewOf(pool, await found(name))), 202);
   });
 
   app.openapi(deleteMaterializationRoute, async (c) => {
     const { name } = c.req.valid('param');
     const row = await found(name);
-    const schema = localSchema(MaterializationSpec.parse(row.spec));
-    const schemas = schema ? [schema, shadowOf(schema)] : [];
-    if (!(await withDb(() => deleteMaterialization(pool, name, schemas)))) {
+    const spec = MaterializationSpec.parse(row.spec);
+    const schema = buildSchema(name, spec);
+    if (!(await withDb(() => deleteMaterialization(pool, name, [schema, shadowOf(schema)])))) {
       throw new ApiError('not_found', 404, 'no materialization with this name');
+    }
+    if (localSchema(spec) === null) {
+      // What the syncs wrote elsewhere goes too; the materialisation is gone either way.
+      const destination = openDestination(spec.destination, { store: deps.store, workDir: tmpdir() });
+      await destination
+        .drop()
+        .catch((err: unknown) =>
+          requestLogger(c, deps.logger).warn(
+            { materialization: name, destination: destination.location, err: errorSummary(err) },
+            'materialization deleted; its destination could not be emptied',
+          ),
+        );
     }
     requestLogger(c, deps.logger).info({ materialization: name }, 'materialization deleted');
     return c.body(null, 204);
