@@ -2,7 +2,14 @@ import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
 import type { TableShape } from '../store/mat-changes.repo.ts';
-import { type Destination, type DestinationState, duckType, type Sync } from './destination.ts';
+import {
+  type Destination,
+  DestinationMovedError,
+  type DestinationState,
+  duckType,
+  type Sync,
+  stillAt,
+} from './destination.ts';
 
 /**
  * A materialisation's tables in a DuckDB file (ARCHITECTURE §17), with DuckDB's core SQL
@@ -63,27 +70,26 @@ export class DuckDbDestination implements Destination {
   }
 
   state(): Promise<DestinationState | null> {
-    return this.#open(async (conn) => {
-      if (!(await hasTable(conn, '_tributary_sync'))) return null;
-      const r = await conn.runAndReadAll('SELECT generation, xid, seq::VARCHAR AS seq FROM _tributary_sync');
-      const [row] = r.getRowObjectsJson() as { generation: string; xid: string; seq: string }[];
-      return row ? { generation: row.generation, position: { xid: row.xid, seq: Number(row.seq) } } : null;
-    });
+    return this.#open(async (conn) => ((await hasTable(conn, '_tributary_sync')) ? readState(conn) : null));
   }
 
   apply(sync: Sync): Promise<void> {
     return this.#open(async (conn) => {
       await conn.run('BEGIN TRANSACTION');
       try {
-        if (sync.full) {
-          const r = await conn.runAndReadAll(
-            `SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' AND table_type = 'BASE TABLE'`,
-          );
-          for (const [t] of r.getRows() as [string][]) await conn.run(`DROP TABLE ${id(t)}`);
-        }
         await conn.run(
           'CREATE TABLE IF NOT EXISTS _tributary_sync (generation VARCHAR, xid VARCHAR, seq BIGINT, synced_at TIMESTAMPTZ)',
         );
+        // The file is this process's alone while open: a sync applies only from the state it began with.
+        if (!stillAt(await readState(conn), sync.expected))
+          throw new DestinationMovedError(`${this.location} moved on since the sync began`);
+        if (sync.full) {
+          const r = await conn.runAndReadAll(
+            `SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' AND table_type = 'BASE TABLE'
+                AND table_name <> '_tributary_sync'`,
+          );
+          for (const [t] of r.getRows() as [string][]) await conn.run(`DROP TABLE ${id(t)}`);
+        }
         for (const shape of sync.shapes) await ensureTable(conn, shape);
         for (const t of sync.tables) {
           const table = id(t.shape.table);
@@ -143,6 +149,12 @@ async function openLocked(open: () => Promise<DuckDBInstance>): Promise<DuckDBIn
       await new Promise((resolve) => setTimeout(resolve, 100 + Math.random() * 200));
     }
   }
+}
+
+async function readState(conn: DuckDBConnection): Promise<DestinationState | null> {
+  const r = await conn.runAndReadAll('SELECT generation, xid, seq::VARCHAR AS seq FROM _tributary_sync');
+  const [row] = r.getRowObjectsJson() as { generation: string; xid: string; seq: string }[];
+  return row ? { generation: row.generation, position: { xid: row.xid, seq: Number(row.seq) } } : null;
 }
 
 async function hasTable(conn: DuckDBConnection, table: string): Promise<boolean> {

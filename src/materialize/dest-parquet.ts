@@ -5,7 +5,14 @@ import type { DuckDBConnection } from '@duckdb/node-api';
 import { ObjectNotFoundError, type ObjectStore } from '../archive/object-store.ts';
 import type { TableShape } from '../store/mat-changes.repo.ts';
 import { castColumns, csvColumnsOf, readCsv } from './dest-duckdb.ts';
-import { type Destination, type DestinationState, duckType, type Sync } from './destination.ts';
+import {
+  type Destination,
+  DestinationMovedError,
+  type DestinationState,
+  duckType,
+  type Sync,
+  stillAt,
+} from './destination.ts';
 
 /**
  * A materialisation's tables as Parquet objects in the archive store, in a Hive layout
@@ -78,7 +85,12 @@ export class ParquetDestination implements Destination {
   }
 
   async apply(sync: Sync): Promise<void> {
-    const before = sync.full ? null : await this.manifest();
+    const held = await this.manifest();
+    const stateOf = (m: ParquetManifest | null) =>
+      m ? { generation: m.generation, position: m.position } : null;
+    if (!stillAt(stateOf(held), sync.expected))
+      throw new DestinationMovedError(`${this.location} moved on since the sync began`);
+    const before = sync.full ? null : held;
     const next: ParquetManifest = {
       format: 'tributary-materialization',
       version: 1,
@@ -117,6 +129,13 @@ export class ParquetDestination implements Destination {
       conn.closeSync();
       db.closeSync();
       await rm(dir, { recursive: true, force: true });
+    }
+    // Object stores have no transaction: the manifest is read again just before it is replaced
+    // (a sync of another process whose lease ran out would have moved it).
+    if (!stillAt(stateOf(await this.manifest()), sync.expected)) {
+      const mine = sync.tables.flatMap((t) => next.tables[t.shape.table]?.objects ?? []);
+      for (const o of mine) if (o.key.includes(`part-${syncId}.`)) await this.#store.delete(o.key);
+      throw new DestinationMovedError(`${this.location} moved on since the sync began`);
     }
     const body = Buffer.from(`${JSON.stringify(next, null, 2)}\n`);
     await this.#store.putBytes(this.manifestKey, body, 'application/json');

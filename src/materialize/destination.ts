@@ -31,6 +31,11 @@ export interface Sync {
   position: FeedPosition;
   /** A whole copy: what the destination held before is replaced. */
   full: boolean;
+  /**
+   * What the destination held when the sync began: it applies nothing if it holds anything
+   * else by then (another process's sync got there first, say one whose lease ran out).
+   */
+  expected: DestinationState | null;
   /** Every table of the staging schema (new tables and columns are made from these). */
   shapes: TableShape[];
   /** The tables with rows to write. */
@@ -48,6 +53,16 @@ export interface Destination {
   /** Removes what this materialisation wrote (it is deleted). */
   drop(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Thrown by a destination that moved on since a sync began: that sync is dropped. */
+export class DestinationMovedError extends Error {
+  override readonly name = 'DestinationMovedError';
+}
+
+/** Whether the destination still holds what the sync began from. */
+export function stillAt(held: DestinationState | null, expected: DestinationState | null): boolean {
+  return JSON.stringify(held) === JSON.stringify(expected);
 }
 
 /** A PostgreSQL type (`format_type`) as DuckDB names it, and as its CSV is read. */

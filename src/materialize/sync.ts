@@ -100,7 +100,7 @@ export async function syncOnce(o: SyncOptions): Promise<SyncResult> {
       }
     }
     await client.query('COMMIT');
-    await o.destination.apply({ generation, position, full, shapes, tables });
+    await o.destination.apply({ generation, position, full, shapes, tables, expected: state });
     await pruneChanges(o.pool, o.schema, position);
     return { changes, full, more: !full && changes >= o.limit, position, tables: tables.length };
   } catch (err) {

@@ -186,17 +186,14 @@ export async function pruneChanges(pool: pg.Pool, schema: string, upTo: FeedPosi
   return r.rowCount ?? 0;
 }
 
-/** Changes not yet read by a sync at or after `from` (for the API's view). */
-export async function pendingChanges(pool: pg.Pool, schema: string, from: FeedPosition): Promise<number> {
+/** Changes the destination does not hold yet (a sync forgets those it applied), for the API's view. */
+export async function unsyncedChanges(pool: pg.Pool, schema: string): Promise<number> {
   const exists = await pool.query(
     `SELECT 1 FROM pg_tables WHERE schemaname = $1 AND tablename = '_changes'`,
     [schema],
   );
   if (exists.rowCount === 0) return 0;
-  const r = await pool.query<{ n: string }>(
-    `SELECT count(*) AS n FROM ${ident(schema)}._changes WHERE (xid, seq) >= ($1::xid8, $2::bigint)`,
-    [from.xid, from.seq],
-  );
+  const r = await pool.query<{ n: string }>(`SELECT count(*) AS n FROM ${ident(schema)}._changes`);
   return Number(r.rows[0]?.n ?? 0);
 }
 

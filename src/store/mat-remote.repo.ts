@@ -2,7 +2,13 @@ import { createReadStream } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
-import type { Destination, DestinationState, Sync } from '../materialize/destination.ts';
+import {
+  type Destination,
+  DestinationMovedError,
+  type DestinationState,
+  type Sync,
+  stillAt,
+} from '../materialize/destination.ts';
 import type { TableShape } from './mat-changes.repo.ts';
 import { ident } from './mat-ddl.ts';
 
@@ -61,17 +67,28 @@ export class PostgresDestination implements Destination {
     try {
       await client.query('BEGIN; SET LOCAL statement_timeout = 0');
       await client.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
-      if (sync.full) {
-        const tables = await client.query<{ t: string }>(
-          `SELECT tablename AS t FROM pg_tables WHERE schemaname = $1`,
-          [this.#schema],
-        );
-        for (const { t } of tables.rows) await client.query(`DROP TABLE ${s}.${ident(t)} CASCADE`);
-      }
       await client.query(
         `CREATE TABLE IF NOT EXISTS ${s}._tributary_sync (generation text NOT NULL, xid text NOT NULL,
            seq bigint NOT NULL, synced_at timestamptz NOT NULL)`,
       );
+      // One sync at a time, and only from the state it began with.
+      await client.query(`LOCK TABLE ${s}._tributary_sync IN EXCLUSIVE MODE`);
+      const held = await client.query<{ generation: string; xid: string; seq: string }>(
+        `SELECT generation, xid, seq::text FROM ${s}._tributary_sync`,
+      );
+      const row = held.rows[0];
+      const now = row
+        ? { generation: row.generation, position: { xid: row.xid, seq: Number(row.seq) } }
+        : null;
+      if (!stillAt(now, sync.expected))
+        throw new DestinationMovedError(`${this.location} moved on since the sync began`);
+      if (sync.full) {
+        const tables = await client.query<{ t: string }>(
+          `SELECT tablename AS t FROM pg_tables WHERE schemaname = $1 AND tablename <> '_tributary_sync'`,
+          [this.#schema],
+        );
+        for (const { t } of tables.rows) await client.query(`DROP TABLE ${s}.${ident(t)} CASCADE`);
+      }
       for (const shape of sync.shapes) await this.#ensureTable(client, shape);
       for (const t of sync.tables) {
         const table = `${s}.${ident(t.shape.table)}`;

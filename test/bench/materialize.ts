@@ -8,8 +8,13 @@
  *    users, identity_links, daily_counts); events/s from the commit until the materialisation's
  *    position passes them, against the raw rate of one `INSERT … SELECT` of the same rows into a
  *    table shaped like `tracks`.
+ * 3. The same rows built from scratch into a schema of this database, then into a DuckDB file
+ *    (built in a staging schema, then copied whole): events/s of each, and their ratio.
  */
 import { randomUUID } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { insertEventsJson } from '../../src/store/events.repo.ts';
 import { ADMIN_KEY } from '../helpers/env.ts';
 import { startWorker, stopChild } from './children.ts';
@@ -188,4 +193,69 @@ export async function materializeBench(ctx: BenchContext): Promise<void> {
   );
   ctx.report.checks['materialize: rows per table'] = tables.rows.map((t) => `${t.t} ${t.n}`).join(', ');
   await api(serve.url, '/v1/admin/materializations/bench', { method: 'DELETE' });
+
+  // 3. Outside destinations: the last round's rows built from scratch into a schema of this
+  // database, then into a DuckDB file (a staging schema, then a whole copy), same run.
+  const tracks = Number(
+    (
+      await pool.query<{ n: string }>(
+        `SELECT count(*) AS n FROM events WHERE metadata->>'segmentType' = 'track'`,
+      )
+    ).rows[0]?.n,
+  );
+  const duckPath = join(tmpdir(), `tributary-bench-${randomUUID()}.duckdb`);
+  ctx.onCleanup(async () => rmSync(duckPath, { force: true }));
+  const build = async (name: string, destination: unknown, done: () => Promise<boolean>) => {
+    const started = performance.now();
+    await api(serve.url, `/v1/admin/materializations/${name}`, { method: 'PUT', body: { destination } });
+    for (;;) {
+      const m = (await api(serve.url, `/v1/admin/materializations/${name}`)) as {
+        position: unknown;
+        lag: { pending: number; staleDays: number; unsynced: number };
+      };
+      if (
+        m.position !== null &&
+        m.lag.pending === 0 &&
+        m.lag.staleDays === 0 &&
+        m.lag.unsynced === 0 &&
+        (await done())
+      )
+        break;
+      await sleep(50);
+    }
+    return (performance.now() - started) / 1000;
+  };
+  const schemaS = await build('bench-schema', { kind: 'postgres', schema: 'bench_mat2' }, async () => true);
+  const duckS = await build('bench-duck', { kind: 'duckdb', path: duckPath }, async () => {
+    try {
+      return (await duckTracks(duckPath)) === tracks;
+    } catch {
+      return false;
+    }
+  });
+  log(
+    `materialize: built from scratch: schema ${Math.round(n / schemaS)} events/s, DuckDB ${Math.round(n / duckS)} events/s`,
+  );
+  ctx.report.rows.push(
+    row('materialize build (postgres schema)', n, schemaS),
+    row('materialize build (duckdb file)', n, duckS, {
+      'materialize build (postgres schema)': round(schemaS / duckS, 3),
+    }),
+  );
+  for (const name of ['bench-schema', 'bench-duck'])
+    await api(serve.url, `/v1/admin/materializations/${name}`, { method: 'DELETE' });
+}
+
+/** Rows of `tracks` in a DuckDB file (read-only; the file is free between syncs). */
+async function duckTracks(path: string): Promise<number> {
+  const { DuckDBInstance } = await import('@duckdb/node-api');
+  const db = await DuckDBInstance.create(path, { access_mode: 'READ_ONLY' });
+  const conn = await db.connect();
+  try {
+    const r = await conn.runAndReadAll('SELECT count(*)::INTEGER AS n FROM tracks');
+    return (r.getRowObjectsJson() as { n: number }[])[0]?.n ?? 0;
+  } finally {
+    conn.closeSync();
+    db.closeSync();
+  }
 }

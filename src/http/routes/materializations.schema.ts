@@ -44,6 +44,10 @@ export const Materialization = z
         description:
           'Days of daily_counts touched by applied events and not recounted yet (every 2 s, and when caught up)',
       }),
+      unsynced: z.number().int().openapi({
+        description:
+          'An outside destination: rows changed in the staging schema and not synced to the destination yet (0 for a schema of this database)',
+      }),
     }),
     eventsApplied: z.number().int(),
     appliedUntil: z.string().nullable().openapi({ description: 'The newest event time applied' }),

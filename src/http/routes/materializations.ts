@@ -13,6 +13,7 @@ import {
   shadowOf,
 } from '../../materialize/spec.ts';
 import { readCatalog } from '../../store/mat-catalog.repo.ts';
+import { unsyncedChanges } from '../../store/mat-changes.repo.ts';
 import { countRows } from '../../store/mat-ddl.ts';
 import { dirtyDayCount } from '../../store/mat-upsert.repo.ts';
 import {
@@ -67,20 +68,21 @@ const iso = (d: Date | null) => (d ? d.toISOString() : null);
 /** The materialisation as the API shows it: configuration, state, lag, rows per table, catalog. */
 async function viewOf(pool: pg.Pool, row: MaterializationRow): Promise<MaterializationView> {
   const spec = MaterializationSpec.parse(row.spec);
-  const schema = localSchema(spec);
+  const schema = buildSchema(row.name, spec);
   const position = row.cursorXid === null ? null : { xid: row.cursorXid, seq: row.cursorSeq };
-  const [catalog, tables, lag, staleDays] = await Promise.all([
+  const [catalog, tables, lag, staleDays, unsynced] = await Promise.all([
     readCatalog(pool, row.name),
-    schema ? countRows(pool, schema) : Promise.resolve({}),
+    countRows(pool, schema),
     position ? pendingOf(pool, position) : Promise.resolve({ pending: 0, lagS: 0 }),
     dirtyDayCount(pool, row.name),
+    localSchema(spec) === null ? unsyncedChanges(pool, schema) : Promise.resolve(0),
   ]);
   return {
     name: row.name,
     spec,
     state: row.state as MaterializationView['state'],
     position,
-    lag: { pending: lag.pending, seconds: Math.round(lag.lagS * 1000) / 1000, staleDays },
+    lag: { pending: lag.pending, seconds: Math.round(lag.lagS * 1000) / 1000, staleDays, unsynced },
     eventsApplied: row.eventsApplied,
     appliedUntil: iso(row.appliedUntil),
     lastBatchAt: iso(row.lastBatchAt),

@@ -29,13 +29,13 @@ export interface MaterializedColumn {
 export interface Materialization {
   name: string;
   spec: {
-    destination?: { kind: string; schema?: string; path?: string; prefix?: string };
+    destination?: { kind: string; schema?: string; path?: string; prefix?: string; connection?: string };
     services?: string[];
   } & Record<string, unknown>;
   state: 'building' | 'running' | 'failed';
   position: { xid: string; seq: number } | null;
   /** `staleDays`: days of daily_counts touched and not recounted yet. */
-  lag: { pending: number; seconds: number; staleDays: number };
+  lag: { pending: number; seconds: number; staleDays: number; unsynced?: number };
   eventsApplied: number;
   appliedUntil: string | null;
   lastBatchAt: string | null;
@@ -87,7 +87,8 @@ export function materializationStatus(m: Materialization): { label: string; tone
 function destinationOf(m: Materialization): string {
   const d = m.spec.destination;
   if (!d) return '';
-  if (d.kind === 'postgres') return `postgres · schema ${d.schema ?? 'mat'}`;
+  if (d.kind === 'postgres')
+    return `postgres · ${'connection' in d ? 'another database, ' : ''}schema ${d.schema ?? 'mat'}`;
   return `${d.kind} · ${d.path ?? d.prefix ?? ''}`;
 }
 
@@ -220,6 +221,11 @@ function MaterializationRow(props: { materialization: Materialization; now: numb
             {lag.pending >= PENDING_CAP ? '+' : ''} events
             <div class="hint">oldest {formatDuration(lag.seconds * 1000)}</div>
           </>
+        )}
+        {(lag.unsynced ?? 0) > 0 && (
+          <div class="hint" data-field="unsynced">
+            {formatCount(lag.unsynced ?? 0)} changes to sync to the destination
+          </div>
         )}
       </td>
       <td class="num">
